@@ -1,0 +1,24 @@
+"""Object storage: the Storage protocol, backends (local, memory, s3), wrappers and the factory.
+
+Nouns: an *object* is an immutable byte string stored under a *name* ("data/ab/abcd…");
+a *backend* talks to one kind of store; a *wrapper* decorates a Storage with one concern
+(retries, concurrency limits, request counting, fault injection for tests).
+"""
+
+from __future__ import annotations
+
+from bbackup.storage.base import ARCHIVE_CLASSES, ObjectInfo, Storage, StorageWrapper
+from bbackup.storage.factory import StorageOptions, StorageStack, open_storage
+from bbackup.storage.url import RepositoryURL, parse_repository_url
+
+__all__ = [
+    "ARCHIVE_CLASSES",
+    "ObjectInfo",
+    "RepositoryURL",
+    "Storage",
+    "StorageOptions",
+    "StorageStack",
+    "StorageWrapper",
+    "open_storage",
+    "parse_repository_url",
+]

@@ -1,0 +1,83 @@
+"""The one place that builds a storage stack: URL → backend → wrappers.
+
+    RetryingStorage            retries Transient errors with backoff (tenacity)
+      └ LimitedStorage         at most --connections calls in flight
+          └ CountingStorage    counts requests for --json summaries
+              └ backend        local, memory or s3 (imported only when used)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bbackup.storage.base import Storage
+from bbackup.storage.counting import CountingStorage
+from bbackup.storage.limit import LimitedStorage
+from bbackup.storage.url import RepositoryURL, parse_repository_url
+
+DEFAULT_CONNECTIONS = {"s3": 16, "local": 4, "memory": 4}
+
+
+@dataclass(slots=True)
+class StorageOptions:
+    """Backend settings from flags and environment; None means "use the default"."""
+
+    connections: int | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool | None = None
+    s3_profile: str | None = None
+    #: Upper bound on the time spent retrying one call before giving up.
+    retry_seconds: float = 120.0
+    #: Tests insert a fault-injecting wrapper directly above the backend here.
+    wrap_backend: Callable[[Storage], Storage] | None = None
+    #: The in-memory backend's object dict, shared between opens in one process.
+    memory_backend: Storage | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class StorageStack:
+    """The assembled storage plus handles on the wrappers callers report from."""
+
+    storage: Storage
+    counter: CountingStorage
+    url: RepositoryURL
+
+
+def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None) -> StorageStack:
+    """Build the storage stack for a repository URL."""
+    from bbackup.storage.retry import RetryingStorage
+
+    options = options or StorageOptions()
+    parsed = parse_repository_url(url) if isinstance(url, str) else url
+    backend: Storage
+    if parsed.scheme == "local":
+        from bbackup.storage.local import LocalStorage
+
+        backend = LocalStorage(parsed.path)
+    elif parsed.scheme == "memory":
+        from bbackup.storage.memory import MemoryStorage
+
+        backend = options.memory_backend or MemoryStorage()
+    else:
+        from bbackup.storage.s3 import S3Storage
+
+        backend = S3Storage(
+            parsed.bucket,
+            parsed.prefix,
+            endpoint_url=options.s3_endpoint
+            or os.environ.get("BBACKUP_S3_ENDPOINT")
+            or os.environ.get("AWS_ENDPOINT_URL"),
+            region=options.s3_region,
+            path_style=options.s3_path_style,
+            profile=options.s3_profile,
+        )
+    if options.wrap_backend is not None:
+        backend = options.wrap_backend(backend)
+    counter = CountingStorage(backend)
+    connections = options.connections or DEFAULT_CONNECTIONS[parsed.scheme]
+    limited = LimitedStorage(counter, connections)
+    storage = RetryingStorage(limited, max_elapsed=options.retry_seconds)
+    return StorageStack(storage, counter, parsed)

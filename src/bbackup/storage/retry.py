@@ -1,0 +1,92 @@
+"""A wrapper that retries Transient storage errors with exponential backoff and jitter.
+
+Only `Transient` is retried (5xx, throttling, timeouts, connection resets, truncated
+bodies); `NotFound`, `Permanent` and `Archived` fail at once. Every call is bounded in
+total time, so an unreachable endpoint fails in minutes, not hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from bbackup.errors import Transient
+from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
+
+T = TypeVar("T")
+
+
+class RetryingStorage(StorageWrapper):
+    """Retries each call on Transient errors for at most `max_elapsed` seconds."""
+
+    def __init__(
+        self,
+        inner: Storage,
+        *,
+        max_elapsed: float = 120.0,
+        max_attempts: int = 10,
+        initial_wait: float = 0.2,
+        max_wait: float = 15.0,
+    ) -> None:
+        super().__init__(inner)
+        self.max_elapsed = max_elapsed
+        self.max_attempts = max_attempts
+        self.initial_wait = initial_wait
+        self.max_wait = max_wait
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Transient),
+            stop=stop_after_delay(self.max_elapsed) | stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await fn()
+        except RetryError as exc:  # pragma: no cover - reraise=True re-raises the cause
+            raise Transient(str(exc)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def put(
+        self,
+        name: str,
+        data: bytes | memoryview,
+        *,
+        storage_class: str | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        await self._call(
+            lambda: self.inner.put(name, data, storage_class=storage_class, if_absent=if_absent)
+        )
+
+    async def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return await self._call(lambda: self.inner.get(name, offset, length))
+
+    async def stat(self, name: str) -> ObjectInfo:
+        return await self._call(lambda: self.inner.stat(name))
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        # A listing that fails part-way is restarted from the beginning; callers only see
+        # a listing once it is complete, never a truncated one.
+        async def collect() -> list[ObjectInfo]:
+            return [info async for info in self.inner.list(prefix)]
+
+        for info in await self._call(collect):
+            yield info
+
+    async def delete(self, name: str) -> None:
+        await self._call(lambda: self.inner.delete(name))
+
+    async def restore(self, name: str, days: int, tier: str) -> None:
+        await self._call(lambda: self.inner.restore(name, days, tier))
