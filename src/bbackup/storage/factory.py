@@ -44,6 +44,8 @@ class StorageStack:
     storage: Storage
     counter: CountingStorage
     url: RepositoryURL
+    #: The bare backend (for backend-specific calls such as S3's ensure_bucket).
+    backend: Storage
 
 
 def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None) -> StorageStack:
@@ -74,10 +76,11 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
             path_style=options.s3_path_style,
             profile=options.s3_profile,
         )
+    bare = backend
     if options.wrap_backend is not None:
         backend = options.wrap_backend(backend)
     counter = CountingStorage(backend)
     connections = options.connections or DEFAULT_CONNECTIONS[parsed.scheme]
     limited = LimitedStorage(counter, connections)
     storage = RetryingStorage(limited, max_elapsed=options.retry_seconds)
-    return StorageStack(storage, counter, parsed)
+    return StorageStack(storage, counter, parsed, bare)

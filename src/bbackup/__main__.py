@@ -1,0 +1,5 @@
+"""`python -m bbackup`."""
+
+from bbackup.cli.app import main
+
+main()

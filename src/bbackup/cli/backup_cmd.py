@@ -1,0 +1,109 @@
+"""`bbackup backup PATH...`: back up paths into a new snapshot."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bbackup.cli.common import GlobalOptions, echo, emit_json, human_bytes, repo_command, warn, with_repo
+from bbackup.cli.progress import progress_reporter
+from bbackup.errors import ExitCode, UsageError
+from bbackup.ops.backup import BACKUP_TYPES, Archiver, BackupOptions, BackupSummary
+from bbackup.repository import Repository
+from bbackup.storage import DEFAULT_CONNECTIONS
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--time {text!r}: use ISO 8601, e.g. 2026-01-31T02:00:00+00:00") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def register(app: typer.Typer) -> None:
+    @repo_command(app, "backup", help="Back up files and directories.")
+    def backup(
+        opts: GlobalOptions,
+        paths: Annotated[list[str], typer.Argument(help="Files and directories to back up.")],
+        host: Annotated[str | None, typer.Option(help="Record this host name.")] = None,
+        tag: Annotated[list[str] | None, typer.Option("--tag", help="Add a tag (repeatable).")] = None,
+        exclude: Annotated[list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")] = None,
+        exclude_file: Annotated[list[str] | None, typer.Option(help="Read exclude patterns from a file.")] = None,
+        backup_type: Annotated[str, typer.Option("--type", help="incremental, differential or full.")] = "incremental",
+        time_: Annotated[str | None, typer.Option("--time", help="Record this time (ISO 8601).")] = None,
+        storage_class: Annotated[str | None, typer.Option(help="Storage class for data packs (S3).")] = None,
+        compression: Annotated[int | None, typer.Option(help="zstd level for this run.")] = None,
+        workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 3,
+    ) -> None:
+        if backup_type not in BACKUP_TYPES:
+            raise UsageError(f"--type must be one of {', '.join(BACKUP_TYPES)}")
+        patterns = list(exclude or [])
+        for path in exclude_file or []:
+            try:
+                lines = Path(path).read_text().splitlines()
+            except OSError as exc:
+                raise UsageError(f"cannot read exclude file {path}: {exc.strerror}") from exc
+            patterns += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        stack_scheme = opts.open_stack().url.scheme if opts.repo else "local"
+        options = BackupOptions(
+            paths=paths,
+            tags=tag or [],
+            excludes=patterns,
+            backup_type=backup_type,
+            time=parse_time(time_),
+            storage_class=storage_class,
+            compression_level=compression,
+            workers=workers,
+            upload_slots=opts.connections or DEFAULT_CONNECTIONS.get(stack_scheme, 4),
+        )
+        if host:
+            options.host = host
+
+        def on_error(path: str, message: str) -> None:
+            if opts.json:
+                emit_json({"event": "error", "path": path, "message": message})
+            else:
+                warn(f"warning: {path}: {message}")
+
+        async def work(repo: Repository) -> BackupSummary:
+            archiver = Archiver(repo, options, on_error=on_error)
+            start = time.monotonic()
+
+            def sample() -> dict[str, object]:
+                p = archiver.progress
+                return {"files": p.files, "bytes": p.bytes_seen, "bytes_read": p.bytes_read,
+                        "errors": p.errors, "seconds": time.monotonic() - start}
+
+            async with progress_reporter(sample, as_json=opts.json, label="backup"):
+                await archiver.run()
+            archiver.summary.requests = repo.stack.counter.snapshot()
+            return archiver.summary
+
+        summary = with_repo(opts, work)
+        if opts.json:
+            emit_json({"event": "summary", **summary.to_dict()})
+        else:
+            echo(
+                f"Files: {summary.files_new} new, {summary.files_changed} changed, "
+                f"{summary.files_unchanged} unmodified"
+            )
+            echo(
+                f"Added to the repository: {human_bytes(summary.bytes_added)} "
+                f"({human_bytes(summary.bytes_stored)} stored)"
+            )
+            echo(
+                f"processed {summary.total_files} files, {human_bytes(summary.total_bytes)} "
+                f"in {summary.duration_seconds:.1f}s"
+            )
+            echo(f"snapshot {summary.snapshot_id[:8]} saved ({summary.type})")
+        if summary.errors:
+            if not opts.json:
+                warn(f"{summary.errors} files could not be backed up; see the warnings above")
+            raise typer.Exit(ExitCode.PARTIAL)

@@ -1,0 +1,23 @@
+"""Cryptography: the master key and its password-wrapped key files, keyed IDs, and AEAD.
+
+A *master key* holds three secrets: the encryption key, the ID key (keyed BLAKE3 blob IDs)
+and the chunker seed. A *key file* wraps the master key under a key derived from a
+password with scrypt. *Blobs* and *documents* are sealed with AES-256-GCM under subkeys
+derived from the encryption key, so no key ever encrypts two different plaintexts with
+a repeated nonce.
+"""
+
+from __future__ import annotations
+
+from bbackup.crypto.aead import BlobType, Cipher
+from bbackup.crypto.keys import KdfParams, MasterKey, calibrate_kdf, open_key_file, seal_key_file
+
+__all__ = [
+    "BlobType",
+    "Cipher",
+    "KdfParams",
+    "MasterKey",
+    "calibrate_kdf",
+    "open_key_file",
+    "seal_key_file",
+]

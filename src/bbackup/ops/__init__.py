@@ -1,0 +1,1 @@
+"""Backup operations: archiver, restorer, checker, retention and pruning over a Repository."""

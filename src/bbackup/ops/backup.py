@@ -1,0 +1,441 @@
+"""The archiver: walks the source paths and writes one snapshot.
+
+scan (os.scandir + lstat, in threads) → change detection against the parent snapshot →
+read → chunk → hash → dedup → compress → seal (worker threads; every library involved
+releases the GIL) → pack → upload (asyncio tasks bounded by the writer's upload slots).
+Worker threads hand sealed blobs to the event loop in batches and block until it takes
+them, so a slow store slows the readers instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bbackup import __version__
+from bbackup.chunking import Chunker
+from bbackup.crypto import BlobType
+from bbackup.errors import BbackupError, NoSpace
+from bbackup.ops.scan import Excluder, node_from_stat, unchanged
+from bbackup.repository import BlobWriter, PreparedBlob, Repository, RepositoryLock
+from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, Tree
+from bbackup.snapshot.store import load_snapshots, load_tree, save_snapshot, save_tree
+
+BACKUP_TYPES = ("incremental", "differential", "full")
+#: Sealed bytes a reader thread gathers before handing them to the event loop.
+HANDOFF_BYTES = 8 * 1024 * 1024
+HANDOFF_BLOBS = 256
+
+
+@dataclass(slots=True)
+class BackupOptions:
+    """What to back up and how."""
+
+    paths: Sequence[str]
+    host: str = field(default_factory=socket.gethostname)
+    tags: Sequence[str] = ()
+    excludes: Sequence[str] = ()
+    backup_type: str = "incremental"
+    time: datetime | None = None
+    storage_class: str | None = None
+    compression_level: int | None = None
+    workers: int = 3
+    upload_slots: int = 4
+
+
+@dataclass(slots=True)
+class BackupProgress:
+    """Live counters for progress display; written by the archiver, read by the CLI."""
+
+    files: int = 0
+    dirs: int = 0
+    bytes_read: int = 0
+    bytes_seen: int = 0
+    errors: int = 0
+    current: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class BackupSummary:
+    """What one backup did; stored in the snapshot and printed as the --json summary."""
+
+    snapshot_id: str = ""
+    type: str = "incremental"
+    parent: str | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    total_files: int = 0
+    total_bytes: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    bytes_stored: int = 0
+    packs_written: int = 0
+    errors: int = 0
+    error_list: list[dict[str, str]] = field(default_factory=list)
+    duration_seconds: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Leaf:
+    """Marks a backup source path inside the virtual tree of path components."""
+
+
+_LEAF = _Leaf()
+_VirtualTree = dict[bytes, "_VirtualTree | _Leaf"]
+
+
+def normalize_paths(paths: Sequence[str]) -> list[str]:
+    """Absolute, de-duplicated source paths; a path inside another is dropped."""
+    absolute = sorted({os.path.abspath(os.path.expanduser(p)) for p in paths})
+    kept: list[str] = []
+    for path in absolute:
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _virtual_tree(paths: Sequence[str]) -> _VirtualTree:
+    root: _VirtualTree = {}
+    for path in paths:
+        parts = [os.fsencode(p) for p in path.strip("/").split("/") if p]
+        if not parts:
+            raise BbackupError("backing up / itself: name the directories under it instead")
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            assert isinstance(child, dict)
+            node = child
+        node[parts[-1]] = _LEAF
+    return root
+
+
+def select_parent(
+    snapshots: Sequence[Snapshot], host: str, paths: Sequence[str], backup_type: str
+) -> Snapshot | None:
+    """The snapshot to compare with: latest (incremental) or latest full (differential)."""
+    if backup_type == "full":
+        return None
+    same = [s for s in snapshots if s.host == host and sorted(s.paths) == sorted(paths)]
+    if backup_type == "differential":
+        same = [s for s in same if s.backup_type == "full"]
+    return max(same, key=lambda s: (s.time, s.id), default=None)
+
+
+class Archiver:
+    """Backs up a set of paths into one snapshot."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        options: BackupOptions,
+        *,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if options.backup_type not in BACKUP_TYPES:
+            raise BbackupError(f"unknown backup type {options.backup_type!r}")
+        self.repo = repo
+        self.options = options
+        self.on_error = on_error
+        self.progress = BackupProgress()
+        self.summary = BackupSummary(type=options.backup_type)
+        self.excluder = Excluder(options.excludes)
+        self._local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._writer: BlobWriter | None = None
+        self._file_slots = asyncio.Semaphore(max(2, options.workers * 4))
+
+    # ---- entry point -------------------------------------------------------------------
+
+    async def run(self) -> Snapshot:
+        started = time.monotonic()
+        paths = normalize_paths(self.options.paths)
+        for path in paths:
+            if not os.path.lexists(path):
+                raise BbackupError(f"{path}: no such file or directory")
+        snapshots = await load_snapshots(self.repo)
+        parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
+        fulls = [
+            s for s in snapshots if s.backup_type == "full" and s.host == self.options.host
+        ]
+        base = max(fulls, key=lambda s: (s.time, s.id), default=None)
+        self.summary.parent = parent.id if parent else None
+        self._loop = asyncio.get_running_loop()
+        self._writer = self.repo.new_writer(
+            compression_level=self.options.compression_level,
+            data_storage_class=self.options.storage_class,
+            upload_slots=self.options.upload_slots,
+        )
+        async with RepositoryLock(self.repo, exclusive=False, purpose="backup"):
+            self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-read")
+            try:
+                tree_id = await self._save_virtual(
+                    b"", _virtual_tree(paths), parent.tree if parent else None
+                )
+                await self._writer.flush()
+            except BaseException:
+                await self._writer.abort()
+                raise
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            stats = self._writer.stats
+            self.summary.bytes_added = stats.bytes_added
+            self.summary.bytes_stored = stats.bytes_stored
+            self.summary.packs_written = stats.packs
+            self.summary.bytes_read = self.progress.bytes_read
+            self.summary.errors = len(self.summary.error_list)
+            self.summary.duration_seconds = round(time.monotonic() - started, 3)
+            snapshot = Snapshot(
+                time=self.options.time or datetime.now().astimezone(),
+                host=self.options.host,
+                paths=paths,
+                tree=tree_id,
+                user=_current_user(),
+                tags=sorted(set(self.options.tags)),
+                backup_type=self.options.backup_type,
+                parent=parent.id if parent else None,
+                base=None if self.options.backup_type == "full" else (base.id if base else None),
+                program_version=f"bbackup {__version__}",
+                excludes=list(self.options.excludes),
+                summary=self._stored_summary(),
+            )
+            await save_snapshot(self.repo, snapshot)
+        self.summary.snapshot_id = snapshot.id
+        return snapshot
+
+    def _stored_summary(self) -> dict[str, Any]:
+        summary = self.summary.to_dict()
+        for transient in ("snapshot_id", "requests", "error_list"):
+            summary.pop(transient, None)
+        return summary
+
+    def _error(self, path: bytes, message: str) -> None:
+        text = os.fsdecode(path)
+        self.summary.error_list.append({"path": text, "message": message})
+        self.progress.errors += 1
+        if self.on_error is not None:
+            self.on_error(text, message)
+
+    # ---- trees -------------------------------------------------------------------------
+
+    async def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
+        if tree_id is None or tree_id not in self.repo.index:
+            return {}
+        return {n.name: n for n in (await load_tree(self.repo, tree_id)).nodes}
+
+    async def _save_virtual(
+        self, prefix: bytes, children: _VirtualTree, parent_tree: bytes | None
+    ) -> bytes:
+        """Save the directories leading to the source paths (not their other entries)."""
+        assert self._writer is not None
+        previous = await self._parent_nodes(parent_tree)
+        nodes: list[Node] = []
+        tasks: list[asyncio.Task[Node | None]] = []
+        for name, child in sorted(children.items()):
+            path = prefix + b"/" + name
+            try:
+                node = await asyncio.to_thread(_stat_node, name, path)
+            except OSError as exc:
+                self._error(path, exc.strerror or str(exc))
+                continue
+            prev = previous.get(name)
+            if isinstance(child, _Leaf):
+                tasks.append(await self._schedule(path, node, prev))
+            else:
+                node.subtree = await self._save_virtual(
+                    path, child, prev.subtree if prev and prev.type == DIR else None
+                )
+                nodes.append(node)
+        nodes.extend(n for n in await asyncio.gather(*tasks) if n is not None)
+        return await save_tree(self._writer, Tree(nodes))
+
+    async def _save_dir(self, path: bytes, parent_tree: bytes | None) -> bytes:
+        assert self._writer is not None
+        self.progress.dirs += 1
+        self.summary.dirs += 1
+        previous = await self._parent_nodes(parent_tree)
+        try:
+            entries = await asyncio.to_thread(self._scan_dir, path)
+        except OSError as exc:
+            self._error(path, f"cannot read directory: {exc.strerror or exc}")
+            entries = []
+        tasks = [await self._schedule(p, node, previous.get(node.name)) for p, node in entries]
+        nodes = [n for n in await asyncio.gather(*tasks) if n is not None]
+        return await save_tree(self._writer, Tree(nodes))
+
+    def _scan_dir(self, path: bytes) -> list[tuple[bytes, Node]]:
+        entries = []
+        with os.scandir(path) as it:
+            for entry in it:
+                full = path + b"/" + entry.name
+                if self.excluder.excluded(full):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    entries.append((full, node_from_stat(entry.name, full, st)))
+                except FileNotFoundError:
+                    continue  # vanished between listing and stat: it is not in this snapshot
+                except OSError as exc:
+                    self._loop_call(self._error, full, exc.strerror or str(exc))
+        return entries
+
+    def _loop_call(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    async def _schedule(self, path: bytes, node: Node, prev: Node | None) -> asyncio.Task[Node | None]:
+        """Start saving one entry; directories recurse, files go to the reader threads."""
+        if node.type == DIR:
+            subtree = prev.subtree if prev and prev.type == DIR else None
+            node.subtree = await self._save_dir(path, subtree)
+            return _done(node)
+        if node.type != FILE:
+            return _done(node)
+        self.summary.total_files += 1
+        self.progress.files += 1
+        if (
+            self.options.backup_type != "full"
+            and unchanged(node, prev)
+            and prev is not None
+            and all(blob in self.repo.index for blob in prev.content)
+        ):
+            node.content = prev.content
+            self.summary.files_unchanged += 1
+            self.summary.total_bytes += node.size
+            self.progress.bytes_seen += node.size
+            return _done(node)
+        await self._file_slots.acquire()
+        return asyncio.create_task(self._save_file(path, node, is_new=prev is None))
+
+    async def _save_file(self, path: bytes, node: Node, *, is_new: bool) -> Node | None:
+        assert self._loop is not None
+        try:
+            self.progress.current = os.fsdecode(path)
+            content, size, warning = await self._loop.run_in_executor(
+                self._pool, self._read_file, path
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"{os.fsdecode(path)}: no space left on device") from exc
+            if isinstance(exc, FileNotFoundError):
+                self._error(path, "vanished before it could be read")
+            else:
+                self._error(path, f"cannot read: {exc.strerror or exc}")
+            return None
+        finally:
+            self._file_slots.release()
+        if warning:
+            self._error(path, warning)
+        node.content = content
+        node.size = size
+        self.summary.total_bytes += size
+        if is_new:
+            self.summary.files_new += 1
+        else:
+            self.summary.files_changed += 1
+        return node
+
+    # ---- reader threads ----------------------------------------------------------------
+
+    def _chunker(self) -> Chunker:
+        chunker: Chunker | None = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = Chunker(self.repo.master.chunker_seed, self.repo.config.chunker)
+            self._local.chunker = chunker
+        return chunker
+
+    def _hand_off(self, batch: list[PreparedBlob]) -> None:
+        assert self._loop is not None and self._writer is not None
+        writer = self._writer
+
+        async def add_all() -> None:
+            for blob in batch:
+                await writer.add(blob)
+
+        asyncio.run_coroutine_threadsafe(add_all(), self._loop).result()
+
+    def _read_file(self, path: bytes) -> tuple[list[bytes], int, str | None]:
+        """Chunk, hash and seal one file; retried once if it changes while being read."""
+        content, size, changed = self._read_once(path)
+        if changed:
+            content, size, changed = self._read_once(path)
+            if changed:
+                return content, size, "file changed while being read; stored as read"
+        return content, size, None
+
+    def _read_once(self, path: bytes) -> tuple[list[bytes], int, bool]:
+        assert self._writer is not None
+        fd = _open_for_reading(path)
+        content: list[bytes] = []
+        batch: list[PreparedBlob] = []
+        batch_bytes = 0
+        size = 0
+        try:
+            before = os.fstat(fd)
+            with open(fd, "rb", buffering=0, closefd=False) as stream:
+                for chunk in self._chunker().chunk_stream(stream):
+                    prepared = self._writer.prepare(BlobType.DATA, chunk)
+                    content.append(prepared.blob_id)
+                    size += len(chunk)
+                    self.progress.bytes_read += len(chunk)
+                    self.progress.bytes_seen += len(chunk)
+                    if prepared.sealed is not None:
+                        batch.append(prepared)
+                        batch_bytes += len(prepared.sealed)
+                        if batch_bytes >= HANDOFF_BYTES or len(batch) >= HANDOFF_BLOBS:
+                            self._hand_off(batch)
+                            batch, batch_bytes = [], 0
+            after = os.fstat(fd)
+        finally:
+            # Blobs prepared here are reserved in the writer; they must reach a pack even if
+            # this file failed, or another file sharing them would reference nothing.
+            if batch:
+                self._hand_off(batch)
+            os.close(fd)
+        changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        return content, size, changed or size != after.st_size
+
+
+def _done(node: Node | None) -> asyncio.Task[Node | None]:
+    async def value() -> Node | None:
+        return node
+
+    return asyncio.ensure_future(value())
+
+
+def _stat_node(name: bytes, path: bytes) -> Node:
+    return node_from_stat(name, path, os.lstat(path))
+
+
+def _open_for_reading(path: bytes) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    if noatime:
+        with contextlib.suppress(PermissionError):
+            return os.open(path, flags | noatime)
+    return os.open(path, flags)
+
+
+def _current_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

@@ -1,0 +1,38 @@
+"""The repository: an encrypted, deduplicated store of blobs in packs, plus documents.
+
+Nouns: a *blob* is a chunk of file content or a serialized tree; a *pack* is a stored
+object holding many sealed blobs; the *index* maps blob IDs to pack locations; a
+*document* is a small encrypted object (config, index segment, snapshot, lock) named by
+the SHA-256 of its stored bytes; the *cache* keeps immutable documents and tree packs on
+local disk.
+"""
+
+from __future__ import annotations
+
+from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
+from bbackup.repository.lock import RepositoryLock, list_locks, remove_stale_locks
+from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack, verify_pack_id
+from bbackup.repository.repository import Repository, init_repository, open_repository
+from bbackup.repository.writer import BlobWriter, PreparedBlob, WriteStats
+
+__all__ = [
+    "BlobWriter",
+    "Index",
+    "IndexEntry",
+    "IndexSegment",
+    "PackInfo",
+    "PackedBlob",
+    "PreparedBlob",
+    "Repository",
+    "RepositoryConfig",
+    "RepositoryLock",
+    "WriteStats",
+    "init_repository",
+    "list_locks",
+    "open_repository",
+    "pack_object_name",
+    "parse_pack",
+    "remove_stale_locks",
+    "verify_pack_id",
+]

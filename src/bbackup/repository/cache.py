@@ -1,0 +1,108 @@
+"""The local cache: immutable, content-addressed objects kept under $XDG_CACHE_HOME.
+
+Index segments, snapshot documents and tree packs are cached whole, keyed by their
+object name, and verified against their SHA-256 name on every read; a damaged entry is
+dropped and fetched again. Deleting the cache never loses data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from bbackup.storage import Storage, StorageWrapper
+
+CACHED_PREFIXES = ("index/", "snapshots/", "tree/")
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bbackup"
+
+
+class CachingStorage(StorageWrapper):
+    """Serves cacheable objects from disk; writes through on put; forgets on delete."""
+
+    def __init__(self, inner: Storage, directory: Path) -> None:
+        super().__init__(inner)
+        self.directory = directory
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def cacheable(name: str) -> bool:
+        return name.startswith(CACHED_PREFIXES)
+
+    def _path(self, name: str) -> Path:
+        return self.directory / name
+
+    def _read_verified(self, name: str) -> bytes | None:
+        path = self._path(name)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != name.rsplit("/", 1)[-1]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return data
+
+    def _write(self, name: str, data: bytes | memoryview) -> None:
+        path = self._path(name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written is only slower
+
+    async def put(
+        self,
+        name: str,
+        data: bytes | memoryview,
+        *,
+        storage_class: str | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        await self.inner.put(name, data, storage_class=storage_class, if_absent=if_absent)
+        if self.cacheable(name):
+            await asyncio.to_thread(self._write, name, data)
+
+    async def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if not self.cacheable(name):
+            return await self.inner.get(name, offset, length)
+        data = await asyncio.to_thread(self._read_verified, name)
+        if data is None:
+            self.misses += 1
+            data = await self.inner.get(name)
+            if hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[-1]:
+                await asyncio.to_thread(self._write, name, data)
+        else:
+            self.hits += 1
+        end = len(data) if length is None else offset + length
+        return data[offset:end] if (offset or length is not None) else data
+
+    async def delete(self, name: str) -> None:
+        await self.inner.delete(name)
+        if self.cacheable(name):
+            with contextlib.suppress(OSError):
+                self._path(name).unlink()
+
+    def prune_missing(self, prefix: str, live: set[str]) -> None:
+        """Drop cached objects under `prefix` that the repository no longer lists."""
+        root = self.directory / prefix
+        if not root.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(root):
+            for filename in files:
+                path = Path(dirpath) / filename
+                name = path.relative_to(self.directory).as_posix()
+                if name not in live:
+                    with contextlib.suppress(OSError):
+                        path.unlink()

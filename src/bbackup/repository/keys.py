@@ -1,0 +1,62 @@
+"""Key files: list, add, remove and re-password the keys that wrap one master key."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from bbackup.crypto import calibrate_kdf, seal_key_file
+from bbackup.crypto.keys import describe_key_file
+from bbackup.errors import BbackupError
+from bbackup.repository.repository import Repository, read_key_files
+from bbackup.repository.writer import document_name
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    current: bool
+    details: dict[str, Any]
+
+
+async def list_keys(repo: Repository) -> list[KeyInfo]:
+    return [
+        KeyInfo(name.rsplit("/", 1)[-1], name == repo.key_name, describe_key_file(data))
+        for name, data in await read_key_files(repo.stack.storage)
+    ]
+
+
+async def add_key(repo: Repository, password: str) -> str:
+    """Wrap the master key under another password; return the new key's ID."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    data = seal_key_file(
+        repo.master, password, calibrate_kdf(), hostname=socket.gethostname(), username=user
+    )
+    name = document_name("keys", data)
+    await repo.stack.storage.put(name, data, if_absent=True)
+    return name.rsplit("/", 1)[-1]
+
+
+async def remove_key(repo: Repository, key_id: str) -> str:
+    """Remove a key by ID prefix; the key used to open the repository cannot be removed."""
+    matches = [k for k in await list_keys(repo) if k.key_id.startswith(key_id)]
+    if len(matches) != 1:
+        raise BbackupError(f"key {key_id!r}: {'no' if not matches else 'more than one'} key matches")
+    key = matches[0]
+    if key.current:
+        raise BbackupError("refusing to remove the key this command was opened with")
+    await repo.stack.storage.delete(f"keys/{key.key_id}")
+    return key.key_id
+
+
+async def change_password(repo: Repository, password: str) -> str:
+    """Add a key for the new password, then remove the one that opened the repository."""
+    new_id = await add_key(repo, password)
+    await repo.stack.storage.delete(repo.key_name)
+    repo.key_name = f"keys/{new_id}"
+    return new_id

@@ -1,0 +1,163 @@
+"""Repository locks: small documents under locks/ that say who is working on the repository.
+
+Shared locks (backup, restore, check) coexist; an exclusive lock excludes everything.
+A lock not refreshed for STALE_AFTER seconds belongs to a dead process and is ignored
+(and removed by `unlock`). Lock documents are encrypted like every other document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
+
+if TYPE_CHECKING:
+    from bbackup.repository.repository import Repository
+
+LOCK_KIND = "lock"
+REFRESH_EVERY = 300.0
+STALE_AFTER = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """What one lock document says."""
+
+    name: str
+    host: str
+    pid: int
+    user: str
+    time: float
+    exclusive: bool
+    purpose: str
+
+    @property
+    def stale(self) -> bool:
+        if time.time() - self.time > STALE_AFTER:
+            return True
+        # A lock of a process on this host that no longer exists is stale at once.
+        if self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        age = int(time.time() - self.time)
+        return f"{kind} lock by {self.user}@{self.host} pid {self.pid} ({self.purpose}, {age}s ago)"
+
+
+async def list_locks(repo: Repository) -> list[LockInfo]:
+    locks = []
+    async for info in repo.storage.list("locks/"):
+        try:
+            raw: dict[str, Any] = msgpack.unpackb(await repo.load_document(info.name, LOCK_KIND))
+        except (NotFound, IntegrityError, ValueError):
+            continue  # removed meanwhile, or unreadable: not ours to judge here
+        locks.append(
+            LockInfo(
+                info.name,
+                str(raw["host"]),
+                int(raw["pid"]),
+                str(raw["user"]),
+                float(raw["time"]),
+                bool(raw["exclusive"]),
+                str(raw.get("purpose", "")),
+            )
+        )
+    return locks
+
+
+class RepositoryLock:
+    """An async context manager holding a lock and refreshing it in the background."""
+
+    def __init__(self, repo: Repository, *, exclusive: bool, purpose: str) -> None:
+        self.repo = repo
+        self.exclusive = exclusive
+        self.purpose = purpose
+        self.name: str | None = None
+        self._refresher: asyncio.Task[None] | None = None
+
+    def _document(self) -> bytes:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        packed: bytes = msgpack.packb(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "user": user,
+                "time": time.time(),
+                "exclusive": self.exclusive,
+                "purpose": self.purpose,
+            }
+        )
+        return packed
+
+    async def _write(self) -> None:
+        old = self.name
+        self.name = await self.repo.save_document("locks", LOCK_KIND, self._document())
+        if old:
+            await self.repo.storage.delete(old)
+
+    async def __aenter__(self) -> RepositoryLock:
+        await self._check_conflicts()
+        await self._write()
+        # Two processes may have checked at the same moment; look again after writing.
+        try:
+            await self._check_conflicts()
+        except RepositoryLocked:
+            await self._release()
+            raise
+        self._refresher = asyncio.create_task(self._refresh_loop())
+        return self
+
+    async def _check_conflicts(self) -> None:
+        for lock in await list_locks(self.repo):
+            if lock.name == self.name or lock.stale:
+                continue
+            if self.exclusive or lock.exclusive:
+                raise RepositoryLocked(f"repository is locked: {lock.describe()}")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY)
+            with contextlib.suppress(Exception):
+                await self._write()
+
+    async def _release(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self.name:
+            with contextlib.suppress(Exception):
+                await self.repo.storage.delete(self.name)
+            self.name = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._release()
+
+
+async def remove_stale_locks(repo: Repository, *, all_locks: bool = False) -> int:
+    """Delete stale locks (or every lock with `all_locks`); return how many."""
+    removed = 0
+    for lock in await list_locks(repo):
+        if all_locks or lock.stale:
+            await repo.storage.delete(lock.name)
+            removed += 1
+    return removed

@@ -1,0 +1,110 @@
+"""Packs: many sealed blobs in one stored object, with an encrypted header at the end.
+
+    pack = blob₀ ‖ blob₁ ‖ … ‖ sealed header ‖ header length (uint32, little endian)
+
+The header is a document of kind "pack-header" listing every blob's type, ID, offset,
+sealed length and raw length, so a lost index can be rebuilt from the packs alone. The
+pack ID is the SHA-256 of the stored bytes: anyone can verify a pack without the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import msgpack
+
+from bbackup.crypto import BlobType, Cipher
+from bbackup.errors import IntegrityError
+
+_TRAILER = struct.Struct("<I")
+HEADER_KIND = "pack-header"
+
+
+@dataclass(frozen=True, slots=True)
+class PackedBlob:
+    """Where one blob sits inside a pack."""
+
+    blob_type: BlobType
+    blob_id: bytes
+    offset: int
+    length: int  # sealed bytes in the pack
+    raw_length: int  # plaintext bytes
+
+
+def pack_object_name(blob_type: BlobType, pack_id: str) -> str:
+    return f"{blob_type.directory}/{pack_id[:2]}/{pack_id}"
+
+
+class PackWriter:
+    """Accumulates sealed blobs of one type, then produces the pack's bytes."""
+
+    def __init__(self, blob_type: BlobType) -> None:
+        self.blob_type = blob_type
+        self.blobs: list[PackedBlob] = []
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def add(self, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+        self.blobs.append(PackedBlob(self.blob_type, blob_id, self.size, len(sealed), raw_length))
+        self._parts.append(sealed)
+        self.size += len(sealed)
+
+    def finish(self, cipher: Cipher) -> tuple[str, bytes]:
+        """Return (pack ID, stored bytes)."""
+        header = msgpack.packb(
+            [(int(b.blob_type), b.blob_id, b.offset, b.length, b.raw_length) for b in self.blobs]
+        )
+        sealed_header = cipher.seal_document(HEADER_KIND, header)
+        self._parts.append(sealed_header)
+        self._parts.append(_TRAILER.pack(len(sealed_header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return hashlib.sha256(data).hexdigest(), data
+
+
+def verify_pack_id(pack_id: str, data: bytes | memoryview) -> None:
+    if hashlib.sha256(data).hexdigest() != pack_id:
+        raise IntegrityError(f"pack {pack_id}: content does not match its ID (SHA-256)")
+
+
+def header_length(trailer: bytes) -> int:
+    """The sealed header's length from the pack's last 4 bytes."""
+    if len(trailer) != _TRAILER.size:
+        raise IntegrityError("pack trailer is truncated")
+    (length,) = _TRAILER.unpack(trailer)
+    return int(length)
+
+
+def parse_header(cipher: Cipher, sealed_header: bytes | memoryview) -> list[PackedBlob]:
+    plain = cipher.open_document(HEADER_KIND, sealed_header)
+    try:
+        return [
+            PackedBlob(BlobType(t), bytes(i), int(o), int(n), int(r))
+            for t, i, o, n, r in msgpack.unpackb(plain)
+        ]
+    except (ValueError, TypeError) as exc:
+        raise IntegrityError("pack header is malformed") from exc
+
+
+def parse_pack(cipher: Cipher, data: bytes | memoryview) -> list[PackedBlob]:
+    """Read the header of a whole pack held in memory."""
+    view = memoryview(data)
+    if len(view) < _TRAILER.size:
+        raise IntegrityError("pack is truncated")
+    length = header_length(bytes(view[-_TRAILER.size :]))
+    start = len(view) - _TRAILER.size - length
+    if start < 0:
+        raise IntegrityError("pack header length exceeds the pack")
+    blobs = parse_header(cipher, view[start : len(view) - _TRAILER.size])
+    for blob in blobs:
+        if blob.offset + blob.length > start:
+            raise IntegrityError("pack header points past the blob area")
+    return blobs
+
+
+TRAILER_SIZE = _TRAILER.size

@@ -1,0 +1,214 @@
+"""The Repository: init and open, the master key, config, index, blobs and documents.
+
+Everything above this layer reads and writes through a Repository: blobs by type and ID,
+documents (snapshots, locks) by name. Storage objects are never touched directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+from bbackup.compression import decompress
+from bbackup.crypto import BlobType, Cipher, MasterKey, calibrate_kdf, open_key_file, seal_key_file
+from bbackup.errors import (
+    IntegrityError,
+    NotFound,
+    RepositoryAlreadyExists,
+    RepositoryNotFound,
+    WrongPassword,
+)
+from bbackup.repository.cache import CachingStorage, default_cache_root
+from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
+from bbackup.repository.pack import pack_object_name
+from bbackup.repository.writer import BlobWriter, document_name
+from bbackup.storage import Storage, StorageStack
+
+CONFIG_NAME = "config"
+CONFIG_KIND = "config"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+async def init_repository(
+    stack: StorageStack, password: str, config: RepositoryConfig | None = None
+) -> RepositoryConfig:
+    """Create a repository: a master key, its first key file and the config."""
+    storage = stack.storage
+    try:
+        await storage.stat(CONFIG_NAME)
+    except NotFound:
+        pass
+    else:
+        raise RepositoryAlreadyExists(f"a repository already exists at {storage.location}")
+    config = config or RepositoryConfig()
+    master = MasterKey.generate()
+    key_file = seal_key_file(
+        master, password, calibrate_kdf(), hostname=socket.gethostname(), username=_user()
+    )
+    await storage.put(document_name("keys", key_file), key_file, if_absent=True)
+    cipher = Cipher(master)
+    await storage.put(CONFIG_NAME, cipher.seal_document(CONFIG_KIND, config.to_bytes()))
+    return config
+
+
+class Repository:
+    """An open repository. Use `open_repository` to get one."""
+
+    def __init__(
+        self,
+        stack: StorageStack,
+        storage: Storage,
+        config: RepositoryConfig,
+        master: MasterKey,
+        key_name: str,
+    ) -> None:
+        self.stack = stack
+        self.storage = storage
+        self.config = config
+        self.master = master
+        self.key_name = key_name
+        self.cipher = Cipher(master)
+        self.index = Index()
+        self._index_segments: list[str] = []
+
+    @property
+    def location(self) -> str:
+        return self.stack.storage.location
+
+    # ---- index -------------------------------------------------------------------------
+
+    async def load_index(self) -> None:
+        """Read every index segment, skipping those a newer segment supersedes."""
+        names = [info.name async for info in self.storage.list("index/")]
+        if isinstance(self.storage, CachingStorage):
+            self.storage.prune_missing("index/", set(names))
+        segments = await asyncio.gather(*(self._load_segment(n) for n in names))
+        superseded = {s for segment in segments for s in segment.supersedes}
+        index = Index()
+        for name, segment in zip(names, segments, strict=True):
+            if name.rsplit("/", 1)[-1] not in superseded:
+                index.add_segment(segment)
+        self.index = index
+        self._index_segments = [n for n in names if n.rsplit("/", 1)[-1] not in superseded]
+
+    async def _load_segment(self, name: str) -> IndexSegment:
+        return IndexSegment.from_bytes(await self.load_document(name, INDEX_KIND))
+
+    @property
+    def index_segments(self) -> list[str]:
+        return list(self._index_segments)
+
+    # ---- blobs -------------------------------------------------------------------------
+
+    def new_writer(
+        self,
+        *,
+        compression_level: int | None = None,
+        data_storage_class: str | None = None,
+        upload_slots: int | None = None,
+    ) -> BlobWriter:
+        """A writer for a backup; its packs join this repository's index as they land."""
+        return BlobWriter(
+            self.storage,
+            self.cipher,
+            self.index,
+            pack_size=self.config.pack_size,
+            compression_level=(
+                self.config.compression_level if compression_level is None else compression_level
+            ),
+            upload_slots=upload_slots or 4,
+            data_storage_class=data_storage_class,
+        )
+
+    def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
+        """Open, decompress and verify one blob. Thread-safe; CPU-bound."""
+        payload = self.cipher.open_blob(entry.blob_type, blob_id, sealed)
+        try:
+            plain = decompress(payload, entry.raw_length)
+        except Exception as exc:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]}: cannot decompress") from exc
+        if len(plain) != entry.raw_length or self.cipher.blob_id(plain) != blob_id:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]}: content does not match its ID")
+        return plain
+
+    async def load_blob(self, blob_id: bytes) -> bytes:
+        entry = self.index.lookup(blob_id)
+        sealed = await self.storage.get(
+            pack_object_name(entry.blob_type, entry.pack_id), entry.offset, entry.length
+        )
+        if len(sealed) != entry.length:
+            raise IntegrityError(f"pack {entry.pack_id}: blob {blob_id.hex()[:16]} is truncated")
+        return self.decode_blob(blob_id, entry, sealed)
+
+    # ---- documents ---------------------------------------------------------------------
+
+    async def save_document(self, directory: str, kind: str, payload: bytes) -> str:
+        sealed = self.cipher.seal_document(kind, payload)
+        name = document_name(directory, sealed)
+        await self.storage.put(name, sealed, if_absent=True)
+        return name
+
+    async def load_document(self, name: str, kind: str) -> bytes:
+        return self.cipher.open_document(kind, await self.storage.get(name))
+
+    async def list_names(self, prefix: str) -> list[str]:
+        names = [info.name async for info in self.storage.list(prefix)]
+        if isinstance(self.storage, CachingStorage):
+            self.storage.prune_missing(prefix, set(names))
+        return names
+
+    async def aclose(self) -> None:
+        await self.storage.aclose()
+
+
+async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
+    names = [info.name async for info in storage.list("keys/")]
+    blobs = await asyncio.gather(*(storage.get(n) for n in names))
+    return list(zip(names, blobs, strict=True))
+
+
+def _open_any(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, MasterKey]:
+    for name, data in keys:
+        try:
+            return name, open_key_file(data, password)
+        except WrongPassword:
+            continue
+    raise WrongPassword()
+
+
+async def open_repository(
+    stack: StorageStack,
+    password: str,
+    *,
+    use_cache: bool = True,
+    cache_root: Path | None = None,
+    load_index: bool = True,
+) -> Repository:
+    """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise."""
+    storage = stack.storage
+    try:
+        sealed_config = await storage.get(CONFIG_NAME)
+    except NotFound:
+        raise RepositoryNotFound(f"no repository at {storage.location}") from None
+    keys = await read_key_files(storage)
+    if not keys:
+        raise IntegrityError(f"repository at {storage.location} has no key files")
+    key_name, master = await asyncio.to_thread(_open_any, keys, password)
+    config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
+    if use_cache:
+        directory = (cache_root or default_cache_root()) / config.repository_id
+        storage = CachingStorage(storage, directory)
+    repo = Repository(stack, storage, config, master, key_name)
+    if load_index:
+        await repo.load_index()
+    return repo

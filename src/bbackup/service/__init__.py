@@ -1,0 +1,1 @@
+"""Job configuration, scheduler and reports (see DESIGN §8)."""

@@ -1,0 +1,1 @@
+"""Snapshot, Tree and Node models, their storage, and the retention policy (pure)."""

@@ -1,0 +1,186 @@
+"""Node, Tree and Snapshot models and their deterministic msgpack serialization.
+
+A tree is one directory listing: nodes sorted by name, each with its metadata and either
+a content list (files) or a subtree ID (directories). Names and symlink targets are
+bytes, so names that are not UTF-8 survive. Fields at their default are omitted, so an
+unchanged directory serializes to the same bytes and deduplicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgpack
+
+from bbackup.errors import IntegrityError
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+CHARDEV = "chardev"
+BLOCKDEV = "blockdev"
+FIFO = "fifo"
+SOCKET = "socket"
+
+# Short keys keep trees small; the mapping is part of the format (docs/format.md).
+_KEYS = {
+    "name": "n",
+    "type": "t",
+    "mode": "m",
+    "uid": "u",
+    "gid": "g",
+    "user": "U",
+    "group": "G",
+    "mtime_ns": "mt",
+    "atime_ns": "at",
+    "ctime_ns": "ct",
+    "size": "s",
+    "inode": "i",
+    "device": "d",
+    "nlink": "l",
+    "link_target": "L",
+    "rdev": "r",
+    "xattrs": "x",
+    "content": "c",
+    "subtree": "T",
+}
+_FIELDS = {short: long for long, short in _KEYS.items()}
+
+
+@dataclass(slots=True)
+class Node:
+    """One directory entry and its metadata."""
+
+    name: bytes
+    type: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    atime_ns: int = 0
+    ctime_ns: int = 0
+    size: int = 0
+    inode: int = 0
+    device: int = 0
+    nlink: int = 1
+    link_target: bytes = b""
+    rdev: int = 0
+    xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content: list[bytes] = field(default_factory=list)
+    subtree: bytes | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            if f.name in ("name", "type") or value != default:
+                wire[_KEYS[f.name]] = value
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Node:
+        kwargs = {_FIELDS[k]: v for k, v in wire.items() if k in _FIELDS}
+        if "xattrs" in kwargs:
+            kwargs["xattrs"] = [(bytes(k), bytes(v)) for k, v in kwargs["xattrs"]]
+        if "content" in kwargs:
+            kwargs["content"] = [bytes(c) for c in kwargs["content"]]
+        return cls(**kwargs)
+
+    @property
+    def display_name(self) -> str:
+        return self.name.decode("utf-8", "backslashreplace")
+
+
+@dataclass(slots=True)
+class Tree:
+    """One directory's entries, sorted by name."""
+
+    nodes: list[Node] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        nodes = sorted(self.nodes, key=lambda n: n.name)
+        packed: bytes = msgpack.packb([n.to_wire() for n in nodes], use_bin_type=True)
+        return packed
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tree:
+        try:
+            return cls([Node.from_wire(w) for w in msgpack.unpackb(data, raw=False)])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError("tree blob is malformed") from exc
+
+    def find(self, name: bytes) -> Node | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A point-in-time, independently restorable view of the backed-up paths."""
+
+    time: datetime
+    host: str
+    paths: list[str]
+    tree: bytes
+    user: str = ""
+    tags: list[str] = field(default_factory=list)
+    backup_type: str = "incremental"
+    parent: str | None = None
+    base: str | None = None
+    program_version: str = ""
+    excludes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    #: The snapshot's ID (SHA-256 of its stored bytes); set once stored or loaded.
+    id: str = ""
+
+    def to_bytes(self) -> bytes:
+        wire = {
+            "time": self.time.isoformat(),
+            "host": self.host,
+            "user": self.user,
+            "paths": self.paths,
+            "tags": self.tags,
+            "tree": self.tree,
+            "type": self.backup_type,
+            "parent": self.parent,
+            "base": self.base,
+            "program_version": self.program_version,
+            "excludes": self.excludes,
+            "summary": self.summary,
+        }
+        packed: bytes = msgpack.packb(wire, use_bin_type=True)
+        return packed
+
+    @classmethod
+    def from_bytes(cls, data: bytes, snapshot_id: str = "") -> Snapshot:
+        try:
+            w = msgpack.unpackb(data, raw=False)
+            return cls(
+                time=datetime.fromisoformat(w["time"]),
+                host=w["host"],
+                user=w.get("user", ""),
+                paths=list(w["paths"]),
+                tags=list(w.get("tags", [])),
+                tree=bytes(w["tree"]),
+                backup_type=w.get("type", "incremental"),
+                parent=w.get("parent"),
+                base=w.get("base"),
+                program_version=w.get("program_version", ""),
+                excludes=list(w.get("excludes", [])),
+                summary=dict(w.get("summary", {})),
+                id=snapshot_id,
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError(f"snapshot {snapshot_id[:8]} is malformed") from exc
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]

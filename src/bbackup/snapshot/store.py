@@ -1,0 +1,102 @@
+"""Loading and saving snapshots and trees, and resolving snapshot references.
+
+A reference is `latest`, or a prefix of a snapshot ID, narrowed by host, tag and path
+filters; resolution is a pure function over the loaded snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bbackup.crypto import BlobType
+from bbackup.errors import BbackupError, IntegrityError, NotFound
+from bbackup.repository import BlobWriter, Repository
+from bbackup.snapshot.model import Snapshot, Tree
+
+SNAPSHOT_KIND = "snapshot"
+
+
+class SnapshotNotFound(BbackupError):
+    """No snapshot matches."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFilter:
+    """Host, tag and path filters; empty fields match everything."""
+
+    hosts: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = field(default=())
+
+    def matches(self, snapshot: Snapshot) -> bool:
+        if self.hosts and snapshot.host not in self.hosts:
+            return False
+        # Each --tag value may be a comma list: all of those tags must be present.
+        if self.tags and not any(
+            set(t.split(",")) <= set(snapshot.tags) for t in self.tags
+        ):
+            return False
+        return not (self.paths and sorted(self.paths) != sorted(snapshot.paths))
+
+
+async def load_snapshot(repo: Repository, name: str) -> Snapshot:
+    snapshot_id = name.rsplit("/", 1)[-1]
+    data = await repo.load_document(name, SNAPSHOT_KIND)
+    return Snapshot.from_bytes(data, snapshot_id)
+
+
+async def load_snapshots(repo: Repository) -> list[Snapshot]:
+    """Every snapshot in the repository, oldest first."""
+    names = await repo.list_names("snapshots/")
+
+    async def load(name: str) -> Snapshot | None:
+        try:
+            return await load_snapshot(repo, name)
+        except NotFound:
+            return None  # forgotten while we listed
+
+    loaded = await asyncio.gather(*(load(n) for n in names))
+    return sorted((s for s in loaded if s is not None), key=lambda s: (s.time, s.id))
+
+
+async def save_snapshot(repo: Repository, snapshot: Snapshot) -> str:
+    name = await repo.save_document("snapshots", SNAPSHOT_KIND, snapshot.to_bytes())
+    snapshot.id = name.rsplit("/", 1)[-1]
+    return snapshot.id
+
+
+async def delete_snapshot(repo: Repository, snapshot: Snapshot) -> None:
+    await repo.storage.delete(f"snapshots/{snapshot.id}")
+
+
+def find_snapshot(
+    snapshots: Sequence[Snapshot], reference: str, filters: SnapshotFilter | None = None
+) -> Snapshot:
+    """Resolve `latest` or an ID prefix among the snapshots that pass the filters."""
+    filters = filters or SnapshotFilter()
+    candidates = [s for s in snapshots if filters.matches(s)]
+    if reference == "latest":
+        if not candidates:
+            raise SnapshotNotFound("no snapshot matches (latest)")
+        return max(candidates, key=lambda s: (s.time, s.id))
+    matches = [s for s in candidates if s.id.startswith(reference)]
+    if not matches:
+        raise SnapshotNotFound(f"no snapshot matches {reference!r}")
+    if len({s.id for s in matches}) > 1:
+        raise SnapshotNotFound(f"snapshot prefix {reference!r} is ambiguous")
+    return matches[0]
+
+
+async def load_tree(repo: Repository, tree_id: bytes) -> Tree:
+    entry = repo.index.get(tree_id)
+    if entry is None:
+        raise IntegrityError(f"tree {tree_id.hex()[:16]} is not in the index")
+    return Tree.from_bytes(await repo.load_blob(tree_id))
+
+
+async def save_tree(writer: BlobWriter, tree: Tree) -> bytes:
+    prepared = writer.prepare(BlobType.TREE, tree.to_bytes())
+    await writer.add(prepared)
+    return prepared.blob_id
