@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import GlobalOptions, echo, emit_json, human_bytes, repo_command, warn, with_repo
+from bbackup.cli.common import (
+    GlobalOptions,
+    echo,
+    emit_json,
+    human_bytes,
+    repo_command,
+    warn,
+    with_repo,
+)
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import BACKUP_TYPES, Archiver, BackupOptions, BackupSummary
@@ -33,12 +41,24 @@ def register(app: typer.Typer) -> None:
         opts: GlobalOptions,
         paths: Annotated[list[str], typer.Argument(help="Files and directories to back up.")],
         host: Annotated[str | None, typer.Option(help="Record this host name.")] = None,
-        tag: Annotated[list[str] | None, typer.Option("--tag", help="Add a tag (repeatable).")] = None,
-        exclude: Annotated[list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")] = None,
-        exclude_file: Annotated[list[str] | None, typer.Option(help="Read exclude patterns from a file.")] = None,
-        backup_type: Annotated[str, typer.Option("--type", help="incremental, differential or full.")] = "incremental",
-        time_: Annotated[str | None, typer.Option("--time", help="Record this time (ISO 8601).")] = None,
-        storage_class: Annotated[str | None, typer.Option(help="Storage class for data packs (S3).")] = None,
+        tag: Annotated[
+            list[str] | None, typer.Option("--tag", help="Add a tag (repeatable).")
+        ] = None,
+        exclude: Annotated[
+            list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")
+        ] = None,
+        exclude_file: Annotated[
+            list[str] | None, typer.Option(help="Read exclude patterns from a file.")
+        ] = None,
+        backup_type: Annotated[
+            str, typer.Option("--type", help="incremental, differential or full.")
+        ] = "incremental",
+        time_: Annotated[
+            str | None, typer.Option("--time", help="Record this time (ISO 8601).")
+        ] = None,
+        storage_class: Annotated[
+            str | None, typer.Option(help="Storage class for data packs (S3).")
+        ] = None,
         compression: Annotated[int | None, typer.Option(help="zstd level for this run.")] = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 3,
     ) -> None:
@@ -50,7 +70,9 @@ def register(app: typer.Typer) -> None:
                 lines = Path(path).read_text().splitlines()
             except OSError as exc:
                 raise UsageError(f"cannot read exclude file {path}: {exc.strerror}") from exc
-            patterns += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+            patterns += [
+                ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")
+            ]
         stack_scheme = opts.open_stack().url.scheme if opts.repo else "local"
         options = BackupOptions(
             paths=paths,
@@ -78,8 +100,13 @@ def register(app: typer.Typer) -> None:
 
             def sample() -> dict[str, object]:
                 p = archiver.progress
-                return {"files": p.files, "bytes": p.bytes_seen, "bytes_read": p.bytes_read,
-                        "errors": p.errors, "seconds": time.monotonic() - start}
+                return {
+                    "files": p.files,
+                    "bytes": p.bytes_seen,
+                    "bytes_read": p.bytes_read,
+                    "errors": p.errors,
+                    "seconds": time.monotonic() - start,
+                }
 
             async with progress_reporter(sample, as_json=opts.json, label="backup"):
                 await archiver.run()

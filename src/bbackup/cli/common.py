@@ -138,7 +138,9 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def repo_command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def repo_command(
+    app: typer.Typer, name: str, **kwargs: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register `fn(opts: GlobalOptions, ...)` as a command taking the common options too,
     with bbackup errors turned into one-line messages and their exit codes."""
 
@@ -159,7 +161,7 @@ def repo_command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[Callab
         ]
         command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
-        del command.__wrapped__  # type: ignore[attr-defined]
+        del command.__wrapped__
         app.command(name, **kwargs)(command)
         return fn
 
@@ -181,7 +183,9 @@ class error_exit:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> bool:
         if exc is None or isinstance(exc, (typer.Exit, typer.Abort, SystemExit)):
             return False
         if isinstance(exc, KeyboardInterrupt):
@@ -189,17 +193,27 @@ class error_exit:
         if isinstance(exc, BbackupError):
             fail(exc.message, exc.exit_code, self.as_json)
         if isinstance(exc, OSError):
-            fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}", 1, self.as_json)
+            fail(
+                f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}",
+                1,
+                self.as_json,
+            )
         if os.environ.get("BBACKUP_DEBUG"):
             return False
-        fail(f"internal error: {type(exc).__name__}: {exc} (set BBACKUP_DEBUG=1 for a traceback)", 1, self.as_json)
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (set BBACKUP_DEBUG=1 for a traceback)",
+            1,
+            self.as_json,
+        )
         return True  # pragma: no cover
 
 
 def fail(message: str, code: int, as_json: bool = False) -> None:
     message = " ".join(str(message).split())
     if as_json:
-        print(json.dumps({"event": "error", "message": message, "exit_code": code}), file=sys.stderr)
+        print(
+            json.dumps({"event": "error", "message": message, "exit_code": code}), file=sys.stderr
+        )
     else:
         print(f"bbackup: error: {message}", file=sys.stderr)
     raise typer.Exit(code)
@@ -221,7 +235,9 @@ def warn(text: str) -> None:
 # ---- passwords ---------------------------------------------------------------------------
 
 
-def resolve_password(opts: GlobalOptions, *, confirm: bool = False, prompt: str = "Password") -> str:
+def resolve_password(
+    opts: GlobalOptions, *, confirm: bool = False, prompt: str = "Password"
+) -> str:
     """The one password resolver: env, file, command, then a TTY prompt; never hangs."""
     if (value := os.environ.get("BBACKUP_PASSWORD")) is not None:
         return value
@@ -229,11 +245,18 @@ def resolve_password(opts: GlobalOptions, *, confirm: bool = False, prompt: str 
         try:
             return Path(opts.password_file).read_text().rstrip("\r\n")
         except OSError as exc:
-            raise UsageError(f"cannot read password file {opts.password_file}: {exc.strerror}") from exc
+            raise UsageError(
+                f"cannot read password file {opts.password_file}: {exc.strerror}"
+            ) from exc
     if opts.password_command:
         try:
             out = subprocess.run(
-                opts.password_command, shell=True, check=True, capture_output=True, text=True, timeout=60
+                opts.password_command,
+                shell=True,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
         except (subprocess.SubprocessError, OSError) as exc:
             raise UsageError(f"password command failed: {exc}") from exc
@@ -253,7 +276,9 @@ def prompt_password(prompt: str, *, confirm: bool) -> str:
     return first
 
 
-async def open_repo(opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True) -> Repository:
+async def open_repo(
+    opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True
+) -> Repository:
     password = resolve_password(opts)
     return await open_repository(
         stack,

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import GlobalOptions, echo, emit_json, prompt_password, repo_command, with_repo
+from bbackup.cli.common import (
+    GlobalOptions,
+    echo,
+    emit_json,
+    prompt_password,
+    repo_command,
+    with_repo,
+)
 from bbackup.errors import UsageError
 from bbackup.repository import Repository
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
@@ -42,12 +49,20 @@ def register(app: typer.Typer) -> None:
     def key_list(opts: GlobalOptions) -> None:
         keys = with_repo(opts, list_keys, load_index=False)
         if opts.json:
-            emit_json({"event": "keys", "keys": [{"id": k.key_id, "current": k.current, **k.details} for k in keys]})
+            emit_json(
+                {
+                    "event": "keys",
+                    "keys": [{"id": k.key_id, "current": k.current, **k.details} for k in keys],
+                }
+            )
             return
         echo(f"{' ':1} {'ID':<10} {'User':<12} {'Host':<20} Created")
         for k in keys:
             d = k.details
-            echo(f"{'*' if k.current else ' '} {k.key_id[:8]:<10} {d.get('username') or '':<12} {d.get('hostname') or '':<20} {d.get('created')}")
+            echo(
+                f"{'*' if k.current else ' '} {k.key_id[:8]:<10} {d.get('username') or '':<12} "
+                f"{d.get('hostname') or '':<20} {d.get('created')}"
+            )
 
     @repo_command(key_app, "add", help="Add a password.")
     def key_add(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
@@ -55,12 +70,18 @@ def register(app: typer.Typer) -> None:
             return add_key(repo, new_password(new_password_file))
 
         key_id = with_repo(opts, work, load_index=False)
-        emit_json({"event": "key_added", "id": key_id}) if opts.json else echo(f"added key {key_id[:8]}")
+        emit_json({"event": "key_added", "id": key_id}) if opts.json else echo(
+            f"added key {key_id[:8]}"
+        )
 
     @repo_command(key_app, "remove", help="Remove a key by ID.")
-    def key_remove(opts: GlobalOptions, key_id: Annotated[str, typer.Argument(help="Key ID prefix.")]) -> None:
+    def key_remove(
+        opts: GlobalOptions, key_id: Annotated[str, typer.Argument(help="Key ID prefix.")]
+    ) -> None:
         removed = with_repo(opts, lambda repo: remove_key(repo, key_id), load_index=False)
-        emit_json({"event": "key_removed", "id": removed}) if opts.json else echo(f"removed key {removed[:8]}")
+        emit_json({"event": "key_removed", "id": removed}) if opts.json else echo(
+            f"removed key {removed[:8]}"
+        )
 
     @repo_command(key_app, "passwd", help="Change the password of the key in use.")
     def key_passwd(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
@@ -68,4 +89,6 @@ def register(app: typer.Typer) -> None:
             return change_password(repo, new_password(new_password_file))
 
         key_id = with_repo(opts, work, load_index=False)
-        emit_json({"event": "password_changed", "id": key_id}) if opts.json else echo(f"password changed (new key {key_id[:8]})")
+        emit_json({"event": "password_changed", "id": key_id}) if opts.json else echo(
+            f"password changed (new key {key_id[:8]})"
+        )

@@ -57,7 +57,11 @@ async def progress_reporter(
 def format_status(label: str, v: dict[str, Any]) -> str:
     elapsed = max(v.get("seconds", 0.0), 1e-6)
     rate = v.get("bytes", 0) / elapsed
-    parts = [f"{label}: {v.get('files', 0)} files", human_bytes(v.get("bytes", 0)), f"{human_bytes(rate)}/s"]
+    parts = [
+        f"{label}: {v.get('files', 0)} files",
+        human_bytes(v.get("bytes", 0)),
+        f"{human_bytes(rate)}/s",
+    ]
     total = v.get("bytes_total")
     if total:
         done = v.get("bytes", 0)

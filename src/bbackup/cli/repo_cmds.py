@@ -31,7 +31,9 @@ TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Only snapshots 
 PathOpt = Annotated[list[str] | None, typer.Option("--path", help="Only snapshots of these paths.")]
 
 
-def snapshot_filter(host: list[str] | None, tag: list[str] | None, path: list[str] | None) -> SnapshotFilter:
+def snapshot_filter(
+    host: list[str] | None, tag: list[str] | None, path: list[str] | None
+) -> SnapshotFilter:
     return SnapshotFilter(
         tuple(host or ()), tuple(tag or ()), tuple(os.path.abspath(p) for p in path or ())
     )
@@ -79,13 +81,21 @@ def register(app: typer.Typer) -> None:
 
         config = run_async(main())
         if opts.json:
-            emit_json({"event": "initialized", "repository_id": config.repository_id, "location": str(stack.url)})
+            emit_json(
+                {
+                    "event": "initialized",
+                    "repository_id": config.repository_id,
+                    "location": str(stack.url),
+                }
+            )
         else:
             echo(f"created bbackup repository {config.repository_id[:10]} at {stack.url}")
             echo("Keep the password safe: without it the data cannot be recovered.")
 
     @repo_command(app, "snapshots", help="List snapshots.")
-    def snapshots(opts: GlobalOptions, host: HostOpt = None, tag: TagOpt = None, path: PathOpt = None) -> None:
+    def snapshots(
+        opts: GlobalOptions, host: HostOpt = None, tag: TagOpt = None, path: PathOpt = None
+    ) -> None:
         filters = snapshot_filter(host, tag, path)
 
         async def work(repo: Repository) -> list[Snapshot]:
@@ -116,7 +126,9 @@ def register(app: typer.Typer) -> None:
         prefix = "/" + path.strip("/") if path and path.strip("/") else ""
 
         async def work(repo: Repository) -> list[tuple[str, Node]]:
-            snap = find_snapshot(await load_snapshots(repo), snapshot, snapshot_filter(host, tag, snapshot_path))
+            snap = find_snapshot(
+                await load_snapshots(repo), snapshot, snapshot_filter(host, tag, snapshot_path)
+            )
             out: list[tuple[str, Node]] = []
             stack: list[tuple[bytes, str]] = [(snap.tree, "")]
             while stack:
@@ -135,27 +147,47 @@ def register(app: typer.Typer) -> None:
         entries = with_repo(opts, work)
         for full, node in entries:
             if opts.json:
-                emit_json({
-                    "path": full, "type": node.type, "mode": node.mode, "uid": node.uid,
-                    "gid": node.gid, "user": node.user, "group": node.group, "size": node.size,
-                    "mtime_ns": node.mtime_ns, "link_target": os.fsdecode(node.link_target) if node.link_target else None,
-                })
+                emit_json(
+                    {
+                        "path": full,
+                        "type": node.type,
+                        "mode": node.mode,
+                        "uid": node.uid,
+                        "gid": node.gid,
+                        "user": node.user,
+                        "group": node.group,
+                        "size": node.size,
+                        "mtime_ns": node.mtime_ns,
+                        "link_target": os.fsdecode(node.link_target) if node.link_target else None,
+                    }
+                )
             elif long:
                 import stat as st
                 import time
 
                 mtime = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(node.mtime_ns / 1e9))
-                echo(f"{st.filemode(node.mode)} {node.user or node.uid:>8} {node.group or node.gid:>8} {node.size:>12} {mtime} {full}")
+                echo(
+                    f"{st.filemode(node.mode)} {node.user or node.uid:>8} "
+                    f"{node.group or node.gid:>8} {node.size:>12} {mtime} {full}"
+                )
             else:
                 echo(full)
 
     @repo_command(app, "check", help="Verify the repository's structure and, optionally, its data.")
     def check(
         opts: GlobalOptions,
-        read_data: Annotated[bool, typer.Option("--read-data", help="Download and verify every pack.")] = False,
-        read_data_subset: Annotated[str | None, typer.Option(help="Verify a subset: 10% or n/m.")] = None,
+        read_data: Annotated[
+            bool, typer.Option("--read-data", help="Download and verify every pack.")
+        ] = False,
+        read_data_subset: Annotated[
+            str | None, typer.Option(help="Verify a subset: 10% or n/m.")
+        ] = None,
     ) -> None:
-        subset = ReadDataSubset.parse(read_data_subset) if read_data_subset else (ReadDataSubset() if read_data else None)
+        subset = (
+            ReadDataSubset.parse(read_data_subset)
+            if read_data_subset
+            else (ReadDataSubset() if read_data else None)
+        )
 
         async def work(repo: Repository) -> Any:
             return await check_repository(repo, read_data=subset, connections=opts.connections or 4)
@@ -170,14 +202,20 @@ def register(app: typer.Typer) -> None:
                 warn(f"error: {e}")
             echo(
                 f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
-                + (f", read {report.packs_read} packs ({human_bytes(report.bytes_read)})" if subset else "")
+                + (
+                    f", read {report.packs_read} packs ({human_bytes(report.bytes_read)})"
+                    if subset
+                    else ""
+                )
             )
             echo("no errors were found" if report.ok else f"{len(report.errors)} errors found")
         if not report.ok:
             raise typer.Exit(ExitCode.INTEGRITY)
 
     @repo_command(app, "unlock", help="Remove stale locks (or all with --remove-all).")
-    def unlock(opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False) -> None:
+    def unlock(
+        opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
+    ) -> None:
         async def work(repo: Repository) -> int:
             return await remove_stale_locks(repo, all_locks=remove_all)
 
@@ -186,5 +224,3 @@ def register(app: typer.Typer) -> None:
             emit_json({"event": "unlock", "removed": removed})
         else:
             echo(f"removed {removed} locks")
-
-

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import GlobalOptions, echo, emit_json, human_bytes, repo_command, warn, with_repo
+from bbackup.cli.common import (
+    GlobalOptions,
+    echo,
+    emit_json,
+    human_bytes,
+    repo_command,
+    warn,
+    with_repo,
+)
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
@@ -23,7 +31,10 @@ def register(app: typer.Typer) -> None:
         opts: GlobalOptions,
         snapshot: Annotated[str, typer.Argument(help="latest or a snapshot ID prefix.")],
         target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")],
-        include: Annotated[list[str] | None, typer.Option("--include", "-i", help="Only restore this path (repeatable).")] = None,
+        include: Annotated[
+            list[str] | None,
+            typer.Option("--include", "-i", help="Only restore this path (repeatable)."),
+        ] = None,
         host: HostOpt = None,
         tag: TagOpt = None,
         path: PathOpt = None,
@@ -36,9 +47,15 @@ def register(app: typer.Typer) -> None:
                 warn(f"warning: {p}: {message}")
 
         async def work(repo: Repository) -> RestoreSummary:
-            snap = find_snapshot(await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path))
+            snap = find_snapshot(
+                await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
+            )
             restorer = Restorer(
-                repo, snap, target, include=include, workers=workers,
+                repo,
+                snap,
+                target,
+                include=include,
+                workers=workers,
                 connections=opts.connections or DEFAULT_CONNECTIONS.get(repo.stack.url.scheme, 4),
                 on_error=on_error,
             )
@@ -46,8 +63,12 @@ def register(app: typer.Typer) -> None:
 
             def sample() -> dict[str, object]:
                 p = restorer.progress
-                return {"files": restorer.summary.files, "bytes": p.bytes_written,
-                        "bytes_total": p.bytes_total, "seconds": time.monotonic() - start}
+                return {
+                    "files": restorer.summary.files,
+                    "bytes": p.bytes_written,
+                    "bytes_total": p.bytes_total,
+                    "seconds": time.monotonic() - start,
+                }
 
             async with progress_reporter(sample, as_json=opts.json, label="restore"):
                 summary = await restorer.run()
@@ -60,7 +81,8 @@ def register(app: typer.Typer) -> None:
         else:
             echo(
                 f"restored snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
-                f"{summary.dirs} directories, {human_bytes(summary.bytes)} in {summary.duration_seconds:.1f}s"
+                f"{summary.dirs} directories, {human_bytes(summary.bytes)} "
+                f"in {summary.duration_seconds:.1f}s"
             )
         if summary.errors:
             raise typer.Exit(ExitCode.ERROR)

@@ -166,14 +166,12 @@ class Archiver:
     async def run(self) -> Snapshot:
         started = time.monotonic()
         paths = normalize_paths(self.options.paths)
-        for path in paths:
-            if not os.path.lexists(path):
-                raise BbackupError(f"{path}: no such file or directory")
+        missing = [p for p in paths if not await asyncio.to_thread(os.path.lexists, p)]
+        if missing:
+            raise BbackupError(f"{missing[0]}: no such file or directory")
         snapshots = await load_snapshots(self.repo)
         parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
-        fulls = [
-            s for s in snapshots if s.backup_type == "full" and s.host == self.options.host
-        ]
+        fulls = [s for s in snapshots if s.backup_type == "full" and s.host == self.options.host]
         base = max(fulls, key=lambda s: (s.time, s.id), default=None)
         self.summary.parent = parent.id if parent else None
         self._loop = asyncio.get_running_loop()
@@ -299,7 +297,9 @@ class Archiver:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(fn, *args)
 
-    async def _schedule(self, path: bytes, node: Node, prev: Node | None) -> asyncio.Task[Node | None]:
+    async def _schedule(
+        self, path: bytes, node: Node, prev: Node | None
+    ) -> asyncio.Task[Node | None]:
         """Start saving one entry; directories recurse, files go to the reader threads."""
         if node.type == DIR:
             subtree = prev.subtree if prev and prev.type == DIR else None

@@ -184,7 +184,9 @@ class Restorer:
 
     # ---- fetching ----------------------------------------------------------------------
 
-    async def _fetch_all(self, by_pack: dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]]) -> None:
+    async def _fetch_all(
+        self, by_pack: dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]]
+    ) -> None:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bb-restore")
         slots = asyncio.Semaphore(self.connections)
         try:
@@ -226,7 +228,9 @@ class Restorer:
                         os.close(fd)
                 except OSError as exc:
                     if exc.errno == 28:
-                        raise NoSpace(f"{os.fsdecode(place.path)}: no space left on device") from exc
+                        raise NoSpace(
+                            f"{os.fsdecode(place.path)}: no space left on device"
+                        ) from exc
                     raise
                 self.progress.bytes_written += len(plain)
                 self.summary.bytes += len(plain)

@@ -46,7 +46,9 @@ async def remove_key(repo: Repository, key_id: str) -> str:
     """Remove a key by ID prefix; the key used to open the repository cannot be removed."""
     matches = [k for k in await list_keys(repo) if k.key_id.startswith(key_id)]
     if len(matches) != 1:
-        raise BbackupError(f"key {key_id!r}: {'no' if not matches else 'more than one'} key matches")
+        raise BbackupError(
+            f"key {key_id!r}: {'no' if not matches else 'more than one'} key matches"
+        )
     key = matches[0]
     if key.current:
         raise BbackupError("refusing to remove the key this command was opened with")

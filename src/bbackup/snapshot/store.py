@@ -34,9 +34,7 @@ class SnapshotFilter:
         if self.hosts and snapshot.host not in self.hosts:
             return False
         # Each --tag value may be a comma list: all of those tags must be present.
-        if self.tags and not any(
-            set(t.split(",")) <= set(snapshot.tags) for t in self.tags
-        ):
+        if self.tags and not any(set(t.split(",")) <= set(snapshot.tags) for t in self.tags):
             return False
         return not (self.paths and sorted(self.paths) != sorted(snapshot.paths))
 

@@ -1,9 +1,9 @@
 """The one place that builds a storage stack: URL → backend → wrappers.
 
-    RetryingStorage            retries Transient errors with backoff (tenacity)
-      └ LimitedStorage         at most --connections calls in flight
-          └ CountingStorage    counts requests for --json summaries
-              └ backend        local, memory or s3 (imported only when used)
+RetryingStorage            retries Transient errors with backoff (tenacity)
+  └ LimitedStorage         at most --connections calls in flight
+      └ CountingStorage    counts requests for --json summaries
+          └ backend        local, memory or s3 (imported only when used)
 """
 
 from __future__ import annotations
