@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bbackup import __version__
-from bbackup.cli import backup_cmd, key_cmds, repo_cmds, restore_cmd
+from bbackup.cli import backup_cmd, key_cmds, repo_cmds, restore_cmd, retention_cmds
 
 app = typer.Typer(
     name="bbackup",
@@ -36,6 +36,7 @@ repo_cmds.register(app)
 backup_cmd.register(app)
 restore_cmd.register(app)
 key_cmds.register(app)
+retention_cmds.register(app)
 
 
 def main() -> None:

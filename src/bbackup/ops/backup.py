@@ -233,7 +233,7 @@ class Archiver:
     # ---- trees -------------------------------------------------------------------------
 
     async def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
-        if tree_id is None or tree_id not in self.repo.index:
+        if tree_id is None or not self.repo.index.has(tree_id):
             return {}
         return {n.name: n for n in (await load_tree(self.repo, tree_id)).nodes}
 

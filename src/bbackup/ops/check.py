@@ -18,9 +18,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
-from bbackup.repository import Repository, pack_object_name, parse_pack, verify_pack_id
+from bbackup.repository import (
+    IndexEntry,
+    Repository,
+    pack_object_name,
+    parse_pack,
+    verify_pack_id,
+)
 from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import load_snapshots, load_tree
+from bbackup.snapshot.store import load_snapshot, load_snapshots, load_tree
 
 
 @dataclass(slots=True)
@@ -96,9 +102,10 @@ async def _check_packs_exist(repo: Repository, report: CheckReport) -> None:
     for prefix in ("data/", "tree/"):
         async for info in repo.storage.list(prefix):
             stored[info.name] = info.size
-    report.packs = len(repo.index.packs)
+    packs = repo.index.all_packs()
+    report.packs = len(packs)
     indexed_names = set()
-    for pack in repo.index.packs.values():
+    for pack in packs.values():
         name = pack_object_name(pack.blob_type, pack.pack_id)
         indexed_names.add(name)
         if name not in stored:
@@ -121,8 +128,6 @@ async def _check_snapshots(repo: Repository, report: CheckReport) -> None:
         snapshots = []
         for name in names:  # find which one is damaged
             try:
-                from bbackup.snapshot.store import load_snapshot
-
                 snapshots.append(await load_snapshot(repo, name))
             except (IntegrityError, StorageError) as exc:
                 report.errors.append(f"{name}: {exc}")
@@ -136,7 +141,7 @@ async def _check_snapshots(repo: Repository, report: CheckReport) -> None:
             if tree_id in seen_trees:
                 continue
             seen_trees.add(tree_id)
-            if tree_id not in repo.index:
+            if not repo.index.has(tree_id):
                 report.errors.append(f"tree {tree_id.hex()} ({where}): not in the index")
                 continue
             try:
@@ -155,7 +160,7 @@ async def _check_snapshots(repo: Repository, report: CheckReport) -> None:
                     for blob_id in node.content:
                         if blob_id not in referenced:
                             referenced.add(blob_id)
-                            if blob_id not in repo.index:
+                            if not repo.index.has(blob_id):
                                 report.errors.append(
                                     f"blob {blob_id.hex()} ({path}): not in the index"
                                 )
@@ -171,13 +176,14 @@ async def _read_packs(
     connections: int,
     on_progress: Callable[[str], None] | None,
 ) -> None:
-    selected = subset.select(list(repo.index.packs))
+    packs = repo.index.all_packs()
+    selected = subset.select(list(packs))
     slots = asyncio.Semaphore(max(1, connections))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-check")
     loop = asyncio.get_running_loop()
 
     async def read_one(pack_id: str) -> None:
-        pack = repo.index.packs[pack_id]
+        pack = packs[pack_id]
         name = pack_object_name(pack.blob_type, pack_id)
         async with slots:
             try:
@@ -210,16 +216,12 @@ def _verify_pack(repo: Repository, pack_id: str, data: bytes) -> list[str]:
         blobs = parse_pack(repo.cipher, data)
     except IntegrityError as exc:
         return [*problems, f"header: {exc}"]
-    indexed = {b[0]: b for b in repo.index.packs[pack_id].blobs}
+    indexed = {b[0]: b for b in repo.index.all_packs()[pack_id].blobs}
     view = memoryview(data)
     for blob in blobs:
         if blob.blob_id not in indexed:
             problems.append(f"blob {blob.blob_id.hex()[:16]} is in the pack but not in the index")
-        entry = repo.index.get(blob.blob_id)
-        if entry is None or entry.pack_id != pack_id:
-            from bbackup.repository import IndexEntry
-
-            entry = IndexEntry(pack_id, blob.blob_type, blob.offset, blob.length, blob.raw_length)
+        entry = IndexEntry(pack_id, blob.blob_type, blob.offset, blob.length, blob.raw_length)
         try:
             repo.decode_blob(blob.blob_id, entry, view[blob.offset : blob.offset + blob.length])
         except IntegrityError as exc:

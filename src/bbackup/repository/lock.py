@@ -39,6 +39,8 @@ class LockInfo:
     time: float
     exclusive: bool
     purpose: str
+    #: When the holder started (epoch seconds); `time` is when it last refreshed.
+    started: float = 0.0
 
     @property
     def stale(self) -> bool:
@@ -76,6 +78,7 @@ async def list_locks(repo: Repository) -> list[LockInfo]:
                 float(raw["time"]),
                 bool(raw["exclusive"]),
                 str(raw.get("purpose", "")),
+                float(raw.get("started", raw["time"])),
             )
         )
     return locks
@@ -89,6 +92,7 @@ class RepositoryLock:
         self.exclusive = exclusive
         self.purpose = purpose
         self.name: str | None = None
+        self.started = time.time()
         self._refresher: asyncio.Task[None] | None = None
 
     def _document(self) -> bytes:
@@ -104,6 +108,7 @@ class RepositoryLock:
                 "time": time.time(),
                 "exclusive": self.exclusive,
                 "purpose": self.purpose,
+                "started": self.started,
             }
         )
         return packed

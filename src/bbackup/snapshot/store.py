@@ -88,8 +88,7 @@ def find_snapshot(
 
 
 async def load_tree(repo: Repository, tree_id: bytes) -> Tree:
-    entry = repo.index.get(tree_id)
-    if entry is None:
+    if not repo.index.has(tree_id):
         raise IntegrityError(f"tree {tree_id.hex()[:16]} is not in the index")
     return Tree.from_bytes(await repo.load_blob(tree_id))
 

@@ -1,0 +1,292 @@
+"""Prune: reclaim the space of packs no snapshot uses, safely beside running backups.
+
+Execution order makes every crash point leave a repository that `check` accepts:
+1. repack: copy the used blobs of mostly-unused packs into new packs (plus their own
+   index segment); the old packs are still listed, so nothing is missing meanwhile;
+2. write one new index segment that lists every live and marked pack and supersedes
+   every segment this run read;
+3. delete the superseded segments;
+4. delete the packs planned for deletion (they are in no index any more; a crash here
+   leaves unindexed packs, which the next prune deletes).
+Prune holds a shared lock, so backups keep running; two prunes exclude each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bbackup.crypto import BlobType
+from bbackup.errors import IntegrityError, RepositoryLocked
+from bbackup.ops.prune_plan import (
+    DELETE,
+    DROP,
+    KEEP,
+    KEEP_MARKED,
+    MARK,
+    REPACK,
+    UNMARK,
+    PackState,
+    PruneInput,
+    PrunePlan,
+    plan_prune,
+)
+from bbackup.repository import (
+    Index,
+    IndexSegment,
+    PackInfo,
+    PreparedBlob,
+    Repository,
+    RepositoryLock,
+    list_locks,
+    pack_object_name,
+)
+from bbackup.repository.index import INDEX_KIND
+from bbackup.repository.writer import BlobWriter, document_name
+from bbackup.snapshot.model import DIR, FILE
+from bbackup.snapshot.store import load_snapshots, load_tree
+from bbackup.storage import ObjectInfo
+
+
+@dataclass(slots=True)
+class PruneOptions:
+    dry_run: bool = False
+    grace_seconds: float = 24 * 3600.0
+    max_unused: float = 0.05
+    connections: int = 4
+
+
+@dataclass(slots=True)
+class PruneReport:
+    dry_run: bool = False
+    packs: dict[str, dict[str, int]] = field(default_factory=dict)
+    bytes_reclaimed: int = 0
+    bytes_repacked_written: int = 0
+    early_delete_charge_usd: float = 0.0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "packs": self.packs,
+            "bytes_reclaimed": self.bytes_reclaimed,
+            "bytes_repacked_written": self.bytes_repacked_written,
+            "early_delete_charge_usd": self.early_delete_charge_usd,
+            "decisions": self.decisions,
+            "duration_seconds": self.duration_seconds,
+        }
+
+
+async def used_blobs(repo: Repository) -> set[bytes]:
+    """Every blob (trees and contents) that some snapshot reaches."""
+    used: set[bytes] = set()
+    for snapshot in await load_snapshots(repo):
+        stack = [snapshot.tree]
+        while stack:
+            tree_id = stack.pop()
+            if tree_id in used:
+                continue
+            used.add(tree_id)
+            for node in (await load_tree(repo, tree_id)).nodes:
+                if node.type == DIR and node.subtree is not None:
+                    stack.append(node.subtree)
+                elif node.type == FILE:
+                    used.update(node.content)
+    return used
+
+
+async def _stored_packs(repo: Repository) -> dict[str, ObjectInfo]:
+    stored: dict[str, ObjectInfo] = {}
+    for prefix in ("data/", "tree/"):
+        async for info in repo.storage.list(prefix):
+            stored[info.name.rsplit("/", 1)[-1]] = info
+    return stored
+
+
+async def _oldest_other_lock(repo: Repository, own: str | None) -> float | None:
+    starts = []
+    for lock in await list_locks(repo):
+        if lock.name == own or lock.stale:
+            continue
+        if lock.purpose == "prune":
+            raise RepositoryLocked(f"another prune is running: {lock.describe()}")
+        starts.append(lock.started)
+    return min(starts, default=None)
+
+
+async def gather_input(
+    repo: Repository, options: PruneOptions, own_lock: str | None
+) -> tuple[PruneInput, dict[str, ObjectInfo]]:
+    used = await used_blobs(repo)
+    stored = await _stored_packs(repo)
+    index = repo.index
+    used_home = {}
+    for blob_id in used:
+        if index.has(blob_id):
+            used_home[blob_id] = index.lookup(blob_id).pack_id
+    states = []
+    all_packs = index.all_packs()
+    for pack_id, pack in all_packs.items():
+        info = stored.get(pack_id)
+        states.append(
+            PackState(
+                pack_id,
+                pack.size,
+                tuple((b[0], b[2]) for b in pack.blobs),
+                indexed=True,
+                stored=info is not None,
+                marked_at=index.marked.get(pack_id),
+                storage_class=info.storage_class if info else "STANDARD",
+                mtime=info.mtime if info else 0.0,
+            )
+        )
+    for pack_id, info in stored.items():
+        if pack_id not in all_packs:
+            states.append(
+                PackState(
+                    pack_id,
+                    info.size,
+                    indexed=False,
+                    storage_class=info.storage_class,
+                    mtime=info.mtime,
+                )
+            )
+    inp = PruneInput(
+        tuple(states),
+        used_home,
+        now=time.time(),
+        grace=options.grace_seconds,
+        max_unused=options.max_unused,
+        oldest_other_lock=await _oldest_other_lock(repo, own_lock),
+    )
+    return inp, stored
+
+
+async def prune(
+    repo: Repository,
+    options: PruneOptions,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> PruneReport:
+    started = time.monotonic()
+    async with RepositoryLock(repo, exclusive=False, purpose="prune") as lock:
+        await repo.load_index()  # the freshest view, taken after our lock is visible
+        inp, stored = await gather_input(repo, options, lock.name)
+        plan = plan_prune(inp)
+        report = _report(plan, options.dry_run)
+        if plan.missing_used:
+            raise IntegrityError(
+                f"{len(plan.missing_used)} packs that snapshots use are missing "
+                f"(e.g. {plan.missing_used[0]}): run `bbackup check`; prune did nothing"
+            )
+        if options.dry_run:
+            report.duration_seconds = round(time.monotonic() - started, 3)
+            return report
+        step = on_step or (lambda _msg: None)
+        repack_ids = [d.pack_id for d in plan.by_action(REPACK)]
+        if repack_ids:
+            step(f"repacking {len(repack_ids)} packs")
+            report.bytes_repacked_written = await _repack(repo, repack_ids, inp, options)
+        # With grace 0 and nobody else in the repository, repacked packs go at once.
+        delete_repacked = options.grace_seconds <= 0 and inp.oldest_other_lock is None
+        step("writing the new index")
+        await _rewrite_index(repo, plan, [] if delete_repacked else repack_ids, inp.now)
+        deletions = plan.by_action(DELETE) + (plan.by_action(REPACK) if delete_repacked else [])
+        if delete_repacked:
+            report.bytes_reclaimed += sum(d.size for d in plan.by_action(REPACK))
+        step(f"deleting {len(deletions)} packs")
+        sem = asyncio.Semaphore(max(1, options.connections))
+
+        async def delete(pack_id: str) -> None:
+            info = stored[pack_id]
+            async with sem:
+                await repo.storage.delete(info.name)
+
+        await asyncio.gather(*(delete(d.pack_id) for d in deletions))
+    report.duration_seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:
+    report = PruneReport(dry_run=dry_run, packs=plan.totals())
+    report.bytes_reclaimed = sum(d.size for d in plan.by_action(DELETE, DROP))
+    report.early_delete_charge_usd = plan.early_delete_charge
+    report.decisions = [
+        {
+            "pack": d.pack_id,
+            "action": d.action,
+            "reason": d.reason,
+            "size": d.size,
+            "used_bytes": d.used_bytes,
+            "storage_class": d.storage_class,
+            "early_delete_charge_usd": round(d.early_delete_charge, 6),
+        }
+        for d in plan.decisions
+        if d.action != KEEP
+    ]
+    return report
+
+
+async def _repack(
+    repo: Repository, pack_ids: list[str], inp: PruneInput, options: PruneOptions
+) -> int:
+    """Copy the used blobs of `pack_ids` into new packs; return bytes written."""
+    writer = BlobWriter(
+        repo.storage,
+        repo.cipher,
+        Index(),  # dedup only among the copies: the old packs are about to go
+        pack_size=repo.config.pack_size,
+        compression_level=repo.config.compression_level,
+        upload_slots=max(1, options.connections),
+    )
+    packs = repo.index.all_packs()
+    for pack_id in pack_ids:
+        pack = packs[pack_id]
+        data = await repo.storage.get(pack_object_name(pack.blob_type, pack_id))
+        view = memoryview(data)
+        for blob_id, offset, length, raw_length in pack.blobs:
+            if inp.used_home.get(blob_id) != pack_id:
+                continue
+            entry = repo.index.lookup(blob_id)
+            if entry.pack_id != pack_id:
+                entry = entry._replace(pack_id=pack_id, offset=offset, length=length)
+            sealed = bytes(view[offset : offset + length])
+            # Verify before copying: repacking must never spread damage.
+            repo.decode_blob(blob_id, entry, sealed)
+            await writer.add(PreparedBlob(BlobType(pack.blob_type), blob_id, sealed, raw_length))
+    await writer.flush()
+    # The copies are live from now on; the old packs will be marked by the new index.
+    for segment_name in writer.stats.segments:
+        segment = IndexSegment.from_bytes(await repo.load_document(segment_name, INDEX_KIND))
+        for info in segment.packs:
+            repo.index.add_pack(info)
+    return writer.stats.bytes_stored
+
+
+async def _rewrite_index(
+    repo: Repository, plan: PrunePlan, repacked: list[str], now: float
+) -> None:
+    """Write one segment with every live and marked pack; supersede what we read.
+
+    `repacked` packs are listed as marked; repacked packs not in it are left out.
+    """
+    packs = repo.index.all_packs()
+    keep_live = {d.pack_id for d in plan.by_action(KEEP, UNMARK) if d.pack_id in packs}
+    still_marked = {d.pack_id: repo.index.marked[d.pack_id] for d in plan.by_action(KEEP_MARKED)}
+    newly_marked = {d.pack_id: now for d in plan.by_action(MARK)}
+    newly_marked.update({pack_id: now for pack_id in repacked})
+    marked = {**still_marked, **newly_marked}
+    listed: list[PackInfo] = [packs[p] for p in sorted(keep_live | set(marked))]
+    # Packs written by this run's repack live in their own segment, which is not superseded.
+    superseded = [name.rsplit("/", 1)[-1] for name in repo.index_segments]
+    segment = IndexSegment(listed, superseded, marked)
+    sealed = repo.cipher.seal_document(INDEX_KIND, segment.to_bytes())
+    name = document_name("index", sealed)
+    await repo.storage.put(name, sealed, if_absent=True)
+    for old in repo.index_segments:
+        if old != name:
+            await repo.storage.delete(old)
