@@ -50,6 +50,11 @@ def decompress(payload: bytes | memoryview, raw_length: int) -> bytes:
     if view[0] == RAW:
         return bytes(view[1:])
     if view[0] == ZSTD:
-        out: bytes = _decompressor().decompress(view[1:], max_output_size=raw_length)
+        # max_output_size is ignored when the frame states its content size: read through
+        # a bounded stream instead, so a blob cannot inflate past its recorded length.
+        with _decompressor().stream_reader(bytes(view[1:]), read_across_frames=True) as reader:
+            out: bytes = reader.read(raw_length + 1)
+        if len(out) > raw_length:
+            raise ValueError("blob inflates past its recorded length")
         return out
     raise ValueError(f"unknown compression flag {view[0]}")

@@ -192,6 +192,9 @@ def register(app: typer.Typer) -> None:
         async def work(repo: Repository) -> Any:
             return await check_repository(repo, read_data=subset, connections=opts.connections or 4)
 
+        # check verifies what the repository holds, never the local cache's copies
+        # (restic's check likewise uses a fresh cache).
+        opts.no_cache = True
         report = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "check", **report.to_dict()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bbackup.errors import BbackupError
 from bbackup.repository import Repository, RepositoryLock
@@ -46,7 +47,8 @@ async def plan_forget(
     snapshots = [s for s in await load_snapshots(repo) if filters.matches(s)]
     groups = []
     for key, members in group_snapshots(snapshots, group_by).items():
-        decisions = apply_policy(members, policy)
+        # restic ignores snapshots from the future when it finds the newest one.
+        decisions = apply_policy(members, policy, now=datetime.now(UTC))
         group = ForgetGroup(key, decisions)
         if decisions and not any(d.keep for d in decisions) and not allow_remove_all:
             raise BbackupError(

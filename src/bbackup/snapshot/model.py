@@ -112,7 +112,7 @@ class Tree:
     def from_bytes(cls, data: bytes) -> Tree:
         try:
             return cls([Node.from_wire(w) for w in msgpack.unpackb(data, raw=False)])
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IntegrityError("tree blob is malformed") from exc
 
     def find(self, name: bytes) -> Node | None:

@@ -15,7 +15,7 @@ from tenacity import (
     RetryError,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
@@ -46,7 +46,8 @@ class RetryingStorage(StorageWrapper):
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Transient),
-            stop=stop_after_delay(self.max_elapsed) | stop_after_attempt(self.max_attempts),
+            # stop_before_delay: never start a wait that would end past the budget.
+            stop=stop_before_delay(self.max_elapsed) | stop_after_attempt(self.max_attempts),
             wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
             reraise=True,
         )

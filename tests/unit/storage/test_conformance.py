@@ -64,8 +64,10 @@ def test_list_returns_every_object_under_prefix_once(storage: Storage) -> None:
             await storage.put(f"data/{i % 3:02x}/obj{i:03d}", b"x")
         await storage.put("snapshots/s1", b"s")
         await storage.put("config", b"c")
-        return await names(storage, "data/"), await names(storage, "snapshots/"), await names(
-            storage, "nothing-here/"
+        return (
+            await names(storage, "data/"),
+            await names(storage, "snapshots/"),
+            await names(storage, "nothing-here/"),
         )
 
     data, snaps, empty = run(go())

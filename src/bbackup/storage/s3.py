@@ -1,0 +1,530 @@
+"""The S3 backend: objects under a key prefix in one bucket, spoken to through aiobotocore.
+
+Every botocore, aiohttp and socket error is translated into a `bbackup.errors` storage error
+in one place, `S3Storage._translate_errors`; nothing above this module sees a botocore type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import aiohttp
+from botocore import exceptions as boto_errors
+
+from bbackup.errors import (
+    AccessDenied,
+    Archived,
+    BucketNotFound,
+    NotFound,
+    Permanent,
+    StorageError,
+    Transient,
+)
+from bbackup.storage.base import ObjectInfo
+
+DEFAULT_REGION = "us-east-1"
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+MAX_POOL_CONNECTIONS = 64
+#: DeleteObjects accepts at most this many keys per request.
+DELETE_BATCH = 1000
+#: Payloads above this size are hashed in a worker thread (hashlib releases the GIL).
+_HASH_IN_THREAD = 1 << 20
+
+NO_CREDENTIALS = (
+    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+    "or ~/.aws/credentials"
+)
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "UnauthorizedAccess",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        # AWS: a concurrent conditional write raced ours; retrying either wins or gets 412.
+        "ConditionalRequestConflict",
+    }
+)
+_RESTORE_RE = re.compile(r'ongoing-request\s*=\s*"(true|false)"', re.IGNORECASE)
+
+
+def parse_restore_state(header: str | None) -> str | None:
+    """Map an S3 `x-amz-restore` header to ObjectInfo.restore_state."""
+    match = _RESTORE_RE.search(header or "")
+    if match is None:
+        return None
+    return "ongoing" if match.group(1).lower() == "true" else "restored"
+
+
+class S3Storage:
+    """A repository at `s3://bucket/prefix` on AWS S3 or an S3-compatible store.
+
+    Objects are written with one PUT each (packs are at most 128 MiB, far below the 5 GiB
+    single-PUT limit), so bbackup itself never leaves incomplete multipart uploads; other
+    tools sharing the bucket may, and `abort_multipart_uploads` cleans those up.
+
+    The aiobotocore client is created on first use and belongs to the event loop that was
+    running then; `aclose()` (or leaving `async with`) releases its connections.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        path_style: bool | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url or None
+        explicit_region = (
+            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        #: Until the client opens, a region from the AWS profile is not known yet.
+        self._region_from_profile = not explicit_region
+        self.region = explicit_region or DEFAULT_REGION
+        if path_style is None:
+            # Custom endpoints (MinIO, moto, many on-premise stores) rarely have wildcard
+            # DNS for bucket subdomains; AWS itself prefers virtual-hosted addressing.
+            self.addressing_style = "path" if self.endpoint_url else "auto"
+        else:
+            self.addressing_style = "path" if path_style else "virtual"
+        self.profile = profile
+        self._client: Any = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._open_lock = asyncio.Lock()
+        #: Cleared when the store answers If-None-Match with 501 NotImplemented.
+        self._conditional_writes = True
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL requests go to, for messages."""
+        if self._client is not None:
+            return str(self._client.meta.endpoint_url)
+        return self.endpoint_url or f"https://s3.{self.region}.amazonaws.com"
+
+    async def __aenter__(self) -> S3Storage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- client lifetime -------------------------------------------------------------
+
+    async def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None:
+            async with self._open_lock:
+                if self._client is None:
+                    await self._open(loop)
+        if self._client_loop is not loop:
+            raise RuntimeError(
+                "S3Storage is used from a different event loop than the one it was opened in"
+            )
+        return self._client
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import AioSession
+
+        session = AioSession(profile=self.profile)
+        if self._region_from_profile:
+            with self._translate_errors(None):
+                self.region = session.get_config_variable("region") or DEFAULT_REGION
+            self._region_from_profile = False
+        config = AioConfig(
+            region_name=self.region,
+            s3={"addressing_style": self.addressing_style},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            # RetryingStorage owns retries (bounded total time, jitter); botocore must not
+            # multiply them.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            max_pool_connections=MAX_POOL_CONNECTIONS,
+            # We send our own SHA-256 checksum header on PUT. Leaving botocore's default
+            # ("when_supported") on would add CRC32 trailers with aws-chunked encoding to
+            # other requests, which several S3-compatible stores reject.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        stack = contextlib.AsyncExitStack()
+        with self._translate_errors(None):
+            try:
+                client = await stack.enter_async_context(
+                    session.create_client("s3", endpoint_url=self.endpoint_url, config=config)
+                )
+            except BaseException:
+                await stack.aclose()
+                raise
+        self._stack, self._client, self._client_loop = stack, client, loop
+
+    async def aclose(self) -> None:
+        stack, self._stack, self._client, self._client_loop = self._stack, None, None, None
+        self._open_lock = asyncio.Lock()  # a later reopen may run on another loop
+        if stack is not None:
+            await stack.aclose()
+
+    # -- naming ----------------------------------------------------------------------
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _name(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    # -- Storage protocol ------------------------------------------------------------
+
+    async def put(
+        self,
+        name: str,
+        data: bytes | memoryview,
+        *,
+        storage_class: str | None = None,
+        if_absent: bool = False,
+    ) -> None:
+        """Store `data` under `name` with one PUT carrying its SHA-256 for the store to verify.
+
+        With `if_absent`, `If-None-Match: *` makes the store refuse to overwrite. A store
+        that ignores the header overwrites, and one that rejects it (501 NotImplemented) is
+        sent plain PUTs from then on: both are harmless for content-addressed names.
+        """
+        body = bytes(data) if isinstance(data, memoryview) else data
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(name),
+            "Body": body,
+            "ChecksumAlgorithm": "SHA256",
+            # Computed here, so botocore sends it as a header rather than an aws-chunked
+            # trailer (which it would use over HTTPS); the store rejects a mismatch.
+            "ChecksumSHA256": await _sha256_b64(body),
+        }
+        if storage_class:
+            params["StorageClass"] = storage_class
+        conditional = if_absent and self._conditional_writes
+        if conditional:
+            params["IfNoneMatch"] = "*"
+        client = await self._get_client()
+        with self._translate_errors(name):
+            try:
+                await client.put_object(**params)
+            except boto_errors.ClientError as exc:
+                code = _error_code(exc)
+                if conditional and code in ("PreconditionFailed", "412"):
+                    return  # the object exists: exactly what if_absent asks for
+                if not (conditional and code == "NotImplemented"):
+                    raise
+                self._conditional_writes = False
+                del params["IfNoneMatch"]
+                await client.put_object(**params)
+
+    async def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if length == 0:
+            return b""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(name)}
+        if offset or length is not None:
+            last = "" if length is None else str(offset + length - 1)
+            params["Range"] = f"bytes={offset}-{last}"
+        client = await self._get_client()
+        with self._translate_errors(name):
+            try:
+                response = await client.get_object(**params)
+            except boto_errors.ClientError as exc:
+                if _error_code(exc) == "InvalidRange" or _status(exc) == 416:
+                    return b""  # the range starts at or after the end of the object
+                raise
+            async with response["Body"] as body:
+                data = bytes(await body.read())
+        expected = response.get("ContentLength")
+        if expected is not None and len(data) != expected:
+            raise Transient(
+                f"{name}: truncated body from S3 endpoint {self.endpoint}: "
+                f"got {len(data)} of {expected} bytes"
+            )
+        return data
+
+    async def stat(self, name: str) -> ObjectInfo:
+        client = await self._get_client()
+        with self._translate_errors(name):
+            response = await client.head_object(Bucket=self.bucket, Key=self._key(name))
+        return ObjectInfo(
+            name,
+            int(response["ContentLength"]),
+            response["LastModified"].timestamp(),
+            response.get("StorageClass") or "STANDARD",
+            parse_restore_state(response.get("Restore")),
+        )
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        client = await self._get_client()
+        paginator = client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)).__aiter__()
+        while True:
+            # Only the page fetch is translated: errors thrown into this generator by the
+            # consumer must reach it unchanged.
+            with self._translate_errors(prefix or "/"):
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    return
+            for entry in page.get("Contents", ()):
+                yield ObjectInfo(
+                    self._name(entry["Key"]),
+                    int(entry["Size"]),
+                    entry["LastModified"].timestamp(),
+                    entry.get("StorageClass") or "STANDARD",
+                )
+
+    async def delete(self, name: str) -> None:
+        client = await self._get_client()
+        with self._translate_errors(name):
+            try:
+                await client.delete_object(Bucket=self.bucket, Key=self._key(name))
+            except boto_errors.ClientError as exc:
+                if _error_code(exc) not in ("NoSuchKey", "404"):
+                    raise
+
+    async def delete_many(self, names: Sequence[str]) -> None:
+        """Delete objects with DeleteObjects, 1000 keys a request; missing ones are fine."""
+        client = await self._get_client()
+        for start in range(0, len(names), DELETE_BATCH):
+            batch = names[start : start + DELETE_BATCH]
+            with self._translate_errors(batch[0]):
+                response = await client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self._key(n)} for n in batch], "Quiet": True},
+                )
+            # DeleteObjects answers 200 and reports failures per key.
+            failures = [e for e in response.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
+            if failures:
+                first = {k: str(v) for k, v in failures[0].items()}
+                name = self._name(first.get("Key", ""))
+                error = self._classify(
+                    first.get("Code", ""), 0, first.get("Message", ""), "DeleteObjects", name
+                )
+                raise type(error)(f"{error.message} ({len(failures)} of {len(batch)} keys failed)")
+
+    async def restore(self, name: str, days: int, tier: str) -> None:
+        """Request a temporary readable copy of an archived object; a no-op otherwise."""
+        client = await self._get_client()
+        with self._translate_errors(name):
+            try:
+                await client.restore_object(
+                    Bucket=self.bucket,
+                    Key=self._key(name),
+                    RestoreRequest={
+                        "Days": days,
+                        "GlacierJobParameters": {"Tier": tier.capitalize()},
+                    },
+                )
+            except boto_errors.ClientError as exc:
+                # InvalidObjectState: the object is not in an archive class, nothing to do.
+                if _error_code(exc) not in ("RestoreAlreadyInProgress", "InvalidObjectState"):
+                    raise
+
+    # -- bucket housekeeping -----------------------------------------------------------
+
+    async def ensure_bucket(self, create: bool) -> None:
+        """Check that the bucket exists; create it when missing and `create` is set."""
+        client = await self._get_client()
+        with self._translate_errors(None):
+            try:
+                await client.head_bucket(Bucket=self.bucket)
+                return
+            except boto_errors.ClientError as exc:
+                if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+        if not create:
+            raise BucketNotFound(f"bucket {self.bucket!r} not found at {self.endpoint}")
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != DEFAULT_REGION:
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        with self._translate_errors(None):
+            try:
+                await client.create_bucket(**params)
+            except boto_errors.ClientError as exc:
+                if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                    raise
+
+    async def abort_multipart_uploads(self, older_than: float = 0.0) -> int:
+        """Abort incomplete multipart uploads under the prefix started more than
+        `older_than` seconds ago; returns how many were aborted."""
+        client = await self._get_client()
+        uploads: list[tuple[str, str]] = []
+        paginator = client.get_paginator("list_multipart_uploads")
+        with self._translate_errors(None):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key("")):
+                for upload in page.get("Uploads", ()):
+                    started = upload.get("Initiated")
+                    age = _age_seconds(started) if started is not None else float("inf")
+                    if age >= older_than:
+                        uploads.append((upload["Key"], upload["UploadId"]))
+        aborted = 0
+        for key, upload_id in uploads:
+            with self._translate_errors(self._name(key)):
+                try:
+                    await client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                except boto_errors.ClientError as exc:
+                    if _error_code(exc) != "NoSuchUpload":
+                        raise
+                    continue
+            aborted += 1
+        return aborted
+
+    # -- error translation -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _translate_errors(self, name: str | None) -> Iterator[None]:
+        """Re-raise lower-layer errors as bbackup storage errors, `from` the original."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc, name)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _translate(self, exc: Exception, name: str | None) -> StorageError | None:
+        if isinstance(exc, boto_errors.ClientError):
+            error = exc.response.get("Error", {})
+            return self._classify(
+                str(error.get("Code", "")),
+                _status(exc),
+                str(error.get("Message", "")),
+                exc.operation_name,
+                name,
+            )
+        if isinstance(exc, boto_errors.NoCredentialsError):
+            return AccessDenied(NO_CREDENTIALS)
+        if isinstance(
+            exc,
+            boto_errors.PartialCredentialsError
+            | boto_errors.ProfileNotFound
+            | boto_errors.CredentialRetrievalError,
+        ):
+            return AccessDenied(f"AWS credentials: {_one_line(exc)}")
+        if isinstance(exc, boto_errors.EndpointConnectionError | boto_errors.ConnectTimeoutError):
+            return Transient(f"cannot reach S3 endpoint {self.endpoint}: {_one_line(exc)}")
+        if isinstance(
+            exc,
+            boto_errors.HTTPClientError
+            | boto_errors.IncompleteReadError
+            | aiohttp.ClientError
+            | TimeoutError
+            | OSError,
+        ):
+            what = f"{name}: " if name else ""
+            return Transient(
+                f"{what}connection to S3 endpoint {self.endpoint} failed: {_one_line(exc)}"
+            )
+        if isinstance(exc, boto_errors.BotoCoreError):
+            return Permanent(f"S3 request to {self.endpoint} failed: {_one_line(exc)}")
+        return None
+
+    def _classify(
+        self, code: str, status: int, message: str, operation: str, name: str | None
+    ) -> StorageError:
+        """The storage error for an S3 error response (code, HTTP status, message)."""
+        message = " ".join(message.split())
+        detail = f"{code}: {message}" if message else code or f"HTTP {status}"
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"bucket {self.bucket!r} not found at {self.endpoint}")
+        kind: type[StorageError] = Permanent
+        if code == "InvalidObjectState":  # sent with HTTP 403: decide on the code first
+            kind = Archived
+        elif code in _NOT_FOUND_CODES:
+            kind = NotFound
+        elif code in _ACCESS_CODES:
+            kind = AccessDenied
+        elif code in _TRANSIENT_CODES:
+            kind = Transient
+        elif status == 404:
+            kind = NotFound
+        elif status == 403:
+            kind = AccessDenied
+        elif status >= 500 or status == 429:
+            kind = Transient
+        if kind is Archived:
+            return Archived(
+                f"{name}: object is in an archive storage class and not restored; restore it first"
+            )
+        if kind is NotFound:
+            return NotFound(f"{name}: not found" if name else f"not found: {detail}")
+        if kind is AccessDenied:
+            return AccessDenied(
+                f"access denied to {self.location} at {self.endpoint} ({detail}): "
+                "check the AWS credentials and their permissions"
+            )
+        if kind is Transient:
+            return Transient(f"S3 endpoint {self.endpoint} failed {operation}: {detail}")
+        subject = f" {name}" if name else ""
+        return Permanent(f"S3 {operation}{subject} failed at {self.endpoint}: {detail}")
+
+
+def _error_code(exc: boto_errors.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: boto_errors.ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _age_seconds(started: Any) -> float:
+    return time.time() - float(started.timestamp())
+
+
+async def _sha256_b64(data: bytes) -> str:
+    if len(data) > _HASH_IN_THREAD:
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
+    else:
+        digest = hashlib.sha256(data).digest()
+    return base64.b64encode(digest).decode("ascii")

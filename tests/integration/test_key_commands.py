@@ -1,0 +1,97 @@
+"""`key list|add|remove|passwd`: passwords come and go, the data stays readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli_harness import PASSWORD, Cli, MakeTree, restored_path
+
+SECOND = "second password"
+THIRD = "third password"
+
+
+def keys(cli: Cli, repo: Path) -> list[dict[str, object]]:
+    result = cli("key", "list", "-r", repo, "--json")
+    assert result.exit_code == 0, result
+    listed: list[dict[str, object]] = result.event("keys")["keys"]
+    return listed
+
+
+def test_added_password_opens_the_repository_and_removed_one_no_longer_does(
+    repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [original] = keys(cli, repo)
+    assert original["current"] is True
+
+    monkeypatch.setenv("BBACKUP_NEW_PASSWORD", SECOND)
+    added = cli("key", "add", "-r", repo, "--json")
+    assert added.exit_code == 0, added
+    new_id = added.event("key_added")["id"]
+    assert sorted(k["id"] for k in keys(cli, repo)) == sorted([original["id"], new_id])
+
+    monkeypatch.setenv("BBACKUP_PASSWORD", SECOND)
+    assert [k["id"] for k in keys(cli, repo) if k["current"]] == [new_id]
+
+    monkeypatch.setenv("BBACKUP_PASSWORD", PASSWORD)
+    removed = cli("key", "remove", "-r", repo, str(new_id)[:8])
+    assert removed.exit_code == 0, removed
+    assert [k["id"] for k in keys(cli, repo)] == [original["id"]]
+
+    monkeypatch.setenv("BBACKUP_PASSWORD", SECOND)
+    assert cli("snapshots", "-r", repo).exit_code == 12
+
+
+def test_the_key_in_use_cannot_be_removed(
+    repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BBACKUP_NEW_PASSWORD", SECOND)
+    assert cli("key", "add", "-r", repo).exit_code == 0
+    [current] = [k for k in keys(cli, repo) if k["current"]]
+
+    result = cli("key", "remove", "-r", repo, str(current["id"]))
+
+    assert result.exit_code == 1, result
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert len(keys(cli, repo)) == 2
+    assert cli("snapshots", "-r", repo).exit_code == 0
+
+
+def test_removing_an_unknown_key_fails_and_removes_nothing(repo: Path, cli: Cli) -> None:
+    result = cli("key", "remove", "-r", repo, "ffffffffffff")
+
+    assert result.exit_code == 1, result
+    assert len(keys(cli, repo)) == 1
+
+
+def test_passwd_replaces_the_password_and_the_data_stays_restorable(
+    tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_tree(tmp_path / "src", {"file.txt": "kept across password changes\n"})
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    new_password_file = tmp_path / "new-password"
+    new_password_file.write_text(THIRD + "\n")
+
+    result = cli("key", "passwd", "-r", repo, "--new-password-file", new_password_file)
+    assert result.exit_code == 0, result
+
+    old = cli("snapshots", "-r", repo)
+    assert old.exit_code == 12, old
+    monkeypatch.setenv("BBACKUP_PASSWORD", THIRD)
+    assert len(keys(cli, repo)) == 1
+    target = tmp_path / "restore"
+    assert cli("restore", "latest", "-r", repo, "--target", target).exit_code == 0
+    restored = restored_path(target, src) / "file.txt"
+    assert restored.read_text() == "kept across password changes\n"
+
+
+def test_passwd_refuses_an_empty_new_password(
+    repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BBACKUP_NEW_PASSWORD", "")
+
+    result = cli("key", "passwd", "-r", repo)
+
+    assert result.exit_code == 2, result
+    assert cli("snapshots", "-r", repo).exit_code == 0

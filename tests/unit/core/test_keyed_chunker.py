@@ -1,0 +1,83 @@
+"""Keyed content-defined chunking: boundaries follow content, and depend on the key."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+from bbackup.chunking import Chunker, ChunkerParams, MiB
+from bbackup.crypto import MasterKey
+
+PARAMS = ChunkerParams()  # the repository default: 512 KiB / 1 MiB / 8 MiB
+
+
+@pytest.fixture(scope="module")
+def data() -> bytes:
+    return random.Random(20261124).randbytes(12 * MiB)
+
+
+def chunks(seed: int, data: bytes) -> list[bytes]:
+    return [bytes(c) for c in Chunker(seed, PARAMS).chunk_buffer(data)]
+
+
+def boundaries(seed: int, data: bytes) -> list[int]:
+    ends, position = [], 0
+    for chunk in chunks(seed, data):
+        position += len(chunk)
+        ends.append(position)
+    return ends
+
+
+def test_chunks_reassemble_the_input_within_the_size_bounds(data: bytes) -> None:
+    pieces = chunks(MasterKey.generate().chunker_seed, data)
+
+    assert b"".join(pieces) == data
+    assert len(pieces) > 4
+    assert all(PARAMS.min_size <= len(p) <= PARAMS.max_size for p in pieces[:-1])
+
+
+def test_stream_and_buffer_chunking_agree(data: bytes) -> None:
+    seed = MasterKey.generate().chunker_seed
+
+    streamed = [bytes(c) for c in Chunker(seed, PARAMS).chunk_stream(io.BytesIO(data))]
+
+    assert streamed == chunks(seed, data)
+
+
+def test_boundaries_differ_between_master_keys_so_they_do_not_fingerprint_files(
+    data: bytes,
+) -> None:
+    first, second = MasterKey.generate(), MasterKey.generate()
+
+    ours, theirs = boundaries(first.chunker_seed, data), boundaries(second.chunker_seed, data)
+
+    # The last "boundary" is the end of the data; the cut points before it should not meet.
+    shared = set(ours[:-1]) & set(theirs[:-1])
+    assert len(shared) <= len(ours) // 4, f"{len(shared)} of {len(ours)} boundaries coincide"
+
+
+def test_the_same_key_always_cuts_the_same_boundaries(data: bytes) -> None:
+    seed = MasterKey.generate().chunker_seed
+
+    assert boundaries(seed, data) == boundaries(seed, data)
+
+
+def test_inserting_a_byte_at_the_start_changes_only_the_first_chunk(data: bytes) -> None:
+    seed = MasterKey.generate().chunker_seed
+
+    before, after = chunks(seed, data), chunks(seed, b"!" + data)
+
+    assert after[0] == b"!" + before[0]
+    assert after[1:] == before[1:]
+
+
+def test_inserting_a_byte_in_the_middle_leaves_other_chunks_alone(data: bytes) -> None:
+    seed = MasterKey.generate().chunker_seed
+    middle = len(data) // 2
+
+    before, after = chunks(seed, data), chunks(seed, data[:middle] + b"!" + data[middle:])
+
+    assert len(set(after) - set(before)) <= 2
+    assert len(set(before) & set(after)) >= len(before) - 2

@@ -1,0 +1,89 @@
+"""Packs: what PackWriter stores, parse_pack reads back; tampering is detected."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bbackup.compression import compress, decompress
+from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.errors import IntegrityError
+from bbackup.repository import parse_pack, verify_pack_id
+from bbackup.repository.pack import PackWriter
+
+
+@pytest.fixture
+def cipher() -> Cipher:
+    return Cipher(MasterKey.generate())
+
+
+def build_pack(cipher: Cipher, contents: list[bytes]) -> tuple[str, bytes]:
+    writer = PackWriter(BlobType.DATA)
+    for data in contents:
+        blob_id = cipher.blob_id(data)
+        writer.add(blob_id, cipher.seal_blob(BlobType.DATA, blob_id, compress(data)), len(data))
+    return writer.finish(cipher)
+
+
+CONTENTS = [b"", b"short", b"compressible " * 5000, os.urandom(100_000)]
+
+
+def test_parse_pack_returns_every_blob_written_and_each_opens_to_its_content(
+    cipher: Cipher,
+) -> None:
+    pack_id, data = build_pack(cipher, CONTENTS)
+
+    verify_pack_id(pack_id, data)
+    blobs = parse_pack(cipher, data)
+
+    assert [b.blob_id for b in blobs] == [cipher.blob_id(c) for c in CONTENTS]
+    assert [b.raw_length for b in blobs] == [len(c) for c in CONTENTS]
+    assert all(b.blob_type is BlobType.DATA for b in blobs)
+    for blob, content in zip(blobs, CONTENTS, strict=True):
+        sealed = data[blob.offset : blob.offset + blob.length]
+        payload = cipher.open_blob(blob.blob_type, blob.blob_id, sealed)
+        assert decompress(payload, blob.raw_length) == content
+
+
+@pytest.mark.parametrize("from_end", [5, 20, 40])
+def test_a_tampered_pack_header_fails_with_integrity_error(cipher: Cipher, from_end: int) -> None:
+    _, data = build_pack(cipher, CONTENTS)
+    tampered = bytearray(data)
+    tampered[-from_end] ^= 0x01  # inside the sealed header (the trailer is the last 4 bytes)
+
+    with pytest.raises(IntegrityError):
+        parse_pack(cipher, bytes(tampered))
+
+
+@pytest.mark.parametrize("length", [0, 1, 10**9])
+def test_a_wrong_header_length_fails_with_integrity_error(cipher: Cipher, length: int) -> None:
+    _, data = build_pack(cipher, CONTENTS)
+
+    with pytest.raises(IntegrityError):
+        parse_pack(cipher, data[:-4] + length.to_bytes(4, "little"))
+
+
+def test_a_truncated_pack_fails_with_integrity_error(cipher: Cipher) -> None:
+    with pytest.raises(IntegrityError):
+        parse_pack(cipher, b"\x01\x02")
+
+
+def test_a_pack_cannot_be_read_with_another_repositorys_key(cipher: Cipher) -> None:
+    _, data = build_pack(cipher, CONTENTS)
+
+    with pytest.raises(IntegrityError):
+        parse_pack(Cipher(MasterKey.generate()), data)
+
+
+def test_a_flipped_bit_in_a_blob_fails_the_pack_id_and_the_blob(cipher: Cipher) -> None:
+    pack_id, data = build_pack(cipher, CONTENTS)
+    last = parse_pack(cipher, data)[-1]
+    tampered = bytearray(data)
+    tampered[last.offset + last.length // 2] ^= 0x80
+
+    with pytest.raises(IntegrityError):
+        verify_pack_id(pack_id, bytes(tampered))
+    sealed = bytes(tampered[last.offset : last.offset + last.length])
+    with pytest.raises(IntegrityError):
+        cipher.open_blob(last.blob_type, last.blob_id, sealed)
