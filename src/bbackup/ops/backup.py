@@ -160,6 +160,11 @@ class Archiver:
         self._pool: ThreadPoolExecutor | None = None
         self._writer: BlobWriter | None = None
         self._file_slots = asyncio.Semaphore(max(2, options.workers * 4))
+        # Sealed blobs waiting to be handed to the event loop, gathered across files so
+        # that a tree of small files does not cost one thread hop per file.
+        self._pending: list[PreparedBlob] = []
+        self._pending_bytes = 0
+        self._pending_lock = threading.Lock()
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -186,6 +191,7 @@ class Archiver:
                 tree_id = await self._save_virtual(
                     b"", _virtual_tree(paths), parent.tree if parent else None
                 )
+                await self._drain_pending()
                 await self._writer.flush()
             except BaseException:
                 await self._writer.abort()
@@ -244,7 +250,7 @@ class Archiver:
         assert self._writer is not None
         previous = await self._parent_nodes(parent_tree)
         nodes: list[Node] = []
-        tasks: list[asyncio.Task[Node | None]] = []
+        tasks: list[Node | asyncio.Task[Node | None]] = []
         for name, child in sorted(children.items()):
             path = prefix + b"/" + name
             try:
@@ -260,7 +266,7 @@ class Archiver:
                     path, child, prev.subtree if prev and prev.type == DIR else None
                 )
                 nodes.append(node)
-        nodes.extend(n for n in await asyncio.gather(*tasks) if n is not None)
+        nodes.extend(await _resolve(tasks))
         return await save_tree(self._writer, Tree(nodes))
 
     async def _save_dir(self, path: bytes, parent_tree: bytes | None) -> bytes:
@@ -273,8 +279,8 @@ class Archiver:
         except OSError as exc:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
-        tasks = [await self._schedule(p, node, previous.get(node.name)) for p, node in entries]
-        nodes = [n for n in await asyncio.gather(*tasks) if n is not None]
+        scheduled = [await self._schedule(p, n, previous.get(n.name)) for p, n in entries]
+        nodes = await _resolve(scheduled)
         return await save_tree(self._writer, Tree(nodes))
 
     def _scan_dir(self, path: bytes) -> list[tuple[bytes, Node]]:
@@ -299,14 +305,15 @@ class Archiver:
 
     async def _schedule(
         self, path: bytes, node: Node, prev: Node | None
-    ) -> asyncio.Task[Node | None]:
-        """Start saving one entry; directories recurse, files go to the reader threads."""
+    ) -> Node | asyncio.Task[Node | None]:
+        """Save one entry: directories recurse, changed files go to the reader threads (a
+        task is returned for those); everything else is done at once."""
         if node.type == DIR:
             subtree = prev.subtree if prev and prev.type == DIR else None
             node.subtree = await self._save_dir(path, subtree)
-            return _done(node)
+            return node
         if node.type != FILE:
-            return _done(node)
+            return node
         self.summary.total_files += 1
         self.progress.files += 1
         if (
@@ -319,7 +326,7 @@ class Archiver:
             self.summary.files_unchanged += 1
             self.summary.total_bytes += node.size
             self.progress.bytes_seen += node.size
-            return _done(node)
+            return node
         await self._file_slots.acquire()
         return asyncio.create_task(self._save_file(path, node, is_new=prev is None))
 
@@ -360,15 +367,32 @@ class Archiver:
             self._local.chunker = chunker
         return chunker
 
-    def _hand_off(self, batch: list[PreparedBlob]) -> None:
-        assert self._loop is not None and self._writer is not None
-        writer = self._writer
+    def _queue_sealed(self, blob: PreparedBlob) -> None:
+        """Queue a new blob for packing; hand the queue over once it is large enough.
 
-        async def add_all() -> None:
-            for blob in batch:
-                await writer.add(blob)
+        Blobs prepared here are reserved in the writer: they must reach a pack (at the
+        latest in `_drain_pending`), or another file sharing them would reference nothing.
+        """
+        assert blob.sealed is not None
+        with self._pending_lock:
+            self._pending.append(blob)
+            self._pending_bytes += len(blob.sealed)
+            if self._pending_bytes < HANDOFF_BYTES and len(self._pending) < HANDOFF_BLOBS:
+                return
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+        assert self._loop is not None
+        # Blocks this reader until the event loop has packed the batch: back-pressure.
+        asyncio.run_coroutine_threadsafe(self._add_all(batch), self._loop).result()
 
-        asyncio.run_coroutine_threadsafe(add_all(), self._loop).result()
+    async def _add_all(self, batch: list[PreparedBlob]) -> None:
+        assert self._writer is not None
+        for blob in batch:
+            await self._writer.add(blob)
+
+    async def _drain_pending(self) -> None:
+        with self._pending_lock:
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+        await self._add_all(batch)
 
     def _read_file(self, path: bytes) -> tuple[list[bytes], int, str | None]:
         """Chunk, hash and seal one file; retried once if it changes while being read."""
@@ -383,8 +407,6 @@ class Archiver:
         assert self._writer is not None
         fd = _open_for_reading(path)
         content: list[bytes] = []
-        batch: list[PreparedBlob] = []
-        batch_bytes = 0
         size = 0
         try:
             before = os.fstat(fd)
@@ -396,27 +418,22 @@ class Archiver:
                     self.progress.bytes_read += len(chunk)
                     self.progress.bytes_seen += len(chunk)
                     if prepared.sealed is not None:
-                        batch.append(prepared)
-                        batch_bytes += len(prepared.sealed)
-                        if batch_bytes >= HANDOFF_BYTES or len(batch) >= HANDOFF_BLOBS:
-                            self._hand_off(batch)
-                            batch, batch_bytes = [], 0
+                        self._queue_sealed(prepared)
             after = os.fstat(fd)
         finally:
-            # Blobs prepared here are reserved in the writer; they must reach a pack even if
-            # this file failed, or another file sharing them would reference nothing.
-            if batch:
-                self._hand_off(batch)
             os.close(fd)
         changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
         return content, size, changed or size != after.st_size
 
 
-def _done(node: Node | None) -> asyncio.Task[Node | None]:
-    async def value() -> Node | None:
-        return node
-
-    return asyncio.ensure_future(value())
+async def _resolve(items: list[Node | asyncio.Task[Node | None]]) -> list[Node]:
+    """Nodes in order, awaiting the ones still being read; unreadable files drop out."""
+    nodes = []
+    for item in items:
+        node = await item if isinstance(item, asyncio.Task) else item
+        if node is not None:
+            nodes.append(node)
+    return nodes
 
 
 def _stat_node(name: bytes, path: bytes) -> Node:
