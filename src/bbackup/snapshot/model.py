@@ -75,12 +75,11 @@ class Node:
     subtree: bytes | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-            if f.name in ("name", "type") or value != default:
-                wire[_KEYS[f.name]] = value
+        wire: dict[str, Any] = {"n": self.name, "t": self.type}
+        for name, short, default in _WIRE_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                wire[short] = value
         return wire
 
     @classmethod
@@ -95,6 +94,18 @@ class Node:
     @property
     def display_name(self) -> str:
         return self.name.decode("utf-8", "backslashreplace")
+
+
+#: (field, wire key, default) for every optional Node field, in wire order.
+_WIRE_DEFAULTS: list[tuple[str, str, Any]] = [
+    (
+        f.name,
+        _KEYS[f.name],
+        f.default if f.default_factory is dataclasses.MISSING else f.default_factory(),
+    )
+    for f in dataclasses.fields(Node)
+    if f.name not in ("name", "type")
+]
 
 
 @dataclass(slots=True)
