@@ -6,6 +6,7 @@ known files. pyfastcdc's Cython core releases the GIL while it scans.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -25,6 +26,10 @@ class ChunkerParams:
     max_size: int = 8 * MiB
 
 
+#: Bytes read per system call when chunking a file.
+READ_BLOCK = 8 * MiB
+
+
 class Chunker:
     """Splits byte streams into content-defined chunks. One instance per thread."""
 
@@ -36,6 +41,42 @@ class Chunker:
             max_size=params.max_size,
             seed=seed,
         )
+        # Reused for every file: at least two maximal chunks, so a full buffer always
+        # holds one complete chunk before the (possibly cut short) last one.
+        self._buffer = bytearray(max(READ_BLOCK, params.max_size) + params.max_size)
+
+    def chunk_fd(self, fd: int) -> Iterator[memoryview]:
+        """Yield the chunks of an open file; each view is valid until the next is yielded.
+
+        Reads large blocks into a reused buffer (the read releases the GIL) and cuts them
+        with pyfastcdc's buffer chunker, which scans without the GIL. The chunk that runs
+        into the end of a full buffer is carried over and cut again with what follows, so
+        boundaries are exactly those of one pass over the whole file.
+        """
+        buf = self._buffer
+        view = memoryview(buf)
+        filled = 0
+        eof = False
+        while True:
+            while not eof and filled < len(buf):
+                n = os.readv(fd, [view[filled:]])
+                if n == 0:
+                    eof = True
+                filled += n
+            if filled == 0:
+                return
+            start = 0
+            for chunk in self._cdc.cut_buf(view[:filled]):
+                end = chunk.offset + chunk.length
+                if not eof and end == filled:
+                    break  # may be cut short by the buffer's end: carry it over
+                yield chunk.data
+                start = end
+            if eof:
+                return
+            rest = filled - start
+            buf[:rest] = buf[start:filled]
+            filled = rest
 
     def chunk_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunks of `stream`; each view is valid only until the next one is yielded."""

@@ -30,7 +30,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
-def compress(data: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
+def compress(data: bytes | bytearray | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
     """Return flag byte ‖ body: zstd if that is smaller, else the raw bytes.
 
     Level 0 disables compression.

@@ -52,7 +52,7 @@ class Cipher:
             master.encryption_key, derive_key_context="bbackup 2026-11 document subkeys"
         ).digest()
 
-    def blob_id(self, data: bytes | memoryview) -> bytes:
+    def blob_id(self, data: bytes | bytearray | memoryview) -> bytes:
         """Keyed BLAKE3-256 of the plaintext: the store cannot confirm known content."""
         digest: bytes = blake3.blake3(data, key=self._id_key, max_threads=1).digest()
         return digest

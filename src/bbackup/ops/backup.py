@@ -410,15 +410,14 @@ class Archiver:
         size = 0
         try:
             before = os.fstat(fd)
-            with open(fd, "rb", buffering=0, closefd=False) as stream:
-                for chunk in self._chunker().chunk_stream(stream):
-                    prepared = self._writer.prepare(BlobType.DATA, chunk)
-                    content.append(prepared.blob_id)
-                    size += len(chunk)
-                    self.progress.bytes_read += len(chunk)
-                    self.progress.bytes_seen += len(chunk)
-                    if prepared.sealed is not None:
-                        self._queue_sealed(prepared)
+            for chunk in self._chunker().chunk_fd(fd):
+                prepared = self._writer.prepare(BlobType.DATA, chunk)
+                content.append(prepared.blob_id)
+                size += len(chunk)
+                self.progress.bytes_read += len(chunk)
+                self.progress.bytes_seen += len(chunk)
+                if prepared.sealed is not None:
+                    self._queue_sealed(prepared)
             after = os.fstat(fd)
         finally:
             os.close(fd)

@@ -52,7 +52,7 @@ class CachingStorage(StorageWrapper):
             return None
         return data
 
-    def _write(self, name: str, data: bytes | memoryview) -> None:
+    def _write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,7 @@ class CachingStorage(StorageWrapper):
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,

@@ -38,12 +38,16 @@ def pack_object_name(blob_type: BlobType, pack_id: str) -> str:
 
 
 class PackWriter:
-    """Accumulates sealed blobs of one type, then produces the pack's bytes."""
+    """Accumulates sealed blobs of one type, then produces the pack's bytes.
 
-    def __init__(self, blob_type: BlobType) -> None:
+    Blobs are copied into one buffer sized for a full pack up front (untouched pages cost
+    no memory), so finishing a pack needs no second copy of it.
+    """
+
+    def __init__(self, blob_type: BlobType, capacity: int = 0) -> None:
         self.blob_type = blob_type
         self.blobs: list[PackedBlob] = []
-        self._parts: list[bytes] = []
+        self._buffer = bytearray(capacity)
         self.size = 0
 
     def __len__(self) -> int:
@@ -51,23 +55,27 @@ class PackWriter:
 
     def add(self, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
         self.blobs.append(PackedBlob(self.blob_type, blob_id, self.size, len(sealed), raw_length))
-        self._parts.append(sealed)
-        self.size += len(sealed)
+        end = self.size + len(sealed)
+        if end > len(self._buffer):
+            self._buffer.extend(bytes(end - len(self._buffer)))
+        self._buffer[self.size : end] = sealed
+        self.size = end
 
-    def finish(self, cipher: Cipher) -> tuple[str, bytes]:
-        """Return (pack ID, stored bytes)."""
+    def finish(self, cipher: Cipher) -> tuple[str, bytearray]:
+        """Return (pack ID, stored bytes); the writer is spent afterwards."""
         header = msgpack.packb(
             [(int(b.blob_type), b.blob_id, b.offset, b.length, b.raw_length) for b in self.blobs]
         )
         sealed_header = cipher.seal_document(HEADER_KIND, header)
-        self._parts.append(sealed_header)
-        self._parts.append(_TRAILER.pack(len(sealed_header)))
-        data = b"".join(self._parts)
-        self._parts = []
+        data = self._buffer
+        self._buffer = bytearray()
+        del data[self.size :]
+        data += sealed_header
+        data += _TRAILER.pack(len(sealed_header))
         return hashlib.sha256(data).hexdigest(), data
 
 
-def verify_pack_id(pack_id: str, data: bytes | memoryview) -> None:
+def verify_pack_id(pack_id: str, data: bytes | bytearray | memoryview) -> None:
     if hashlib.sha256(data).hexdigest() != pack_id:
         raise IntegrityError(f"pack {pack_id}: content does not match its ID (SHA-256)")
 
@@ -91,7 +99,7 @@ def parse_header(cipher: Cipher, sealed_header: bytes | memoryview) -> list[Pack
         raise IntegrityError("pack header is malformed") from exc
 
 
-def parse_pack(cipher: Cipher, data: bytes | memoryview) -> list[PackedBlob]:
+def parse_pack(cipher: Cipher, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
     """Read the header of a whole pack held in memory."""
     view = memoryview(data)
     if len(view) < _TRAILER.size:

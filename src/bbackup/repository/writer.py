@@ -80,7 +80,7 @@ class BlobWriter:
         """True if the repository has (or is about to have) this blob."""
         return blob_id in self.index or blob_id in self._reserved
 
-    def prepare(self, blob_type: BlobType, data: bytes | memoryview) -> PreparedBlob:
+    def prepare(self, blob_type: BlobType, data: bytes | bytearray | memoryview) -> PreparedBlob:
         """Hash, and unless known, compress and seal. Thread-safe; CPU-bound."""
         blob_id = self.cipher.blob_id(data)
         with self._reserve_lock:
@@ -100,7 +100,9 @@ class BlobWriter:
             return
         packer = self._packers.get(blob.blob_type)
         if packer is None:
-            packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type)
+            # Room for a full pack plus one maximal blob, so packs never grow in place.
+            capacity = self.pack_size + 8 * 1024 * 1024 + 4096
+            packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type, capacity)
         packer.add(blob.blob_id, blob.sealed, blob.raw_length)
         self.stats.blobs_new += 1
         self.stats.bytes_added += blob.raw_length
@@ -126,7 +128,7 @@ class BlobWriter:
         if not task.cancelled() and task.exception() is not None and self._error is None:
             self._error = task.exception()
 
-    async def _upload(self, packer: PackWriter, pack_id: str, data: bytes) -> None:
+    async def _upload(self, packer: PackWriter, pack_id: str, data: bytearray) -> None:
         try:
             storage_class = self.data_storage_class if packer.blob_type is BlobType.DATA else None
             await self.storage.put(

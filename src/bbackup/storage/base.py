@@ -52,7 +52,7 @@ class Storage(Protocol):
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,
@@ -88,7 +88,7 @@ class StorageWrapper:
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,

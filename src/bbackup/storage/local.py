@@ -45,14 +45,14 @@ class LocalStorage:
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,
     ) -> None:
         await self._run(partial(self._put_sync, name, data, if_absent))
 
-    def _put_sync(self, name: str, data: bytes | memoryview, if_absent: bool) -> None:
+    def _put_sync(self, name: str, data: bytes | bytearray | memoryview, if_absent: bool) -> None:
         path = self._path(name)
         with _translate_os_errors(name):
             if if_absent and path.exists():

@@ -22,7 +22,7 @@ class MemoryStorage:
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,

@@ -219,7 +219,7 @@ class S3Storage:
     async def put(
         self,
         name: str,
-        data: bytes | memoryview,
+        data: bytes | bytearray | memoryview,
         *,
         storage_class: str | None = None,
         if_absent: bool = False,
@@ -230,7 +230,8 @@ class S3Storage:
         that ignores the header overwrites, and one that rejects it (501 NotImplemented) is
         sent plain PUTs from then on: both are harmless for content-addressed names.
         """
-        body = bytes(data) if isinstance(data, memoryview) else data
+        # aiohttp streams bytes without copying; other buffers it warns about and copies.
+        body = data if isinstance(data, bytes) else bytes(data)
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(name),
