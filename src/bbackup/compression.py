@@ -1,4 +1,8 @@
-"""Per-blob zstd compression; blobs that do not shrink are stored raw, with a flag byte."""
+"""Per-blob zstd compression; blobs that do not shrink are stored as they are.
+
+No flag byte is needed: compression is kept only when it saves more than 16 bytes, so a
+payload is a zstd frame exactly when it is shorter than the blob's recorded raw length.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,10 @@ import threading
 
 import zstandard
 
-RAW = 0
-ZSTD = 1
 DEFAULT_LEVEL = 3
+#: Compress this much of a large blob first; if that does not shrink, skip the rest.
+SAMPLE_SIZE = 64 * 1024
+_MIN_SAVING = 16
 
 _local = threading.local()
 
@@ -30,31 +35,35 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
-def compress(data: bytes | bytearray | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
-    """Return flag byte ‖ body: zstd if that is smaller, else the raw bytes.
+def compress(
+    data: bytes | bytearray | memoryview, level: int = DEFAULT_LEVEL
+) -> bytes | bytearray | memoryview:
+    """A zstd frame if that is more than 16 bytes smaller, else `data` itself (no copy).
 
-    Level 0 disables compression.
+    Level 0 disables compression. Large blobs whose first 64 KiB do not compress at
+    level 1 (encrypted, already compressed or random data) are not tried in full.
     """
-    if level > 0 and len(data) >= 64:
-        packed: bytes = _compressor(level).compress(data)
-        if len(packed) < len(data) - 16:
-            return bytes([ZSTD]) + packed
-    return bytes([RAW]) + bytes(data)
+    size = len(data)
+    if level <= 0 or size < 64:
+        return data
+    if size > 4 * SAMPLE_SIZE:
+        sample = memoryview(data)[:SAMPLE_SIZE]
+        if len(_compressor(1).compress(sample)) > SAMPLE_SIZE * 0.97:
+            return data
+    packed: bytes = _compressor(level).compress(data)
+    return packed if len(packed) < size - _MIN_SAVING else data
 
 
 def decompress(payload: bytes | memoryview, raw_length: int) -> bytes:
-    """Invert `compress`; `raw_length` bounds the output so a bad blob cannot balloon."""
-    view = memoryview(payload)
-    if not view:
-        raise ValueError("empty payload")
-    if view[0] == RAW:
-        return bytes(view[1:])
-    if view[0] == ZSTD:
-        # max_output_size is ignored when the frame states its content size: read through
-        # a bounded stream instead, so a blob cannot inflate past its recorded length.
-        with _decompressor().stream_reader(bytes(view[1:]), read_across_frames=True) as reader:
-            out: bytes = reader.read(raw_length + 1)
-        if len(out) > raw_length:
-            raise ValueError("blob inflates past its recorded length")
-        return out
-    raise ValueError(f"unknown compression flag {view[0]}")
+    """Invert `compress`; the output can never exceed `raw_length`."""
+    if len(payload) == raw_length:
+        return bytes(payload)
+    if len(payload) > raw_length:
+        raise ValueError("payload is longer than the blob's raw length")
+    # max_output_size is ignored when the frame states its content size: read through
+    # a bounded stream instead, so a blob cannot inflate past its recorded length.
+    with _decompressor().stream_reader(bytes(payload), read_across_frames=True) as reader:
+        out: bytes = reader.read(raw_length + 1)
+    if len(out) != raw_length:
+        raise ValueError("blob does not decompress to its recorded length")
+    return out

@@ -61,10 +61,16 @@ class Cipher:
         ad = bytes([blob_type]) + blob_id
         return AESGCM(blake3.blake3(ad, key=self._blob_root).digest()), ad
 
-    def seal_blob(self, blob_type: BlobType, blob_id: bytes, payload: bytes) -> bytes:
+    def seal_blob(
+        self, blob_type: BlobType, blob_id: bytes, payload: bytes | bytearray | memoryview
+    ) -> bytearray:
         aead, ad = self._blob_key(blob_type, blob_id)
         nonce = secrets.token_bytes(NONCE_SIZE)
-        return nonce + aead.encrypt(nonce, payload, ad)
+        # One allocation: the ciphertext is written straight behind the nonce.
+        sealed = bytearray(NONCE_SIZE + len(payload) + TAG_SIZE)
+        sealed[:NONCE_SIZE] = nonce
+        aead.encrypt_into(nonce, payload, ad, memoryview(sealed)[NONCE_SIZE:])
+        return sealed
 
     def open_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes | memoryview) -> bytes:
         aead, ad = self._blob_key(blob_type, blob_id)

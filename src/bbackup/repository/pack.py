@@ -53,7 +53,7 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def add(self, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+    def add(self, blob_id: bytes, sealed: bytes | bytearray, raw_length: int) -> None:
         self.blobs.append(PackedBlob(self.blob_type, blob_id, self.size, len(sealed), raw_length))
         end = self.size + len(sealed)
         if end > len(self._buffer):

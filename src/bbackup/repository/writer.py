@@ -30,7 +30,7 @@ class PreparedBlob:
 
     blob_type: BlobType
     blob_id: bytes
-    sealed: bytes | None
+    sealed: bytes | bytearray | None
     raw_length: int
 
 
