@@ -27,7 +27,7 @@ class ChunkerParams:
 
 
 #: Bytes read per system call when chunking a file.
-READ_BLOCK = 8 * MiB
+READ_BLOCK = 4 * MiB
 
 
 class Chunker:
@@ -41,9 +41,9 @@ class Chunker:
             max_size=params.max_size,
             seed=seed,
         )
-        # Reused for every file: at least two maximal chunks, so a full buffer always
-        # holds one complete chunk before the (possibly cut short) last one.
-        self._buffer = bytearray(max(READ_BLOCK, params.max_size) + params.max_size)
+        # Reused for every file. Longer than a maximal chunk, so a full buffer always holds
+        # one complete chunk before the (possibly cut short) last one.
+        self._buffer = bytearray(READ_BLOCK + params.max_size)
 
     def chunk_fd(self, fd: int) -> Iterator[memoryview]:
         """Yield the chunks of an open file; each view is valid until the next is yielded.

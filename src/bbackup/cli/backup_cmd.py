@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Storage class for data packs (S3).")
         ] = None,
         compression: Annotated[int | None, typer.Option(help="zstd level for this run.")] = None,
-        workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 3,
+        workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 2,
     ) -> None:
         if backup_type not in BACKUP_TYPES:
             raise UsageError(f"--type must be one of {', '.join(BACKUP_TYPES)}")

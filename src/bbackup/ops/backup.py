@@ -33,8 +33,8 @@ from bbackup.snapshot.store import load_snapshots, load_tree, save_snapshot, sav
 
 BACKUP_TYPES = ("incremental", "differential", "full")
 #: Sealed bytes a reader thread gathers before handing them to the event loop.
-HANDOFF_BYTES = 8 * 1024 * 1024
-HANDOFF_BLOBS = 256
+HANDOFF_BYTES = 2 * 1024 * 1024
+HANDOFF_BLOBS = 64
 
 
 @dataclass(slots=True)
@@ -49,7 +49,7 @@ class BackupOptions:
     time: datetime | None = None
     storage_class: str | None = None
     compression_level: int | None = None
-    workers: int = 3
+    workers: int = 2
     upload_slots: int = 4
 
 

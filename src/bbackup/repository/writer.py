@@ -100,8 +100,10 @@ class BlobWriter:
             return
         packer = self._packers.get(blob.blob_type)
         if packer is None:
-            # Room for a full pack plus one maximal blob, so packs never grow in place.
-            capacity = self.pack_size + 8 * 1024 * 1024 + 4096
+            # Data packs get room for a full pack plus one maximal blob up front, so they never
+            # grow in place (untouched pages cost nothing); tree packs stay small.
+            full = self.pack_size + 8 * 1024 * 1024 + 4096
+            capacity = full if blob.blob_type is BlobType.DATA else 0
             packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type, capacity)
         packer.add(blob.blob_id, blob.sealed, blob.raw_length)
         self.stats.blobs_new += 1
