@@ -93,7 +93,7 @@ class Restorer:
     async def run(self) -> RestoreSummary:
         started = time.monotonic()
         os.makedirs(self.target, exist_ok=True)
-        await self._plan(self.snapshot.tree, b"")
+        await self._plan(self.snapshot.tree, b"", fresh=False)
         blobs = self._place_blobs()
         await self._fetch_all(blobs)
         await asyncio.to_thread(self._apply_metadata)
@@ -120,7 +120,9 @@ class Restorer:
 
     # ---- planning ----------------------------------------------------------------------
 
-    async def _plan(self, tree_id: bytes, rel: bytes) -> None:
+    async def _plan(self, tree_id: bytes, rel: bytes, *, fresh: bool) -> None:
+        """Walk a tree: make directories, note files. `fresh`: we just created the
+        directory at `rel`, so nothing in it can be in the way."""
         tree = await load_tree(self.repo, tree_id)
         for node in tree.nodes:
             if b"/" in node.name or node.name in (b"", b".", b".."):
@@ -130,35 +132,39 @@ class Restorer:
             dest = self.target + child
             if node.type == DIR:
                 if descend:
-                    with contextlib.suppress(FileExistsError):
+                    created = True
+                    try:
                         os.mkdir(dest, 0o700)
+                    except FileExistsError:
+                        created = False
                     if wanted:
                         self._dirs.append((dest, node))
                     if node.subtree is not None:
-                        await self._plan(node.subtree, child)
+                        await self._plan(node.subtree, child, fresh=created)
             elif not wanted:
                 continue
             elif node.type == FILE:
-                self._create_file(dest, node)
+                try:
+                    self._plan_file(dest, node, fresh=fresh)
+                except OSError as exc:
+                    self._error(dest, f"cannot create: {exc.strerror or exc}")
             else:
                 self._others.append((dest, node))
 
-    def _create_file(self, dest: bytes, node: Node) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.islink(dest) or not os.path.isfile(dest):
-                os.unlink(dest)
+    def _plan_file(self, dest: bytes, node: Node, *, fresh: bool) -> None:
+        """Clear the way for a file; files with content are created by their first write."""
+        if not fresh:
+            with contextlib.suppress(FileNotFoundError):
+                os.lstat(dest)
+                os.unlink(dest)  # restored files replace what is there, never merge with it
         key = (node.device, node.inode)
         if node.nlink > 1 and key in self._hardlinks:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(dest)
             os.link(self._hardlinks[key], dest)
             self.summary.links += 1
             return
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.ftruncate(fd, node.size)
-        finally:
-            os.close(fd)
+        if node.size == 0 or node.nlink > 1:
+            # Empty files get no write; a hard link's first path must exist to link to.
+            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         if node.nlink > 1:
             self._hardlinks[key] = dest
         self._files.append((dest, node))
@@ -221,7 +227,7 @@ class Restorer:
             plain = self.repo.decode_blob(blob_id, entry, sealed)
             for place in places:
                 try:
-                    fd = os.open(place.path, os.O_WRONLY)
+                    fd = os.open(place.path, os.O_WRONLY | os.O_CREAT, 0o600)
                     try:
                         os.pwrite(fd, plain, place.offset)
                     finally:
