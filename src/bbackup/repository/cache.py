@@ -12,11 +12,15 @@ import contextlib
 import hashlib
 import os
 import secrets
+from collections import OrderedDict
 from pathlib import Path
 
 from bbackup.storage import Storage, StorageWrapper
 
 CACHED_PREFIXES = ("index/", "snapshots/", "tree/")
+#: Verified objects also kept in memory (most recently used first out), so reading many
+#: trees from one pack reads and verifies that pack once.
+MEMORY_BUDGET = 64 * 1024 * 1024
 
 
 def default_cache_root() -> Path:
@@ -32,6 +36,16 @@ class CachingStorage(StorageWrapper):
         self.directory = directory
         self.hits = 0
         self.misses = 0
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._memory_bytes = 0
+
+    def _remember(self, name: str, data: bytes) -> None:
+        if name.startswith("tree/") and len(data) <= MEMORY_BUDGET // 4:
+            self._memory[name] = data
+            self._memory_bytes += len(data)
+            while self._memory_bytes > MEMORY_BUDGET:
+                _, dropped = self._memory.popitem(last=False)
+                self._memory_bytes -= len(dropped)
 
     @staticmethod
     def cacheable(name: str) -> bool:
@@ -77,12 +91,19 @@ class CachingStorage(StorageWrapper):
     async def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if not self.cacheable(name):
             return await self.inner.get(name, offset, length)
-        data = await asyncio.to_thread(self._read_verified, name)
+        data = self._memory.get(name)
+        if data is not None:
+            self._memory.move_to_end(name)
+        else:
+            data = await asyncio.to_thread(self._read_verified, name)
+            if data is not None:
+                self._remember(name, data)
         if data is None:
             self.misses += 1
             data = await self.inner.get(name)
             if hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[-1]:
                 await asyncio.to_thread(self._write, name, data)
+                self._remember(name, data)
         else:
             self.hits += 1
         end = len(data) if length is None else offset + length
@@ -90,6 +111,8 @@ class CachingStorage(StorageWrapper):
 
     async def delete(self, name: str) -> None:
         await self.inner.delete(name)
+        if name in self._memory:
+            self._memory_bytes -= len(self._memory.pop(name))
         if self.cacheable(name):
             with contextlib.suppress(OSError):
                 self._path(name).unlink()
