@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
             storage_class=storage_class,
             compression_level=compression,
             workers=workers,
-            upload_slots=opts.connections or DEFAULT_CONNECTIONS.get(stack_scheme, 4),
+            # A local pack write takes milliseconds: one in flight keeps up and saves memory.
+            upload_slots=opts.connections
+            or (1 if stack_scheme == "local" else DEFAULT_CONNECTIONS[stack_scheme]),
         )
         if host:
             options.host = host
