@@ -5,11 +5,5 @@
 # another HOME: a new machine) → compare byte for byte → check --read-data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-VENV=${BBACKUP_VENV:-.venv}
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
-exec "$VENV/bin/python" scripts/s3_endpoint.py --bucket bbackup-demo --run -- bash scripts/demo_round_trip.sh "${1:-}"
+. scripts/venv.sh
+exec python scripts/s3_endpoint.py --bucket bbackup-demo --run -- bash scripts/demo_round_trip.sh "${1:-}"

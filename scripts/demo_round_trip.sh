@@ -2,7 +2,7 @@
 # Runs inside scripts/s3_endpoint.py --run, with the endpoint and credentials exported.
 # Usage: demo_round_trip.sh [SOURCE_DIR]   (default: a generated sample tree)
 set -euo pipefail
-BB="$(dirname "$0")/../${BBACKUP_VENV:-.venv}/bin/bbackup"
+BB=bbackup  # scripts/demo.sh put the venv first on PATH
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export BBACKUP_REPOSITORY=s3://bbackup-demo/demo

@@ -3,14 +3,7 @@
 # ruff (lint + format), mypy --strict on src/, import-linter layer contracts, pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-VENV=${BBACKUP_VENV:-.venv}
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
-export PATH="$PWD/$VENV/bin:$PATH"
+. scripts/venv.sh
 
 echo "== ruff check";          ruff check src tests scripts
 echo "== ruff format --check"; ruff format --check src tests scripts
