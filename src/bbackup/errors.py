@@ -12,6 +12,7 @@
     ├── StorageError (1)
     │   ├── NotFound (1)
     │   ├── Transient (18)         retried by the retry wrapper; raised when retries run out
+    │   │   └── Unreachable (18)   no connection at all; a short budget until one succeeds
     │   ├── Archived (19)          object sits in an archive tier and is not restored
     │   └── Permanent (1)
     │       ├── AccessDenied (17)
@@ -128,6 +129,10 @@ class Transient(StorageError):
     exit_code = ExitCode.UNREACHABLE
 
 
+class Unreachable(Transient):
+    """The storage endpoint cannot be reached (connection refused, connect timeout)."""
+
+
 class Archived(StorageError):
     """The object sits in an archive storage class and must be restored before it is read."""
 
@@ -174,6 +179,7 @@ __all__ = [
     "RepositoryNotFound",
     "StorageError",
     "Transient",
+    "Unreachable",
     "UsageError",
     "WrongPassword",
 ]

@@ -12,17 +12,35 @@ from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     RetryError,
     retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
-from bbackup.errors import Transient
+from bbackup.errors import Transient, Unreachable
 from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
 
 T = TypeVar("T")
+
+
+class _StopWhileNeverReached(stop_base):
+    """Stops retrying `Unreachable` after `connect_attempts` if no call ever reached the store."""
+
+    def __init__(self, storage: RetryingStorage) -> None:
+        self.storage = storage
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        unreachable = outcome is not None and isinstance(outcome.exception(), Unreachable)
+        return (
+            unreachable
+            and not self.storage.reached
+            and retry_state.attempt_number >= self.storage.connect_attempts
+        )
 
 
 class RetryingStorage(StorageWrapper):
@@ -36,25 +54,41 @@ class RetryingStorage(StorageWrapper):
         max_attempts: int = 10,
         initial_wait: float = 0.2,
         max_wait: float = 15.0,
+        connect_attempts: int = 6,
     ) -> None:
         super().__init__(inner)
         self.max_elapsed = max_elapsed
         self.max_attempts = max_attempts
         self.initial_wait = initial_wait
         self.max_wait = max_wait
+        #: A store never reached in this process is most likely misconfigured or down:
+        #: give up after this many attempts (at most ~6 s of back-off) instead of minutes.
+        self.connect_attempts = connect_attempts
+        #: Set once any call got an answer from the store (even an error answer).
+        self.reached = False
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Transient),
             # stop_before_delay: never start a wait that would end past the budget.
-            stop=stop_before_delay(self.max_elapsed) | stop_after_attempt(self.max_attempts),
+            stop=stop_before_delay(self.max_elapsed)
+            | stop_after_attempt(self.max_attempts)
+            | _StopWhileNeverReached(self),
             wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await fn()
+                    try:
+                        result = await fn()
+                    except Unreachable:
+                        raise
+                    except Exception:
+                        self.reached = True  # the store answered, if only with an error
+                        raise
+                    self.reached = True
+                    return result
         except RetryError as exc:  # pragma: no cover - reraise=True re-raises the cause
             raise Transient(str(exc)) from exc
         raise AssertionError("unreachable")  # pragma: no cover

@@ -27,6 +27,7 @@ from bbackup.errors import (
     Permanent,
     StorageError,
     Transient,
+    Unreachable,
 )
 from bbackup.storage.base import ObjectInfo
 
@@ -450,7 +451,7 @@ class S3Storage:
         ):
             return AccessDenied(f"AWS credentials: {_one_line(exc)}")
         if isinstance(exc, boto_errors.EndpointConnectionError | boto_errors.ConnectTimeoutError):
-            return Transient(f"cannot reach S3 endpoint {self.endpoint}: {_one_line(exc)}")
+            return Unreachable(f"cannot reach S3 endpoint {self.endpoint}: {_one_line(exc)}")
         if isinstance(
             exc,
             boto_errors.HTTPClientError

@@ -60,9 +60,10 @@ def parse_repository_url(url: str) -> RepositoryURL:
             raise InvalidRepositoryURL(f"malformed S3 URL {url!r}: {bucket!r} is not a bucket name")
         if parts.query or parts.fragment:
             raise InvalidRepositoryURL(f"malformed S3 URL {url!r}: unexpected query or fragment")
-        prefix = unquote(parts.path).strip("/")
-        if "//" in prefix:
+        path = unquote(parts.path)
+        if "//" in path:
             raise InvalidRepositoryURL(f"malformed S3 URL {url!r}: empty path segment in prefix")
+        prefix = path.strip("/")
         return RepositoryURL("s3", bucket=bucket, prefix=prefix)
     raise InvalidRepositoryURL(
         f"unsupported repository URL {url!r}: scheme {parts.scheme!r} is not one of file, s3"

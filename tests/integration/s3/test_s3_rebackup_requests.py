@@ -1,0 +1,76 @@
+"""Backing up an unchanged tree again downloads no data pack, with a warm cache or an
+empty one, as seen by the server and by the `requests` counts of `backup --json`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cli_harness import Cli, CliResult, MakeTree
+from s3_harness import MiB, bucket_objects, gets_under, server_requests
+
+from s3_server import S3Bucket
+
+pytestmark = pytest.mark.s3
+
+DATA_BYTES = 6 * MiB
+
+
+def backup_seen_by_server(
+    cli: Cli, s3_bucket: S3Bucket, src: Path
+) -> tuple[CliResult, list[tuple[str, str]]]:
+    with server_requests() as requests:
+        result = cli("backup", "-r", s3_bucket.url, "--json", src)
+    assert result.exit_code == 0, result
+    assert gets_under(requests, s3_bucket, "repo/config"), "the server log recorded nothing"
+    return result, requests
+
+
+def test_unchanged_rebackup_downloads_no_data_pack_with_warm_or_empty_cache(
+    tmp_path: Path,
+    cli: Cli,
+    make_tree: MakeTree,
+    s3_bucket: S3Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = make_tree(
+        tmp_path / "src",
+        {
+            **{f"file-{i}.bin": os.urandom(DATA_BYTES // 4) for i in range(4)},
+            "docs": {f"note-{i}.txt": f"note {i}\n" * 200 for i in range(20)},
+        },
+    )
+    assert cli("init", "-r", s3_bucket.url, "--pack-size", "4").exit_code == 0
+    assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
+    assert len(bucket_objects(s3_bucket, "repo/data/")) >= 2
+
+    warm, requests = backup_seen_by_server(cli, s3_bucket, src)
+
+    assert gets_under(requests, s3_bucket, "repo/data/") == []
+    # Index segments, snapshots and trees all come from the cache: only config and key.
+    for cached in ("index/", "snapshots/", "tree/"):
+        assert gets_under(requests, s3_bucket, f"repo/{cached}") == [], cached
+    summary = warm.event("summary")
+    assert summary["files_unchanged"] == 24 and summary["bytes_read"] == 0
+    assert summary["requests"]["GET"] <= 3, summary["requests"]
+    assert summary["requests"]["bytes_down"] < DATA_BYTES / 100, summary["requests"]
+
+    # A machine that lost its cache (or a new cache directory) rebuilds it from the
+    # repository's index, snapshots and trees, still without a data pack.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    metadata = [e for e in bucket_objects(s3_bucket, "repo/") if "/data/" not in e["Key"]]
+
+    cold, requests = backup_seen_by_server(cli, s3_bucket, src)
+
+    assert gets_under(requests, s3_bucket, "repo/data/") == []
+    assert gets_under(requests, s3_bucket, "repo/tree/"), "the parent's trees were not read"
+    downloaded = gets_under(requests, s3_bucket, "repo/")
+    assert len(downloaded) == len(set(downloaded)), "an object was downloaded twice"
+    summary = cold.event("summary")
+    assert summary["files_unchanged"] == 24 and summary["bytes_read"] == 0
+    # Each metadata object at most once, plus the backup's own lock (read back when it
+    # checks for conflicting locks).
+    assert summary["requests"]["GET"] <= len(metadata) + 1, summary["requests"]
+    assert summary["requests"]["bytes_down"] < DATA_BYTES / 10, summary["requests"]
+    assert (tmp_path / "empty-cache" / "bbackup").is_dir()
