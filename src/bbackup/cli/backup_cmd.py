@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
             archiver.summary.requests = repo.stack.counter.snapshot()
             return archiver.summary
 
-        summary = with_repo(opts, work)
+        summary = with_repo(opts, work, load_index=False)  # the archiver loads it under its lock
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:

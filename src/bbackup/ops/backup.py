@@ -174,18 +174,24 @@ class Archiver:
         missing = [p for p in paths if not await asyncio.to_thread(os.path.lexists, p)]
         if missing:
             raise BbackupError(f"{missing[0]}: no such file or directory")
-        snapshots = await load_snapshots(self.repo)
-        parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
-        fulls = [s for s in snapshots if s.backup_type == "full" and s.host == self.options.host]
-        base = max(fulls, key=lambda s: (s.time, s.id), default=None)
-        self.summary.parent = parent.id if parent else None
-        self._loop = asyncio.get_running_loop()
-        self._writer = self.repo.new_writer(
-            compression_level=self.options.compression_level,
-            data_storage_class=self.options.storage_class,
-            upload_slots=self.options.upload_slots,
-        )
         async with RepositoryLock(self.repo, exclusive=False, purpose="backup"):
+            # Read the index and the snapshots only once our lock is visible: a prune that
+            # cannot see the lock yet may delete any pack no snapshot uses, so nothing
+            # read before it may be deduplicated against or reused from a parent.
+            await self.repo.load_index()
+            snapshots = await load_snapshots(self.repo)
+            parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
+            fulls = [
+                s for s in snapshots if s.backup_type == "full" and s.host == self.options.host
+            ]
+            base = max(fulls, key=lambda s: (s.time, s.id), default=None)
+            self.summary.parent = parent.id if parent else None
+            self._loop = asyncio.get_running_loop()
+            self._writer = self.repo.new_writer(
+                compression_level=self.options.compression_level,
+                data_storage_class=self.options.storage_class,
+                upload_slots=self.options.upload_slots,
+            )
             self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-read")
             try:
                 tree_id = await self._save_virtual(

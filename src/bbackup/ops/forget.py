@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bbackup.errors import BbackupError
+from bbackup.errors import BbackupError, UsageError
 from bbackup.repository import Repository, RepositoryLock
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.retention import (
@@ -40,7 +40,7 @@ async def plan_forget(
 ) -> list[ForgetGroup]:
     """Decide per group; refuses a policy that would remove every snapshot of a group."""
     if policy.is_empty():
-        raise BbackupError(
+        raise UsageError(
             "no retention policy given: pass --keep-last, --keep-daily, ... (nothing removed)"
         )
     filters = filters or SnapshotFilter()

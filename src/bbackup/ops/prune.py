@@ -24,6 +24,7 @@ from bbackup.errors import IntegrityError, RepositoryLocked
 from bbackup.ops.prune_plan import (
     DELETE,
     DROP,
+    IN_USE,
     KEEP,
     KEEP_MARKED,
     MARK,
@@ -119,8 +120,15 @@ async def _oldest_other_lock(repo: Repository, own: str | None) -> float | None:
 
 
 async def gather_input(
-    repo: Repository, options: PruneOptions, own_lock: str | None
+    repo: Repository,
+    options: PruneOptions,
+    *,
+    now: float,
+    oldest_other_lock: float | None,
+    delete_unused_at_once: bool,
+    fence: float | None = None,
 ) -> tuple[PruneInput, dict[str, ObjectInfo]]:
+    """Read snapshots, index (already loaded) and stored packs, all after the locks."""
     used = await used_blobs(repo)
     stored = await _stored_packs(repo)
     index = repo.index
@@ -158,10 +166,12 @@ async def gather_input(
     inp = PruneInput(
         tuple(states),
         used_home,
-        now=time.time(),
+        now=now,
         grace=options.grace_seconds,
         max_unused=options.max_unused,
-        oldest_other_lock=await _oldest_other_lock(repo, own_lock),
+        oldest_other_lock=oldest_other_lock,
+        delete_unused_at_once=delete_unused_at_once,
+        fence=fence,
     )
     return inp, stored
 
@@ -173,42 +183,89 @@ async def prune(
     on_step: Callable[[str], None] | None = None,
 ) -> PruneReport:
     started = time.monotonic()
+    step = on_step or (lambda _msg: None)
     async with RepositoryLock(repo, exclusive=False, purpose="prune") as lock:
-        await repo.load_index()  # the freshest view, taken after our lock is visible
-        inp, stored = await gather_input(repo, options, lock.name)
-        plan = plan_prune(inp)
-        report = _report(plan, options.dry_run)
-        if plan.missing_used:
-            raise IntegrityError(
-                f"{len(plan.missing_used)} packs that snapshots use are missing "
-                f"(e.g. {plan.missing_used[0]}): run `bbackup check`; prune did nothing"
-            )
-        if options.dry_run:
-            report.duration_seconds = round(time.monotonic() - started, 3)
-            return report
-        step = on_step or (lambda _msg: None)
-        repack_ids = [d.pack_id for d in plan.by_action(REPACK)]
-        if repack_ids:
-            step(f"repacking {len(repack_ids)} packs")
-            report.bytes_repacked_written = await _repack(repo, repack_ids, inp, options)
-        # With grace 0 and nobody else in the repository, repacked packs go at once.
-        delete_repacked = options.grace_seconds <= 0 and inp.oldest_other_lock is None
-        step("writing the new index")
-        await _rewrite_index(repo, plan, [] if delete_repacked else repack_ids, inp.now)
-        deletions = plan.by_action(DELETE) + (plan.by_action(REPACK) if delete_repacked else [])
-        if delete_repacked:
-            report.bytes_reclaimed += sum(d.size for d in plan.by_action(REPACK))
-        step(f"deleting {len(deletions)} packs")
-        sem = asyncio.Semaphore(max(1, options.connections))
-
-        async def delete(pack_id: str) -> None:
-            info = stored[pack_id]
-            async with sem:
-                await repo.storage.delete(info.name)
-
-        await asyncio.gather(*(delete(d.pack_id) for d in deletions))
+        report = await _prune_pass(repo, options, lock, step)
+        if (
+            not options.dry_run
+            and options.grace_seconds <= 0
+            and (report.packs.get(MARK) or report.packs.get(REPACK))
+        ):
+            # Grace 0: what the first pass marked goes now, after a fresh look at locks
+            # and snapshots; a backup that read the index before the marks holds a lock
+            # that started before them, or has committed a snapshot that uses them again.
+            step("deleting what was just marked")
+            report = _combine(report, await _prune_pass(repo, options, lock, step))
     report.duration_seconds = round(time.monotonic() - started, 3)
     return report
+
+
+async def _prune_pass(
+    repo: Repository, options: PruneOptions, lock: RepositoryLock, step: Callable[[str], None]
+) -> PruneReport:
+    # Locks first: a process whose lock we do not see took it after our lock was stored,
+    # so it reads the index after this moment and stores its packs after our lock.
+    assert lock.name is not None
+    fence = (await repo.storage.stat(lock.name)).mtime
+    now = time.time()
+    oldest_other_lock = await _oldest_other_lock(repo, lock.name)
+    await repo.load_index()
+    inp, stored = await gather_input(
+        repo,
+        options,
+        now=now,
+        oldest_other_lock=oldest_other_lock,
+        delete_unused_at_once=options.dry_run,
+        fence=fence,
+    )
+    plan = plan_prune(inp)
+    report = _report(plan, options.dry_run)
+    if plan.missing_used:
+        raise IntegrityError(
+            f"{len(plan.missing_used)} packs that snapshots use are missing "
+            f"(e.g. {plan.missing_used[0]}): run `bbackup check`; prune did nothing"
+        )
+    if options.dry_run:
+        return report
+    repack_ids = [d.pack_id for d in plan.by_action(REPACK)]
+    if repack_ids:
+        step(f"repacking {len(repack_ids)} packs")
+        report.bytes_repacked_written = await _repack(repo, repack_ids, inp, options)
+    step("writing the new index")
+    await _rewrite_index(repo, plan, repack_ids)
+    deletions = plan.by_action(DELETE)
+    step(f"deleting {len(deletions)} packs")
+    sem = asyncio.Semaphore(max(1, options.connections))
+
+    async def delete(pack_id: str) -> None:
+        info = stored[pack_id]
+        async with sem:
+            await repo.storage.delete(info.name)
+
+    await asyncio.gather(*(delete(d.pack_id) for d in deletions))
+    return report
+
+
+def _combine(first: PruneReport, second: PruneReport) -> PruneReport:
+    """One report for a grace-0 run: the first pass's decisions, overridden by what the
+    second pass did with the packs the first one marked (a repack stays a repack)."""
+    decisions = {d["pack"]: d for d in first.decisions}
+    for d in second.decisions:
+        if decisions.get(d["pack"], {}).get("action") != REPACK:
+            decisions[d["pack"]] = d
+    merged = PruneReport(dry_run=False, decisions=list(decisions.values()))
+    if KEEP in second.packs:
+        merged.packs[KEEP] = dict(second.packs[KEEP])
+    for d in merged.decisions:
+        totals = merged.packs.setdefault(d["action"], {"packs": 0, "bytes": 0})
+        totals["packs"] += 1
+        totals["bytes"] += d["size"]
+    merged.bytes_reclaimed = first.bytes_reclaimed + second.bytes_reclaimed
+    merged.bytes_repacked_written = first.bytes_repacked_written
+    merged.early_delete_charge_usd = round(
+        sum(d["early_delete_charge_usd"] for d in merged.decisions), 6
+    )
+    return merged
 
 
 def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:
@@ -226,7 +283,7 @@ def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:
             "early_delete_charge_usd": round(d.early_delete_charge, 6),
         }
         for d in plan.decisions
-        if d.action != KEEP
+        if d.action != KEEP or d.reason != IN_USE  # say why a pack was not repacked
     ]
     return report
 
@@ -267,26 +324,30 @@ async def _repack(
     return writer.stats.bytes_stored
 
 
-async def _rewrite_index(
-    repo: Repository, plan: PrunePlan, repacked: list[str], now: float
-) -> None:
-    """Write one segment with every live and marked pack; supersede what we read.
+async def _rewrite_index(repo: Repository, plan: PrunePlan, repacked: list[str]) -> None:
+    """Write one segment with every live and marked pack; supersede every segment we read.
 
-    `repacked` packs are listed as marked; repacked packs not in it are left out.
+    Packs planned for deletion are left out; `repacked` packs are listed as marked.
     """
     packs = repo.index.all_packs()
     keep_live = {d.pack_id for d in plan.by_action(KEEP, UNMARK) if d.pack_id in packs}
     still_marked = {d.pack_id: repo.index.marked[d.pack_id] for d in plan.by_action(KEEP_MARKED)}
+    # Stamped now, just before the segment is stored: a backup whose lock starts later
+    # reads an index in which these packs are marked, so it never deduplicates against them.
+    now = time.time()
     newly_marked = {d.pack_id: now for d in plan.by_action(MARK)}
     newly_marked.update({pack_id: now for pack_id in repacked})
     marked = {**still_marked, **newly_marked}
     listed: list[PackInfo] = [packs[p] for p in sorted(keep_live | set(marked))]
     # Packs written by this run's repack live in their own segment, which is not superseded.
-    superseded = [name.rsplit("/", 1)[-1] for name in repo.index_segments]
+    # Segments that were already superseded are superseded again: if a crash left them
+    # behind, dropping the segment that superseded them must not bring them back.
+    old_segments = repo.index_segments + repo.superseded_segments
+    superseded = [name.rsplit("/", 1)[-1] for name in old_segments]
     segment = IndexSegment(listed, superseded, marked)
     sealed = repo.cipher.seal_document(INDEX_KIND, segment.to_bytes())
     name = document_name("index", sealed)
     await repo.storage.put(name, sealed, if_absent=True)
-    for old in repo.index_segments:
+    for old in old_segments:
         if old != name:
             await repo.storage.delete(old)

@@ -39,6 +39,11 @@ PRICE_PER_GB_MONTH = {
     "DEEP_ARCHIVE": 0.00099,
 }
 DAY = 86400.0
+#: Margin for comparing times from different clocks: lock start times come from the lock
+#: holder's clock, pack mtimes from the store's (S3: in whole seconds), marks from
+#: prune's, stamped just before the index segment that carries them is stored.
+CLOCK_SLACK = 60.0
+IN_USE = "in use"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,13 @@ class PruneInput:
     max_unused: float  # fraction of a pack that may be unused before it is repacked
     #: Start time of the oldest live lock held by another process (None: no one else).
     oldest_other_lock: float | None = None
+    #: Delete unused live packs at once when grace is 0 and no one else holds a lock. The
+    #: executor plans with False and deletes them in a second pass after marking them, so
+    #: a backup that read the old index is seen first; a dry run plans with True.
+    delete_unused_at_once: bool = True
+    #: The store's mtime of this prune's own lock, written before it listed the locks: a
+    #: pack stored at or after it may belong to a backup whose lock it did not see.
+    fence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +139,7 @@ def plan_prune(inp: PruneInput) -> PrunePlan:
     used = _used_bytes(inp.packs, inp.used_home)
 
     def nobody_older_than(moment: float) -> bool:
-        return inp.oldest_other_lock is None or inp.oldest_other_lock > moment
+        return inp.oldest_other_lock is None or inp.oldest_other_lock > moment + CLOCK_SLACK
 
     for pack in inp.packs:
         u = used[pack.pack_id]
@@ -164,6 +176,8 @@ def plan_prune(inp: PruneInput) -> PrunePlan:
         if not pack.indexed:
             if inp.now - pack.mtime < inp.grace:
                 decide(KEEP, "not in any index and younger than the grace period")
+            elif inp.fence is not None and pack.mtime >= inp.fence:
+                decide(KEEP, "not in any index; stored after this prune looked at the locks")
             elif not nobody_older_than(pack.mtime):
                 decide(KEEP, "not in any index; a backup that started before it is running")
             else:
@@ -180,18 +194,19 @@ def plan_prune(inp: PruneInput) -> PrunePlan:
                 decide(DELETE, "marked and still unused after the grace period", fee=True)
             continue
         if u == 0:
-            if inp.grace <= 0 and inp.oldest_other_lock is None:
+            if inp.grace <= 0 and inp.oldest_other_lock is None and inp.delete_unused_at_once:
                 decide(DELETE, "unused (grace 0 and no other lock holders)", fee=True)
             else:
                 decide(MARK, "unused; will be deleted by a later prune after the grace period")
             continue
         blob_total = sum(length for _, length in pack.blobs) or 1
         unused_share = 1 - u / blob_total
-        if unused_share > inp.max_unused:
+        # In integers (parts per million): exactly 5% unused is not "more than 5%".
+        if (blob_total - u) * 1_000_000 > round(inp.max_unused * 1_000_000) * blob_total:
             if pack.storage_class in ARCHIVE_CLASSES:
                 decide(KEEP, f"{unused_share:.0%} unused, but archived packs are never repacked")
             else:
                 decide(REPACK, f"{unused_share:.0%} unused", fee=True)
             continue
-        decide(KEEP, "in use")
+        decide(KEEP, IN_USE)
     return plan

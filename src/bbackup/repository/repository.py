@@ -80,6 +80,7 @@ class Repository:
         self.cipher = Cipher(master)
         self.index = Index()
         self._index_segments: list[str] = []
+        self._superseded_segments: list[str] = []
 
     @property
     def location(self) -> str:
@@ -100,6 +101,7 @@ class Repository:
                 index.add_segment(segment)
         self.index = index
         self._index_segments = [n for n in names if n.rsplit("/", 1)[-1] not in superseded]
+        self._superseded_segments = [n for n in names if n.rsplit("/", 1)[-1] in superseded]
 
     async def _load_segment(self, name: str) -> IndexSegment:
         return IndexSegment.from_bytes(await self.load_document(name, INDEX_KIND))
@@ -107,6 +109,11 @@ class Repository:
     @property
     def index_segments(self) -> list[str]:
         return list(self._index_segments)
+
+    @property
+    def superseded_segments(self) -> list[str]:
+        """Segments the last load_index read but skipped: a newer one supersedes them."""
+        return list(self._superseded_segments)
 
     # ---- blobs -------------------------------------------------------------------------
 
