@@ -60,8 +60,14 @@ def decompress(payload: bytes | memoryview, raw_length: int) -> bytes:
         return bytes(payload)
     if len(payload) > raw_length:
         raise ValueError("payload is longer than the blob's raw length")
-    # max_output_size is ignored when the frame states its content size: read through
-    # a bounded stream instead, so a blob cannot inflate past its recorded length.
+    if zstandard.frame_content_size(payload) == raw_length:
+        # The frame states the size we expect: one-shot decompression, bounded by it.
+        out_once: bytes = _decompressor().decompress(payload, max_output_size=raw_length)
+        if len(out_once) != raw_length:
+            raise ValueError("blob does not decompress to its recorded length")
+        return out_once
+    # Otherwise max_output_size would not bind (zstd trusts a stated size): read through a
+    # bounded stream, so a blob cannot inflate past its recorded length.
     with _decompressor().stream_reader(bytes(payload), read_across_frames=True) as reader:
         out: bytes = reader.read(raw_length + 1)
     if len(out) != raw_length:

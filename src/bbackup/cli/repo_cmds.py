@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -192,10 +193,11 @@ def register(app: typer.Typer) -> None:
         async def work(repo: Repository) -> Any:
             return await check_repository(repo, read_data=subset, connections=opts.connections or 4)
 
-        # check verifies what the repository holds, never the local cache's copies
-        # (restic's check likewise uses a fresh cache).
-        opts.no_cache = True
-        report = with_repo(opts, work)
+        # check verifies what the repository holds, never the local cache's copies: like
+        # restic's, it uses a fresh cache of its own, so each tree pack is fetched once.
+        with tempfile.TemporaryDirectory(prefix="bbackup-check-") as scratch:
+            opts.no_cache, opts.cache_dir = False, scratch
+            report = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "check", **report.to_dict()})
         else:

@@ -185,6 +185,8 @@ async def _read_packs(
     async def read_one(pack_id: str) -> None:
         pack = packs[pack_id]
         name = pack_object_name(pack.blob_type, pack_id)
+        # The slot is held through verification: packs never pile up waiting for the
+        # verifying threads, so memory stays within connections × pack size.
         async with slots:
             try:
                 data = await repo.storage.get(name)
@@ -193,8 +195,9 @@ async def _read_packs(
             except BbackupError as exc:
                 report.errors.append(f"{name}: cannot read: {exc}")
                 return
-        report.bytes_read += len(data)
-        problems = await loop.run_in_executor(pool, _verify_pack, repo, pack_id, data)
+            report.bytes_read += len(data)
+            problems = await loop.run_in_executor(pool, _verify_pack, repo, pack_id, data)
+            del data
         report.errors.extend(f"{name}: {p}" for p in problems)
         report.packs_read += 1
         if on_progress is not None:

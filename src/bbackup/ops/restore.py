@@ -282,7 +282,8 @@ class Restorer:
             for name, value in node.xattrs:
                 with contextlib.suppress(OSError):
                     os.setxattr(dest, name, value, follow_symlinks=False)
-            os.utime(dest, ns=(node.atime_ns, node.mtime_ns), follow_symlinks=False)
+            atime = node.atime_ns or node.mtime_ns  # directories carry no atime
+            os.utime(dest, ns=(atime, node.mtime_ns), follow_symlinks=False)
         except OSError as exc:
             self._error(dest, f"cannot set metadata: {exc.strerror or exc}")
 

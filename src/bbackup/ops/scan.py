@@ -86,7 +86,9 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
         user=user_name(st.st_uid),
         group=group_name(st.st_gid),
         mtime_ns=st.st_mtime_ns,
-        atime_ns=st.st_atime_ns,
+        # Reading a directory changes its atime: recording it would make every backup
+        # store every directory again. Files are read with O_NOATIME where allowed.
+        atime_ns=0 if kind == DIR else st.st_atime_ns,
         ctime_ns=st.st_ctime_ns,
         size=st.st_size if kind == FILE else 0,
         inode=st.st_ino,

@@ -10,28 +10,33 @@ so no new snapshot starts to depend on a pack that is about to be deleted.
 
 Memory layout (issue #5, "Scale": millions of blobs, so no Python object per blob).
 Every (pack, blob) pair the segments list is a *row*: 48 bytes in one `bytearray`, the
-32-byte blob ID then four native 32-bit integers (pack number, offset, length, raw
-length; values that do not fit are kept in a small side table). Rows are numbered from 1
-in the order packs are added, and each pack's rows are contiguous; per pack the index
-keeps its ID string, type, size and first row. Blobs are found through open-addressing
-hash tables: an `array` of row numbers (0 = empty), a power of two long, linear probing,
-at most 70% full, slot = `hash(blob_id)`. A probe always compares the full 32-byte ID
-with the row, so IDs sharing a prefix or a hash are never confused. One table holds the
-first live copy of each blob, another the first copy in a marked pack. `IndexEntry` and
-`PackInfo` objects are built when asked for. About 60-75 bytes per blob in all.
+32-byte blob ID then four native 32-bit integers (pack number and blob type, offset,
+length, raw length; numbers over 32 bits go to a side table). Rows are numbered from 1 in
+the order packs are added, and each pack's rows are contiguous; per pack the index keeps
+its ID string, type, size and first row. Blobs are found through open-addressing hash
+tables keyed by `hash(blob_id)`: an `array` of row numbers (0 = empty) a power of two
+long, at most 70% full, linear probing, plus an 8-bit tag per slot from other hash bits
+so that a probe seldom reads a row it does not want. A probe always compares the full
+32-byte ID with the row, so IDs sharing a prefix or a hash are never confused. One table
+holds the first live copy of each blob, the other the first copy in a marked pack; both
+are filled lazily (adding a pack stores its rows, the next lookup enters them), so that
+loading thousands of segments builds each table once, at its final size. `IndexEntry`
+and `PackInfo` objects are built when asked for. About 70-80 bytes per blob in all.
 
 Blob IDs are exactly 32 bytes. A pack's content is fixed by its ID, so when a pack is
 listed again (by another segment) its blob list is not read again.
 
 Threads: `in`, `get`, `lookup` and `has` may run in other threads while `add_pack` runs
-(the writer checks for known blobs from worker threads). Rows are written before they
-are entered in a table, and a table is replaced whole, never resized in place, so a
-reader finds a blob either completely or (if it is being added right then) not at all.
+in one (the writer checks for known blobs from worker threads). Rows are written before
+they are entered in a table, a table is replaced whole (never resized in place), filling
+a table is serialised by a lock, and rows stay "pending" until they are entered, so a
+lookup finds a blob completely or, while it is being added, possibly not at all.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +52,14 @@ from bbackup.errors import IntegrityError
 INDEX_KIND = "index"
 
 ID_SIZE = 32
-_ROW = struct.Struct("=32s4I")  # blob ID, pack number, offset, length, raw length
+_ROW = struct.Struct("=32s4I")  # blob ID, pack key, offset, length, raw length
 ROW_SIZE = _ROW.size
+_unpack_row = _ROW.unpack_from
 _unpack_numbers = struct.Struct("=4I").unpack_from  # at row start + ID_SIZE
+#: A row's first number is pack number << _TYPE_BITS | blob type.
+_TYPES = tuple(BlobType(t) for t in range(len(BlobType)))
+_TYPE_BITS = (len(_TYPES) - 1).bit_length()
+_TYPE_MASK = (1 << _TYPE_BITS) - 1
 _BLOB = struct.Struct("=32s4x3I")  # a row as PackInfo lists it: ID, offset, length, raw
 _ID = struct.Struct("=32s16x")
 _unpack_id = struct.Struct("=32s").unpack_from
@@ -132,9 +142,9 @@ def _count(value: object) -> int:
 
 
 def _encode_rows(
-    blobs: Sequence[tuple[bytes, int, int, int]], pack: int
+    blobs: Sequence[tuple[bytes, int, int, int]], key: int
 ) -> tuple[Sequence[bytes], bytes, list[tuple[int, int, int, int]]]:
-    """Check a pack's blob list and encode its rows.
+    """Check a pack's blob list and encode its rows, `key` being their first number.
 
     Returns the blob IDs, the rows, and (i, offset, length, raw length) for each blob i
     whose numbers do not fit in 32 bits. Raises ValueError or TypeError. The usual case
@@ -151,30 +161,35 @@ def _encode_rows(
     if min(map(len, ids)) != ID_SIZE or max(map(len, ids)) != ID_SIZE:
         raise ValueError(f"blob IDs must be {ID_SIZE} bytes")
     try:
-        return ids, b"".join(map(_ROW.pack, ids, repeat(pack), offsets, lengths, raw_lengths)), []
+        return ids, b"".join(map(_ROW.pack, ids, repeat(key), offsets, lengths, raw_lengths)), []
     except struct.error:
         pass
-    rows, wide = [], []
-    for i, (blob_id, *numbers) in enumerate(blobs):
+    rows: list[bytes] = []
+    wide: list[tuple[int, int, int, int]] = []
+    for i, (blob_id, offset, length, raw_length) in enumerate(blobs):
+        numbers = (offset, length, raw_length)
         if not all(isinstance(n, int) and n >= 0 for n in numbers):
             raise ValueError("blob offsets and lengths must be non-negative integers")
         if max(numbers) > _WIDE:
-            wide.append((i, *numbers))
-            numbers = [_WIDE] * 3
+            wide.append((i, offset, length, raw_length))
+            numbers = (_WIDE, _WIDE, _WIDE)
         try:
-            rows.append(_ROW.pack(blob_id, pack, *numbers))
+            rows.append(_ROW.pack(blob_id, key, *numbers))
         except struct.error as exc:
             raise ValueError(str(exc)) from None
-    return ids, b"".join(rows), wide  # type: ignore[arg-type]
+    return ids, b"".join(rows), wide
 
 
 # ---- tables -------------------------------------------------------------------------------
 #
-# A table is (slots, mask): `slots` an array of row numbers, 0 = empty, its length a power
-# of two, mask = length - 1. Readers take the pair at once, so they never see a new array
-# with an old mask.
+# A table is (slots, tags, mask): `slots` an array of row numbers (0 = empty) whose length
+# is a power of two, mask = length - 1, and `tags[i]` eight bits of the hash of the ID in
+# slot i, so that a probe past the first slot rarely reads a row it does not want. Readers
+# take the tuple at once, so they never mix two tables; writers set a slot's tag before
+# its row number.
 
-_Table = tuple["array[int]", int]
+_Table = tuple["array[int]", bytearray, int]
+_TAG_SHIFT = 40  # the tag is bits 40-47 of the hash; slot numbers use the low bits
 
 
 def _empty_table(entries: int, max_row: int) -> _Table:
@@ -183,43 +198,63 @@ def _empty_table(entries: int, max_row: int) -> _Table:
     while entries > slots * _MAX_LOAD:
         slots *= 2
     typecode = "I" if max_row <= 0xFFFFFFFF else "Q"
-    return array(typecode, bytes(array(typecode).itemsize * slots)), slots - 1
+    return array(typecode, (0,)) * slots, bytearray(slots), slots - 1
 
 
 def _has_room(table: _Table, entries: int, max_row: int) -> bool:
-    slots, mask = table
+    slots, _tags, mask = table
     return entries <= (mask + 1) * _MAX_LOAD and (max_row <= 0xFFFFFFFF or slots.itemsize >= 8)
 
 
-def _find(table: _Table, rows: bytearray, blob_id: object) -> int:
-    """The row of `blob_id` in `table`, or 0."""
-    slots, mask = table
-    i = hash(blob_id) & mask
+def _probe(table: _Table, rows: bytearray, blob_id: object, h: int, i: int) -> int:
+    """The row of `blob_id` (hash `h`), searching from slot i + 1 on, or 0."""
+    slots, tags, mask = table
+    tag = (h >> _TAG_SHIFT) & 0xFF
+    i = (i + 1) & mask
     row = slots[i]
     while row:
-        at = row * ROW_SIZE
-        if rows[at : at + ID_SIZE] == blob_id:
-            return row
+        if tags[i] == tag:
+            at = row * ROW_SIZE
+            if rows[at : at + ID_SIZE] == blob_id:
+                return row
         i = (i + 1) & mask
         row = slots[i]
     return 0
 
 
+def _find(table: _Table, rows: bytearray, blob_id: object, h: int | None = None) -> int:
+    """The row of `blob_id` (whose hash is `h`, if given) in `table`, or 0."""
+    if h is None:
+        h = hash(blob_id)
+    i = h & table[2]
+    row = table[0][i]
+    if not row:
+        return 0
+    at = row * ROW_SIZE
+    if rows[at : at + ID_SIZE] == blob_id:
+        return row
+    return _probe(table, rows, blob_id, h, i)
+
+
 def _insert(table: _Table, rows: bytearray, blob_ids: Iterable[bytes], first_row: int) -> int:
     """Enter rows first_row, first_row + 1, … holding `blob_ids`, except IDs already in the
     table (the first copy wins). The table must have room. Returns how many were entered."""
-    slots, mask = table
+    slots, tags, mask = table
     added = 0
     for row, blob_id in enumerate(blob_ids, first_row):
-        i = hash(blob_id) & mask
+        h = hash(blob_id)
+        tag = (h >> _TAG_SHIFT) & 0xFF
+        i = h & mask
         other = slots[i]
         while other:
-            at = other * ROW_SIZE
-            if rows[at : at + ID_SIZE] == blob_id:
-                break
+            if tags[i] == tag:
+                at = other * ROW_SIZE
+                if rows[at : at + ID_SIZE] == blob_id:
+                    break
             i = (i + 1) & mask
             other = slots[i]
         else:
+            tags[i] = tag
             slots[i] = row
             added += 1
     return added
@@ -228,18 +263,39 @@ def _insert(table: _Table, rows: bytearray, blob_ids: Iterable[bytes], first_row
 def _rehash(table: _Table, rows: bytearray, entries: int, max_row: int) -> _Table:
     """A new table with the entries of `table` and room for `entries` in all."""
     new = _empty_table(entries, max_row)
-    slots, mask = new
-    for row in table[0]:
+    slots, tags, mask = new
+    for row, tag in zip(table[0], table[1], strict=True):
         if row:
             i = hash(_unpack_id(rows, row * ROW_SIZE)[0]) & mask
             while slots[i]:
                 i = (i + 1) & mask
+            tags[i] = tag
             slots[i] = row
     return new
 
 
 def _ids_of(rows: bytearray, first_row: int, end_row: int) -> list[bytes]:
     return list(map(_first, _ID.iter_unpack(rows[first_row * ROW_SIZE : end_row * ROW_SIZE])))
+
+
+_RUN = 1 << 12  # rows entered at a time (their IDs are materialised as bytes meanwhile)
+
+
+def _runs(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The row ranges [first, end) in order, adjacent ones joined, none over _RUN rows."""
+    run_first = run_end = 0
+    for first, end in ranges:
+        if first == run_end and end - run_first <= _RUN:
+            run_end = end
+            continue
+        if run_end > run_first:
+            yield run_first, run_end
+        while end - first > _RUN:
+            yield first, first + _RUN
+            first += _RUN
+        run_first, run_end = first, end
+    if run_end > run_first:
+        yield run_first, run_end
 
 
 class Index:
@@ -266,61 +322,89 @@ class Index:
         # Rows; row 0 is a placeholder, so that 0 can mean "empty" in a table.
         self._rows = bytearray(ROW_SIZE)
         self._wide: dict[int, tuple[int, int, int]] = {}  # row → numbers over 32 bits
-        # First live copy of each blob; first copy in a marked pack.
-        self._live: _Table = _empty_table(0, 0)
+        # The tables are filled lazily: adding a pack only stores its rows, and the next
+        # lookup enters them, so loading many segments sizes the table once. _lock
+        # serialises filling (lookups may come from several threads).
+        self._lock = threading.Lock()
+        self._live: _Table = _empty_table(0, 0)  # first live copy of each blob
         self._live_count = 0
-        self._marked_table: _Table = _empty_table(0, 0)
-        self._marked_entries = 0
-        self._marked_stale = False  # a pack was unmarked: rebuild _marked_table when used
+        self._pending = array("Q")  # first, end row of each live pack not in _live yet
+        self._marked_table: _Table = _empty_table(0, 0)  # first copy in a marked pack
+        self._marked_changes = 0  # add_pack counts changes to the marked packs
+        self._marked_built = 0  # _marked_table is as of this many changes
         self.packs: Mapping[str, PackInfo] = _PackView(self, _LIVE)
         self.marked_packs: Mapping[str, PackInfo] = _PackView(self, _MARKED)
 
     # ---- blobs --------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        if self._pending:
+            self._enter_pending()
         return self._live_count
 
+    # `in` and `get` run the first probe inline: most lookups end there.
+
     def __contains__(self, blob_id: object) -> bool:
-        slots, mask = self._live
-        i = hash(blob_id) & mask
+        if self._pending:
+            self._enter_pending()
+        slots, _tags, mask = table = self._live
+        h = hash(blob_id)
+        i = h & mask
         row = slots[i]
+        if not row:
+            return False
+        at = row * ROW_SIZE
         rows = self._rows
-        while row:
-            at = row * ROW_SIZE
-            if rows[at : at + ID_SIZE] == blob_id:
-                return True
-            i = (i + 1) & mask
-            row = slots[i]
-        return False
+        return rows[at : at + ID_SIZE] == blob_id or _probe(table, rows, blob_id, h, i) != 0
 
     def get(self, blob_id: bytes) -> IndexEntry | None:
-        slots, mask = self._live
-        i = hash(blob_id) & mask
-        row = slots[i]
-        rows = self._rows
-        while row:
-            at = row * ROW_SIZE
-            if rows[at : at + ID_SIZE] == blob_id:
-                p, offset, length, raw_length = _unpack_numbers(rows, at + ID_SIZE)
-                if offset == _WIDE and row in self._wide:
-                    offset, length, raw_length = self._wide[row]
-                return _new_tuple(  # type: ignore[no-any-return]
+        if self._pending:
+            self._enter_pending()
+        slots, _tags, mask = self._live
+        h = hash(blob_id)
+        row = slots[h & mask]
+        if row:
+            found, key, offset, length, raw_length = _unpack_row(self._rows, row * ROW_SIZE)
+            if found == blob_id and offset != _WIDE:
+                return _new_tuple(
                     IndexEntry,
-                    (self._pack_ids[p], self._pack_types[p], offset, length, raw_length),
+                    (
+                        self._pack_ids[key >> _TYPE_BITS],
+                        _TYPES[key & _TYPE_MASK],
+                        offset,
+                        length,
+                        raw_length,
+                    ),
                 )
-            i = (i + 1) & mask
-            row = slots[i]
-        return None
+        row = _find(self._live, self._rows, blob_id, h)
+        return self._entry(row) if row else None
 
     def lookup(self, blob_id: bytes) -> IndexEntry:
-        entry = self.get(blob_id)
-        if entry is not None:
-            return entry
-        if self.marked:
-            row = _find(self._marked_lookup(), self._rows, blob_id)
-            if row:
-                return self._entry(row)
-        raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
+        # get's fast path again: restore and prune call this for every blob.
+        if self._pending:
+            self._enter_pending()
+        slots, _tags, mask = self._live
+        h = hash(blob_id)
+        row = slots[h & mask]
+        if row:
+            found, key, offset, length, raw_length = _unpack_row(self._rows, row * ROW_SIZE)
+            if found == blob_id and offset != _WIDE:
+                return _new_tuple(
+                    IndexEntry,
+                    (
+                        self._pack_ids[key >> _TYPE_BITS],
+                        _TYPES[key & _TYPE_MASK],
+                        offset,
+                        length,
+                        raw_length,
+                    ),
+                )
+        row = _find(self._live, self._rows, blob_id, h)
+        if not row and self.marked:
+            row = _find(self._marked_lookup(), self._rows, blob_id, h)
+        if not row:
+            raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
+        return self._entry(row)
 
     def has(self, blob_id: bytes) -> bool:
         """True if the blob can be read (live or marked pack)."""
@@ -335,13 +419,17 @@ class Index:
         return ((blob_id, self._entry(row)) for blob_id, row in self._live_rows())
 
     def _entry(self, row: int) -> IndexEntry:
-        p, offset, length, raw_length = _unpack_numbers(self._rows, row * ROW_SIZE + ID_SIZE)
+        key, offset, length, raw_length = _unpack_numbers(self._rows, row * ROW_SIZE + ID_SIZE)
         if offset == _WIDE and row in self._wide:
             offset, length, raw_length = self._wide[row]
-        return IndexEntry(self._pack_ids[p], self._pack_types[p], offset, length, raw_length)
+        return IndexEntry(
+            self._pack_ids[key >> _TYPE_BITS], _TYPES[key & _TYPE_MASK], offset, length, raw_length
+        )
 
     def _live_rows(self) -> Iterator[tuple[bytes, int]]:
         """(blob ID, row) of each live blob's first copy, in the order they were added."""
+        if self._pending:
+            self._enter_pending()
         for p in self._live_order:
             first, end = self._pack_rows[p], self._pack_rows[p + 1]
             for row, blob_id in enumerate(_ids_of(self._rows, first, end), first):
@@ -358,36 +446,30 @@ class Index:
         the one `get` and `lookup` return.
         """
         p = self._pack_numbers.get(pack.pack_id)
-        blob_ids: Sequence[bytes] | None = None
         if marked_at is not None:
             if p is None:
-                p, blob_ids = self._append_pack(pack)
+                p = self._append_pack(pack)
                 self.marked[pack.pack_id] = marked_at
                 self._pack_state[p] = _MARKED
-                if not self._marked_stale:
-                    self._enter_marked(p, blob_ids)
+                self._marked_changes += 1
             elif self._pack_state[p] == _MARKED:
                 self.marked[pack.pack_id] = marked_at
             # else listed live by another segment: live wins
             return
+        unmark = p is not None
         if p is None:
-            p, blob_ids = self._append_pack(pack)
+            p = self._append_pack(pack)
         elif self._pack_state[p] == _LIVE:
             return
-        else:  # marked, and now listed live: unmark it
-            del self.marked[pack.pack_id]
-            self._marked_stale = True
         self._pack_state[p] = _LIVE
         self._live_order.append(p)
         first, end = self._pack_rows[p], self._pack_rows[p + 1]
-        if first == end:
-            return
-        if blob_ids is None:
-            blob_ids = _ids_of(self._rows, first, end)
-        entries = self._live_count + (end - first)
-        if not _has_room(self._live, entries, end):
-            self._live = _rehash(self._live, self._rows, entries, end)
-        self._live_count += _insert(self._live, self._rows, blob_ids, first)
+        if first != end:
+            self._pending += array("Q", (first, end))  # one step: never half there
+        if unmark:  # it was marked; now listed live. (Unmarked last, so that a lookup in
+            # another thread always finds its blobs in one table or the other.)
+            del self.marked[pack.pack_id]
+            self._marked_changes += 1
 
     def add_segment(self, segment: IndexSegment) -> None:
         for pack in segment.packs:
@@ -397,45 +479,57 @@ class Index:
         """Live and marked packs: everything the index says is stored."""
         return _PackView(self, _LIVE | _MARKED)
 
-    def _append_pack(self, pack: PackInfo) -> tuple[int, Sequence[bytes]]:
-        """Store a new pack and its rows, in no table yet; return its number and blob IDs."""
+    def _append_pack(self, pack: PackInfo) -> int:
+        """Store a new pack and its rows, in no table yet; return its number."""
         p = len(self._pack_ids)
-        blob_ids, encoded, wide = _encode_rows(pack.blobs, p)
-        size = _count(pack.size)
         blob_type = BlobType(pack.blob_type)
+        blob_ids, encoded, wide = _encode_rows(pack.blobs, p << _TYPE_BITS | blob_type)
+        size = _count(pack.size)
         first = self._pack_rows[-1]
         self._rows += encoded
-        for i, *numbers in wide:
-            self._wide[first + i] = tuple(numbers)  # type: ignore[assignment]
+        for i, offset, length, raw_length in wide:
+            self._wide[first + i] = (offset, length, raw_length)
         self._pack_rows.append(first + len(blob_ids))
         self._pack_ids.append(pack.pack_id)
         self._pack_types.append(blob_type)
         self._pack_sizes.append(size)
         self._pack_state.append(0)
         self._pack_numbers[pack.pack_id] = p
-        return p, blob_ids
+        return p
 
-    def _enter_marked(self, p: int, blob_ids: Sequence[bytes]) -> None:
-        first, end = self._pack_rows[p], self._pack_rows[p + 1]
-        if first == end:
-            return
-        entries = self._marked_entries + (end - first)
-        if not _has_room(self._marked_table, entries, end):
-            self._marked_table = _rehash(self._marked_table, self._rows, entries, end)
-        self._marked_entries += _insert(self._marked_table, self._rows, blob_ids, first)
+    def _enter_pending(self) -> None:
+        """Enter the rows of packs added live since the last lookup in the live table."""
+        with self._lock:
+            count = len(self._pending)
+            if not count:
+                return  # another thread did it
+            batch = self._pending[:count]  # add_pack only appends meanwhile
+            entries = self._live_count + sum(batch[1::2]) - sum(batch[::2])
+            table = self._live
+            if not _has_room(table, entries, max(batch)):
+                table = self._live = _rehash(table, self._rows, entries, max(batch))
+            added = 0
+            for first, end in _runs(zip(batch[::2], batch[1::2], strict=True)):
+                added += _insert(table, self._rows, _ids_of(self._rows, first, end), first)
+            self._live_count += added
+            del self._pending[:count]  # only now: until then, other lookups wait
 
     def _marked_lookup(self) -> _Table:
-        """The table of marked copies, rebuilt first if a pack was unmarked since."""
-        if self._marked_stale:
-            numbers = [self._pack_numbers[pack_id] for pack_id in self.marked]
-            rows = sum(self._pack_rows[p + 1] - self._pack_rows[p] for p in numbers)
-            table = _empty_table(rows, self._pack_rows[-1])
-            entries = 0
-            for p in numbers:
-                first, end = self._pack_rows[p], self._pack_rows[p + 1]
-                entries += _insert(table, self._rows, _ids_of(self._rows, first, end), first)
-            self._marked_table, self._marked_entries = table, entries
-            self._marked_stale = False
+        """The table of first copies in marked packs, rebuilt if they changed."""
+        if self._marked_built != self._marked_changes:
+            with self._lock:
+                changes = self._marked_changes
+                if self._marked_built != changes:
+                    ranges = [
+                        (self._pack_rows[p], self._pack_rows[p + 1])
+                        for p in map(self._pack_numbers.__getitem__, list(self.marked))
+                    ]
+                    rows = sum(end - first for first, end in ranges)
+                    table = _empty_table(rows, self._pack_rows[-1])
+                    for first, end in _runs(ranges):
+                        _insert(table, self._rows, _ids_of(self._rows, first, end), first)
+                    self._marked_table = table
+                    self._marked_built = changes
         return self._marked_table
 
     def _pack_info(self, p: int) -> PackInfo:

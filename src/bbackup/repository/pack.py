@@ -40,14 +40,14 @@ def pack_object_name(blob_type: BlobType, pack_id: str) -> str:
 class PackWriter:
     """Accumulates sealed blobs of one type, then produces the pack's bytes.
 
-    Blobs are copied into one buffer sized for a full pack up front (untouched pages cost
-    no memory), so finishing a pack needs no second copy of it.
+    `add` only keeps a reference (it runs on the event loop); `finish` joins and hashes
+    the pack in one pass and is meant to run in a worker thread.
     """
 
-    def __init__(self, blob_type: BlobType, capacity: int = 0) -> None:
+    def __init__(self, blob_type: BlobType) -> None:
         self.blob_type = blob_type
         self.blobs: list[PackedBlob] = []
-        self._buffer = bytearray(capacity)
+        self._parts: list[bytes | bytearray] = []
         self.size = 0
 
     def __len__(self) -> int:
@@ -55,23 +55,20 @@ class PackWriter:
 
     def add(self, blob_id: bytes, sealed: bytes | bytearray, raw_length: int) -> None:
         self.blobs.append(PackedBlob(self.blob_type, blob_id, self.size, len(sealed), raw_length))
-        end = self.size + len(sealed)
-        if end > len(self._buffer):
-            self._buffer.extend(bytes(end - len(self._buffer)))
-        self._buffer[self.size : end] = sealed
-        self.size = end
+        self._parts.append(sealed)
+        self.size += len(sealed)
 
-    def finish(self, cipher: Cipher) -> tuple[str, bytearray]:
+    def finish(self, cipher: Cipher) -> tuple[str, bytes]:
         """Return (pack ID, stored bytes); the writer is spent afterwards."""
         header = msgpack.packb(
             [(int(b.blob_type), b.blob_id, b.offset, b.length, b.raw_length) for b in self.blobs]
         )
         sealed_header = cipher.seal_document(HEADER_KIND, header)
-        data = self._buffer
-        self._buffer = bytearray()
-        del data[self.size :]
-        data += sealed_header
-        data += _TRAILER.pack(len(sealed_header))
+        parts, self._parts = self._parts, []
+        parts.append(sealed_header)
+        parts.append(_TRAILER.pack(len(sealed_header)))
+        data = b"".join(parts)
+        del parts
         return hashlib.sha256(data).hexdigest(), data
 
 

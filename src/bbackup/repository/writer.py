@@ -21,7 +21,7 @@ from bbackup.storage import Storage
 
 #: Write an index segment after this many bytes of new packs, so an interrupted backup
 #: resumes from what it already uploaded.
-SEGMENT_EVERY_BYTES = 256 * 1024 * 1024
+SEGMENT_EVERY_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -100,11 +100,7 @@ class BlobWriter:
             return
         packer = self._packers.get(blob.blob_type)
         if packer is None:
-            # Data packs get room for a full pack plus one maximal blob up front, so they never
-            # grow in place (untouched pages cost nothing); tree packs stay small.
-            full = self.pack_size + 8 * 1024 * 1024 + 4096
-            capacity = full if blob.blob_type is BlobType.DATA else 0
-            packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type, capacity)
+            packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type)
         packer.add(blob.blob_id, blob.sealed, blob.raw_length)
         self.stats.blobs_new += 1
         self.stats.bytes_added += blob.raw_length
@@ -130,7 +126,7 @@ class BlobWriter:
         if not task.cancelled() and task.exception() is not None and self._error is None:
             self._error = task.exception()
 
-    async def _upload(self, packer: PackWriter, pack_id: str, data: bytearray) -> None:
+    async def _upload(self, packer: PackWriter, pack_id: str, data: bytes) -> None:
         try:
             storage_class = self.data_storage_class if packer.blob_type is BlobType.DATA else None
             await self.storage.put(
