@@ -1,0 +1,281 @@
+"""Synthetic benchmark of the in-memory index (bbackup.repository.index.Index).
+
+    python scripts/bench_index.py [--blobs 5000000] [--per-pack 16] [--lookups 1000000]
+                                  [--tracemalloc] [--load-segments] [--json FILE]
+
+Adds --blobs blobs with random 32-byte IDs, --per-pack to a pack (as a backup or the
+index loader does: one PackInfo per pack, `Index.add_pack`), then measures:
+
+* memory per blob: growth of the process's resident set size (/proc/self/statm) from
+  before the first ID is generated to after the index is built, divided by the number of
+  blobs. Everything the index keeps alive counts: the ID bytes, entries, PackInfo lists.
+  With --tracemalloc the Python heap is traced instead (exact, but much slower: use it
+  with fewer blobs).
+* lookups per second: `blob_id in index` (what backup dedup asks) and `index.lookup`
+  (what restore asks) for IDs that are present, `in` and `index.get` for IDs that are
+  not; each is a plain Python loop over --lookups IDs, as the callers are, run --repeats
+  times (median). The IDs looked up are fresh copies allocated in lookup order, as
+  callers hold IDs just decoded from a tree.
+* add throughput (blobs/s), and with --load-segments the time to serialise the index into
+  segments and load them back into a fresh Index (what opening a large repository costs).
+
+Targets: at most 100 bytes per blob at 5 M blobs; at least 1 M lookups per second.
+Misses are reported, not failed: exit status is 0 unless the benchmark itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+TARGET_BYTES_PER_BLOB = 100
+TARGET_LOOKUPS_PER_S = 1_000_000
+
+
+def rss_bytes() -> int:
+    """Current resident set size (not the peak) of this process."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def build_index(n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
+    """An Index with n_blobs random blobs in packs of per_pack; (index, seconds)."""
+    from bbackup.crypto import BlobType
+    from bbackup.repository.index import Index, PackInfo
+
+    rng = random.Random(seed)
+    index = Index()
+    start = time.perf_counter()
+    made = 0
+    while made < n_blobs:
+        count = min(per_pack, n_blobs - made)
+        ids = rng.randbytes(32 * count)
+        pack_id = rng.randbytes(32).hex()
+        blobs = []
+        offset = 0
+        for i in range(count):
+            length = 800_000 + (i * 7919) % 400_000
+            blobs.append((ids[32 * i : 32 * i + 32], offset, length, length + 1000))
+            offset += length
+        index.add_pack(PackInfo(pack_id, BlobType.DATA, offset + 200, blobs))
+        made += count
+    return index, time.perf_counter() - start
+
+
+def time_loop(label: str, fn: Any, ids: list[bytes], repeats: int = 3) -> dict[str, Any]:
+    """Run fn over ids `repeats` times; report the median rate (the first run is cold)."""
+    rates = []
+    found = 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        found = fn(ids)
+        seconds = time.perf_counter() - start
+        rates.append(len(ids) / seconds if seconds else float("inf"))
+    return {
+        "label": label,
+        "n": len(ids),
+        "found": found,
+        "per_s": statistics.median(rates),
+        "runs_per_s": rates,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--blobs", type=int, default=5_000_000, help="blobs to add (default 5 M)")
+    p.add_argument("--per-pack", type=int, default=16, help="blobs per pack (default 16)")
+    p.add_argument("--lookups", type=int, default=1_000_000, help="IDs per lookup loop")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="runs per lookup loop; median")
+    p.add_argument("--tracemalloc", action="store_true", help="trace the heap (slow)")
+    p.add_argument("--load-segments", action="store_true", help="also time a segment reload")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+
+    import bbackup.repository.index  # noqa: F401  (imported before the baseline)
+
+    gc.collect()
+    gc.disable()  # no collections in the middle of timed loops; nothing here is cyclic
+    if args.tracemalloc:
+        tracemalloc.start()
+    before = rss_bytes()
+    index, add_seconds = build_index(args.blobs, args.per_pack, args.seed)
+    gc.collect()
+    after = rss_bytes()
+    peak_build = peak_rss_bytes()
+    traced = tracemalloc.get_traced_memory()[0] if args.tracemalloc else None
+    if args.tracemalloc:
+        tracemalloc.stop()
+    n = len(index)
+    per_blob_rss = (after - before) / n
+    per_blob = traced / n if traced is not None else per_blob_rss
+
+    rng = random.Random(args.seed + 1)
+    all_ids = list(index.blob_ids())
+    # Fresh copies, allocated in lookup order, as callers hold IDs just decoded from a tree:
+    # the loop then measures the index, not cache misses on the sampled ID objects.
+    hits = [bytes(memoryview(all_ids[rng.randrange(n)])) for _ in range(args.lookups)]
+    del all_ids
+    misses = [rng.randbytes(32) for _ in range(args.lookups)]
+
+    def contains(ids: list[bytes]) -> int:
+        return sum(1 for b in ids if b in index)
+
+    def lookup(ids: list[bytes]) -> int:
+        look = index.lookup
+        for b in ids:
+            look(b)
+        return len(ids)
+
+    def get(ids: list[bytes]) -> int:
+        g = index.get
+        return sum(1 for b in ids if g(b) is not None)
+
+    def baseline(ids: list[bytes]) -> int:
+        return sum(1 for b in ids if b)
+
+    loops = [
+        time_loop("hit: blob_id in index", contains, hits, args.repeats),
+        time_loop("hit: index.lookup(id)", lookup, hits, args.repeats),
+        time_loop("miss: blob_id in index", contains, misses, args.repeats),
+        time_loop("miss: index.get(id)", get, misses, args.repeats),
+        time_loop("(loop overhead alone)", baseline, hits, args.repeats),
+    ]
+    load: dict[str, Any] | None = None
+    if args.load_segments:
+        load = segment_reload(index)
+    gc.enable()
+
+    worst_lookup = min(r["per_s"] for r in loops[:4])
+    results = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": cpu_model(),
+            "nproc": len(os.sched_getaffinity(0)),
+        },
+        "blobs": n,
+        "per_pack": args.per_pack,
+        "packs": len(index.packs),
+        "add_seconds": add_seconds,
+        "adds_per_s": n / add_seconds,
+        "rss_growth_bytes": after - before,
+        "bytes_per_blob_rss": per_blob_rss,
+        "bytes_per_blob_traced": traced / n if traced is not None else None,
+        "peak_rss_after_build_bytes": peak_build,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "lookups": loops,
+        "segment_reload": load,
+        "targets": {
+            "bytes_per_blob": {
+                "value": per_blob,
+                "limit": TARGET_BYTES_PER_BLOB,
+                "status": "PASS" if per_blob <= TARGET_BYTES_PER_BLOB else "MISS",
+                "note": "" if n >= 5_000_000 else f"measured at {n} blobs, target is at 5 M",
+            },
+            "lookups_per_s": {
+                "value": worst_lookup,
+                "limit": TARGET_LOOKUPS_PER_S,
+                "status": "PASS" if worst_lookup >= TARGET_LOOKUPS_PER_S else "MISS",
+            },
+        },
+    }
+    print_report(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def segment_reload(index: Any) -> dict[str, Any]:
+    """Serialise the packs as index segments (~10,000 packs each) and load them back."""
+    from bbackup.repository.index import Index, IndexSegment
+
+    packs = list(index.packs.values())
+    start = time.perf_counter()
+    blobs_per_segment = 160_000
+    step = max(1, blobs_per_segment // max(1, len(packs[0].blobs)))
+    encoded = [IndexSegment(packs[i : i + step]).to_bytes() for i in range(0, len(packs), step)]
+    encode_s = time.perf_counter() - start
+    del packs
+    start = time.perf_counter()
+    fresh = Index()
+    for data in encoded:
+        fresh.add_segment(IndexSegment.from_bytes(data))
+    load_s = time.perf_counter() - start
+    out = {
+        "segments": len(encoded),
+        "encoded_bytes": sum(len(e) for e in encoded),
+        "encode_seconds": encode_s,
+        "load_seconds": load_s,
+        "blobs_loaded_per_s": len(fresh) / load_s if load_s else None,
+    }
+    del fresh, encoded
+    gc.collect()
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def print_report(r: dict[str, Any]) -> None:
+    mib = 1024 * 1024
+    print(f"index benchmark: {r['blobs']:,} blobs in {r['packs']:,} packs of {r['per_pack']}")
+    print(f"  python {r['machine']['python']} on {r['machine']['cpu']}")
+    print(f"  add:      {r['add_seconds']:.2f} s ({r['adds_per_s']:,.0f} blobs/s)")
+    print(
+        f"  memory:   RSS +{r['rss_growth_bytes'] / mib:,.1f} MiB = "
+        f"{r['bytes_per_blob_rss']:.1f} bytes/blob"
+        + (
+            f"; traced heap {r['bytes_per_blob_traced']:.1f} bytes/blob"
+            if r["bytes_per_blob_traced"] is not None
+            else ""
+        )
+        + f"; peak RSS {r['peak_rss_after_build_bytes'] / mib:,.0f} MiB after the build"
+        + f" ({r['peak_rss_bytes'] / mib:,.0f} MiB at the end)"
+    )
+    for loop in r["lookups"]:
+        print(f"  {loop['label']:24s} {loop['per_s']:>14,.0f} /s   ({loop['found']:,} found)")
+    if r["segment_reload"]:
+        s = r["segment_reload"]
+        print(
+            f"  segments: {s['segments']} ({s['encoded_bytes'] / mib:,.1f} MiB) encode "
+            f"{s['encode_seconds']:.2f} s, load {s['load_seconds']:.2f} s "
+            f"({s['blobs_loaded_per_s']:,.0f} blobs/s)"
+        )
+    t = r["targets"]
+    b, lk = t["bytes_per_blob"], t["lookups_per_s"]
+    print(
+        f"  target bytes/blob ≤ {b['limit']}: {b['value']:.1f} {b['status']}"
+        + (f" ({b['note']})" if b["note"] else "")
+    )
+    print(f"  target lookups/s ≥ {lk['limit']:,} (slowest loop): {lk['value']:,.0f} {lk['status']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
