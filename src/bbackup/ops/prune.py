@@ -110,8 +110,8 @@ async def _stored_packs(repo: Repository) -> dict[str, ObjectInfo]:
 
 async def _oldest_other_lock(repo: Repository, own: str | None) -> float | None:
     starts = []
-    for lock in await list_locks(repo):
-        if lock.name == own or lock.stale:
+    for lock in await list_locks(repo, skip=own):
+        if lock.stale:
             continue
         if lock.purpose == "prune":
             raise RepositoryLocked(f"another prune is running: {lock.describe()}")

@@ -27,6 +27,7 @@ from bbackup.snapshot.store import load_tree
 
 #: Blobs of one pack further apart than this are fetched with separate ranged reads.
 MAX_RANGE_GAP = 1024 * 1024
+MAX_BYTES_IN_FLIGHT = 96 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -194,7 +195,10 @@ class Restorer:
         self, by_pack: dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]]
     ) -> None:
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bb-restore")
-        slots = asyncio.Semaphore(self.connections)
+        # Each fetch holds up to a pack in memory: bound the bytes in flight, not only the
+        # number of requests (16 S3 connections × 16 MiB packs would be 256 MiB).
+        in_flight = max(2, MAX_BYTES_IN_FLIGHT // self.repo.config.pack_size)
+        slots = asyncio.Semaphore(min(self.connections, in_flight))
         try:
 
             async def one(ranges: list[tuple[bytes, IndexEntry, list[_Target]]]) -> None:

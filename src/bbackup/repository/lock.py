@@ -62,9 +62,12 @@ class LockInfo:
         return f"{kind} lock by {self.user}@{self.host} pid {self.pid} ({self.purpose}, {age}s ago)"
 
 
-async def list_locks(repo: Repository) -> list[LockInfo]:
+async def list_locks(repo: Repository, *, skip: str | None = None) -> list[LockInfo]:
+    """Every readable lock; `skip` (our own lock's name) is not even downloaded."""
     locks = []
     async for info in repo.storage.list("locks/"):
+        if info.name == skip:
+            continue
         try:
             raw: dict[str, Any] = msgpack.unpackb(await repo.load_document(info.name, LOCK_KIND))
         except (NotFound, IntegrityError, ValueError):
@@ -132,8 +135,8 @@ class RepositoryLock:
         return self
 
     async def _check_conflicts(self) -> None:
-        for lock in await list_locks(self.repo):
-            if lock.name == self.name or lock.stale:
+        for lock in await list_locks(self.repo, skip=self.name):
+            if lock.stale:
                 continue
             if self.exclusive or lock.exclusive:
                 raise RepositoryLocked(f"repository is locked: {lock.describe()}")
