@@ -360,32 +360,36 @@ class Index:
     def get(self, blob_id: bytes) -> IndexEntry | None:
         if self._pending:
             self._enter_pending()
-        slots, _tags, mask = self._live
+        slots, _tags, mask = table = self._live
         h = hash(blob_id)
-        row = slots[h & mask]
-        if row:
-            found, key, offset, length, raw_length = _unpack_row(self._rows, row * ROW_SIZE)
-            if found == blob_id and offset != _WIDE:
-                return _new_tuple(
-                    IndexEntry,
-                    (
-                        self._pack_ids[key >> _TYPE_BITS],
-                        _TYPES[key & _TYPE_MASK],
-                        offset,
-                        length,
-                        raw_length,
-                    ),
-                )
-        row = _find(self._live, self._rows, blob_id, h)
+        i = h & mask
+        row = slots[i]
+        if not row:
+            return None
+        found, key, offset, length, raw_length = _unpack_row(self._rows, row * ROW_SIZE)
+        if found == blob_id and offset != _WIDE:
+            return _new_tuple(
+                IndexEntry,
+                (
+                    self._pack_ids[key >> _TYPE_BITS],
+                    _TYPES[key & _TYPE_MASK],
+                    offset,
+                    length,
+                    raw_length,
+                ),
+            )
+        if found != blob_id:
+            row = _probe(table, self._rows, blob_id, h, i)
         return self._entry(row) if row else None
 
     def lookup(self, blob_id: bytes) -> IndexEntry:
-        # get's fast path again: restore and prune call this for every blob.
+        # get's fast path again, inline: restore and prune call this for every blob.
         if self._pending:
             self._enter_pending()
-        slots, _tags, mask = self._live
+        slots, _tags, mask = table = self._live
         h = hash(blob_id)
-        row = slots[h & mask]
+        i = h & mask
+        row = slots[i]
         if row:
             found, key, offset, length, raw_length = _unpack_row(self._rows, row * ROW_SIZE)
             if found == blob_id and offset != _WIDE:
@@ -399,7 +403,8 @@ class Index:
                         raw_length,
                     ),
                 )
-        row = _find(self._live, self._rows, blob_id, h)
+            if found != blob_id:
+                row = _probe(table, self._rows, blob_id, h, i)
         if not row and self.marked:
             row = _find(self._marked_lookup(), self._rows, blob_id, h)
         if not row:
