@@ -17,7 +17,7 @@ from bbackup.storage.counting import CountingStorage
 from bbackup.storage.limit import LimitedStorage
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
-DEFAULT_CONNECTIONS = {"s3": 16, "local": 2, "memory": 4}
+DEFAULT_CONNECTIONS = {"s3": 16, "local": 4, "memory": 4}
 
 
 @dataclass(slots=True)
