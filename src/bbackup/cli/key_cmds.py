@@ -17,7 +17,6 @@ from bbackup.cli.common import (
     with_repo,
 )
 from bbackup.errors import UsageError
-from bbackup.repository import Repository
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
 
 NewPasswordFile = Annotated[
@@ -66,29 +65,30 @@ def register(app: typer.Typer) -> None:
 
     @repo_command(key_app, "add", help="Add a password.")
     def key_add(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
-        def work(repo: Repository):  # type: ignore[no-untyped-def]
-            return add_key(repo, new_password(new_password_file))
-
-        key_id = with_repo(opts, work, load_index=False)
-        emit_json({"event": "key_added", "id": key_id}) if opts.json else echo(
-            f"added key {key_id[:8]}"
+        key_id = with_repo(
+            opts, lambda repo: add_key(repo, new_password(new_password_file)), load_index=False
         )
+        _done(opts, "key_added", key_id, f"added key {key_id[:8]}")
 
     @repo_command(key_app, "remove", help="Remove a key by ID.")
     def key_remove(
         opts: GlobalOptions, key_id: Annotated[str, typer.Argument(help="Key ID prefix.")]
     ) -> None:
         removed = with_repo(opts, lambda repo: remove_key(repo, key_id), load_index=False)
-        emit_json({"event": "key_removed", "id": removed}) if opts.json else echo(
-            f"removed key {removed[:8]}"
-        )
+        _done(opts, "key_removed", removed, f"removed key {removed[:8]}")
 
     @repo_command(key_app, "passwd", help="Change the password of the key in use.")
     def key_passwd(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
-        def work(repo: Repository):  # type: ignore[no-untyped-def]
-            return change_password(repo, new_password(new_password_file))
-
-        key_id = with_repo(opts, work, load_index=False)
-        emit_json({"event": "password_changed", "id": key_id}) if opts.json else echo(
-            f"password changed (new key {key_id[:8]})"
+        key_id = with_repo(
+            opts,
+            lambda repo: change_password(repo, new_password(new_password_file)),
+            load_index=False,
         )
+        _done(opts, "password_changed", key_id, f"password changed (new key {key_id[:8]})")
+
+
+def _done(opts: GlobalOptions, event: str, key_id: str, text: str) -> None:
+    if opts.json:
+        emit_json({"event": event, "id": key_id})
+    else:
+        echo(text)
