@@ -27,7 +27,13 @@ from bbackup.chunking import Chunker
 from bbackup.crypto import BlobType
 from bbackup.errors import BbackupError, NoSpace
 from bbackup.ops.scan import Excluder, node_from_stat, unchanged
-from bbackup.repository import BlobWriter, PreparedBlob, Repository, RepositoryLock
+from bbackup.repository import (
+    BlobWriter,
+    PreparedBlob,
+    Repository,
+    RepositoryLock,
+    current_user,
+)
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, Tree
 from bbackup.snapshot.store import load_snapshots, load_tree, save_snapshot, save_tree
 
@@ -62,7 +68,6 @@ class BackupProgress:
     bytes_read: int = 0
     bytes_seen: int = 0
     errors: int = 0
-    current: str = ""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -216,7 +221,7 @@ class Archiver:
                 host=self.options.host,
                 paths=paths,
                 tree=tree_id,
-                user=_current_user(),
+                user=current_user(),
                 tags=sorted(set(self.options.tags)),
                 backup_type=self.options.backup_type,
                 parent=parent.id if parent else None,
@@ -337,7 +342,6 @@ class Archiver:
     async def _save_file(self, path: bytes, node: Node, *, is_new: bool) -> Node | None:
         assert self._loop is not None
         try:
-            self.progress.current = os.fsdecode(path)
             content, size, warning = await self._loop.run_in_executor(
                 self._pool, self._read_file, path
             )
@@ -450,12 +454,3 @@ def _open_for_reading(path: bytes) -> int:
         with contextlib.suppress(PermissionError):
             return os.open(path, flags | noatime)
     return os.open(path, flags)
-
-
-def _current_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""

@@ -13,7 +13,12 @@ from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
 from bbackup.repository.lock import RepositoryLock, list_locks, remove_stale_locks
 from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack, verify_pack_id
-from bbackup.repository.repository import Repository, init_repository, open_repository
+from bbackup.repository.repository import (
+    Repository,
+    current_user,
+    init_repository,
+    open_repository,
+)
 from bbackup.repository.writer import BlobWriter, PreparedBlob, WriteStats
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "RepositoryConfig",
     "RepositoryLock",
     "WriteStats",
+    "current_user",
     "init_repository",
     "list_locks",
     "open_repository",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from bbackup.crypto import calibrate_kdf, seal_key_file
 from bbackup.crypto.keys import describe_key_file
 from bbackup.errors import BbackupError
-from bbackup.repository.repository import Repository, read_key_files
+from bbackup.repository.repository import Repository, current_user, read_key_files
 from bbackup.repository.writer import document_name
 
 
@@ -30,12 +29,12 @@ async def list_keys(repo: Repository) -> list[KeyInfo]:
 
 async def add_key(repo: Repository, password: str) -> str:
     """Wrap the master key under another password; return the new key's ID."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = ""
     data = seal_key_file(
-        repo.master, password, calibrate_kdf(), hostname=socket.gethostname(), username=user
+        repo.master,
+        password,
+        calibrate_kdf(),
+        hostname=socket.gethostname(),
+        username=current_user(),
     )
     name = document_name("keys", data)
     await repo.stack.storage.put(name, data, if_absent=True)

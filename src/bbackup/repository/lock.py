@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
 from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
-
-if TYPE_CHECKING:
-    from bbackup.repository.repository import Repository
+from bbackup.repository.repository import Repository, current_user
 
 LOCK_KIND = "lock"
 REFRESH_EVERY = 300.0
@@ -99,10 +96,7 @@ class RepositoryLock:
         self._refresher: asyncio.Task[None] | None = None
 
     def _document(self) -> bytes:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):
-            user = str(os.getuid())
+        user = current_user() or str(os.getuid())
         packed: bytes = msgpack.packb(
             {
                 "host": socket.gethostname(),

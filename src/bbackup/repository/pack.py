@@ -110,6 +110,3 @@ def parse_pack(cipher: Cipher, data: bytes | bytearray | memoryview) -> list[Pac
         if blob.offset + blob.length > start:
             raise IntegrityError("pack header points past the blob area")
     return blobs
-
-
-TRAILER_SIZE = _TRAILER.size

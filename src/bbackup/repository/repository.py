@@ -32,7 +32,8 @@ CONFIG_NAME = "config"
 CONFIG_KIND = "config"
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The login name of this process, or "" where it has none (containers, cron)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -53,7 +54,7 @@ async def init_repository(
     config = config or RepositoryConfig()
     master = MasterKey.generate()
     key_file = seal_key_file(
-        master, password, calibrate_kdf(), hostname=socket.gethostname(), username=_user()
+        master, password, calibrate_kdf(), hostname=socket.gethostname(), username=current_user()
     )
     await storage.put(document_name("keys", key_file), key_file, if_absent=True)
     cipher = Cipher(master)

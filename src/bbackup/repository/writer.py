@@ -76,10 +76,6 @@ class BlobWriter:
         self._segment_lock = asyncio.Lock()
         self._error: BaseException | None = None
 
-    def known(self, blob_id: bytes) -> bool:
-        """True if the repository has (or is about to have) this blob."""
-        return blob_id in self.index or blob_id in self._reserved
-
     def prepare(self, blob_type: BlobType, data: bytes | bytearray | memoryview) -> PreparedBlob:
         """Hash, and unless known, compress and seal. Thread-safe; CPU-bound."""
         blob_id = self.cipher.blob_id(data)
