@@ -18,7 +18,7 @@ TAG_MARKER = "PangolinTagMarker"
 HOST_MARKER = "OkapiHostMarker"
 XATTR_MARKER = b"NarwhalXattrMarker"
 #: What a key file may say in the clear (besides the wrapped key in "data").
-KEY_FILE_FIELDS = {"version", "created", "hostname", "username", "kdf", "n", "r", "p", "salt"}
+KEY_FILE_FIELDS = {"version", "created", "hostname", "username", "kdf", "t", "m", "p", "salt"}
 
 
 @pytest.mark.parametrize("compression", ["0", "3"])

@@ -49,14 +49,12 @@ def _tune_allocator() -> None:
     move between reader, packer and upload threads (measured: restore peak RSS 196 → 128
     MiB). A fixed threshold stops that. Elsewhere than glibc this does nothing.
     """
-    import ctypes
-    import ctypes.util
-
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return
-    try:
-        mallopt = ctypes.CDLL(libc_name).mallopt
+    import ctypes
+
+    try:  # the process's own symbols: libc is linked in (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     m_mmap_threshold = -3
