@@ -1,10 +1,10 @@
 """The restorer: rebuilds a snapshot's files, links and metadata under a target directory.
 
-Plan first (walk the trees, create directories and empty files), then fetch each pack
-that holds needed blobs once, with one ranged read over the blobs it needs, decrypt and
-verify every blob in worker threads and write it to every place it belongs with pwrite.
-Metadata comes last: files, then directories deepest first, so writing contents does not
-disturb directory times.
+Plan first (walk the trees, create directories and files that get no writes), then read
+the blobs each pack holds for the snapshot with a few ranged reads, decrypt and verify
+them in worker threads and write each to every place it belongs (`restore_files`: a file
+gets its metadata as its last blob lands). Special files and directories come last,
+deepest first, so nothing written afterwards disturbs a directory's times.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import contextlib
 import os
 import stat
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bbackup.errors import BbackupError, NoSpace
+from bbackup.errors import BbackupError, IntegrityError
+from bbackup.ops.restore_files import FileWriter, RestoredFile, set_metadata
 from bbackup.repository import IndexEntry, Repository, pack_object_name
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Snapshot
 from bbackup.snapshot.store import load_tree
 
 #: Blobs of one pack further apart than this are fetched with separate ranged reads.
 MAX_RANGE_GAP = 1024 * 1024
+#: Bytes of fetched ranges held at once, at most (besides the blobs being decoded).
 MAX_BYTES_IN_FLIGHT = 96 * 1024 * 1024
 
 
@@ -55,11 +56,50 @@ class RestoreSummary:
 
 
 @dataclass(slots=True)
-class _Target:
-    """One place a blob's bytes go."""
+class NeededBlob:
+    """A blob the restore needs, with every (file, offset) its plaintext goes to."""
 
-    path: bytes
-    offset: int
+    blob_id: bytes
+    entry: IndexEntry
+    places: list[tuple[RestoredFile, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PackRead:
+    """One ranged read of a pack: needed blobs that lie close together."""
+
+    blobs: list[NeededBlob]
+
+    @property
+    def start(self) -> int:
+        return self.blobs[0].entry.offset
+
+    @property
+    def end(self) -> int:
+        last = self.blobs[-1].entry
+        return last.offset + last.length
+
+
+def plan_reads(
+    blobs: Iterable[NeededBlob], *, max_gap: int = MAX_RANGE_GAP, max_bytes: int | None = None
+) -> list[PackRead]:
+    """Group the needed blobs of one pack into ranged reads, in pack order.
+
+    A read skips gaps of up to `max_gap` unneeded bytes and spans at most `max_bytes`
+    (None: no limit; a blob larger than that is read on its own).
+    """
+    reads: list[PackRead] = []
+    for blob in sorted(blobs, key=lambda b: b.entry.offset):
+        if reads:
+            read = reads[-1]
+            entry = blob.entry
+            if entry.offset - read.end <= max_gap and (
+                max_bytes is None or entry.offset + entry.length - read.start <= max_bytes
+            ):
+                read.blobs.append(blob)
+                continue
+        reads.append(PackRead([blob]))
+    return reads
 
 
 class Restorer:
@@ -74,30 +114,33 @@ class Restorer:
         include: list[str] | None = None,
         workers: int = 2,
         connections: int = 4,
+        read_size: int | None = None,
         on_error: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`read_size`: split reads of a pack so none spans more than this many bytes
+        (None: one read per run of needed blobs; right where requests cost money)."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
         self.include = [os.fsencode(p.rstrip("/")) for p in include or []]
         self.workers = workers
         self.connections = max(1, connections)
+        self.read_size = read_size
         self.on_error = on_error
         self.progress = RestoreProgress()
         self.summary = RestoreSummary(snapshot_id=snapshot.id)
-        self._files: list[tuple[bytes, Node]] = []
+        self._files: list[RestoredFile] = []
         self._dirs: list[tuple[bytes, Node]] = []
         self._others: list[tuple[bytes, Node]] = []
         self._hardlinks: dict[tuple[int, int], bytes] = {}
-        self._is_root = os.geteuid() == 0
+        self._writer = FileWriter(chown=os.geteuid() == 0, on_error=self._error)
 
     async def run(self) -> RestoreSummary:
         started = time.monotonic()
         os.makedirs(self.target, exist_ok=True)
         await self._plan(self.snapshot.tree, b"", fresh=False)
-        blobs = self._place_blobs()
-        await self._fetch_all(blobs)
-        await asyncio.to_thread(self._apply_metadata)
+        await self._fetch_all(self._plan_reads())
+        await asyncio.to_thread(self._finish_others_and_dirs)
         self.summary.duration_seconds = round(time.monotonic() - started, 3)
         self.summary.errors = len(self.summary.error_list)
         return self.summary
@@ -163,91 +206,95 @@ class Restorer:
             os.link(self._hardlinks[key], dest)
             self.summary.links += 1
             return
-        if node.size == 0 or node.nlink > 1:
+        if not node.content or node.nlink > 1:
             # Empty files get no write; a hard link's first path must exist to link to.
-            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
         if node.nlink > 1:
             self._hardlinks[key] = dest
-        self._files.append((dest, node))
+        self._files.append(RestoredFile(dest, node, pending=len(node.content)))
         self.summary.files += 1
         self.progress.bytes_total += node.size
 
-    def _place_blobs(self) -> dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]]:
-        """Group every needed blob by pack, with every place its bytes go."""
-        targets: dict[bytes, list[_Target]] = defaultdict(list)
-        for dest, node in self._files:
+    def _plan_reads(self) -> list[PackRead]:
+        """Every needed blob once, with all its places, grouped into reads pack by pack."""
+        needed: dict[bytes, NeededBlob] = {}
+        lookup = self.repo.index.lookup
+        for file in self._files:
             offset = 0
-            for blob_id in node.content:
-                entry = self.repo.index.lookup(blob_id)
-                targets[blob_id].append(_Target(dest, offset))
-                offset += entry.raw_length
-        by_pack: dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]] = defaultdict(list)
-        for blob_id, places in targets.items():
-            entry = self.repo.index.lookup(blob_id)
-            by_pack[entry.pack_id].append((blob_id, entry, places))
-        for blobs in by_pack.values():
-            blobs.sort(key=lambda b: b[1].offset)
-        return by_pack
+            for blob_id in file.node.content:
+                blob = needed.get(blob_id)
+                if blob is None:
+                    blob = needed[blob_id] = NeededBlob(blob_id, lookup(blob_id))
+                blob.places.append((file, offset))
+                offset += blob.entry.raw_length
+        by_pack: dict[str, list[NeededBlob]] = {}
+        for blob in needed.values():
+            by_pack.setdefault(blob.entry.pack_id, []).append(blob)
+        return [
+            read
+            for blobs in by_pack.values()
+            for read in plan_reads(blobs, max_bytes=self.read_size)
+        ]
 
     # ---- fetching ----------------------------------------------------------------------
 
-    async def _fetch_all(
-        self, by_pack: dict[str, list[tuple[bytes, IndexEntry, list[_Target]]]]
-    ) -> None:
+    async def _fetch_all(self, reads: list[PackRead]) -> None:
+        loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bb-restore")
-        # Each fetch holds up to a pack in memory: bound the bytes in flight, not only the
-        # number of requests (16 S3 connections × 16 MiB packs would be 256 MiB).
-        in_flight = max(2, MAX_BYTES_IN_FLIGHT // self.repo.config.pack_size)
-        slots = asyncio.Semaphore(min(self.connections, in_flight))
+        # Each read is held in memory until its blobs are written: bound the bytes in
+        # flight, not only the number of requests (16 S3 connections x 16 MiB packs
+        # would be 256 MiB).
+        read_bytes = self.read_size or self.repo.config.pack_size
+        slots = asyncio.Semaphore(min(self.connections, max(2, MAX_BYTES_IN_FLIGHT // read_bytes)))
+
+        async def one(read: PackRead) -> None:
+            async with slots:
+                data = await self._get(read)
+                written = await loop.run_in_executor(pool, self._write_read, data, read)
+            self.progress.bytes_written += written
+            self.summary.bytes += written
+            self.progress.files = self._writer.finished
+
+        unwritten = [f for f in self._files if f.pending == 0]
         try:
-
-            async def one(ranges: list[tuple[bytes, IndexEntry, list[_Target]]]) -> None:
-                async with slots:
-                    await self._fetch_range(pool, ranges)
-
             await asyncio.gather(
-                *(one(r) for blobs in by_pack.values() for r in _split_ranges(blobs))
+                loop.run_in_executor(pool, self._finish_unwritten, unwritten),
+                *(one(read) for read in reads),
             )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self._writer.close_all()
+        self.progress.files = self._writer.finished
 
-    async def _fetch_range(
-        self, pool: ThreadPoolExecutor, blobs: list[tuple[bytes, IndexEntry, list[_Target]]]
-    ) -> None:
-        first = blobs[0][1]
-        start = first.offset
-        end = max(e.offset + e.length for _, e, _ in blobs)
+    async def _get(self, read: PackRead) -> bytes:
+        first = read.blobs[0].entry
         name = pack_object_name(first.blob_type, first.pack_id)
-        data = await self.repo.storage.get(name, start, end - start)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(pool, self._write_blobs, data, start, blobs)
+        data = await self.repo.storage.get(name, read.start, read.end - read.start)
+        if len(data) != read.end - read.start:
+            raise IntegrityError(f"pack {first.pack_id}: {name} is truncated")
+        return data
 
-    def _write_blobs(
-        self, data: bytes, start: int, blobs: list[tuple[bytes, IndexEntry, list[_Target]]]
-    ) -> None:
+    def _write_read(self, data: bytes, read: PackRead) -> int:
+        """Decode every blob of one read and write it to all its places (a worker thread)."""
+        written = 0
+        start = read.start
         view = memoryview(data)
-        for blob_id, entry, places in blobs:
+        for blob in read.blobs:
+            entry = blob.entry
             sealed = view[entry.offset - start : entry.offset - start + entry.length]
-            plain = self.repo.decode_blob(blob_id, entry, sealed)
-            for place in places:
-                try:
-                    fd = os.open(place.path, os.O_WRONLY | os.O_CREAT, 0o600)
-                    try:
-                        os.pwrite(fd, plain, place.offset)
-                    finally:
-                        os.close(fd)
-                except OSError as exc:
-                    if exc.errno == 28:
-                        raise NoSpace(
-                            f"{os.fsdecode(place.path)}: no space left on device"
-                        ) from exc
-                    raise
-                self.progress.bytes_written += len(plain)
-                self.summary.bytes += len(plain)
+            plain = self.repo.decode_blob(blob.blob_id, entry, sealed)
+            for file, offset in blob.places:
+                self._writer.write(file, plain, offset)
+            written += len(plain) * len(blob.places)
+        return written
 
-    # ---- metadata ----------------------------------------------------------------------
+    def _finish_unwritten(self, files: list[RestoredFile]) -> None:
+        for file in files:
+            self._writer.finish_unwritten(file)
 
-    def _apply_metadata(self) -> None:
+    # ---- special files and directories -------------------------------------------------
+
+    def _finish_others_and_dirs(self) -> None:
         for dest, node in self._others:
             try:
                 self._create_special(dest, node)
@@ -255,12 +302,15 @@ class Restorer:
                 self._error(dest, f"cannot create {node.type}: {exc.strerror or exc}")
                 continue
             self._set_metadata(dest, node)
-        for dest, node in self._files:
-            self._set_metadata(dest, node)
-            self.progress.files += 1
         for dest, node in sorted(self._dirs, key=lambda d: d[0].count(b"/"), reverse=True):
             self._set_metadata(dest, node)
             self.summary.dirs += 1
+
+    def _set_metadata(self, dest: bytes, node: Node) -> None:
+        try:
+            set_metadata(dest, node, chown=self._writer.chown)
+        except OSError as exc:
+            self._error(dest, f"cannot set metadata: {exc.strerror or exc}")
 
     def _create_special(self, dest: bytes, node: Node) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -275,33 +325,3 @@ class Restorer:
             os.mknod(dest, kind | 0o600, node.rdev)
         else:
             raise OSError(0, "sockets are not restored")
-
-    def _set_metadata(self, dest: bytes, node: Node) -> None:
-        is_link = node.type == SYMLINK
-        try:
-            if self._is_root:
-                os.chown(dest, node.uid, node.gid, follow_symlinks=False)
-            if not is_link:
-                os.chmod(dest, stat.S_IMODE(node.mode))
-            for name, value in node.xattrs:
-                with contextlib.suppress(OSError):
-                    os.setxattr(dest, name, value, follow_symlinks=False)
-            atime = node.atime_ns or node.mtime_ns  # directories carry no atime
-            os.utime(dest, ns=(atime, node.mtime_ns), follow_symlinks=False)
-        except OSError as exc:
-            self._error(dest, f"cannot set metadata: {exc.strerror or exc}")
-
-
-def _split_ranges(
-    blobs: list[tuple[bytes, IndexEntry, list[_Target]]],
-) -> list[list[tuple[bytes, IndexEntry, list[_Target]]]]:
-    """Split a pack's needed blobs (sorted by offset) where the gap between them is large."""
-    ranges: list[list[tuple[bytes, IndexEntry, list[_Target]]]] = []
-    for blob in blobs:
-        if ranges:
-            last = ranges[-1][-1][1]
-            if blob[1].offset - (last.offset + last.length) <= MAX_RANGE_GAP:
-                ranges[-1].append(blob)
-                continue
-        ranges.append([blob])
-    return ranges
