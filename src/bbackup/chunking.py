@@ -27,7 +27,7 @@ class ChunkerParams:
 
 
 #: Bytes read per system call when chunking a file.
-READ_BLOCK = 4 * MiB
+READ_BLOCK = 1 * MiB
 
 
 class Chunker:

@@ -64,13 +64,22 @@ class Cipher:
     def seal_blob(
         self, blob_type: BlobType, blob_id: bytes, payload: bytes | bytearray | memoryview
     ) -> bytearray:
+        sealed = bytearray(BLOB_OVERHEAD + len(payload))
+        self.seal_blob_into(blob_type, blob_id, payload, memoryview(sealed))
+        return sealed
+
+    def seal_blob_into(
+        self,
+        blob_type: BlobType,
+        blob_id: bytes,
+        payload: bytes | bytearray | memoryview,
+        out: memoryview,
+    ) -> None:
+        """Seal into `out`, which must be exactly len(payload) + BLOB_OVERHEAD bytes."""
         aead, ad = self._blob_key(blob_type, blob_id)
         nonce = secrets.token_bytes(NONCE_SIZE)
-        # One allocation: the ciphertext is written straight behind the nonce.
-        sealed = bytearray(NONCE_SIZE + len(payload) + TAG_SIZE)
-        sealed[:NONCE_SIZE] = nonce
-        aead.encrypt_into(nonce, payload, ad, memoryview(sealed)[NONCE_SIZE:])
-        return sealed
+        out[:NONCE_SIZE] = nonce
+        aead.encrypt_into(nonce, payload, ad, out[NONCE_SIZE:])
 
     def open_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes | memoryview) -> bytes:
         aead, ad = self._blob_key(blob_type, blob_id)

@@ -1,10 +1,9 @@
 """The archiver: walks the source paths and writes one snapshot.
 
-scan (os.scandir + lstat, in threads) → change detection against the parent snapshot →
-read → chunk → hash → dedup → compress → seal (worker threads; every library involved
-releases the GIL) → pack → upload (asyncio tasks bounded by the writer's upload slots).
-Worker threads hand sealed blobs to the event loop in batches and block until it takes
-them, so a slow store slows the readers instead of filling memory.
+scan (os.scandir + lstat) → change detection against the parent snapshot → read → chunk
+→ hash → dedup → compress → seal into the pack → hash the pack (reader threads; every
+library involved releases the GIL) → upload (asyncio tasks). The writer bounds the packs
+in memory, so a slow store slows the readers instead of filling memory.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bbackup import __version__
 from bbackup.chunking import Chunker
@@ -29,7 +29,6 @@ from bbackup.errors import BbackupError, NoSpace
 from bbackup.ops.scan import Excluder, node_from_stat, unchanged
 from bbackup.repository import (
     BlobWriter,
-    PreparedBlob,
     Repository,
     RepositoryLock,
     current_user,
@@ -37,10 +36,11 @@ from bbackup.repository import (
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, Tree
 from bbackup.snapshot.store import load_snapshots, load_tree, save_snapshot, save_tree
 
+T = TypeVar("T")
 BACKUP_TYPES = ("incremental", "differential", "full")
-#: Sealed bytes a reader thread gathers before handing them to the event loop.
-HANDOFF_BYTES = 2 * 1024 * 1024
-HANDOFF_BLOBS = 64
+#: Files at least this large have their chunks processed by the CPU pool in parallel.
+LARGE_FILE = 32 * 1024 * 1024
+CHUNKS_IN_FLIGHT = 2
 
 
 @dataclass(slots=True)
@@ -163,13 +163,10 @@ class Archiver:
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._cpu_pool: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._writer: BlobWriter | None = None
         self._file_slots = asyncio.Semaphore(max(2, options.workers * 4))
-        # Sealed blobs waiting to be handed to the event loop, gathered across files so
-        # that a tree of small files does not cost one thread hop per file.
-        self._pending: list[PreparedBlob] = []
-        self._pending_bytes = 0
-        self._pending_lock = threading.Lock()
 
     # ---- entry point -------------------------------------------------------------------
 
@@ -198,17 +195,22 @@ class Archiver:
                 upload_slots=self.options.upload_slots,
             )
             self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-read")
+            self._cpu_pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-cpu")
             try:
                 tree_id = await self._save_virtual(
                     b"", _virtual_tree(paths), parent.tree if parent else None
                 )
-                await self._drain_pending()
                 await self._writer.flush()
             except BaseException:
+                for task in list(self._tasks):
+                    task.cancel()
+                if self._tasks:
+                    await asyncio.wait(set(self._tasks))
                 await self._writer.abort()
                 raise
             finally:
                 self._pool.shutdown(wait=True, cancel_futures=True)
+                self._cpu_pool.shutdown(wait=True, cancel_futures=True)
             stats = self._writer.stats
             self.summary.bytes_added = stats.bytes_added
             self.summary.bytes_stored = stats.bytes_stored
@@ -280,7 +282,13 @@ class Archiver:
         nodes.extend(await _resolve(tasks))
         return await save_tree(self._writer, Tree(nodes))
 
-    async def _save_dir(self, path: bytes, parent_tree: bytes | None) -> bytes:
+    async def _save_dir(self, path: bytes, parent_tree: bytes | None) -> asyncio.Task[bytes]:
+        """Walk one directory now; return a task for its tree, saved once its files are.
+
+        The walk goes on to the next directory without waiting for this one's files, so
+        the reader threads always have work; how far it runs ahead is bounded by the
+        files in flight (`_file_slots`), since scheduling a file waits for a slot.
+        """
         assert self._writer is not None
         self.progress.dirs += 1
         self.summary.dirs += 1
@@ -293,8 +301,22 @@ class Archiver:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
         scheduled = [await self._schedule(p, n, previous.get(n.name)) for p, n in entries]
-        nodes = await _resolve(scheduled)
-        return await save_tree(self._writer, Tree(nodes))
+        return self._task(self._save_tree(scheduled))
+
+    async def _save_tree(self, scheduled: list[Node | asyncio.Task[Node | None]]) -> bytes:
+        assert self._writer is not None
+        return await save_tree(self._writer, Tree(await _resolve(scheduled)))
+
+    async def _dir_node(self, node: Node, tree: asyncio.Task[bytes]) -> Node | None:
+        node.subtree = await tree
+        return node
+
+    def _task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task that is cancelled if the backup fails before it is awaited."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _scan_dir(self, path: bytes) -> list[tuple[bytes, Node]]:
         entries = []
@@ -319,8 +341,7 @@ class Archiver:
         task is returned for those); everything else is done at once."""
         if node.type == DIR:
             subtree = prev.subtree if prev and prev.type == DIR else None
-            node.subtree = await self._save_dir(path, subtree)
-            return node
+            return self._task(self._dir_node(node, await self._save_dir(path, subtree)))
         if node.type != FILE:
             return node
         self.summary.total_files += 1
@@ -337,7 +358,7 @@ class Archiver:
             self.progress.bytes_seen += node.size
             return node
         await self._file_slots.acquire()
-        return asyncio.create_task(self._save_file(path, node, is_new=prev is None))
+        return self._task(self._save_file(path, node, is_new=prev is None))
 
     async def _save_file(self, path: bytes, node: Node, *, is_new: bool) -> Node | None:
         assert self._loop is not None
@@ -375,33 +396,6 @@ class Archiver:
             self._local.chunker = chunker
         return chunker
 
-    def _queue_sealed(self, blob: PreparedBlob) -> None:
-        """Queue a new blob for packing; hand the queue over once it is large enough.
-
-        Blobs prepared here are reserved in the writer: they must reach a pack (at the
-        latest in `_drain_pending`), or another file sharing them would reference nothing.
-        """
-        assert blob.sealed is not None
-        with self._pending_lock:
-            self._pending.append(blob)
-            self._pending_bytes += len(blob.sealed)
-            if self._pending_bytes < HANDOFF_BYTES and len(self._pending) < HANDOFF_BLOBS:
-                return
-            batch, self._pending, self._pending_bytes = self._pending, [], 0
-        assert self._loop is not None
-        # Blocks this reader until the event loop has packed the batch: back-pressure.
-        asyncio.run_coroutine_threadsafe(self._add_all(batch), self._loop).result()
-
-    async def _add_all(self, batch: list[PreparedBlob]) -> None:
-        assert self._writer is not None
-        for blob in batch:
-            await self._writer.add(blob)
-
-    async def _drain_pending(self) -> None:
-        with self._pending_lock:
-            batch, self._pending, self._pending_bytes = self._pending, [], 0
-        await self._add_all(batch)
-
     def _read_file(self, path: bytes) -> tuple[list[bytes], int, str | None]:
         """Chunk, hash and seal one file; retried once if it changes while being read."""
         content, size, changed = self._read_once(path)
@@ -412,25 +406,57 @@ class Archiver:
         return content, size, None
 
     def _read_once(self, path: bytes) -> tuple[list[bytes], int, bool]:
-        assert self._writer is not None
         fd = _open_for_reading(path)
-        content: list[bytes] = []
-        size = 0
         try:
             before = os.fstat(fd)
-            for chunk in self._chunker().chunk_fd(fd):
-                prepared = self._writer.prepare(BlobType.DATA, chunk)
-                content.append(prepared.blob_id)
-                size += len(chunk)
-                self.progress.bytes_read += len(chunk)
-                self.progress.bytes_seen += len(chunk)
-                if prepared.sealed is not None:
-                    self._queue_sealed(prepared)
+            if before.st_size >= LARGE_FILE and self.options.workers > 1:
+                content, size = self._store_chunks_parallel(fd)
+            else:
+                content, size = self._store_chunks(fd)
             after = os.fstat(fd)
         finally:
             os.close(fd)
         changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
         return content, size, changed or size != after.st_size
+
+    def _store_chunks(self, fd: int) -> tuple[list[bytes], int]:
+        """Chunk, hash, compress and seal a file's chunks in this thread."""
+        content: list[bytes] = []
+        size = 0
+        for chunk in self._chunker().chunk_fd(fd):
+            content.append(self._store_chunk(chunk))
+            size += len(chunk)
+        return content, size
+
+    def _store_chunks_parallel(self, fd: int) -> tuple[list[bytes], int]:
+        """Chunk a large file here and hash, compress and seal its chunks in the CPU pool,
+        so that one large file keeps every core busy, not one."""
+        assert self._cpu_pool is not None
+        content: list[bytes] = []
+        size = 0
+        in_flight: deque[Future[bytes]] = deque()
+        try:
+            for chunk in self._chunker().chunk_fd(fd):
+                # A copy: the chunker reuses its buffer for what it reads next.
+                in_flight.append(self._cpu_pool.submit(self._store_chunk, bytes(chunk)))
+                size += len(chunk)
+                if len(in_flight) >= CHUNKS_IN_FLIGHT:
+                    content.append(in_flight.popleft().result())
+            while in_flight:
+                content.append(in_flight.popleft().result())
+        finally:
+            for future in in_flight:
+                future.cancel()
+        return content, size
+
+    def _store_chunk(self, chunk: bytes | memoryview) -> bytes:
+        assert self._writer is not None
+        prepared = self._writer.prepare(BlobType.DATA, chunk)
+        # Sealed into its pack before the chunk's buffer is reused.
+        self._writer.put(prepared)
+        self.progress.bytes_read += len(chunk)
+        self.progress.bytes_seen += len(chunk)
+        return prepared.blob_id
 
 
 async def _resolve(items: list[Node | asyncio.Task[Node | None]]) -> list[Node]:

@@ -314,7 +314,9 @@ async def _repack(
             sealed = bytes(view[offset : offset + length])
             # Verify before copying: repacking must never spread damage.
             repo.decode_blob(blob_id, entry, sealed)
-            await writer.add(PreparedBlob(BlobType(pack.blob_type), blob_id, sealed, raw_length))
+            await writer.add(
+                PreparedBlob(BlobType(pack.blob_type), blob_id, sealed, raw_length, sealed=True)
+            )
     await writer.flush()
     # The copies are live from now on; the old packs will be marked by the new index.
     for segment_name in writer.stats.segments:

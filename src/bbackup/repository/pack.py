@@ -10,6 +10,7 @@ pack ID is the SHA-256 of the stored bytes: anyone can verify a pack without the
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -37,38 +38,58 @@ def pack_object_name(blob_type: BlobType, pack_id: str) -> str:
     return f"{blob_type.directory}/{pack_id[:2]}/{pack_id}"
 
 
-class PackWriter:
-    """Accumulates sealed blobs of one type, then produces the pack's bytes.
+class PackBuilder:
+    """One pack being filled: blobs are sealed straight into it, by several threads at once.
 
-    `add` only keeps a reference (it runs on the event loop); `finish` joins and hashes
-    the pack in one pass and is meant to run in a worker thread.
+    The bytes live in an anonymous memory map of fixed `capacity`: a blob's place is
+    reserved under the owner's lock (`reserve`), then sealed into that view without it, so
+    no blob is copied again and no join is needed. Pages are committed only as they are
+    written, so the slack kept for a last large blob and the header costs address space,
+    not memory. The owner counts `writers` (places reserved, not yet written) and calls
+    `finish` once the pack is closed and they are all done.
     """
 
-    def __init__(self, blob_type: BlobType) -> None:
+    def __init__(self, blob_type: BlobType, capacity: int) -> None:
         self.blob_type = blob_type
+        self.capacity = capacity
+        self.view = memoryview(mmap.mmap(-1, capacity))
         self.blobs: list[PackedBlob] = []
-        self._parts: list[bytes | bytearray] = []
         self.size = 0
+        self.writers = 0
+        self.closed = False
 
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def add(self, blob_id: bytes, sealed: bytes | bytearray, raw_length: int) -> None:
-        self.blobs.append(PackedBlob(self.blob_type, blob_id, self.size, len(sealed), raw_length))
-        self._parts.append(sealed)
-        self.size += len(sealed)
+    def release(self) -> None:
+        """Unmap the pack once it is stored (views still in use keep it mapped)."""
+        self.view.release()
 
-    def finish(self, cipher: Cipher) -> tuple[str, bytes]:
-        """Return (pack ID, stored bytes); the writer is spent afterwards."""
+    def fits(self, length: int) -> bool:
+        return self.size + length <= self.capacity
+
+    def reserve(self, blob_id: bytes, length: int, raw_length: int) -> memoryview:
+        """The view to write a sealed blob of `length` bytes into; one more writer."""
+        offset = self.size
+        self.blobs.append(PackedBlob(self.blob_type, blob_id, offset, length, raw_length))
+        self.size = offset + length
+        self.writers += 1
+        return self.view[offset : self.size]
+
+    def finish(self, cipher: Cipher) -> tuple[str, memoryview | bytes]:
+        """Append the header; return (pack ID, stored bytes). Meant for a worker thread."""
         header = msgpack.packb(
             [(int(b.blob_type), b.blob_id, b.offset, b.length, b.raw_length) for b in self.blobs]
         )
         sealed_header = cipher.seal_document(HEADER_KIND, header)
-        parts, self._parts = self._parts, []
-        parts.append(sealed_header)
-        parts.append(_TRAILER.pack(len(sealed_header)))
-        data = b"".join(parts)
-        del parts
+        trailer = _TRAILER.pack(len(sealed_header))
+        end = self.size + len(sealed_header) + len(trailer)
+        data: memoryview | bytes
+        if end <= self.capacity:
+            self.view[self.size : end] = sealed_header + trailer
+            data = self.view[:end]
+        else:  # a header larger than the slack (a great many tiny blobs): one copy
+            data = b"".join((self.view[: self.size], sealed_header, trailer))
         return hashlib.sha256(data).hexdigest(), data
 
 

@@ -1,9 +1,16 @@
 """The blob writer: dedup, compress, seal, pack and upload blobs; write index segments.
 
-`prepare` is the CPU half (keyed hash, dedup check, zstd, AES-GCM) and runs in worker
-threads; `add` is the asyncio half that fills packs and schedules uploads. At most
-`upload_slots` packs wait for upload at once, which bounds memory to a small multiple of
-pack size × connections: a producer awaiting `add` stalls until an upload finishes.
+`prepare` (keyed hash, dedup check, zstd) and `put` (seal the blob straight into its
+pack) run in the reader threads, so the CPU work of a backup is spread over them and no
+blob is handed from thread to thread: a pack is a memory map that several threads seal
+into at once, each into a place reserved under a lock. The thread that completes a pack
+also hashes it and hands it to the event loop, which uploads it and indexes it.
+
+Memory is bounded by counting packs: at most `upload_slots + 1` exist at once (being
+filled, being hashed or being uploaded; the open tree pack counts too). A thread that needs a new pack waits for one
+to finish uploading, so a slow store slows the readers instead of filling memory. The
+event loop itself never waits on that: `add`, its entry point, moves to a thread
+whenever it might have to.
 """
 
 from __future__ import annotations
@@ -15,23 +22,29 @@ from dataclasses import dataclass, field
 
 from bbackup.compression import compress
 from bbackup.crypto import BlobType, Cipher
+from bbackup.crypto.aead import BLOB_OVERHEAD
+from bbackup.errors import BbackupError
 from bbackup.repository.index import INDEX_KIND, Index, IndexSegment, PackInfo
-from bbackup.repository.pack import PackWriter, pack_object_name
+from bbackup.repository.pack import PackBuilder, pack_object_name
 from bbackup.storage import Storage
 
 #: Write an index segment after this many bytes of new packs, so an interrupted backup
 #: resumes from what it already uploaded.
 SEGMENT_EVERY_BYTES = 512 * 1024 * 1024
+#: Room a pack keeps beyond the pack size: the largest chunk (8 MiB) plus its header.
+PACK_SLACK = 9 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class PreparedBlob:
-    """A blob after the CPU stages; `sealed` is None when the repository already has it."""
+    """A blob after hashing and compression; `payload` is None when the repository already
+    has it. With `sealed`, `payload` is already encrypted (prune copies blobs as stored)."""
 
     blob_type: BlobType
     blob_id: bytes
-    sealed: bytes | bytearray | None
+    payload: bytes | bytearray | memoryview | None
     raw_length: int
+    sealed: bool = False
 
 
 @dataclass(slots=True)
@@ -46,7 +59,7 @@ class WriteStats:
 
 
 class BlobWriter:
-    """Turns blobs into uploaded packs and index segments."""
+    """Turns blobs into uploaded packs and index segments. Create it on the event loop."""
 
     def __init__(
         self,
@@ -66,54 +79,152 @@ class BlobWriter:
         self.compression_level = compression_level
         self.data_storage_class = data_storage_class
         self.stats = WriteStats()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._reserved: set[bytes] = set()
         self._reserve_lock = threading.Lock()
-        self._packers: dict[BlobType, PackWriter] = {}
-        self._slots = asyncio.Semaphore(max(1, upload_slots))
+        self._lock = threading.Lock()  # the open packs, their writers, stats
+        self._open: dict[BlobType, PackBuilder] = {}
+        self._pack_slots = threading.Semaphore(max(1, upload_slots) + 1)
         self._uploads: set[asyncio.Task[None]] = set()
         self._unindexed: list[PackInfo] = []
         self._unindexed_bytes = 0
         self._segment_lock = asyncio.Lock()
         self._error: BaseException | None = None
+        self._aborted = False
 
     def prepare(self, blob_type: BlobType, data: bytes | bytearray | memoryview) -> PreparedBlob:
-        """Hash, and unless known, compress and seal. Thread-safe; CPU-bound."""
+        """Hash, and unless known, compress. Thread-safe; CPU-bound.
+
+        A new blob is reserved: it must reach `put` or `add`, or another file sharing it
+        would reference nothing. Its payload may be `data` itself (when it does not
+        compress), so it must be put before `data` changes.
+        """
         blob_id = self.cipher.blob_id(data)
         with self._reserve_lock:
             if blob_id in self.index or blob_id in self._reserved:
                 return PreparedBlob(blob_type, blob_id, None, len(data))
             self._reserved.add(blob_id)
-        payload = compress(data, self.compression_level)
-        return PreparedBlob(
-            blob_type, blob_id, self.cipher.seal_blob(blob_type, blob_id, payload), len(data)
-        )
+        return PreparedBlob(blob_type, blob_id, compress(data, self.compression_level), len(data))
+
+    # ---- placing blobs in packs ---------------------------------------------------------
+
+    def put(self, blob: PreparedBlob) -> None:
+        """Seal a prepared blob into its pack. Worker threads only: may block (see above)."""
+        if blob.payload is None:
+            return
+        self._raise_if_failed()
+        length = _stored_length(blob)
+        spare = None
+        while True:
+            placed, completed = self._place(blob, length, spare)
+            if completed is not None:
+                self._finish(completed)
+            if placed is not None:
+                break
+            self._pack_slots.acquire()
+            if self._error is not None:
+                self._pack_slots.release()
+                raise self._error
+            spare = PackBuilder(blob.blob_type, max(self.pack_size, length) + PACK_SLACK)
+        self._seal_into(blob, *placed)
 
     async def add(self, blob: PreparedBlob) -> None:
-        """Put a prepared blob into its pack; upload the pack when it is full."""
+        """`put` for the event loop: inline when the open pack has room, else in a thread."""
+        if blob.payload is None:
+            return
+        self._raise_if_failed()
+        placed, completed = self._place(blob, _stored_length(blob))
+        if completed is not None:
+            await asyncio.to_thread(self._finish, completed)
+        if placed is None:
+            await asyncio.to_thread(self.put, blob)
+        elif len(blob.payload) > 256 * 1024:
+            await asyncio.to_thread(self._seal_into, blob, *placed)
+        else:
+            pack, target = placed
+            self._seal(blob, target)
+            if self._written(pack):
+                await asyncio.to_thread(self._finish, pack)
+
+    def _place(
+        self, blob: PreparedBlob, length: int, spare: PackBuilder | None = None
+    ) -> tuple[tuple[PackBuilder, memoryview] | None, PackBuilder | None]:
+        """Reserve `length` bytes for `blob` in the open pack of its type.
+
+        Returns (place, completed): place is (pack, view to seal into), or None when a
+        new pack is needed and no `spare` (a new pack whose slot the caller holds) was
+        given; completed is a pack this call closed that has no writers left: the caller
+        must finish it.
+        """
+        completed = None
+        with self._lock:
+            pack = self._open.get(blob.blob_type)
+            if pack is not None and not pack.fits(length):
+                completed = self._close(pack)
+                pack = None
+            if pack is None:
+                if spare is None:
+                    return None, completed
+                pack = self._open[blob.blob_type] = spare
+                spare = None
+            target = pack.reserve(blob.blob_id, length, blob.raw_length)
+            if pack.size >= self.pack_size:
+                self._close(pack)
+            self.stats.blobs_new += 1
+            self.stats.bytes_added += blob.raw_length
+        if spare is not None:  # another thread opened a pack meanwhile
+            self._dispose(spare)
+        return (pack, target), completed
+
+    def _close(self, pack: PackBuilder) -> PackBuilder | None:
+        """Close `pack` (lock held); return it if it is complete, i.e. has no writers."""
+        del self._open[pack.blob_type]
+        pack.closed = True
+        return pack if pack.writers == 0 else None
+
+    def _seal(self, blob: PreparedBlob, target: memoryview) -> None:
+        assert blob.payload is not None
+        if blob.sealed:
+            target[:] = blob.payload
+        else:
+            self.cipher.seal_blob_into(blob.blob_type, blob.blob_id, blob.payload, target)
+
+    def _written(self, pack: PackBuilder) -> bool:
+        """One writer of `pack` is done; True if the pack is now complete."""
+        with self._lock:
+            pack.writers -= 1
+            return pack.closed and pack.writers == 0
+
+    def _seal_into(self, blob: PreparedBlob, pack: PackBuilder, target: memoryview) -> None:
+        self._seal(blob, target)
+        if self._written(pack):
+            self._finish(pack)
+
+    def _finish(self, pack: PackBuilder) -> None:
+        """Hash a complete pack and hand it to the event loop for upload (any thread)."""
+        pack_id, data = pack.finish(self.cipher)
+        if threading.get_ident() == self._loop_thread:
+            self._start_upload(pack, pack_id, data)
+        else:
+            self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
+
+    def _dispose(self, pack: PackBuilder) -> None:
+        """Free a stored (or dropped) pack's memory and its slot."""
+        pack.release()
+        self._pack_slots.release()
+
+    def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
-        if blob.sealed is None:
-            return
-        packer = self._packers.get(blob.blob_type)
-        if packer is None:
-            packer = self._packers[blob.blob_type] = PackWriter(blob.blob_type)
-        packer.add(blob.blob_id, blob.sealed, blob.raw_length)
-        self.stats.blobs_new += 1
-        self.stats.bytes_added += blob.raw_length
-        if packer.size >= self.pack_size:
-            await self._finish_pack(blob.blob_type)
 
-    async def _finish_pack(self, blob_type: BlobType) -> None:
-        packer = self._packers.pop(blob_type, None)
-        if packer is None or not len(packer):
+    # ---- uploads ------------------------------------------------------------------------
+
+    def _start_upload(self, pack: PackBuilder, pack_id: str, data: memoryview | bytes) -> None:
+        if self._aborted:
+            self._dispose(pack)
             return
-        await self._slots.acquire()
-        try:
-            pack_id, data = await asyncio.to_thread(packer.finish, self.cipher)
-        except BaseException:
-            self._slots.release()
-            raise
-        task = asyncio.create_task(self._upload(packer, pack_id, data))
+        task = self._loop.create_task(self._upload(pack, pack_id, data))
         self._uploads.add(task)
         task.add_done_callback(self._upload_done)
 
@@ -122,30 +233,33 @@ class BlobWriter:
         if not task.cancelled() and task.exception() is not None and self._error is None:
             self._error = task.exception()
 
-    async def _upload(self, packer: PackWriter, pack_id: str, data: bytes) -> None:
+    async def _upload(self, pack: PackBuilder, pack_id: str, data: memoryview | bytes) -> None:
+        size = len(data)
         try:
-            storage_class = self.data_storage_class if packer.blob_type is BlobType.DATA else None
+            storage_class = self.data_storage_class if pack.blob_type is BlobType.DATA else None
             await self.storage.put(
-                pack_object_name(packer.blob_type, pack_id),
+                pack_object_name(pack.blob_type, pack_id),
                 data,
                 storage_class=storage_class,
                 if_absent=True,
             )
         finally:
-            self._slots.release()
+            del data
+            # Unmapping a 16 MiB pack takes milliseconds: not on the event loop.
+            self._loop.run_in_executor(None, self._dispose, pack)
         info = PackInfo(
             pack_id,
-            packer.blob_type,
-            len(data),
-            [(b.blob_id, b.offset, b.length, b.raw_length) for b in packer.blobs],
+            pack.blob_type,
+            size,
+            [(b.blob_id, b.offset, b.length, b.raw_length) for b in pack.blobs],
         )
         self.index.add_pack(info)
         with self._reserve_lock:
-            self._reserved.difference_update(b.blob_id for b in packer.blobs)
+            self._reserved.difference_update(b.blob_id for b in pack.blobs)
         self.stats.packs += 1
-        self.stats.bytes_stored += len(data)
+        self.stats.bytes_stored += info.size
         self._unindexed.append(info)
-        self._unindexed_bytes += len(data)
+        self._unindexed_bytes += info.size
         if self._unindexed_bytes >= SEGMENT_EVERY_BYTES:
             await self.write_segment()
 
@@ -164,21 +278,36 @@ class BlobWriter:
 
     async def flush(self) -> None:
         """Upload every open pack, wait for all uploads, and index them."""
-        for blob_type in list(self._packers):
-            await self._finish_pack(blob_type)
+        with self._lock:
+            complete = [p for p in list(self._open.values()) if self._close(p) is not None]
+        for pack in complete:
+            await asyncio.to_thread(self._finish, pack)
         while self._uploads:
             await asyncio.wait(set(self._uploads))
-        if self._error is not None:
-            raise self._error
+        self._raise_if_failed()
         await self.write_segment()
 
     async def abort(self) -> None:
-        """Cancel uploads in flight (after an error); what was uploaded stays unreferenced."""
+        """Cancel uploads in flight (after an error); what was uploaded stays unreferenced.
+
+        Reader threads still running stop at their next blob; packs they complete are
+        dropped, not uploaded."""
+        self._aborted = True
+        if self._error is None:
+            self._error = BbackupError("the backup was aborted")
         for task in list(self._uploads):
             task.cancel()
         if self._uploads:
             await asyncio.wait(set(self._uploads))
-        self._packers.clear()
+        with self._lock:
+            for pack in list(self._open.values()):
+                self._close(pack)
+                self._pack_slots.release()
+
+
+def _stored_length(blob: PreparedBlob) -> int:
+    assert blob.payload is not None
+    return len(blob.payload) if blob.sealed else len(blob.payload) + BLOB_OVERHEAD
 
 
 def document_name(directory: str, sealed: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Packs: what PackWriter stores, parse_pack reads back; tampering is detected."""
+"""Packs: what PackBuilder stores, parse_pack reads back; tampering is detected."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 
 from bbackup.compression import compress, decompress
 from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.crypto.aead import BLOB_OVERHEAD
 from bbackup.errors import IntegrityError
 from bbackup.repository import parse_pack, verify_pack_id
-from bbackup.repository.pack import PackWriter
+from bbackup.repository.pack import PackBuilder
 
 
 @pytest.fixture
@@ -18,12 +19,15 @@ def cipher() -> Cipher:
     return Cipher(MasterKey.generate())
 
 
-def build_pack(cipher: Cipher, contents: list[bytes]) -> tuple[str, bytes]:
-    writer = PackWriter(BlobType.DATA)
+def build_pack(cipher: Cipher, contents: list[bytes], capacity: int = 1 << 20) -> tuple[str, bytes]:
+    builder = PackBuilder(BlobType.DATA, capacity)
     for data in contents:
         blob_id = cipher.blob_id(data)
-        writer.add(blob_id, cipher.seal_blob(BlobType.DATA, blob_id, compress(data)), len(data))
-    return writer.finish(cipher)
+        payload = compress(data)
+        target = builder.reserve(blob_id, len(payload) + BLOB_OVERHEAD, len(data))
+        cipher.seal_blob_into(BlobType.DATA, blob_id, payload, target)
+    pack_id, stored = builder.finish(cipher)
+    return pack_id, bytes(stored)
 
 
 CONTENTS = [b"", b"short", b"compressible " * 5000, os.urandom(100_000)]
@@ -44,6 +48,18 @@ def test_parse_pack_returns_every_blob_written_and_each_opens_to_its_content(
         sealed = data[blob.offset : blob.offset + blob.length]
         payload = cipher.open_blob(blob.blob_type, blob.blob_id, sealed)
         assert decompress(payload, blob.raw_length) == content
+
+
+def test_a_header_that_does_not_fit_the_slack_is_still_stored_whole(cipher: Cipher) -> None:
+    contents = [os.urandom(64) for _ in range(100)]
+    fitting_id, fitting = build_pack(cipher, contents)
+    tight_id, tight = build_pack(cipher, contents, capacity=100 * (64 + BLOB_OVERHEAD))
+
+    for pack_id, data in ((fitting_id, fitting), (tight_id, tight)):
+        verify_pack_id(pack_id, data)
+        assert [b.blob_id for b in parse_pack(cipher, data)] == [
+            cipher.blob_id(c) for c in contents
+        ]
 
 
 @pytest.mark.parametrize("from_end", [5, 20, 40])

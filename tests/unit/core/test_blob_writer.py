@@ -1,0 +1,148 @@
+"""The blob writer: blobs sealed into packs from many threads at once, memory bounded by
+the store's pace, and an upload failure stopping every writer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import weakref
+
+import pytest
+
+from bbackup.compression import decompress
+from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.errors import Unreachable
+from bbackup.repository import parse_pack, verify_pack_id
+from bbackup.repository.index import Index
+from bbackup.repository.pack import PackBuilder
+from bbackup.repository.writer import BlobWriter
+from bbackup.storage.memory import MemoryStorage
+
+KiB = 1024
+
+
+class SlowStorage(MemoryStorage):
+    """A store that takes a while per object; records packs in memory during each put."""
+
+    def __init__(self, delay: float, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.delay = delay
+        self.fail_after = fail_after
+        self.puts = 0
+        self.mapped_during_puts: list[int] = []
+
+    async def put(self, name, data, *, storage_class=None, if_absent=False):  # type: ignore[no-untyped-def]
+        self.puts += 1
+        if self.fail_after is not None and self.puts > self.fail_after:
+            raise Unreachable("the store went away")
+        self.mapped_during_puts.append(sum(1 for p in LIVE_PACKS if _mapped(p)))
+        await asyncio.sleep(self.delay)
+        await super().put(name, data, storage_class=storage_class, if_absent=if_absent)
+
+
+LIVE_PACKS: weakref.WeakSet[PackBuilder] = weakref.WeakSet()
+
+
+def _mapped(pack: PackBuilder) -> bool:
+    try:
+        return pack.view.nbytes > 0
+    except ValueError:  # released: unmapped
+        return False
+
+
+@pytest.fixture(autouse=True)
+def track_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    init = PackBuilder.__init__
+
+    def tracked(self: PackBuilder, *args: object) -> None:
+        init(self, *args)  # type: ignore[arg-type]
+        LIVE_PACKS.add(self)
+
+    monkeypatch.setattr(PackBuilder, "__init__", tracked)
+
+
+def contents(seed: int, count: int) -> list[bytes]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(count):
+        size = rnd.randint(1, 20 * KiB)
+        # Half compressible, half random; every tenth repeats a blob of another thread.
+        out.append(
+            b"text %d " % rnd.randint(0, 50) * (size // 8)
+            if rnd.random() < 0.5
+            else os.urandom(size)
+        )
+    return out
+
+
+async def write_from_threads(
+    storage: MemoryStorage, cipher: Cipher, threads: int, per_thread: int, upload_slots: int
+) -> tuple[Index, dict[bytes, bytes], BlobWriter]:
+    index = Index()
+    writer = BlobWriter(
+        storage, cipher, index, pack_size=64 * KiB, compression_level=3, upload_slots=upload_slots
+    )
+    shared = contents(999, 20)
+    stored: dict[bytes, bytes] = {}
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        for data in contents(seed, per_thread) + shared:
+            blob = writer.prepare(BlobType.DATA, data)
+            writer.put(blob)
+            with lock:
+                stored[blob.blob_id] = data
+
+    async def trees() -> None:  # tree blobs from the event loop meanwhile
+        for i in range(50):
+            data = b"tree %d " % i * 100
+            blob = writer.prepare(BlobType.TREE, data)
+            await writer.add(blob)
+            stored[blob.blob_id] = data
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(asyncio.to_thread(worker, seed) for seed in range(threads)), trees())
+    await writer.flush()
+    return index, stored, writer
+
+
+def test_blobs_put_from_many_threads_at_once_all_land_in_valid_packs() -> None:
+    cipher = Cipher(MasterKey.generate())
+    storage = MemoryStorage()
+
+    index, stored, writer = asyncio.run(write_from_threads(storage, cipher, 4, 150, 2))
+
+    packs = {name: data for name, (data, _, _) in storage.objects.items()}
+    assert any(n.startswith("data/") for n in packs) and any(n.startswith("tree/") for n in packs)
+    for name, data in packs.items():
+        if name.startswith(("data/", "tree/")):
+            verify_pack_id(name.rsplit("/", 1)[1], data)
+            assert parse_pack(cipher, data)
+    assert len(stored) == writer.stats.blobs_new
+    for blob_id, data in stored.items():
+        entry = index.lookup(blob_id)
+        pack = packs[f"{entry.blob_type.directory}/{entry.pack_id[:2]}/{entry.pack_id}"]
+        sealed = pack[entry.offset : entry.offset + entry.length]
+        payload = cipher.open_blob(entry.blob_type, blob_id, sealed)
+        assert decompress(payload, entry.raw_length) == data
+
+
+def test_a_slow_store_holds_back_the_writers_instead_of_filling_memory() -> None:
+    cipher = Cipher(MasterKey.generate())
+    storage = SlowStorage(delay=0.02)
+
+    asyncio.run(write_from_threads(storage, cipher, 4, 150, upload_slots=2))
+
+    assert storage.puts > 20
+    # upload_slots + 1 packs at most: two uploading, one being filled (or the tree pack).
+    assert max(storage.mapped_during_puts) <= 3
+
+
+def test_an_upload_failure_stops_every_writer_with_that_error() -> None:
+    cipher = Cipher(MasterKey.generate())
+    storage = SlowStorage(delay=0.001, fail_after=3)
+
+    with pytest.raises(Unreachable, match="went away"):
+        asyncio.run(write_from_threads(storage, cipher, 4, 300, upload_slots=2))
