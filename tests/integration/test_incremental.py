@@ -70,3 +70,26 @@ def test_incremental_snapshot_restores_changed_and_unchanged_files(
         if path.is_file():
             assert (restored / path.relative_to(src)).read_bytes() == path.read_bytes(), path
     assert (restored / "dir2" / "file0.txt").read_text() == "DIRECTORY 2 FILE 0\n"
+
+
+def test_a_metadata_only_change_is_in_the_next_snapshot_and_the_rest_is_reused(
+    tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree
+) -> None:
+    src = make_tree(tmp_path / "src", FILES)
+    backup_summary(cli, repo, src)
+    changed = src / "dir1" / "file3.txt"
+    changed.chmod(0o600)  # same content, size and mtime: only the mode (and ctime) differ
+
+    summary = backup_summary(cli, repo, src)
+
+    # The new ctime gets the file re-read; its content is stored already, so only the
+    # trees on the way to it are new (dir1, src and its parents).
+    assert summary["files_unchanged"] == N - 1 and summary["bytes_read"] == changed.stat().st_size
+    assert summary["bytes_added"] < 4096
+    target = tmp_path / "restore"
+    assert cli("restore", "latest", "-r", repo, "--target", target).exit_code == 0
+    restored = restored_path(target, src)
+    assert (restored / "dir1" / "file3.txt").stat().st_mode & 0o777 == 0o600
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode == (restored / path.relative_to(src)).stat().st_mode

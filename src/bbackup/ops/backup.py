@@ -301,11 +301,25 @@ class Archiver:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
         scheduled = [await self._schedule(p, n, previous.get(n.name)) for p, n in entries]
-        return self._task(self._save_tree(scheduled))
+        return self._task(self._save_tree(scheduled, parent_tree, previous))
 
-    async def _save_tree(self, scheduled: list[Node | asyncio.Task[Node | None]]) -> bytes:
+    async def _save_tree(
+        self,
+        scheduled: list[Node | asyncio.Task[Node | None]],
+        parent_tree: bytes | None,
+        previous: dict[bytes, Node],
+    ) -> bytes:
         assert self._writer is not None
-        return await save_tree(self._writer, Tree(await _resolve(scheduled)))
+        nodes = await _resolve(scheduled)
+        if (
+            parent_tree is not None
+            and len(nodes) == len(previous)
+            and all(previous.get(n.name) == n for n in nodes)
+            and parent_tree in self.repo.index  # live, not in a pack prune marked
+        ):
+            # The same nodes serialise to the same bytes: the parent's tree, as it is.
+            return parent_tree
+        return await save_tree(self._writer, Tree(nodes))
 
     async def _dir_node(self, node: Node, tree: asyncio.Task[bytes]) -> Node | None:
         node.subtree = await tree

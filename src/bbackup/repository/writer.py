@@ -7,10 +7,10 @@ into at once, each into a place reserved under a lock. The thread that completes
 also hashes it and hands it to the event loop, which uploads it and indexes it.
 
 Memory is bounded by counting packs: at most `upload_slots + 1` exist at once (being
-filled, being hashed or being uploaded; the open tree pack counts too). A thread that needs a new pack waits for one
-to finish uploading, so a slow store slows the readers instead of filling memory. The
-event loop itself never waits on that: `add`, its entry point, moves to a thread
-whenever it might have to.
+filled, being hashed or being uploaded; the open tree pack counts too). A thread that
+needs a new pack waits for one to finish uploading, so a slow store slows the readers
+instead of filling memory. The event loop itself never waits on that: `add`, its entry
+point, moves to a thread whenever it might have to.
 """
 
 from __future__ import annotations

@@ -84,12 +84,32 @@ class Node:
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Node:
-        kwargs = {_FIELDS[k]: v for k, v in wire.items() if k in _FIELDS}
-        if "xattrs" in kwargs:
-            kwargs["xattrs"] = [(bytes(k), bytes(v)) for k, v in kwargs["xattrs"]]
-        if "content" in kwargs:
-            kwargs["content"] = [bytes(c) for c in kwargs["content"]]
-        return cls(**kwargs)
+        # Spelled out rather than looped over _FIELDS: an unchanged backup decodes every
+        # node of the parent snapshot, and this is twice as fast. Unknown keys are ignored.
+        get = wire.get
+        xattrs = get("x")
+        content = get("c")
+        return cls(
+            name=wire["n"],
+            type=wire["t"],
+            mode=get("m", 0),
+            uid=get("u", 0),
+            gid=get("g", 0),
+            user=get("U", ""),
+            group=get("G", ""),
+            mtime_ns=get("mt", 0),
+            atime_ns=get("at", 0),
+            ctime_ns=get("ct", 0),
+            size=get("s", 0),
+            inode=get("i", 0),
+            device=get("d", 0),
+            nlink=get("l", 1),
+            link_target=get("L", b""),
+            rdev=get("r", 0),
+            xattrs=[(bytes(k), bytes(v)) for k, v in xattrs] if xattrs else [],
+            content=list(content) if content else [],  # msgpack bin is bytes already
+            subtree=get("T"),
+        )
 
     @property
     def display_name(self) -> str:
