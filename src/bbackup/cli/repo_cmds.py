@@ -191,7 +191,9 @@ def register(app: typer.Typer) -> None:
         )
 
         async def work(repo: Repository) -> Any:
-            return await check_repository(repo, read_data=subset, connections=opts.connections or 4)
+            report = await check_repository(repo, read_data=subset, connections=opts.connections)
+            report.requests = repo.stack.counter.snapshot()
+            return report
 
         # check verifies what the repository holds, never the local cache's copies: like
         # restic's, it uses a fresh cache of its own, so each tree pack is fetched once.

@@ -2,8 +2,8 @@
 
 Structure: every snapshot loads, every tree it reaches loads, every blob it references is
 in the index, every pack the index lists exists with the indexed size. Read-data: every
-(or a sample of) pack is downloaded, its SHA-256 name verified, its header compared with
-the index and every blob decrypted and checked against its ID. Damage is reported by
+(or a sample of) pack is downloaded once, its SHA-256 name verified, its header compared
+with the index and every blob decrypted and checked against its ID. Damage is reported by
 object name; packs that no index lists (left by an interrupted backup) are only warnings.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,6 +20,8 @@ from typing import Any
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
 from bbackup.repository import (
     IndexEntry,
+    PackedBlob,
+    PackInfo,
     Repository,
     pack_object_name,
     parse_pack,
@@ -27,6 +29,14 @@ from bbackup.repository import (
 )
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import load_snapshot, load_snapshots, load_tree
+
+#: Packs --read-data holds in memory at once (each 16 MiB or more): one being verified, its
+#: blobs spread over the worker threads, while the next one is read. Verifying, not
+#: reading, is what takes the time, so more packs in flight would only add memory.
+PACKS_IN_FLIGHT = 2
+#: The blobs of a pack are verified in batches of about this many bytes, so that every
+#: worker has work while another hashes the whole pack.
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -39,6 +49,8 @@ class CheckReport:
     packs: int = 0
     packs_read: int = 0
     bytes_read: int = 0
+    #: Storage requests of the whole run by kind (filled in by the caller that owns the stack).
+    requests: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,14 +98,16 @@ async def check_repository(
     *,
     read_data: ReadDataSubset | None = None,
     workers: int = 2,
-    connections: int = 4,
+    connections: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
+    """Check the repository; `connections` packs at most are read (and held) at once."""
     report = CheckReport()
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
     if read_data is not None:
-        await _read_packs(repo, report, read_data, workers, connections, on_progress)
+        packs_in_flight = connections or PACKS_IN_FLIGHT
+        await _read_packs(repo, report, read_data, workers, packs_in_flight, on_progress)
     return report
 
 
@@ -173,60 +187,137 @@ async def _read_packs(
     report: CheckReport,
     subset: ReadDataSubset,
     workers: int,
-    connections: int,
+    packs_in_flight: int,
     on_progress: Callable[[str], None] | None,
 ) -> None:
     packs = repo.index.all_packs()
-    selected = subset.select(list(packs))
-    slots = asyncio.Semaphore(max(1, connections))
+    pending = iter(subset.select(list(packs)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-check")
-    loop = asyncio.get_running_loop()
 
-    async def read_one(pack_id: str) -> None:
-        pack = packs[pack_id]
-        name = pack_object_name(pack.blob_type, pack_id)
-        # The slot is held through verification: packs never pile up waiting for the
-        # verifying threads, so memory stays within connections × pack size.
-        async with slots:
+    async def reader() -> None:
+        # Each reader holds one pack from its download until its last blob is verified,
+        # so memory stays within packs_in_flight × pack size however slow verifying is.
+        for pack_id in pending:  # shared: each pack goes to exactly one reader
+            pack = packs[pack_id]
+            name = pack_object_name(pack.blob_type, pack_id)
             try:
                 data = await repo.storage.get(name)
             except NotFound:
-                return  # already reported by the structure check
+                continue  # already reported by the structure check
             except BbackupError as exc:
                 report.errors.append(f"{name}: cannot read: {exc}")
-                return
+                continue
             report.bytes_read += len(data)
-            problems = await loop.run_in_executor(pool, _verify_pack, repo, pack_id, data)
+            problems = await _verify_pack(repo, pool, pack, data)
             del data
-        report.errors.extend(f"{name}: {p}" for p in problems)
-        report.packs_read += 1
-        if on_progress is not None:
-            on_progress(name)
+            report.errors.extend(f"{name}: {p}" for p in problems)
+            report.packs_read += 1
+            if on_progress is not None:
+                on_progress(name)
 
     try:
-        await asyncio.gather(*(read_one(p) for p in selected))
+        await asyncio.gather(*(reader() for _ in range(max(1, packs_in_flight))))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _verify_pack(repo: Repository, pack_id: str, data: bytes) -> list[str]:
+async def _verify_pack(
+    repo: Repository, pool: ThreadPoolExecutor, pack: PackInfo, data: bytes
+) -> list[str]:
+    """Everything wrong with one pack held in memory: its SHA-256 name, its header against
+    the index, and every blob it holds. The blobs are verified in batches spread over the
+    pool while the pack's hash runs, so one pack keeps every worker busy."""
+    loop = asyncio.get_running_loop()
+    shared = _SharedPack(data)
+    try:
+        hashed = loop.run_in_executor(pool, _pack_id_problems, pack.pack_id, shared)
+        try:
+            blobs = parse_pack(repo.cipher, data)
+        except IntegrityError as exc:
+            return [*await hashed, f"header: {exc}"]
+        decoded = [
+            loop.run_in_executor(pool, _blob_problems, repo, pack.pack_id, shared, batch)
+            for batch in _batches(blobs, BATCH_BYTES)
+        ]
+        results = await asyncio.gather(hashed, *decoded)
+    finally:
+        shared.data = None
+    problems = results[0] + compare_header_with_index(pack, blobs)
+    for batch_problems in results[1:]:
+        problems.extend(batch_problems)
+    return problems
+
+
+class _SharedPack:
+    """The bytes of the pack being verified, as its jobs in the pool reach them.
+
+    A pool thread keeps a job's arguments for a moment after the job has returned, so the
+    bytes are dropped from here once the pack is verified; were they the arguments, the
+    next pack could be read while a thread still kept this one alive.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes | None = data
+
+
+def _pack_id_problems(pack_id: str, shared: _SharedPack) -> list[str]:
+    if shared.data is None:
+        return []  # the check was abandoned
+    try:
+        verify_pack_id(pack_id, shared.data)
+    except IntegrityError as exc:
+        return [str(exc).split(": ", 1)[-1]]
+    return []
+
+
+def _blob_problems(
+    repo: Repository, pack_id: str, shared: _SharedPack, blobs: list[PackedBlob]
+) -> list[str]:
+    if shared.data is None:
+        return []  # the check was abandoned
+    view = memoryview(shared.data)
     problems: list[str] = []
-    try:
-        verify_pack_id(pack_id, data)
-    except IntegrityError as exc:
-        problems.append(str(exc).split(": ", 1)[-1])
-    try:
-        blobs = parse_pack(repo.cipher, data)
-    except IntegrityError as exc:
-        return [*problems, f"header: {exc}"]
-    indexed = {b[0]: b for b in repo.index.all_packs()[pack_id].blobs}
-    view = memoryview(data)
     for blob in blobs:
-        if blob.blob_id not in indexed:
-            problems.append(f"blob {blob.blob_id.hex()[:16]} is in the pack but not in the index")
         entry = IndexEntry(pack_id, blob.blob_type, blob.offset, blob.length, blob.raw_length)
         try:
             repo.decode_blob(blob.blob_id, entry, view[blob.offset : blob.offset + blob.length])
         except IntegrityError as exc:
             problems.append(str(exc))
+    return problems
+
+
+def _batches(blobs: list[PackedBlob], batch_bytes: int) -> Iterator[list[PackedBlob]]:
+    batch: list[PackedBlob] = []
+    size = 0
+    for blob in blobs:
+        batch.append(blob)
+        size += blob.length
+        if size >= batch_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def compare_header_with_index(pack: PackInfo, header: list[PackedBlob]) -> list[str]:
+    """Where a pack's header and the index disagree about the blobs the pack holds."""
+    indexed = {blob_id: (offset, length, raw) for blob_id, offset, length, raw in pack.blobs}
+    problems: list[str] = []
+    for blob in header:
+        short = blob.blob_id.hex()[:16]
+        where = indexed.pop(blob.blob_id, None)
+        if where is None:
+            problems.append(f"blob {short} is in the pack but not in the index")
+        elif blob.blob_type != pack.blob_type:
+            problems.append(
+                f"blob {short} is a {blob.blob_type.name.lower()} blob in a "
+                f"{pack.blob_type.name.lower()} pack"
+            )
+        elif where != (blob.offset, blob.length, blob.raw_length):
+            problems.append(f"blob {short}: the index and the pack header place it differently")
+    problems.extend(
+        f"blob {blob_id.hex()[:16]} is in the index but not in the pack" for blob_id in indexed
+    )
     return problems
