@@ -30,10 +30,13 @@ from bbackup.repository import (
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import load_snapshot, load_snapshots, load_tree
 
-#: Packs --read-data holds in memory at once (each 16 MiB or more): one being verified, its
-#: blobs spread over the worker threads, while the next one is read. Verifying, not
-#: reading, is what takes the time, so more packs in flight would only add memory.
-PACKS_IN_FLIGHT = 2
+#: Packs --read-data reads at once, each held whole until it is verified (16 MiB or more).
+#: A local disk reads a pack in a fraction of the time verifying it takes, so one pack read
+#: while another is verified (its blobs spread over the workers) keeps the workers busy;
+#: more would only add memory. A remote store serves each download far more slowly, so
+#: several overlap there.
+LOCAL_PACKS_IN_FLIGHT = 2
+REMOTE_PACKS_IN_FLIGHT = 4
 #: The blobs of a pack are verified in batches of about this many bytes, so that every
 #: worker has work while another hashes the whole pack.
 BATCH_BYTES = 2 * 1024 * 1024
@@ -106,7 +109,10 @@ async def check_repository(
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
     if read_data is not None:
-        packs_in_flight = connections or PACKS_IN_FLIGHT
+        local = repo.stack.url.scheme in ("local", "memory")
+        packs_in_flight = connections or (
+            LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
+        )
         await _read_packs(repo, report, read_data, workers, packs_in_flight, on_progress)
     return report
 
