@@ -160,3 +160,34 @@ def test_a_restore_stopped_by_a_damaged_pack_leaves_no_file_open(
         restore(small_packs, tmp_path / "cache", tmp_path / "out", read_size=MiB)
 
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_set_id_bits_and_ownership_come_back_together(
+    tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree
+) -> None:
+    src = make_tree(
+        tmp_path / "src",
+        {"setuid": os.urandom(2 * MiB), "setgid": "#!/bin/sh\n", "plain": "plain\n"},
+    )
+    os.chmod(src / "setuid", 0o4755)
+    os.chmod(src / "setgid", 0o2750)
+    os.chmod(src / "plain", 0o604)
+    if os.geteuid() == 0:  # chown after chmod would clear the set-id bits
+        os.chown(src / "setuid", 4321, 8765)
+        os.chown(src / "setgid", 0, 8765)
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    old_umask = os.umask(0o077)  # a strict umask must not change restored modes
+    try:
+        result = cli("restore", "latest", "-r", repo, "--target", tmp_path / "out")
+    finally:
+        os.umask(old_umask)
+
+    assert result.exit_code == 0, result
+    restored = restored_path(tmp_path / "out", src)
+    for name in ("setuid", "setgid", "plain"):
+        want, got = os.stat(src / name), os.stat(restored / name)
+        assert (oct(got.st_mode), got.st_uid, got.st_gid) == (
+            oct(want.st_mode),
+            want.st_uid,
+            want.st_gid,
+        ), name

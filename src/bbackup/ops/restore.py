@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError
-from bbackup.ops.restore_files import FileWriter, RestoredFile, set_metadata
+from bbackup.ops.restore_files import FileWriter, RestoredFile, creation_mode, set_metadata
 from bbackup.repository import IndexEntry, Repository, pack_object_name
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Snapshot
 from bbackup.snapshot.store import load_tree
@@ -208,7 +208,8 @@ class Restorer:
             return
         if not node.content or node.nlink > 1:
             # Empty files get no write; a hard link's first path must exist to link to.
-            os.close(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+            os.close(os.open(dest, flags, creation_mode(node)))
         if node.nlink > 1:
             self._hardlinks[key] = dest
         self._files.append(RestoredFile(dest, node, pending=len(node.content)))
