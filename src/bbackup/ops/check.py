@@ -269,10 +269,11 @@ class _SharedPack:
 
 
 def _pack_id_problems(pack_id: str, shared: _SharedPack) -> list[str]:
-    if shared.data is None:
+    data = shared.data
+    if data is None:
         return []  # the check was abandoned
     try:
-        verify_pack_id(pack_id, shared.data)
+        verify_pack_id(pack_id, data)
     except IntegrityError as exc:
         return [str(exc).split(": ", 1)[-1]]
     return []
@@ -281,9 +282,10 @@ def _pack_id_problems(pack_id: str, shared: _SharedPack) -> list[str]:
 def _blob_problems(
     repo: Repository, pack_id: str, shared: _SharedPack, blobs: list[PackedBlob]
 ) -> list[str]:
-    if shared.data is None:
+    data = shared.data
+    if data is None:
         return []  # the check was abandoned
-    view = memoryview(shared.data)
+    view = memoryview(data)
     problems: list[str] = []
     for blob in blobs:
         entry = IndexEntry(pack_id, blob.blob_type, blob.offset, blob.length, blob.raw_length)
