@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 
 from bbackup.compression import compress
@@ -28,9 +29,13 @@ from bbackup.repository.index import INDEX_KIND, Index, IndexSegment, PackInfo
 from bbackup.repository.pack import PackBuilder, pack_object_name
 from bbackup.storage import Storage
 
-#: Write an index segment after this many bytes of new packs, so an interrupted backup
-#: resumes from what it already uploaded.
-SEGMENT_EVERY_BYTES = 512 * 1024 * 1024
+#: While packs are uploaded, an index segment is written at least this often, so an
+#: interrupted backup resumes from what it uploaded up to then (and at the end). A backup
+#: shorter than this writes one segment: one PUT now, one GET for every later reader.
+SEGMENT_EVERY_SECONDS = 300.0
+#: ... and whenever this many blobs wait for one, which bounds a segment's size (restic
+#: writes an index file per 50,000 blobs too).
+SEGMENT_MAX_BLOBS = 50_000
 #: Room a pack keeps beyond the pack size: the largest chunk (8 MiB) plus its header.
 PACK_SLACK = 9 * 1024 * 1024
 
@@ -88,7 +93,8 @@ class BlobWriter:
         self._pack_slots = threading.Semaphore(max(1, upload_slots) + 1)
         self._uploads: set[asyncio.Task[None]] = set()
         self._unindexed: list[PackInfo] = []
-        self._unindexed_bytes = 0
+        self._unindexed_blobs = 0
+        self._last_segment = time.monotonic()
         self._segment_lock = asyncio.Lock()
         self._error: BaseException | None = None
         self._aborted = False
@@ -259,8 +265,11 @@ class BlobWriter:
         self.stats.packs += 1
         self.stats.bytes_stored += info.size
         self._unindexed.append(info)
-        self._unindexed_bytes += info.size
-        if self._unindexed_bytes >= SEGMENT_EVERY_BYTES:
+        self._unindexed_blobs += len(info.blobs)
+        if (
+            self._unindexed_blobs >= SEGMENT_MAX_BLOBS
+            or time.monotonic() - self._last_segment >= SEGMENT_EVERY_SECONDS
+        ):
             await self.write_segment()
 
     async def write_segment(self) -> str | None:
@@ -268,7 +277,8 @@ class BlobWriter:
         async with self._segment_lock:
             if not self._unindexed:
                 return None
-            packs, self._unindexed, self._unindexed_bytes = self._unindexed, [], 0
+            packs, self._unindexed, self._unindexed_blobs = self._unindexed, [], 0
+            self._last_segment = time.monotonic()
             segment = IndexSegment(packs)
             sealed = self.cipher.seal_document(INDEX_KIND, segment.to_bytes())
             name = document_name("index", sealed)
