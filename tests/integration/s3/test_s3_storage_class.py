@@ -17,9 +17,11 @@ pytestmark = pytest.mark.s3
 def test_storage_class_applies_to_data_packs_only(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket
 ) -> None:
+    # More than a 4 MiB pack plus the largest chunk (8 MiB) can hold: two data packs at
+    # least, whichever order the reader threads take the files in.
     src = make_tree(
         tmp_path / "src",
-        {"a.bin": os.urandom(5 * MiB), "b.bin": os.urandom(MiB), "sub": {"c.txt": "c\n" * 99}},
+        {"a.bin": os.urandom(13 * MiB), "b.bin": os.urandom(MiB), "sub": {"c.txt": "c\n" * 99}},
     )
     assert cli("init", "-r", s3_bucket.url, "--pack-size", "4").exit_code == 0
 
