@@ -257,12 +257,17 @@ class Restorer:
             self.progress.files = self._writer.finished
 
         unwritten = [f for f in self._files if f.pending == 0]
+        tasks = [
+            asyncio.ensure_future(loop.run_in_executor(pool, self._finish_unwritten, unwritten)),
+            *(asyncio.ensure_future(one(read)) for read in reads),
+        ]
         try:
-            await asyncio.gather(
-                loop.run_in_executor(pool, self._finish_unwritten, unwritten),
-                *(one(read) for read in reads),
-            )
+            await asyncio.gather(*tasks)
         finally:
+            # After a failure, stop reading at once rather than when the loop closes.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             pool.shutdown(wait=True, cancel_futures=True)
             self._writer.close_all()
         self.progress.files = self._writer.finished

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import stat
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from bbackup.errors import NoSpace
 from bbackup.snapshot.model import SYMLINK, Node
 
-#: Files kept open between writes at most; Linux's usual soft limit is 1024 descriptors.
+#: Files kept open between writes at most (and a quarter of the descriptor limit at most).
 MAX_OPEN_FILES = 256
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
@@ -76,6 +77,10 @@ class FileWriter:
         self.finished = 0
         self._lock = threading.Lock()
         self._open: set[RestoredFile] = set()
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_limit == resource.RLIM_INFINITY:
+            soft_limit = MAX_OPEN_FILES * 4
+        self._max_open = max(1, min(MAX_OPEN_FILES, soft_limit // 4))
 
     def write(self, file: RestoredFile, data: bytes | memoryview, offset: int) -> None:
         """Write `data` at `offset`; the file's last write also sets its metadata."""
@@ -132,7 +137,7 @@ class FileWriter:
             if written:
                 file.pending -= 1
             last = file.pending == 0
-            if file.users or not (last or not written or len(self._open) > MAX_OPEN_FILES):
+            if file.users or not (last or not written or len(self._open) > self._max_open):
                 return
             fd, file.fd = file.fd, -1
             self._open.discard(file)
