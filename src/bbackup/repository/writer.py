@@ -310,9 +310,10 @@ class BlobWriter:
         if self._uploads:
             await asyncio.wait(set(self._uploads))
         with self._lock:
-            for pack in list(self._open.values()):
-                self._close(pack)
-                self._pack_slots.release()
+            # A pack still being sealed into is disposed of by its last writer.
+            complete = [p for p in list(self._open.values()) if self._close(p) is not None]
+        for pack in complete:
+            self._dispose(pack)
 
 
 def _stored_length(blob: PreparedBlob) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from bbackup.compression import decompress
 from bbackup.crypto import BlobType, Cipher, MasterKey
-from bbackup.errors import Unreachable
+from bbackup.errors import BbackupError, Unreachable
 from bbackup.repository import parse_pack, verify_pack_id
 from bbackup.repository.index import Index
 from bbackup.repository.pack import PackBuilder
@@ -146,3 +146,27 @@ def test_an_upload_failure_stops_every_writer_with_that_error() -> None:
 
     with pytest.raises(Unreachable, match="went away"):
         asyncio.run(write_from_threads(storage, cipher, 4, 300, upload_slots=2))
+
+
+def test_an_abort_stops_writers_waiting_for_the_store_and_none_is_left_hanging() -> None:
+    cipher = Cipher(MasterKey.generate())
+    storage = SlowStorage(delay=0.05)
+
+    async def run() -> list[BaseException | None]:
+        writer = BlobWriter(
+            storage, cipher, Index(), pack_size=64 * KiB, compression_level=3, upload_slots=1
+        )
+
+        def worker(seed: int) -> None:
+            for data in contents(seed, 500):
+                writer.put(writer.prepare(BlobType.DATA, data))
+
+        threads = [asyncio.ensure_future(asyncio.to_thread(worker, s)) for s in range(4)]
+        await asyncio.sleep(0.2)  # the writers are now waiting for the slow store
+        await writer.abort()
+        results = await asyncio.wait_for(asyncio.gather(*threads, return_exceptions=True), 20)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+    results = asyncio.run(run())
+
+    assert all(isinstance(r, BbackupError) and "aborted" in str(r) for r in results), results
