@@ -4,6 +4,7 @@ places, restoring over what is already there, and what a failed restore leaves b
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from cli_harness import PASSWORD, Cli, MakeTree, restored_path
 
-from bbackup.errors import IntegrityError
+from bbackup.errors import ExitCode, IntegrityError
 from bbackup.ops import restore_files
 from bbackup.ops.restore import Restorer, RestoreSummary
 from bbackup.repository import open_repository
@@ -191,3 +192,22 @@ def test_set_id_bits_and_ownership_come_back_together(
             want.st_uid,
             want.st_gid,
         ), name
+
+
+def test_a_full_disk_stops_the_restore_with_its_own_exit_code(
+    tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(MiB), "b.txt": "beta\n"})
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    before = set(os.listdir("/proc/self/fd"))
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    result = cli("restore", "latest", "-r", repo, "--target", tmp_path / "out")
+
+    assert result.exit_code == ExitCode.NO_SPACE, result
+    assert "no space left on device" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert set(os.listdir("/proc/self/fd")) <= before

@@ -84,18 +84,21 @@ class FileWriter:
 
     def write(self, file: RestoredFile, data: bytes | memoryview, offset: int) -> None:
         """Write `data` at `offset`; the file's last write also sets its metadata."""
-        fd = self._acquire(file)
         try:
-            view = memoryview(data)
-            while view:
-                done = os.pwrite(fd, view, offset)
-                view, offset = view[done:], offset + done
+            fd = self._acquire(file)
+            try:
+                view = memoryview(data)
+                while view:
+                    done = os.pwrite(fd, view, offset)
+                    view, offset = view[done:], offset + done
+            except BaseException:
+                self._release(file, written=False)
+                raise
+            self._release(file, written=True)  # closing may report a failed write too
         except OSError as exc:
-            self._release(file, written=False)
             if exc.errno == errno.ENOSPC:
                 raise NoSpace(f"{os.fsdecode(file.path)}: no space left on device") from exc
             raise
-        self._release(file, written=True)
 
     def finish_unwritten(self, file: RestoredFile) -> None:
         """Set the metadata of a file that gets no writes (it was created while planning)."""
@@ -137,7 +140,8 @@ class FileWriter:
             if written:
                 file.pending -= 1
             last = file.pending == 0
-            if file.users or not (last or not written or len(self._open) > self._max_open):
+            crowded = len(self._open) > self._max_open
+            if file.users or not (last or crowded or not written):
                 return
             fd, file.fd = file.fd, -1
             self._open.discard(file)
