@@ -15,7 +15,13 @@ index loader does: one PackInfo per pack, `Index.add_pack`), then measures:
   (what restore asks) for IDs that are present, `in` and `index.get` for IDs that are
   not; each is a plain Python loop over --lookups IDs, as the callers are, run --repeats
   times (median). The IDs looked up are fresh copies allocated in lookup order, as
-  callers hold IDs just decoded from a tree.
+  callers hold IDs just decoded from a tree. These four, one call per ID in random
+  order, are the ones held to the target. A fifth loop, not held to it, looks up IDs in
+  the order they were stored, as restoring a file does (its blobs sit side by side in
+  a few packs): the same Python code, but the rows and pack IDs it reads are already
+  in the CPU cache, so the difference from the random-order loop is time spent waiting
+  for memory. Rates are wall-clock; the CPU-time rate (this thread's) is shown beside
+  them, as it is less disturbed by other work on the machine.
 * add throughput (blobs/s), and with --load-segments the time to serialise the index into
   segments and load them back into a fresh Index (what opening a large repository costs).
 
@@ -82,21 +88,27 @@ def build_index(n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
     return index, time.perf_counter() - start
 
 
-def time_loop(label: str, fn: Any, ids: list[bytes], repeats: int = 3) -> dict[str, Any]:
+def time_loop(
+    label: str, fn: Any, ids: list[bytes], repeats: int = 3, *, target: bool = True
+) -> dict[str, Any]:
     """Run fn over ids `repeats` times; report the median rate (the first run is cold)."""
     rates = []
+    cpu_rates = []
     found = 0
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         found = fn(ids)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.thread_time() - cpu_start
         rates.append(len(ids) / seconds if seconds else float("inf"))
+        cpu_rates.append(len(ids) / cpu_seconds if cpu_seconds else float("inf"))
     return {
         "label": label,
         "n": len(ids),
         "found": found,
+        "target": target,
         "per_s": statistics.median(rates),
         "runs_per_s": rates,
+        "cpu_per_s": statistics.median(cpu_rates),
     }
 
 
@@ -135,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     # Fresh copies, allocated in lookup order, as callers hold IDs just decoded from a tree:
     # the loop then measures the index, not cache misses on the sampled ID objects.
     hits = [bytes(memoryview(all_ids[rng.randrange(n)])) for _ in range(args.lookups)]
+    first = rng.randrange(max(1, n - args.lookups))
+    stored_order = [bytes(memoryview(b)) for b in all_ids[first : first + args.lookups]]
     del all_ids
     misses = [rng.randbytes(32) for _ in range(args.lookups)]
 
@@ -159,14 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         time_loop("hit: index.lookup(id)", lookup, hits, args.repeats),
         time_loop("miss: blob_id in index", contains, misses, args.repeats),
         time_loop("miss: index.get(id)", get, misses, args.repeats),
-        time_loop("(loop overhead alone)", baseline, hits, args.repeats),
+        time_loop("hit, stored order: lookup", lookup, stored_order, args.repeats, target=False),
+        time_loop("(loop overhead alone)", baseline, hits, args.repeats, target=False),
     ]
     load: dict[str, Any] | None = None
     if args.load_segments:
         load = segment_reload(index)
     gc.enable()
 
-    worst_lookup = min(r["per_s"] for r in loops[:4])
+    worst_lookup = min(r["per_s"] for r in loops if r["target"])
     results = {
         "machine": {
             "python": platform.python_version(),
@@ -261,8 +276,12 @@ def print_report(r: dict[str, Any]) -> None:
         + f"; peak RSS {r['peak_rss_after_build_bytes'] / mib:,.0f} MiB after the build"
         + f" ({r['peak_rss_bytes'] / mib:,.0f} MiB at the end)"
     )
+    print(f"  {'lookups':32s} {'wall /s':>11s} {'CPU /s':>11s}")
     for loop in r["lookups"]:
-        print(f"  {loop['label']:24s} {loop['per_s']:>14,.0f} /s   ({loop['found']:,} found)")
+        print(
+            f"  {loop['label']:32s} {loop['per_s']:>11,.0f} {loop['cpu_per_s']:>11,.0f}"
+            f"   ({loop['found']:,} found{'' if loop['target'] else '; not in the target'})"
+        )
     if r["segment_reload"]:
         s = r["segment_reload"]
         print(
@@ -276,7 +295,10 @@ def print_report(r: dict[str, Any]) -> None:
         f"  target bytes/blob ≤ {b['limit']}: {b['value']:.1f} {b['status']}"
         + (f" ({b['note']})" if b["note"] else "")
     )
-    print(f"  target lookups/s ≥ {lk['limit']:,} (slowest loop): {lk['value']:,.0f} {lk['status']}")
+    print(
+        f"  target lookups/s ≥ {lk['limit']:,} (slowest random-order loop, wall clock):"
+        f" {lk['value']:,.0f} {lk['status']}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,173 @@
+"""Rows and hash tables of the in-memory index: how a (pack, blob) pair is stored in 48
+bytes, and the open-addressing tables that find the row of a blob ID.
+
+`Index` (in `index`) owns the rows and tables; its lookups repeat `find` inline, so the
+word layout described here is part of this module's interface.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
+from operator import itemgetter
+
+ID_SIZE = 32
+ROW = struct.Struct("=32s4I")  # blob ID, pack key, offset, length, raw length
+ROW_SIZE = ROW.size
+unpack_row = ROW.unpack_from
+unpack_numbers = struct.Struct("=4I").unpack_from  # at row start + ID_SIZE
+unpack_id = struct.Struct("=32s").unpack_from
+BLOB = struct.Struct("=32s4x3I")  # a row as PackInfo lists it: ID, offset, length, raw
+_ID = struct.Struct("=32s16x")
+_first = itemgetter(0)
+#: The offset, length and raw length of a row whose numbers do not fit in 32 bits; the
+#: index keeps the real ones aside.
+WIDE = 0xFFFFFFFF
+
+
+def encode_rows(
+    blobs: Sequence[tuple[bytes, int, int, int]], key: int
+) -> tuple[Sequence[bytes], bytes, list[tuple[int, int, int, int]]]:
+    """Check a pack's blob list and encode its rows, `key` being their first number.
+
+    Returns the blob IDs, the rows, and (i, offset, length, raw length) for each blob i
+    whose numbers do not fit in 32 bits. Raises ValueError or TypeError. The usual case
+    runs no Python code per blob.
+    """
+    if not blobs:
+        return (), b"", []
+    try:
+        ids, offsets, lengths, raw_lengths = zip(*blobs, strict=True)
+    except ValueError:
+        raise ValueError("a blob is listed as (id, offset, length, raw length)") from None
+    if set(map(type, ids)) != {bytes}:
+        raise TypeError("blob IDs must be bytes")
+    if min(map(len, ids)) != ID_SIZE or max(map(len, ids)) != ID_SIZE:
+        raise ValueError(f"blob IDs must be {ID_SIZE} bytes")
+    try:
+        return ids, b"".join(map(ROW.pack, ids, repeat(key), offsets, lengths, raw_lengths)), []
+    except struct.error:
+        pass
+    rows: list[bytes] = []
+    wide: list[tuple[int, int, int, int]] = []
+    for i, (blob_id, offset, length, raw_length) in enumerate(blobs):
+        numbers = (offset, length, raw_length)
+        if not all(isinstance(n, int) and n >= 0 for n in numbers):
+            raise ValueError("blob offsets and lengths must be non-negative integers")
+        if max(numbers) > WIDE:
+            wide.append((i, offset, length, raw_length))
+            numbers = (WIDE, WIDE, WIDE)
+        try:
+            rows.append(ROW.pack(blob_id, key, *numbers))
+        except struct.error as exc:
+            raise ValueError(str(exc)) from None
+    return ids, b"".join(rows), wide
+
+
+def ids_of(rows: bytearray, first_row: int, end_row: int) -> list[bytes]:
+    """The blob IDs of rows [first_row, end_row)."""
+    return list(map(_first, _ID.iter_unpack(rows[first_row * ROW_SIZE : end_row * ROW_SIZE])))
+
+
+# ---- tables -------------------------------------------------------------------------------
+#
+# A table is (words, mask): `words` an array whose length is a power of two, mask = length
+# - 1. A word is 0 (empty) or row << TAG_BITS | tag, where the tag is eight bits of the
+# hash of the row's blob ID from above the slot bits. Probing compares tags first, so a
+# probe past another blob's slot seldom reads that blob's row (a cache miss), and tag and
+# row number share one word: one read, and one write that is never seen half done.
+
+Table = tuple["array[int]", int]
+TAG_BITS = 8
+TAG_MASK = (1 << TAG_BITS) - 1
+TAG_SHIFT = 56  # the tag is bits 56-63 of the hash; slot numbers use the low bits
+_NARROW_ROWS = 1 << (32 - TAG_BITS)  # rows below this fit a 32-bit word
+_MAX_LOAD = 0.7  # a table doubles before it would be fuller than this
+_MIN_SLOTS = 16
+
+
+def empty_table(entries: int, max_row: int) -> Table:
+    """A table with room for `entries` rows numbered up to `max_row`."""
+    slots = _MIN_SLOTS
+    while entries > slots * _MAX_LOAD:
+        slots *= 2
+    typecode = "I" if max_row < _NARROW_ROWS else "Q"
+    return array(typecode, (0,)) * slots, slots - 1
+
+
+def has_room(table: Table, entries: int, max_row: int) -> bool:
+    words, mask = table
+    return entries <= (mask + 1) * _MAX_LOAD and (max_row < _NARROW_ROWS or words.itemsize >= 8)
+
+
+def find(table: Table, rows: bytearray, blob_id: object, h: int) -> int:
+    """The row of `blob_id`, whose hash is `h`, in `table`, or 0."""
+    words, mask = table
+    i = h & mask
+    word = words[i]
+    tag = h >> TAG_SHIFT & TAG_MASK
+    while word:
+        if word & TAG_MASK == tag and unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0] == blob_id:
+            return word >> TAG_BITS
+        i = (i + 1) & mask
+        word = words[i]
+    return 0
+
+
+def insert(table: Table, rows: bytearray, blob_ids: Iterable[bytes], first_row: int) -> int:
+    """Enter rows first_row, first_row + 1, … holding `blob_ids`, except IDs already in the
+    table (the first copy wins). The table must have room. Returns how many were entered."""
+    words, mask = table
+    added = 0
+    for row, blob_id in enumerate(blob_ids, first_row):
+        h = hash(blob_id)
+        tag = h >> TAG_SHIFT & TAG_MASK
+        i = h & mask
+        word = words[i]
+        while word:
+            if (
+                word & TAG_MASK == tag
+                and unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0] == blob_id
+            ):
+                break
+            i = (i + 1) & mask
+            word = words[i]
+        else:
+            words[i] = row << TAG_BITS | tag
+            added += 1
+    return added
+
+
+def rehash(table: Table, rows: bytearray, entries: int, max_row: int) -> Table:
+    """A new table with the entries of `table` and room for `entries` in all."""
+    new = empty_table(entries, max_row)
+    words, mask = new
+    for word in table[0]:
+        if word:
+            i = hash(unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0]) & mask
+            while words[i]:
+                i = (i + 1) & mask
+            words[i] = word
+    return new
+
+
+RUN = 1 << 12  # rows entered at a time (their IDs are materialised as bytes meanwhile)
+
+
+def runs(ranges: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The row ranges [first, end) in order, adjacent ones joined, none over RUN rows."""
+    run_first = run_end = 0
+    for first, end in ranges:
+        if first == run_end and end - run_first <= RUN:
+            run_end = end
+            continue
+        if run_end > run_first:
+            yield run_first, run_end
+        while end - first > RUN:
+            yield first, first + RUN
+            first += RUN
+        run_first, run_end = first, end
+    if run_end > run_first:
+        yield run_first, run_end
