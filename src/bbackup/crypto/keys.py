@@ -115,13 +115,20 @@ def calibrate_kdf(target_seconds: float = KDF_TARGET_SECONDS) -> Argon2idParams:
     if os.environ.get("BBACKUP_TEST_FAST_KDF") == "1":
         return Argon2idParams(t=1, m=8 * ARGON2_LANES)
     salt = secrets.token_bytes(16)
-    # The first derivation pays for page faults and thread start-up; trust the faster.
-    one = min(_cpu_seconds(Argon2idParams(t=1), salt) for _ in range(2))
-    three = _cpu_seconds(Argon2idParams(t=3), salt)
+
+    def fastest(t: int, runs: int = 2) -> float:
+        # The fastest run: the machine at its quickest, when a guess is cheapest.
+        return min(_cpu_seconds(Argon2idParams(t=t), salt) for _ in range(runs))
+
+    one, three = fastest(1), fastest(3)
     per_pass = max((three - one) / 2, 1e-4)
     fixed = max(one - per_pass, 0.0)
-    # 10% headroom against a noisy measurement.
-    t = max(3, math.ceil((1.1 * target_seconds - fixed) / per_pass))
+    want = 1.1 * target_seconds  # headroom: runs on one machine vary by 10-20 %
+    t = max(3, math.ceil((want - fixed) / per_pass))
+    # Short runs mispredict long ones: check at full length, and only ever go up.
+    spent = fastest(t)
+    if spent < want:
+        t = math.ceil(t * want / max(spent, 1e-4))
     return Argon2idParams(t=min(t, 1000))
 
 
