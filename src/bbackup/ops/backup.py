@@ -41,6 +41,12 @@ BACKUP_TYPES = ("incremental", "differential", "full")
 #: Files at least this large have their chunks processed by the CPU pool in parallel.
 LARGE_FILE = 32 * 1024 * 1024
 CHUNKS_IN_FLIGHT = 2
+#: Files smaller than this are read in batches of up to BATCH_FILES files / BATCH_BYTES.
+SMALL_FILE = 1024 * 1024
+BATCH_FILES = 64
+BATCH_BYTES = 8 * 1024 * 1024
+#: What reading one file gives: (content, size, warning), or the error.
+_Outcome = tuple[list[bytes], int, str | None] | OSError
 
 
 @dataclass(slots=True)
@@ -165,6 +171,9 @@ class Archiver:
         self._pool: ThreadPoolExecutor | None = None
         self._cpu_pool: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._batch_done: asyncio.Future[list[_Outcome]] | None = None
         self._writer: BlobWriter | None = None
         self._file_slots = asyncio.Semaphore(max(2, options.workers * 4))
 
@@ -279,6 +288,7 @@ class Archiver:
                     path, child, prev.subtree if prev and prev.type == DIR else None
                 )
                 nodes.append(node)
+        await self._flush_batch()  # the walk below is done: nothing else will send it
         nodes.extend(await _resolve(tasks))
         return await save_tree(self._writer, Tree(nodes))
 
@@ -371,25 +381,83 @@ class Archiver:
             self.summary.total_bytes += node.size
             self.progress.bytes_seen += node.size
             return node
+        if node.size < SMALL_FILE:
+            task = self._batch_file(path, node, is_new=prev is None)
+            if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+                await self._flush_batch()
+            return task
+        await self._flush_batch()  # before waiting for a slot: the batch may hold it up
         await self._file_slots.acquire()
         return self._task(self._save_file(path, node, is_new=prev is None))
+
+    def _batch_file(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
+        """Queue a small file for the next batch; its task ends when the batch is read.
+
+        Small files go to the reader threads in batches, one thread hop (and one wake-up
+        of the event loop) per batch instead of per file.
+        """
+        assert self._loop is not None
+        if self._batch_done is None:
+            self._batch_done = self._loop.create_future()
+        done = self._batch_done
+        position = len(self._batch)
+        self._batch.append(path)
+        self._batch_bytes += node.size
+        return self._task(self._batched_file(done, position, path, node, is_new))
+
+    async def _batched_file(
+        self,
+        done: asyncio.Future[list[_Outcome]],
+        position: int,
+        path: bytes,
+        node: Node,
+        is_new: bool,
+    ) -> Node | None:
+        return self._file_done(path, node, is_new, (await done)[position])
+
+    async def _flush_batch(self) -> None:
+        """Hand the queued small files to a reader thread (holding one file slot)."""
+        if not self._batch:
+            return
+        batch, done = self._batch, self._batch_done
+        assert done is not None
+        self._batch, self._batch_bytes, self._batch_done = [], 0, None
+        await self._file_slots.acquire()
+        self._task(self._read_batch(batch, done))
+
+    async def _read_batch(self, paths: list[bytes], done: asyncio.Future[list[_Outcome]]) -> None:
+        assert self._loop is not None
+        try:
+            outcomes = await self._loop.run_in_executor(self._pool, self._read_files, paths)
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        finally:
+            self._file_slots.release()
+        done.set_result(outcomes)
 
     async def _save_file(self, path: bytes, node: Node, *, is_new: bool) -> Node | None:
         assert self._loop is not None
         try:
-            content, size, warning = await self._loop.run_in_executor(
-                self._pool, self._read_file, path
-            )
+            outcome: _Outcome = await self._loop.run_in_executor(self._pool, self._read_file, path)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace(f"{os.fsdecode(path)}: no space left on device") from exc
-            if isinstance(exc, FileNotFoundError):
-                self._error(path, "vanished before it could be read")
-            else:
-                self._error(path, f"cannot read: {exc.strerror or exc}")
-            return None
+            outcome = exc
         finally:
             self._file_slots.release()
+        return self._file_done(path, node, is_new, outcome)
+
+    def _file_done(self, path: bytes, node: Node, is_new: bool, outcome: _Outcome) -> Node | None:
+        """The node of a file that was read, or None (reported) if it could not be."""
+        if isinstance(outcome, OSError):
+            if outcome.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"{os.fsdecode(path)}: no space left on device") from outcome
+            if isinstance(outcome, FileNotFoundError):
+                self._error(path, "vanished before it could be read")
+            else:
+                self._error(path, f"cannot read: {outcome.strerror or outcome}")
+            return None
+        content, size, warning = outcome
         if warning:
             self._error(path, warning)
         node.content = content
@@ -410,6 +478,15 @@ class Archiver:
             self._local.chunker = chunker
         return chunker
 
+    def _read_files(self, paths: list[bytes]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        for path in paths:
+            try:
+                outcomes.append(self._read_file(path))
+            except OSError as exc:
+                outcomes.append(exc)
+        return outcomes
+
     def _read_file(self, path: bytes) -> tuple[list[bytes], int, str | None]:
         """Chunk, hash and seal one file; retried once if it changes while being read."""
         content, size, changed = self._read_once(path)
@@ -425,6 +502,8 @@ class Archiver:
             before = os.fstat(fd)
             if before.st_size >= LARGE_FILE and self.options.workers > 1:
                 content, size = self._store_chunks_parallel(fd)
+            elif before.st_size < self.repo.config.chunker.min_size:
+                content, size = self._store_small(fd)
             else:
                 content, size = self._store_chunks(fd)
             after = os.fstat(fd)
@@ -432,6 +511,22 @@ class Archiver:
             os.close(fd)
         changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
         return content, size, changed or size != after.st_size
+
+    def _store_small(self, fd: int) -> tuple[list[bytes], int]:
+        """A file below the minimum chunk size is one chunk: read it whole, no chunker."""
+        limit = self.repo.config.chunker.min_size
+        data = os.read(fd, limit)
+        while data and len(data) < limit:  # short reads: pipes, network filesystems
+            more = os.read(fd, limit - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) >= limit:  # it grew since its stat: chunk it from the start
+            os.lseek(fd, 0, os.SEEK_SET)
+            return self._store_chunks(fd)
+        if not data:
+            return [], 0
+        return [self._store_chunk(data)], len(data)
 
     def _store_chunks(self, fd: int) -> tuple[list[bytes], int]:
         """Chunk, hash, compress and seal a file's chunks in this thread."""
