@@ -49,10 +49,13 @@ class PackBuilder:
     `finish` once the pack is closed and they are all done.
     """
 
-    def __init__(self, blob_type: BlobType, capacity: int) -> None:
+    def __init__(self, blob_type: BlobType, capacity: int, buffer: mmap.mmap | None = None) -> None:
+        """A pack in a new map of `capacity` bytes, or in `buffer` (a map of that size that
+        held an earlier pack: every byte the pack stores is written again)."""
         self.blob_type = blob_type
         self.capacity = capacity
-        self.view = memoryview(mmap.mmap(-1, capacity))
+        self.buffer: mmap.mmap | None = buffer if buffer is not None else mmap.mmap(-1, capacity)
+        self.view = memoryview(self.buffer)
         self.blobs: list[PackedBlob] = []
         self.size = 0
         self.writers = 0
@@ -61,9 +64,21 @@ class PackBuilder:
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def release(self) -> None:
-        """Unmap the pack once it is stored (views still in use keep it mapped)."""
+    def release(self) -> mmap.mmap | None:
+        """Let go of the pack once it is stored; return its map if nothing else uses it.
+
+        A view still alive elsewhere keeps the map from being reused (it is unmapped
+        when that view goes); the returned map may hold another pack.
+        """
         self.view.release()
+        buffer, self.buffer = self.buffer, None
+        if buffer is None:
+            return None
+        try:
+            buffer.resize(len(buffer))  # refused while any buffer of the map is exported
+        except (BufferError, OSError, SystemError):
+            return None
+        return buffer
 
     def fits(self, length: int) -> bool:
         return self.size + length <= self.capacity

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,8 @@ class BlobWriter:
         self._lock = threading.Lock()  # the open packs, their writers, stats
         self._open: dict[BlobType, PackBuilder] = {}
         self._pack_slots = threading.Semaphore(max(1, upload_slots) + 1)
+        self._max_spare_maps = max(1, upload_slots) + 1
+        self._spare_maps: list[mmap.mmap] = []
         self._uploads: set[asyncio.Task[None]] = set()
         self._unindexed: list[PackInfo] = []
         self._unindexed_blobs = 0
@@ -132,7 +135,7 @@ class BlobWriter:
             if self._error is not None:
                 self._pack_slots.release()
                 raise self._error
-            spare = PackBuilder(blob.blob_type, max(self.pack_size, length) + PACK_SLACK)
+            spare = self._new_pack(blob.blob_type, max(self.pack_size, length) + PACK_SLACK)
         self._seal_into(blob, *placed)
 
     async def add(self, blob: PreparedBlob) -> None:
@@ -215,9 +218,22 @@ class BlobWriter:
         else:
             self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
 
+    def _new_pack(self, blob_type: BlobType, capacity: int) -> PackBuilder:
+        """A pack, in the map of a stored one when there is one of that size: a fresh map
+        costs a page fault per 4 KiB, and unmapping one a TLB shoot-down on every core."""
+        with self._lock:
+            for i, buffer in enumerate(self._spare_maps):
+                if len(buffer) == capacity:
+                    return PackBuilder(blob_type, capacity, self._spare_maps.pop(i))
+        return PackBuilder(blob_type, capacity)
+
     def _dispose(self, pack: PackBuilder) -> None:
-        """Free a stored (or dropped) pack's memory and its slot."""
-        pack.release()
+        """Free a stored (or dropped) pack's slot, keeping its map for the next pack."""
+        buffer = pack.release()
+        if buffer is not None and len(buffer) == self.pack_size + PACK_SLACK:
+            with self._lock:
+                if len(self._spare_maps) < self._max_spare_maps:
+                    self._spare_maps.append(buffer)
         self._pack_slots.release()
 
     def _raise_if_failed(self) -> None:
@@ -294,6 +310,8 @@ class BlobWriter:
             await asyncio.to_thread(self._finish, pack)
         while self._uploads:
             await asyncio.wait(set(self._uploads))
+        with self._lock:
+            self._spare_maps.clear()
         self._raise_if_failed()
         await self.write_segment()
 

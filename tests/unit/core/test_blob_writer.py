@@ -4,6 +4,7 @@ the store's pace, and an upload failure stopping every writer."""
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import random
 import threading
@@ -11,6 +12,7 @@ import weakref
 
 import pytest
 
+import bbackup.repository.pack
 from bbackup.compression import decompress
 from bbackup.crypto import BlobType, Cipher, MasterKey
 from bbackup.errors import BbackupError, Unreachable
@@ -170,3 +172,32 @@ def test_an_abort_stops_writers_waiting_for_the_store_and_none_is_left_hanging()
     results = asyncio.run(run())
 
     assert all(isinstance(r, BbackupError) and "aborted" in str(r) for r in results), results
+
+
+def test_packs_reuse_the_maps_of_stored_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[int] = []
+    real_mmap = bbackup.repository.pack.mmap.mmap
+
+    def counting_mmap(fileno: int, length: int) -> mmap.mmap:
+        created.append(length)
+        return real_mmap(fileno, length)
+
+    monkeypatch.setattr(bbackup.repository.pack.mmap, "mmap", counting_mmap)
+    cipher = Cipher(MasterKey.generate())
+    storage = SlowStorage(delay=0.002)
+
+    index, stored, _ = asyncio.run(write_from_threads(storage, cipher, 4, 150, upload_slots=2))
+
+    assert storage.puts > 20
+    # Three slots: no more than three maps (plus the odd spare that lost a race), each
+    # reused pack still opens to exactly its own blobs.
+    assert len(created) <= 5, len(created)
+    for blob_id, data in stored.items():
+        entry = index.lookup(blob_id)
+        pack = storage.objects[f"{entry.blob_type.directory}/{entry.pack_id[:2]}/{entry.pack_id}"][
+            0
+        ]
+        payload = cipher.open_blob(
+            entry.blob_type, blob_id, pack[entry.offset : entry.offset + entry.length]
+        )
+        assert decompress(payload, entry.raw_length) == data
