@@ -136,6 +136,9 @@ class Repository:
             ),
             upload_slots=upload_slots or 4,
             data_storage_class=data_storage_class,
+            # The S3 backend sends bytes (aiohttp copies any other buffer): copying the pack
+            # once, up front, lets its map go before the upload instead of after.
+            stage_uploads=self.storage.location.startswith("s3://"),
         )
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:

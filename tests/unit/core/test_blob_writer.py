@@ -201,3 +201,41 @@ def test_packs_reuse_the_maps_of_stored_packs(monkeypatch: pytest.MonkeyPatch) -
             entry.blob_type, blob_id, pack[entry.offset : entry.offset + entry.length]
         )
         assert decompress(payload, entry.raw_length) == data
+
+
+def test_staged_uploads_free_each_pack_map_before_its_upload() -> None:
+    cipher = Cipher(MasterKey.generate())
+    storage = SlowStorage(delay=0.02)
+    sent_types: set[type] = set()
+    put = storage.put
+
+    async def recording_put(name, data, **kwargs):  # type: ignore[no-untyped-def]
+        sent_types.add(type(data))
+        await put(name, data, **kwargs)
+
+    storage.put = recording_put  # type: ignore[method-assign]
+
+    async def run() -> None:
+        index = Index()
+        writer = BlobWriter(
+            storage,
+            cipher,
+            index,
+            pack_size=64 * KiB,
+            compression_level=3,
+            upload_slots=2,
+            stage_uploads=True,
+        )
+
+        def worker(seed: int) -> None:
+            for data in contents(seed, 150):
+                writer.put(writer.prepare(BlobType.DATA, data))
+
+        await asyncio.gather(*(asyncio.to_thread(worker, s) for s in range(4)))
+        await writer.flush()
+
+    asyncio.run(run())
+
+    assert sent_types == {bytes}
+    # Only the pack being filled is mapped while others upload (3 without staging).
+    assert storage.puts > 20 and max(storage.mapped_during_puts) <= 1
