@@ -20,7 +20,14 @@ from bbackup.cli.common import (
 )
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import ExitCode, UsageError
-from bbackup.ops.backup import BACKUP_TYPES, Archiver, BackupOptions, BackupSummary
+from bbackup.ops.backup import (
+    BACKUP_TYPES,
+    Archiver,
+    BackupOptions,
+    BackupSummary,
+    normalize_paths,
+)
+from bbackup.ops.scan import Excluder, Prescan
 from bbackup.repository import Repository
 from bbackup.storage import DEFAULT_CONNECTIONS
 
@@ -116,7 +123,13 @@ def register(app: typer.Typer) -> None:
             archiver.summary.requests = repo.stack.counter.snapshot()
             return archiver.summary
 
-        summary = with_repo(opts, work, load_index=False)  # the archiver loads it under its lock
+        # Walk the sources while the repository opens (the key derivation leaves the GIL).
+        options.prescan = Prescan(normalize_paths(paths), Excluder(patterns))
+        try:
+            # The archiver loads the index itself, under its lock.
+            summary = with_repo(opts, work, load_index=False)
+        finally:
+            options.prescan.stop()
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:

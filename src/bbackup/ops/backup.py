@@ -26,7 +26,7 @@ from bbackup import __version__
 from bbackup.chunking import Chunker
 from bbackup.crypto import BlobType
 from bbackup.errors import BbackupError, NoSpace
-from bbackup.ops.scan import Excluder, node_from_stat, unchanged
+from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir, unchanged
 from bbackup.repository import (
     BlobWriter,
     Repository,
@@ -63,6 +63,8 @@ class BackupOptions:
     compression_level: int | None = None
     workers: int = 2
     upload_slots: int = 4
+    #: Directories listed ahead, while the repository was being opened (stopped by run).
+    prescan: Prescan | None = None
 
 
 @dataclass(slots=True)
@@ -203,6 +205,8 @@ class Archiver:
                 data_storage_class=self.options.storage_class,
                 upload_slots=self.options.upload_slots,
             )
+            if self.options.prescan is not None:
+                await asyncio.to_thread(self.options.prescan.stop)
             self._pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-read")
             self._cpu_pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-cpu")
             try:
@@ -343,19 +347,10 @@ class Archiver:
         return task
 
     def _scan_dir(self, path: bytes) -> list[tuple[bytes, Node]]:
-        entries = []
-        with os.scandir(path) as it:
-            for entry in it:
-                full = path + b"/" + entry.name
-                if self.excluder.excluded(full):
-                    continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                    entries.append((full, node_from_stat(entry.name, full, st)))
-                except FileNotFoundError:
-                    continue  # vanished between listing and stat: it is not in this snapshot
-                except OSError as exc:
-                    self._error(full, exc.strerror or str(exc))
+        prescan = self.options.prescan
+        entries = prescan.take(path) if prescan is not None else None
+        if entries is None:
+            entries = scan_dir(path, self.excluder, self._error)
         return entries
 
     async def _schedule(
