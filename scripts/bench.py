@@ -371,6 +371,10 @@ def run_measured(
     out_path, err_path = log_dir / f"{name}.out", log_dir / f"{name}.err"
     usage_path = log_dir / f"{name}.usage.json"
     helper = [sys.executable, "-S", "-E", "-c", _SPAWN_HELPER, str(usage_path), *cmd]
+    # Start every measured command with nothing left to write back: otherwise the tool
+    # that runs right after the data set is written, or after the other tool's backup,
+    # competes with the kernel flushing those bytes, which favours whoever goes second.
+    os.sync()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         subprocess.run(helper, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
     raw = json.loads(usage_path.read_text())
