@@ -498,7 +498,7 @@ class Archiver:
             if before.st_size >= LARGE_FILE and self.options.workers > 1:
                 content, size = self._store_chunks_parallel(fd)
             elif before.st_size < self.repo.config.chunker.min_size:
-                content, size = self._store_small(fd)
+                content, size = self._store_small(fd, before.st_size)
             else:
                 content, size = self._store_chunks(fd)
             after = os.fstat(fd)
@@ -507,16 +507,21 @@ class Archiver:
         changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
         return content, size, changed or size != after.st_size
 
-    def _store_small(self, fd: int) -> tuple[list[bytes], int]:
-        """A file below the minimum chunk size is one chunk: read it whole, no chunker."""
+    def _store_small(self, fd: int, size: int) -> tuple[list[bytes], int]:
+        """A file below the minimum chunk size is one chunk: read it whole, no chunker.
+
+        The first read asks for its size plus one byte: a buffer of the minimum chunk
+        size (512 KiB) for every small file would come from the top of the heap, which
+        glibc trims after each free: page faults and TLB shoot-downs, per file.
+        """
         limit = self.repo.config.chunker.min_size
-        data = os.read(fd, limit)
-        while data and len(data) < limit:  # short reads: pipes, network filesystems
-            more = os.read(fd, limit - len(data))
+        data = os.read(fd, min(size + 1, limit))
+        while data and len(data) < limit:  # it grew, or a short read
+            more = os.read(fd, min(len(data) + 1, limit - len(data)))
             if not more:
                 break
             data += more
-        if len(data) >= limit:  # it grew since its stat: chunk it from the start
+        if len(data) >= limit:  # it grew past one chunk: chunk it from the start
             os.lseek(fd, 0, os.SEEK_SET)
             return self._store_chunks(fd)
         if not data:
