@@ -186,11 +186,12 @@ class Prescan:
     GIL: a thread walking the sources meanwhile takes that much off the archiver's own
     walk (for many small files, a good part of an unchanged backup). It keeps only
     directories listed without any error (the archiver lists the others again and
-    reports what fails), at most `limit` entries in all, and it stops at `stop()`, which
-    the archiver calls before it walks, so the two never list the same directory at once.
+    reports what fails), at most `limit` entries in all (~0.5 KiB each; the key derivation
+    leaves time for about that many), and it stops at `stop()`, which the archiver calls
+    before it walks, so the two never list the same directory at once.
     """
 
-    def __init__(self, paths: Sequence[str], excluder: Excluder, limit: int = 200_000) -> None:
+    def __init__(self, paths: Sequence[str], excluder: Excluder, limit: int = 30_000) -> None:
         self._dirs: dict[bytes, list[tuple[bytes, Node]]] = {}
         self._stopping = threading.Event()
         self._limit = limit
