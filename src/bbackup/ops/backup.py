@@ -41,7 +41,8 @@ BACKUP_TYPES = ("incremental", "differential", "full")
 #: Files at least this large have their chunks processed by the CPU pool in parallel.
 LARGE_FILE = 32 * 1024 * 1024
 CHUNKS_IN_FLIGHT = 2
-#: Files smaller than this are read in batches of up to BATCH_FILES files / BATCH_BYTES.
+#: Files smaller than this are read in batches of up to BATCH_FILES files / BATCH_BYTES;
+#: larger ones one at a time.
 SMALL_FILE = 1024 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 8 * 1024 * 1024
@@ -376,20 +377,20 @@ class Archiver:
             self.summary.total_bytes += node.size
             self.progress.bytes_seen += node.size
             return node
-        if node.size < SMALL_FILE:
-            task = self._batch_file(path, node, is_new=prev is None)
-            if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
-                await self._flush_batch()
-            return task
-        await self._flush_batch()  # before waiting for a slot: the batch may hold it up
-        await self._file_slots.acquire()
-        return self._task(self._save_file(path, node, is_new=prev is None))
+        alone = node.size >= SMALL_FILE  # a larger file goes in a batch of its own
+        if alone:
+            await self._flush_batch()
+        task = self._batch_file(path, node, is_new=prev is None)
+        if alone or len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            await self._flush_batch()
+        return task
 
     def _batch_file(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
-        """Queue a small file for the next batch; its task ends when the batch is read.
+        """Queue a file for the next batch; its task ends when the batch is read.
 
-        Small files go to the reader threads in batches, one thread hop (and one wake-up
-        of the event loop) per batch instead of per file.
+        Files go to the reader threads in batches: small files up to BATCH_FILES or
+        BATCH_BYTES together, one thread hop (and one wake-up of the event loop) per
+        batch instead of per file; a file of SMALL_FILE or more alone.
         """
         assert self._loop is not None
         if self._batch_done is None:
@@ -411,7 +412,7 @@ class Archiver:
         return self._file_done(path, node, is_new, (await done)[position])
 
     async def _flush_batch(self) -> None:
-        """Hand the queued small files to a reader thread (holding one file slot)."""
+        """Hand the queued files to a reader thread (holding one file slot)."""
         if not self._batch:
             return
         batch, done = self._batch, self._batch_done
@@ -431,16 +432,6 @@ class Archiver:
         finally:
             self._file_slots.release()
         done.set_result(outcomes)
-
-    async def _save_file(self, path: bytes, node: Node, *, is_new: bool) -> Node | None:
-        assert self._loop is not None
-        try:
-            outcome: _Outcome = await self._loop.run_in_executor(self._pool, self._read_file, path)
-        except OSError as exc:
-            outcome = exc
-        finally:
-            self._file_slots.release()
-        return self._file_done(path, node, is_new, outcome)
 
     def _file_done(self, path: bytes, node: Node, is_new: bool, outcome: _Outcome) -> Node | None:
         """The node of a file that was read, or None (reported) if it could not be."""

@@ -61,9 +61,6 @@ class PackBuilder:
         self.writers = 0
         self.closed = False
 
-    def __len__(self) -> int:
-        return len(self.blobs)
-
     def release(self) -> mmap.mmap | None:
         """Let go of the pack once it is stored; return its map if nothing else uses it.
 

@@ -88,13 +88,13 @@ class BlobWriter:
         self.stage_uploads = stage_uploads
         self.stats = WriteStats()
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
         self._reserved: set[bytes] = set()
         self._reserve_lock = threading.Lock()
         self._lock = threading.Lock()  # the open packs, their writers, stats
         self._open: dict[BlobType, PackBuilder] = {}
-        self._pack_slots = threading.Semaphore(max(1, upload_slots) + 1)
-        self._max_spare_maps = max(1, upload_slots) + 1
+        slots = max(1, upload_slots) + 1
+        self._pack_slots = threading.Semaphore(slots)
+        self._max_spare_maps = slots
         self._spare_maps: list[mmap.mmap] = []
         self._uploads: set[asyncio.Task[None]] = set()
         self._unindexed: list[PackInfo] = []
@@ -188,6 +188,12 @@ class BlobWriter:
             self._dispose(spare)
         return (pack, target), completed
 
+    def _close_all(self) -> list[PackBuilder]:
+        """Close every open pack; return those that are complete (the others are finished
+        by their last writer)."""
+        with self._lock:
+            return [p for p in list(self._open.values()) if self._close(p) is not None]
+
     def _close(self, pack: PackBuilder) -> PackBuilder | None:
         """Close `pack` (lock held); return it if it is complete, i.e. has no writers."""
         del self._open[pack.blob_type]
@@ -220,10 +226,7 @@ class BlobWriter:
             # stored, which still bounds the bytes in flight.
             data = bytes(data)
             pack.release()
-        if threading.get_ident() == self._loop_thread:
-            self._start_upload(pack, pack_id, data)
-        else:
-            self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
+        self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
 
     def _new_pack(self, blob_type: BlobType, capacity: int) -> PackBuilder:
         """A pack, in the map of a stored one when there is one of that size: a fresh map
@@ -311,9 +314,7 @@ class BlobWriter:
 
     async def flush(self) -> None:
         """Upload every open pack, wait for all uploads, and index them."""
-        with self._lock:
-            complete = [p for p in list(self._open.values()) if self._close(p) is not None]
-        for pack in complete:
+        for pack in self._close_all():
             await asyncio.to_thread(self._finish, pack)
         while self._uploads:
             await asyncio.wait(set(self._uploads))
@@ -334,10 +335,7 @@ class BlobWriter:
             task.cancel()
         if self._uploads:
             await asyncio.wait(set(self._uploads))
-        with self._lock:
-            # A pack still being sealed into is disposed of by its last writer.
-            complete = [p for p in list(self._open.values()) if self._close(p) is not None]
-        for pack in complete:
+        for pack in self._close_all():  # the last writer of any other drops it
             self._dispose(pack)
 
 
