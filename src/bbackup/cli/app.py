@@ -9,7 +9,6 @@ registered, and `app`, for tests and embedding, has them all.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -79,16 +78,9 @@ def _tune_allocator() -> None:
     move between reader, packer and upload threads (measured: restore peak RSS 196 → 128
     MiB). A fixed threshold stops that. Elsewhere than glibc this does nothing.
     """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    import ctypes
+    from bbackup.cli.common import M_MMAP_THRESHOLD, set_malloc_option
 
-    try:  # the process's own symbols: libc is linked in (find_library would run ldconfig)
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_mmap_threshold = -3
-    mallopt(m_mmap_threshold, 2 * 1024 * 1024)
+    set_malloc_option(M_MMAP_THRESHOLD, 2 * 1024 * 1024, "MALLOC_MMAP_THRESHOLD_")
 
 
 def main() -> None:

@@ -305,6 +305,25 @@ def with_repo(
     return run_async(main())
 
 
+#: glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def set_malloc_option(option: int, value: int, env_name: str) -> None:
+    """glibc's mallopt(option, value), unless the user set `env_name` (its MALLOC_*_
+    variable) in the environment; nothing where the C library has no mallopt."""
+    if env_name in os.environ:
+        return
+    import ctypes
+
+    try:  # the process's own symbols: libc is linked in (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(option, value)
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

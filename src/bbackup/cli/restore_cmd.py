@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Annotated
 
 import typer
 
 from bbackup.cli.common import (
+    M_TRIM_THRESHOLD,
     GlobalOptions,
     echo,
     emit_json,
     human_bytes,
     repo_command,
+    set_malloc_option,
     warn,
     with_repo,
 )
@@ -34,19 +35,6 @@ LOCAL_READ_SIZE = 2 * 1024 * 1024 - 64 * 1024
 #: restore frees and allocates a few MiB per blob read, decrypted and decompressed, and a
 #: page given back is zero-filled and faulted in again on its next use.
 KEEP_FREED_BYTES = 64 * 1024 * 1024
-
-
-def _keep_freed_memory() -> None:
-    """Stop glibc trimming the heap after every large free (no-op elsewhere than glibc).
-    Peak memory is unchanged: freed memory is kept for reuse, never added to."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold = -1
-    mallopt(m_trim_threshold, KEEP_FREED_BYTES)
 
 
 def register(app: typer.Typer) -> None:
@@ -101,8 +89,8 @@ def register(app: typer.Typer) -> None:
             summary.requests = repo.stack.counter.snapshot()
             return summary
 
-        if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-            _keep_freed_memory()
+        # Freed heap is kept for reuse, never added to: peak memory is unchanged.
+        set_malloc_option(M_TRIM_THRESHOLD, KEEP_FREED_BYTES, "MALLOC_TRIM_THRESHOLD_")
         summary = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
