@@ -49,6 +49,12 @@ class Cli(Protocol):
 Spec = dict[str, "bytes | str | Spec | None"]
 
 
+class FailReading(Protocol):
+    """The `fail_reading` fixture: opening `path` for backup raises `error`."""
+
+    def __call__(self, path: Path, error: OSError) -> None: ...
+
+
 class MakeTree(Protocol):
     """The `make_tree` fixture: build `spec` under `root` and return `root`."""
 

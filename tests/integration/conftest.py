@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_harness import PASSWORD, Cli, CliResult, MakeTree, Spec
+from cli_harness import PASSWORD, Cli, CliResult, FailReading, MakeTree, Spec
 from typer.testing import CliRunner
 
+import bbackup.ops.backup
 from bbackup.cli.app import app
 
 
@@ -60,3 +61,21 @@ def make_tree() -> MakeTree:
         return root
 
     return build
+
+
+@pytest.fixture
+def fail_reading(monkeypatch: pytest.MonkeyPatch) -> FailReading:
+    """Make the backup's opening of one source file raise the given error."""
+
+    def fail(path: Path, error: OSError) -> None:
+        bad = os.fsencode(path)
+        real_open = bbackup.ops.backup._open_for_reading
+
+        def open_for_reading(name: bytes) -> int:
+            if name == bad:
+                raise error
+            return real_open(name)
+
+        monkeypatch.setattr(bbackup.ops.backup, "_open_for_reading", open_for_reading)
+
+    return fail

@@ -7,9 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_harness import Cli, CliResult, MakeTree, restored_path, run_subprocess
-
-import bbackup.ops.backup
+from cli_harness import Cli, CliResult, FailReading, MakeTree, restored_path, run_subprocess
 
 
 def assert_one_line_error(result: CliResult, code: int, *needles: str) -> None:
@@ -110,20 +108,13 @@ def test_a_file_that_cannot_be_read_is_skipped_and_the_backup_exits_3(
     repo: Path,
     cli: Cli,
     make_tree: MakeTree,
-    monkeypatch: pytest.MonkeyPatch,
+    fail_reading: FailReading,
     failure: OSError,
     message: str,
 ) -> None:
     src = make_tree(tmp_path / "src", SOURCE)
     bad = os.fsencode(src / "bad.txt")
-    real_open = bbackup.ops.backup._open_for_reading
-
-    def open_for_reading(path: bytes) -> int:
-        if path == bad:
-            raise failure
-        return real_open(path)
-
-    monkeypatch.setattr(bbackup.ops.backup, "_open_for_reading", open_for_reading)
+    fail_reading(src / "bad.txt", failure)
 
     result = cli("backup", "-r", repo, "--json", src)
 
@@ -151,18 +142,11 @@ def test_unreadable_file_in_human_output_is_a_warning_naming_it(
     repo: Path,
     cli: Cli,
     make_tree: MakeTree,
-    monkeypatch: pytest.MonkeyPatch,
+    fail_reading: FailReading,
 ) -> None:
     src = make_tree(tmp_path / "src", SOURCE)
     bad = os.fsencode(src / "bad.txt")
-    real_open = bbackup.ops.backup._open_for_reading
-
-    def open_for_reading(path: bytes) -> int:
-        if path == bad:
-            raise PermissionError(13, "Permission denied")
-        return real_open(path)
-
-    monkeypatch.setattr(bbackup.ops.backup, "_open_for_reading", open_for_reading)
+    fail_reading(src / "bad.txt", PermissionError(13, "Permission denied"))
 
     result = cli("backup", "-r", repo, src)
 

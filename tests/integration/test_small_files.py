@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-from cli_harness import Cli, restored_path
-
-import bbackup.ops.backup
+from cli_harness import Cli, FailReading, restored_path
 
 
 def make_small_files(src: Path) -> dict[str, bytes]:
@@ -41,19 +38,12 @@ def test_many_small_files_back_up_and_restore_in_batches(
 
 
 def test_an_unreadable_small_file_is_reported_and_its_batch_is_stored(
-    tmp_path: Path, repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, repo: Path, cli: Cli, fail_reading: FailReading
 ) -> None:
     src = tmp_path / "src"
     files = make_small_files(src)
     bad = os.fsencode(src / "many" / "f042")
-    real_open = bbackup.ops.backup._open_for_reading
-
-    def open_for_reading(path: bytes) -> int:
-        if path == bad:
-            raise PermissionError(13, "Permission denied")
-        return real_open(path)
-
-    monkeypatch.setattr(bbackup.ops.backup, "_open_for_reading", open_for_reading)
+    fail_reading(src / "many" / "f042", PermissionError(13, "Permission denied"))
 
     result = cli("backup", "-r", repo, "--json", src)
 
