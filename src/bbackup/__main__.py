@@ -1,5 +1,5 @@
 """`python -m bbackup`."""
 
-from bbackup.cli.app import main
+from bbackup.cli.early import main
 
 main()

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bbackup.cli.early import read_password_file
 from bbackup.errors import BbackupError, ExitCode, NoPasswordSource, UsageError
 from bbackup.repository import Repository, open_repository
 from bbackup.storage import StorageOptions, StorageStack, open_storage
@@ -243,7 +244,7 @@ def resolve_password(
         return value
     if opts.password_file:
         try:
-            return Path(opts.password_file).read_text().rstrip("\r\n")
+            return read_password_file(opts.password_file)
         except OSError as exc:
             raise UsageError(
                 f"cannot read password file {opts.password_file}: {exc.strerror}"

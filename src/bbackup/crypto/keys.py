@@ -7,7 +7,9 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,13 +79,18 @@ class Argon2idParams:
 
     def derive(self, password: bytes, salt: bytes) -> bytes:
         kdf = Argon2id(salt=salt, length=32, iterations=self.t, lanes=self.p, memory_cost=self.m)
-        return kdf.derive(password)
+        # One at a time: two derivations in parallel deadlock in OpenSSL's thread pool
+        # (each holds some of its threads and waits for more), and would not finish
+        # sooner than one after the other anyway, since each uses every core.
+        with _argon2_lock:
+            return kdf.derive(password)
 
     def fields(self) -> dict[str, Any]:
         return {"kdf": "argon2id", "t": self.t, "m": self.m, "p": self.p}
 
 
 KdfParams = ScryptParams | Argon2idParams
+_argon2_lock = threading.Lock()
 
 
 def _params_from(document: dict[str, Any]) -> KdfParams:
@@ -168,7 +175,57 @@ def describe_key_file(data: bytes) -> dict[str, Any]:
 
 
 def open_key_file(data: bytes, password: str) -> MasterKey:
-    """Unwrap a key file; WrongPassword if the password does not open it."""
+    """Unwrap a key file; WrongPassword if the password does not open it.
+
+    If `unwrap_in_background` was given the same bytes and password, its result (or its
+    exception) is taken instead of deriving the key a second time.
+    """
+    with _background_lock:
+        early = _background.pop((data, password), None)
+    if early is not None and not early.cancelled():
+        return early.result()
+    return _unwrap(data, password)
+
+
+def unwrap_in_background(files: list[bytes], password: str) -> None:
+    """Start unwrapping `files` with `password`, one after another, in a daemon thread,
+    stopping at the first that opens; `open_key_file` with the same arguments waits for it.
+
+    The key derivation is most of the time a short command takes, and it depends only on
+    the key file and the password: the CLI starts it before its own imports and argument
+    parsing, so the two overlap. A guess that turns out wrong only costs CPU time: a call
+    with other bytes or another password derives its key as usual.
+    """
+    jobs: list[tuple[bytes, Future[MasterKey]]] = []
+    with _background_lock:
+        for data in files:
+            if (data, password) not in _background:
+                job: Future[MasterKey] = Future()
+                _background[(data, password)] = job
+                jobs.append((data, job))
+
+    def run() -> None:
+        for i, (data, job) in enumerate(jobs):
+            if not job.set_running_or_notify_cancel():
+                continue
+            try:
+                job.set_result(_unwrap(data, password))
+            except BaseException as exc:  # handed to open_key_file, which raises it
+                job.set_exception(exc)
+                continue
+            for _later, rest in jobs[i + 1 :]:
+                rest.cancel()
+            return
+
+    if jobs:
+        threading.Thread(target=run, name="bb-unlock", daemon=True).start()
+
+
+_background: dict[tuple[bytes, str], Future[MasterKey]] = {}
+_background_lock = threading.Lock()
+
+
+def _unwrap(data: bytes, password: str) -> MasterKey:
     try:
         document = json.loads(data)
         if document.get("version") != KEY_FILE_VERSION:

@@ -1,0 +1,177 @@
+"""Unwrapping key files ahead of time: the CLI starts the key derivation before it has
+loaded, and opening the repository takes that result when its inputs are the same."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bbackup.cli.early import unlock_early
+from bbackup.crypto import MasterKey, open_key_file, seal_key_file
+from bbackup.crypto import keys as key_files
+from bbackup.crypto.keys import Argon2idParams, unwrap_in_background
+from bbackup.errors import WrongPassword
+
+FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)
+
+
+@pytest.fixture(autouse=True)
+def no_guesses_left_over() -> None:
+    key_files._background.clear()
+
+
+@pytest.fixture
+def derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The salts of every Argon2id derivation made from now on."""
+    made: list[bytes] = []
+    derive = Argon2idParams.derive
+
+    def counted(self: Argon2idParams, password: bytes, salt: bytes) -> bytes:
+        made.append(salt)
+        return derive(self, password, salt)
+
+    monkeypatch.setattr(Argon2idParams, "derive", counted)
+    return made
+
+
+def test_a_key_unwrapped_in_the_background_is_not_derived_again(
+    derivations: list[bytes],
+) -> None:
+    master = MasterKey.generate()
+    stored = seal_key_file(master, "pw", FAST_ARGON2)
+    derivations.clear()
+
+    unwrap_in_background([stored], "pw")
+
+    assert open_key_file(stored, "pw") == master
+    assert len(derivations) == 1
+
+
+def test_a_wrong_password_fails_the_same_way_when_guessed_early(
+    derivations: list[bytes],
+) -> None:
+    stored = seal_key_file(MasterKey.generate(), "pw", FAST_ARGON2)
+    derivations.clear()
+
+    unwrap_in_background([stored], "not pw")
+
+    with pytest.raises(WrongPassword):
+        open_key_file(stored, "not pw")
+    assert len(derivations) == 1
+
+
+def test_another_password_than_the_guess_is_derived_as_usual(derivations: list[bytes]) -> None:
+    master = MasterKey.generate()
+    stored = seal_key_file(master, "pw", FAST_ARGON2)
+
+    unwrap_in_background([stored], "a guess")
+
+    assert open_key_file(stored, "pw") == master
+    with pytest.raises(WrongPassword):
+        open_key_file(stored, "a guess")  # the guess itself, once it is asked for
+
+
+def test_background_unwrapping_stops_at_the_first_key_that_opens(
+    derivations: list[bytes],
+) -> None:
+    master = MasterKey.generate()
+    first, second = (seal_key_file(master, "pw", FAST_ARGON2) for _ in range(2))
+    derivations.clear()
+
+    unwrap_in_background([first, second], "pw")
+
+    assert open_key_file(first, "pw") == master
+    assert open_key_file(second, "pw") == master  # cancelled in the background: derived now
+    assert len(derivations) == 2
+
+
+def local_key_file(tmp_path: Path, master: MasterKey, password: str) -> bytes:
+    """A key file for `master` in the repository tmp_path/repo; its bytes."""
+    keys = tmp_path / "repo" / "keys"
+    keys.mkdir(parents=True)
+    stored = seal_key_file(master, password, FAST_ARGON2)
+    (keys / "k1").write_bytes(stored)
+    return stored
+
+
+@pytest.mark.parametrize(
+    "spelling", ["-r {repo}", "--repo {repo}", "--repo={repo}", "--repo file://{repo}"]
+)
+def test_the_cli_guesses_a_local_repository_from_the_command_line(
+    tmp_path: Path, derivations: list[bytes], spelling: str
+) -> None:
+    master = MasterKey.generate()
+    stored = local_key_file(tmp_path, master, "pw")
+    derivations.clear()
+    repo_args = spelling.format(repo=tmp_path / "repo").split()
+
+    unlock_early(["snapshots", *repo_args, "--json"], {"BBACKUP_PASSWORD": "pw"})
+
+    assert open_key_file(stored, "pw") == master
+    assert len(derivations) == 1
+
+
+def test_the_cli_reads_a_password_file_but_never_runs_a_password_command(
+    tmp_path: Path, derivations: list[bytes]
+) -> None:
+    master = MasterKey.generate()
+    stored = local_key_file(tmp_path, master, "from file")
+    (tmp_path / "pw").write_text("from file\n")
+    marker = tmp_path / "command-ran"
+    derivations.clear()
+
+    unlock_early(
+        ["backup", "-r", str(tmp_path / "repo"), "--password-command", f"touch {marker}"],
+        {k: v for k, v in os.environ.items() if not k.startswith("BBACKUP_PASSWORD")},
+    )
+    unlock_early(
+        ["snapshots", "-r", str(tmp_path / "repo")], {"BBACKUP_PASSWORD_FILE": str(tmp_path / "pw")}
+    )
+
+    assert not marker.exists()
+    assert open_key_file(stored, "from file") == master
+    assert len(derivations) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["init", "-r", "{repo}"],
+        ["snapshots", "-r", "{repo}", "--help"],
+        ["snapshots", "-r", "s3://bucket/prefix"],
+        ["snapshots", "-r", "{repo}/missing"],
+        [],
+    ],
+)
+def test_the_cli_guesses_nothing_where_it_cannot_or_should_not(
+    tmp_path: Path, derivations: list[bytes], argv: list[str]
+) -> None:
+    local_key_file(tmp_path, MasterKey.generate(), "pw")
+    derivations.clear()
+
+    unlock_early([a.format(repo=tmp_path / "repo") for a in argv], {"BBACKUP_PASSWORD": "pw"})
+
+    assert key_files._background == {}  # nothing started, nothing waiting
+    assert derivations == []
+
+
+def test_two_derivations_at_once_both_finish() -> None:
+    # OpenSSL's Argon2 threads come from one pool; two derivations started together
+    # used to take half of it each and wait for the rest forever.
+    import threading
+
+    params = Argon2idParams(t=2, m=8 * 1024, p=4)
+    results: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(params.derive(b"pw", bytes(16 + i))))
+        for i in range(3)
+    ]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(results) == 3
