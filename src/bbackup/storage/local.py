@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -172,8 +173,6 @@ def _write_direct(fd: int, view: memoryview) -> memoryview:
     the machine's working set. What is left (the tail, or everything if the file system
     refuses O_DIRECT) is written the ordinary way by the caller.
     """
-    import fcntl
-
     whole = len(view) - len(view) % _BLOCK
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:

@@ -4,6 +4,7 @@ loaded, and opening the repository takes that result when its inputs are the sam
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,8 +161,6 @@ def test_the_cli_guesses_nothing_where_it_cannot_or_should_not(
 def test_two_derivations_at_once_both_finish() -> None:
     # OpenSSL's Argon2 threads come from one pool; two derivations started together
     # used to take half of it each and wait for the rest forever.
-    import threading
-
     params = Argon2idParams(t=2, m=8 * 1024, p=4)
     results: list[bytes] = []
     threads = [
