@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bbackup.storage.local import DIRECT_MIN, LocalStorage, _write_direct
+from bbackup.storage.local import (
+    DIRECT_MIN,
+    DIRECT_READ_MAX,
+    DIRECT_READ_MIN,
+    LocalStorage,
+    _write_direct,
+)
 
 
 def mapped(data: bytes) -> memoryview:
@@ -51,3 +57,65 @@ def test_read_only_payload_is_written_the_ordinary_way(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     asyncio.run(storage.put("data/cd/pack", memoryview(data)))
     assert (tmp_path / "data/cd/pack").read_bytes() == data
+
+
+def cached(path: Path, offset: int) -> bool:
+    """Whether the page at `offset` of `path` is in the page cache (asks without reading)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def evicted(path: Path, data: bytes) -> Path:
+    """`path` holding `data`, on disk and no longer in the page cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if cached(path, len(data) // 2):
+        pytest.skip("this file system keeps files in memory (no page cache to go around)")
+    return path
+
+
+def test_uncached_range_is_read_around_the_page_cache(tmp_path: Path) -> None:
+    data = random.Random(11).randbytes(3 * DIRECT_READ_MIN * 4 + 999)
+    path = evicted(tmp_path / "data/ef/pack", data)
+    storage = LocalStorage(tmp_path)
+    offset, length = 12_345, DIRECT_READ_MIN * 4 + 77  # neither on a block boundary
+    assert asyncio.run(storage.get("data/ef/pack", offset, length)) == data[offset:][:length]
+    # The bytes came from the disk straight into the reader: the page cache still lacks
+    # the middle of the range (a buffered read would have left it, and its read-ahead, there).
+    assert not cached(path, offset + length // 2)
+    # A second read of the same range (as a restore of the same pack does) is as exact.
+    assert asyncio.run(storage.get("data/ef/pack", offset, length)) == data[offset:][:length]
+
+
+def test_uncached_read_past_the_end_returns_what_there_is(tmp_path: Path) -> None:
+    # A truncated pack reads short on both paths, so the caller sees the truncation.
+    data = random.Random(12).randbytes(DIRECT_READ_MIN * 2 + 10)
+    evicted(tmp_path / "data/ef/short", data)
+    storage = LocalStorage(tmp_path)
+    got = asyncio.run(storage.get("data/ef/short", 5000, DIRECT_READ_MAX))
+    assert got == data[5000:]
+    assert asyncio.run(storage.get("data/ef/short", len(data) + 4096, DIRECT_READ_MIN)) == b""
+
+
+def test_cached_range_is_read_the_ordinary_way(tmp_path: Path) -> None:
+    data = random.Random(13).randbytes(DIRECT_READ_MIN * 3)
+    path = evicted(tmp_path / "data/ef/warm", data)
+    assert path.read_bytes() == data  # now cached
+    storage = LocalStorage(tmp_path)
+    assert (
+        asyncio.run(storage.get("data/ef/warm", 100, DIRECT_READ_MIN))
+        == data[100:][:DIRECT_READ_MIN]
+    )
+    assert cached(path, 100 + DIRECT_READ_MIN // 2)
