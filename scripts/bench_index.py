@@ -65,7 +65,7 @@ def peak_rss_bytes() -> int:
 
 def build_index(n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
     """An Index with n_blobs random blobs in packs of per_pack; (index, seconds)."""
-    from bbackup.crypto import BlobType
+    from bbackup.crypto.aead import BlobType
     from bbackup.repository.index import Index, PackInfo
 
     rng = random.Random(seed)

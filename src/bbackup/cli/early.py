@@ -5,10 +5,11 @@ and the repository layer ~0.1 s more on one; an unchanged backup takes little el
 derivation needs only the key files and the password, so the program's entry point,
 `main` here, calls `unlock_early` before it imports the application: if the command
 line names a local repository and the password comes from BBACKUP_PASSWORD or a
-password file, the key files are read and unwrapped in a background thread
-(`crypto.keys.unwrap_in_background`) while the rest of the program loads. The command
-then opens the repository as usual, and `open_key_file` takes the result made in the
-background when its key file bytes and password are the same.
+password file, the keys of its key files are derived in a background thread
+(`crypto.kdf.derive_ahead`, a module that imports only cryptography's KDFs, so the
+derivation starts ~20 ms into the process) while the rest of the program loads. The
+command then opens the repository as usual, and the derivation for the same key file
+and password takes the key made in the background.
 
 This is only a guess at what the command will do. It never reports an error or prints
 anything: whatever goes wrong here goes wrong again, properly reported, in the command.
@@ -86,9 +87,9 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
             if len(data) > _MAX_KEY_FILE_BYTES:
                 return
             files.append(data)
-        from bbackup.crypto.keys import unwrap_in_background
+        from bbackup.crypto.kdf import derive_ahead
 
-        unwrap_in_background(files, password)
+        derive_ahead(files, password)
     except Exception:  # a guess: the command reports the real error
         return
 

@@ -5,19 +5,7 @@ and the chunker seed. A *key file* wraps the master key under a key derived from
 password with Argon2id (scrypt in older key files). *Blobs* and *documents* are sealed with
 AES-256-GCM under subkeys derived from the encryption key, so no key ever encrypts two
 different plaintexts with a repeated nonce.
+
+Import from the modules (`aead`, `keys`, `kdf`): this package imports nothing itself, so
+that the CLI can start the key derivation (`kdf`) before anything heavier is loaded.
 """
-
-from __future__ import annotations
-
-from bbackup.crypto.aead import BlobType, Cipher
-from bbackup.crypto.keys import KdfParams, MasterKey, calibrate_kdf, open_key_file, seal_key_file
-
-__all__ = [
-    "BlobType",
-    "Cipher",
-    "KdfParams",
-    "MasterKey",
-    "calibrate_kdf",
-    "open_key_file",
-    "seal_key_file",
-]

@@ -7,26 +7,27 @@ import json
 import math
 import os
 import secrets
-import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from bbackup.crypto.kdf import (
+    ARGON2_LANES,
+    WRAP_AD,
+    Argon2idParams,
+    KdfParams,
+    UnsupportedKdf,
+    params_from,
+)
 from bbackup.errors import IntegrityError, WrongPassword
 
 KEY_FILE_VERSION = 1
-_WRAP_AD = b"bbackup key file v1"
 #: Key derivation should cost at least this much CPU time, so guessing passwords is slow.
 KDF_TARGET_SECONDS = 0.5
-ARGON2_MEMORY_KIB = 64 * 1024
-ARGON2_LANES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,54 +53,6 @@ class MasterKey:
     def from_bytes(cls, data: bytes) -> MasterKey:
         raw = msgpack.unpackb(data)
         return cls(bytes(raw["enc"]), bytes(raw["id"]), int(raw["seed"]))
-
-
-@dataclass(frozen=True, slots=True)
-class ScryptParams:
-    """scrypt cost parameters (key files written before argon2id; still read)."""
-
-    n: int = 2**15
-    r: int = 8
-    p: int = 1
-
-    def derive(self, password: bytes, salt: bytes) -> bytes:
-        return Scrypt(salt=salt, length=32, n=self.n, r=self.r, p=self.p).derive(password)
-
-    def fields(self) -> dict[str, Any]:
-        return {"kdf": "scrypt", "n": self.n, "r": self.r, "p": self.p}
-
-
-@dataclass(frozen=True, slots=True)
-class Argon2idParams:
-    """Argon2id (RFC 9106) cost parameters: passes, memory in KiB, lanes."""
-
-    t: int = 3
-    m: int = ARGON2_MEMORY_KIB
-    p: int = ARGON2_LANES
-
-    def derive(self, password: bytes, salt: bytes) -> bytes:
-        kdf = Argon2id(salt=salt, length=32, iterations=self.t, lanes=self.p, memory_cost=self.m)
-        # One at a time: two derivations in parallel deadlock in OpenSSL's thread pool
-        # (each holds some of its threads and waits for more), and would not finish
-        # sooner than one after the other anyway, since each uses every core.
-        with _argon2_lock:
-            return kdf.derive(password)
-
-    def fields(self) -> dict[str, Any]:
-        return {"kdf": "argon2id", "t": self.t, "m": self.m, "p": self.p}
-
-
-KdfParams = ScryptParams | Argon2idParams
-_argon2_lock = threading.Lock()
-
-
-def _params_from(document: dict[str, Any]) -> KdfParams:
-    kdf = document.get("kdf")
-    if kdf == "argon2id":
-        return Argon2idParams(int(document["t"]), int(document["m"]), int(document["p"]))
-    if kdf == "scrypt":
-        return ScryptParams(int(document["n"]), int(document["r"]), int(document["p"]))
-    raise IntegrityError(f"unsupported key derivation function {kdf!r}")
 
 
 def _cpu_seconds(params: KdfParams, salt: bytes) -> float:
@@ -151,7 +104,7 @@ def seal_key_file(
     salt = secrets.token_bytes(32)
     wrapping_key = params.derive(password.encode(), salt)
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(wrapping_key).encrypt(nonce, master.to_bytes(), _WRAP_AD)
+    sealed = AESGCM(wrapping_key).encrypt(nonce, master.to_bytes(), WRAP_AD)
     document: dict[str, Any] = {
         "version": KEY_FILE_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -177,67 +130,23 @@ def describe_key_file(data: bytes) -> dict[str, Any]:
 def open_key_file(data: bytes, password: str) -> MasterKey:
     """Unwrap a key file; WrongPassword if the password does not open it.
 
-    If `unwrap_in_background` was given the same bytes and password, its result (or its
-    exception) is taken instead of deriving the key a second time.
+    If `kdf.derive_ahead` was given the same file and password, the key it derived (or
+    is deriving) is taken instead of deriving it a second time.
     """
-    with _background_lock:
-        early = _background.pop((data, password), None)
-    if early is not None and not early.cancelled():
-        return early.result()
-    return _unwrap(data, password)
-
-
-def unwrap_in_background(files: list[bytes], password: str) -> None:
-    """Start unwrapping `files` with `password`, one after another, in a daemon thread,
-    stopping at the first that opens; `open_key_file` with the same arguments waits for it.
-
-    The key derivation is most of the time a short command takes, and it depends only on
-    the key file and the password: the CLI starts it before its own imports and argument
-    parsing, so the two overlap. A guess that turns out wrong only costs CPU time: a call
-    with other bytes or another password derives its key as usual.
-    """
-    jobs: list[tuple[bytes, Future[MasterKey]]] = []
-    with _background_lock:
-        for data in files:
-            if (data, password) not in _background:
-                job: Future[MasterKey] = Future()
-                _background[(data, password)] = job
-                jobs.append((data, job))
-
-    def run() -> None:
-        for i, (data, job) in enumerate(jobs):
-            if not job.set_running_or_notify_cancel():
-                continue
-            try:
-                job.set_result(_unwrap(data, password))
-            except BaseException as exc:  # handed to open_key_file, which raises it
-                job.set_exception(exc)
-                continue
-            for _later, rest in jobs[i + 1 :]:
-                rest.cancel()
-            return
-
-    if jobs:
-        threading.Thread(target=run, name="bb-unlock", daemon=True).start()
-
-
-_background: dict[tuple[bytes, str], Future[MasterKey]] = {}
-_background_lock = threading.Lock()
-
-
-def _unwrap(data: bytes, password: str) -> MasterKey:
     try:
         document = json.loads(data)
         if document.get("version") != KEY_FILE_VERSION:
             raise IntegrityError("unsupported key file version")
-        params = _params_from(document)
+        params = params_from(document)
         salt = base64.b64decode(document["salt"])
         blob = base64.b64decode(document["data"])
+    except UnsupportedKdf as exc:
+        raise IntegrityError(str(exc)) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError("key file is malformed") from exc
     wrapping_key = params.derive(password.encode(), salt)
     try:
-        plain = AESGCM(wrapping_key).decrypt(blob[:12], blob[12:], _WRAP_AD)
+        plain = AESGCM(wrapping_key).decrypt(blob[:12], blob[12:], WRAP_AD)
     except InvalidTag:
         raise WrongPassword() from None
     return MasterKey.from_bytes(plain)

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from bbackup import __version__
 from bbackup.chunking import Chunker
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.errors import BbackupError, NoSpace
 from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir, unchanged
 from bbackup.repository import (

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, RepositoryLocked
 from bbackup.ops.prune_plan import (
     DELETE,

@@ -50,7 +50,7 @@ from typing import NamedTuple
 
 import msgpack
 
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError
 from bbackup.repository._table import (
     BLOB,

@@ -6,8 +6,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from bbackup.crypto import calibrate_kdf, seal_key_file
-from bbackup.crypto.keys import describe_key_file
+from bbackup.crypto.keys import calibrate_kdf, describe_key_file, seal_key_file
 from bbackup.errors import BbackupError
 from bbackup.repository.repository import Repository, current_user, read_key_files
 from bbackup.repository.writer import document_name

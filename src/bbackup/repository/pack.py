@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from bbackup.crypto import BlobType, Cipher
+from bbackup.crypto.aead import BlobType, Cipher
 from bbackup.errors import IntegrityError
 
 _TRAILER = struct.Struct("<I")

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bbackup.compression import decompress
-from bbackup.crypto import Cipher, MasterKey, calibrate_kdf, open_key_file, seal_key_file
+from bbackup.crypto.aead import Cipher
+from bbackup.crypto.keys import MasterKey, calibrate_kdf, open_key_file, seal_key_file
 from bbackup.errors import (
     IntegrityError,
     NotFound,

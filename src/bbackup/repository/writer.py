@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from bbackup.compression import compress
-from bbackup.crypto import BlobType, Cipher
-from bbackup.crypto.aead import BLOB_OVERHEAD
+from bbackup.crypto.aead import BLOB_OVERHEAD, BlobType, Cipher
 from bbackup.errors import BbackupError
 from bbackup.repository.index import INDEX_KIND, Index, IndexSegment, PackInfo
 from bbackup.repository.pack import PackBuilder, pack_object_name

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.errors import BbackupError, IntegrityError, NotFound
 from bbackup.repository import BlobWriter, Repository
 from bbackup.snapshot.model import Snapshot, Tree

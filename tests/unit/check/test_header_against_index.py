@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.ops.check import compare_header_with_index
 from bbackup.repository import PackedBlob, PackInfo
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.crypto.aead import BlobType, Cipher
+from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 
 

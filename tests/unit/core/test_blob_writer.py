@@ -14,7 +14,8 @@ import pytest
 
 import bbackup.repository.pack
 from bbackup.compression import decompress
-from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.crypto.aead import BlobType, Cipher
+from bbackup.crypto.keys import MasterKey
 from bbackup.errors import BbackupError, Unreachable
 from bbackup.repository import parse_pack, verify_pack_id
 from bbackup.repository.index import Index

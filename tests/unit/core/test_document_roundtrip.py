@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from bbackup.chunking import ChunkerParams
-from bbackup.crypto import BlobType, Cipher, MasterKey
+from bbackup.crypto.aead import BlobType, Cipher
+from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import IndexSegment, PackInfo, RepositoryConfig
 from bbackup.repository.index import Index

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bbackup.cli.early import unlock_early
-from bbackup.crypto import MasterKey, open_key_file, seal_key_file
-from bbackup.crypto import keys as key_files
-from bbackup.crypto.keys import Argon2idParams, unwrap_in_background
+from bbackup.crypto import kdf
+from bbackup.crypto.kdf import Argon2idParams, derive_ahead
+from bbackup.crypto.keys import MasterKey, open_key_file, seal_key_file
 from bbackup.errors import WrongPassword
 
 FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)
@@ -20,20 +20,20 @@ FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)
 
 @pytest.fixture(autouse=True)
 def no_guesses_left_over() -> None:
-    key_files._background.clear()
+    kdf._ahead.clear()
 
 
 @pytest.fixture
 def derivations(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The salts of every Argon2id derivation made from now on."""
     made: list[bytes] = []
-    derive = Argon2idParams.derive
+    derive = kdf._argon2
 
-    def counted(self: Argon2idParams, password: bytes, salt: bytes) -> bytes:
+    def counted(params: Argon2idParams, password: bytes, salt: bytes) -> bytes:
         made.append(salt)
-        return derive(self, password, salt)
+        return derive(params, password, salt)
 
-    monkeypatch.setattr(Argon2idParams, "derive", counted)
+    monkeypatch.setattr(kdf, "_argon2", counted)
     return made
 
 
@@ -44,7 +44,7 @@ def test_a_key_unwrapped_in_the_background_is_not_derived_again(
     stored = seal_key_file(master, "pw", FAST_ARGON2)
     derivations.clear()
 
-    unwrap_in_background([stored], "pw")
+    derive_ahead([stored], "pw")
 
     assert open_key_file(stored, "pw") == master
     assert len(derivations) == 1
@@ -56,7 +56,7 @@ def test_a_wrong_password_fails_the_same_way_when_guessed_early(
     stored = seal_key_file(MasterKey.generate(), "pw", FAST_ARGON2)
     derivations.clear()
 
-    unwrap_in_background([stored], "not pw")
+    derive_ahead([stored], "not pw")
 
     with pytest.raises(WrongPassword):
         open_key_file(stored, "not pw")
@@ -67,7 +67,7 @@ def test_another_password_than_the_guess_is_derived_as_usual(derivations: list[b
     master = MasterKey.generate()
     stored = seal_key_file(master, "pw", FAST_ARGON2)
 
-    unwrap_in_background([stored], "a guess")
+    derive_ahead([stored], "a guess")
 
     assert open_key_file(stored, "pw") == master
     with pytest.raises(WrongPassword):
@@ -81,7 +81,7 @@ def test_background_unwrapping_stops_at_the_first_key_that_opens(
     first, second = (seal_key_file(master, "pw", FAST_ARGON2) for _ in range(2))
     derivations.clear()
 
-    unwrap_in_background([first, second], "pw")
+    derive_ahead([first, second], "pw")
 
     assert open_key_file(first, "pw") == master
     assert open_key_file(second, "pw") == master  # cancelled in the background: derived now
@@ -154,7 +154,7 @@ def test_the_cli_guesses_nothing_where_it_cannot_or_should_not(
 
     unlock_early([a.format(repo=tmp_path / "repo") for a in argv], {"BBACKUP_PASSWORD": "pw"})
 
-    assert key_files._background == {}  # nothing started, nothing waiting
+    assert kdf._ahead == {}  # nothing started, nothing waiting
     assert derivations == []
 
 

@@ -7,8 +7,14 @@ import time
 
 import pytest
 
-from bbackup.crypto import MasterKey, calibrate_kdf, open_key_file, seal_key_file
-from bbackup.crypto.keys import Argon2idParams, ScryptParams, describe_key_file
+from bbackup.crypto.kdf import Argon2idParams, ScryptParams
+from bbackup.crypto.keys import (
+    MasterKey,
+    calibrate_kdf,
+    describe_key_file,
+    open_key_file,
+    seal_key_file,
+)
 from bbackup.errors import IntegrityError, WrongPassword
 
 FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from bbackup.chunking import Chunker, ChunkerParams, MiB
-from bbackup.crypto import MasterKey
+from bbackup.crypto.keys import MasterKey
 
 PARAMS = ChunkerParams()  # the repository default: 512 KiB / 1 MiB / 8 MiB
 

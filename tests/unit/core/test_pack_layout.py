@@ -7,8 +7,8 @@ import os
 import pytest
 
 from bbackup.compression import compress, decompress
-from bbackup.crypto import BlobType, Cipher, MasterKey
-from bbackup.crypto.aead import BLOB_OVERHEAD
+from bbackup.crypto.aead import BLOB_OVERHEAD, BlobType, Cipher
+from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import parse_pack, verify_pack_id
 from bbackup.repository.pack import PackBuilder

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
 from bbackup.repository import IndexEntry
 

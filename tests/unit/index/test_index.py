@@ -17,7 +17,7 @@ import pytest
 
 import bbackup.repository._table as table_module
 import bbackup.repository.index as index_module
-from bbackup.crypto import BlobType
+from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError
 from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
 
