@@ -18,9 +18,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bbackup.cli.early import read_password_file
+from bbackup.cli.early import read_password_file, unlock_hint
 from bbackup.errors import BbackupError, ExitCode, NoPasswordSource, UsageError
 from bbackup.repository import Repository, open_repository
+from bbackup.repository.cache import default_cache_root
 from bbackup.storage import StorageOptions, StorageStack, open_storage
 
 T = TypeVar("T")
@@ -281,12 +282,20 @@ async def open_repo(
     opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True
 ) -> Repository:
     password = resolve_password(opts)
+    cache_root = Path(opts.cache_dir) if opts.cache_dir else default_cache_root()
+    remote = stack.url.scheme != "local"
     return await open_repository(
         stack,
         password,
         use_cache=not opts.no_cache,
-        cache_root=Path(opts.cache_dir) if opts.cache_dir else None,
+        cache_root=cache_root,
         load_index=load_index,
+        # The next command starts deriving the key from this copy (cli/early.py).
+        remember_key=(
+            Path(unlock_hint(cache_root, opts.repo))
+            if remote and opts.repo and not opts.no_cache
+            else None
+        ),
     )
 
 

@@ -9,7 +9,9 @@ password file, the keys of its key files are derived in a background thread
 (`crypto.kdf.derive_ahead`, a module that imports only cryptography's KDFs, so the
 derivation starts ~20 ms into the process) while the rest of the program loads. The
 command then opens the repository as usual, and the derivation for the same key file
-and password takes the key made in the background.
+and password takes the key made in the background. For a remote repository (S3), whose
+key files cannot be read without the S3 client (~0.3 s to import), the guess is the
+copy of the key file that opened it last time, which the cache keeps (`unlock_hint`).
 
 This is only a guess at what the command will do. It never reports an error or prints
 anything: whatever goes wrong here goes wrong again, properly reported, in the command.
@@ -59,9 +61,29 @@ def _local_keys_directory(location: str) -> str | None:
     return os.path.join(os.path.abspath(os.path.expanduser(location)), "keys")
 
 
+def cache_root(argv: Sequence[str], environ: Mapping[str, str]) -> str:
+    """The cache directory the command will use (as `--cache-dir`, BBACKUP_CACHE_DIR or
+    `repository.cache.default_cache_root` give it), without importing the application."""
+    explicit = _option(argv, "--cache-dir") or environ.get("BBACKUP_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bbackup")
+
+
+def unlock_hint(root: str | os.PathLike[str], location: str) -> str:
+    """Where the cache keeps a copy of the key file that last opened the repository at
+    `location` (as given on the command line), so that the next command can start
+    deriving its key before it has loaded the S3 client and fetched the real one."""
+    import hashlib
+
+    return os.path.join(root, "unlock", hashlib.sha256(location.encode()).hexdigest()[:32])
+
+
 def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
-    """Start unwrapping the key files of the repository `argv` names, if it is local and
-    the password can be had without asking; otherwise do nothing."""
+    """Start deriving the keys of the repository `argv` names if the password can be had
+    without asking: from its key files if it is local, else from the copy of the key file
+    that opened it last time (`unlock_hint`); otherwise do nothing."""
     if not argv or argv[0] in _NO_KEY or any(a in ("--help", "-h") for a in argv):
         return
     try:
@@ -75,15 +97,21 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
         if not location:
             return
         keys = _local_keys_directory(location)
-        if keys is None:
+        if keys is not None:
+            paths = [
+                os.path.join(keys, n) for n in sorted(os.listdir(keys)) if not n.startswith(".")
+            ]
+        elif "--no-cache" not in argv:
+            # Remote: the key file that opened this repository last time, if remembered.
+            paths = [unlock_hint(cache_root(argv, environ), location)]
+        else:
             return
-        names = sorted(n for n in os.listdir(keys) if not n.startswith("."))
-        if not 0 < len(names) <= _MAX_KEY_FILES:
+        if not 0 < len(paths) <= _MAX_KEY_FILES:
             return
         files = []
-        for name in names:
-            with open(os.path.join(keys, name), "rb") as f:
-                data = f.read()
+        for path in paths:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_KEY_FILE_BYTES + 1)
             if len(data) > _MAX_KEY_FILE_BYTES:
                 return
             files.append(data)

@@ -7,7 +7,9 @@ documents (snapshots, locks) by name. Storage objects are never touched directly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -198,6 +200,25 @@ def _open_any(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, Ma
     raise WrongPassword()
 
 
+def _remember(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (owner-only) unless it is there already; best effort."""
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 async def open_repository(
     stack: StorageStack,
     password: str,
@@ -205,8 +226,12 @@ async def open_repository(
     use_cache: bool = True,
     cache_root: Path | None = None,
     load_index: bool = True,
+    remember_key: Path | None = None,
 ) -> Repository:
-    """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise."""
+    """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise.
+
+    `remember_key`: keep a copy of the key file that opened it there (see
+    `cli.early.unlock_hint`)."""
     storage = stack.storage
     try:
         sealed_config = await storage.get(CONFIG_NAME)
@@ -216,6 +241,8 @@ async def open_repository(
     if not keys:
         raise IntegrityError(f"repository at {storage.location} has no key files")
     key_name, master = await asyncio.to_thread(_open_any, keys, password)
+    if remember_key is not None:
+        _remember(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
     if use_cache:
         directory = (cache_root or default_cache_root()) / config.repository_id

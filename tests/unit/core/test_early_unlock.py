@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bbackup.cli.early import unlock_early
+from bbackup.cli.early import cache_root, unlock_early, unlock_hint
 from bbackup.crypto import kdf
 from bbackup.crypto.kdf import Argon2idParams, derive_ahead
 from bbackup.crypto.keys import MasterKey, open_key_file, seal_key_file
 from bbackup.errors import WrongPassword
+from bbackup.repository.cache import default_cache_root
 
 FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)
 
@@ -134,6 +135,53 @@ def test_the_cli_reads_a_password_file_but_never_runs_a_password_command(
     assert not marker.exists()
     assert open_key_file(stored, "from file") == master
     assert len(derivations) == 1
+
+
+def remembered_key_file(cache: Path, location: str, master: MasterKey, password: str) -> bytes:
+    """A key file for `master`, remembered in the cache `cache` for `location`."""
+    stored = seal_key_file(master, password, FAST_ARGON2)
+    hint = Path(unlock_hint(cache, location))
+    hint.parent.mkdir(parents=True)
+    hint.write_bytes(stored)
+    return stored
+
+
+def test_the_cli_derives_a_remote_repositorys_key_from_the_copy_it_remembers(
+    tmp_path: Path, derivations: list[bytes]
+) -> None:
+    # An S3 repository's key files need the S3 client to read; the key file that opened
+    # the repository last time is in the cache, and its key is derived while that loads.
+    master = MasterKey.generate()
+    env = {"BBACKUP_PASSWORD": "pw", "BBACKUP_CACHE_DIR": str(tmp_path / "cache")}
+    stored = remembered_key_file(tmp_path / "cache", "s3://bucket/prefix", master, "pw")
+    derivations.clear()
+
+    unlock_early(["backup", "-r", "s3://bucket/prefix", "/src"], env)
+
+    assert open_key_file(stored, "pw") == master  # the file fetched from S3, same bytes
+    assert len(derivations) == 1
+
+
+def test_a_remembered_copy_is_ignored_with_no_cache_or_for_another_repository(
+    tmp_path: Path, derivations: list[bytes]
+) -> None:
+    env = {"BBACKUP_PASSWORD": "pw", "BBACKUP_CACHE_DIR": str(tmp_path / "cache")}
+    remembered_key_file(tmp_path / "cache", "s3://bucket/prefix", MasterKey.generate(), "pw")
+    derivations.clear()
+
+    unlock_early(["snapshots", "-r", "s3://bucket/prefix", "--no-cache"], env)
+    unlock_early(["snapshots", "-r", "s3://bucket/other"], env)
+
+    assert kdf._ahead == {}
+    assert derivations == []
+
+
+def test_the_cache_root_is_the_one_the_command_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cache_root(["snapshots", "--cache-dir", "/c1"], {"BBACKUP_CACHE_DIR": "/c2"}) == "/c1"
+    assert cache_root(["snapshots"], {"BBACKUP_CACHE_DIR": "/c2"}) == "/c2"
+    assert cache_root(["snapshots"], os.environ) == str(default_cache_root())  # XDG_CACHE_HOME
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_root(["snapshots"], os.environ) == str(default_cache_root())  # ~/.cache
 
 
 @pytest.mark.parametrize(

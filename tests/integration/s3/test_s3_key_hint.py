@@ -1,0 +1,74 @@
+"""The copy of an S3 repository's key file that the cache keeps, so the next command can
+start deriving the key while it loads the S3 client (cli/early.py): it is the key file
+that opened the repository, it is kept only with the cache, and a stale or wrong copy
+never changes what a command does."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from cli_harness import PASSWORD, Cli, MakeTree, run_subprocess
+
+from bbackup.cli.early import unlock_hint
+from s3_server import TEST_CREDENTIALS, S3Bucket
+
+pytestmark = pytest.mark.s3
+
+
+def subprocess_env(home: Path, bucket: S3Bucket, password: str = PASSWORD) -> dict[str, str]:
+    return {
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
+        "HOME": str(home),
+        **TEST_CREDENTIALS,
+        "BBACKUP_S3_ENDPOINT": bucket.endpoint,
+        "BBACKUP_PASSWORD": password,
+        "BBACKUP_TEST_FAST_KDF": "1",
+    }
+
+
+def test_opening_an_s3_repository_remembers_the_key_file_that_opened_it(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, isolated_env: Path
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    assert cli("init", "-r", s3_bucket.url).exit_code == 0
+    assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
+
+    hint = Path(unlock_hint(isolated_env / ".cache" / "bbackup", s3_bucket.url))
+    (key_name,) = s3_bucket.keys("repo/keys/")
+    stored = s3_bucket.client.get_object(Bucket=s3_bucket.bucket, Key=key_name)["Body"].read()
+    assert hint.read_bytes() == stored
+    assert stat.S_IMODE(hint.stat().st_mode) == 0o600
+
+    other = tmp_path / "other-cache"
+    assert cli("snapshots", "-r", s3_bucket.url, "--no-cache", "--cache-dir", other).exit_code == 0
+    assert not other.exists(), "--no-cache wrote the key file copy"
+
+
+def test_a_stale_copy_is_replaced_and_a_wrong_password_still_fails(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    home = tmp_path / "home"
+    home.mkdir()
+    env = subprocess_env(home, s3_bucket)
+    assert run_subprocess("init", "-r", s3_bucket.url, env=env).exit_code == 0
+    hint = Path(unlock_hint(home / ".cache" / "bbackup", s3_bucket.url))
+    hint.parent.mkdir(parents=True)
+    # Another repository's key file under this URL (the bucket was recreated, say).
+    other = tmp_path / "other"
+    assert run_subprocess("init", "-r", other, env=env).exit_code == 0
+    (stale,) = (other / "keys").iterdir()
+    hint.write_bytes(stale.read_bytes())
+
+    backup = run_subprocess("backup", "-r", s3_bucket.url, "--json", src, env=env)
+    assert backup.exit_code == 0, backup
+    assert hint.read_bytes() != stale.read_bytes()  # now the key file that opened it
+
+    wrong = run_subprocess("snapshots", "-r", s3_bucket.url, env={**env, "BBACKUP_PASSWORD": "no"})
+    assert wrong.exit_code == 12, wrong
+    assert "Traceback" not in wrong.stderr
+    assert run_subprocess("snapshots", "-r", s3_bucket.url, env=env).exit_code == 0
