@@ -21,7 +21,7 @@ from bbackup.cli.common import (
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
-from bbackup.ops.restore import Restorer, RestoreSummary
+from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSummary, remote_range_gap
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 from bbackup.storage import DEFAULT_CONNECTIONS
@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 connections=opts.connections or DEFAULT_CONNECTIONS.get(scheme, 4),
                 read_size=LOCAL_READ_SIZE if scheme == "local" else None,
+                max_gap=MAX_RANGE_GAP if scheme == "local" else remote_range_gap(repo.config),
                 on_error=on_error,
             )
             start = time.monotonic()

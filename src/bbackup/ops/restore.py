@@ -22,11 +22,24 @@ from typing import Any
 from bbackup.errors import BbackupError, IntegrityError
 from bbackup.ops.restore_files import FileWriter, RestoredFile, creation_mode, set_metadata
 from bbackup.repository import IndexEntry, Repository, pack_object_name
+from bbackup.repository.config import RepositoryConfig
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Snapshot
 from bbackup.snapshot.store import load_tree
 
 #: Blobs of one pack further apart than this are fetched with separate ranged reads.
 MAX_RANGE_GAP = 1024 * 1024
+#: Beyond a chunk's size, what a sealed chunk may take (AEAD tag, header, zstd frame).
+_SEAL_SLACK = 64 * 1024
+
+
+def remote_range_gap(config: RepositoryConfig) -> int:
+    """The unneeded bytes a read of a remote pack skips rather than split in two: one
+    largest chunk. A chunk left between needed ones (the old version of an edited part of
+    a file) then costs a few MiB of transfer, about what a request waits for its first
+    byte, instead of a second request; longer runs (a deleted file) still split."""
+    return config.chunker.max_size + _SEAL_SLACK
+
+
 #: Bytes of fetched ranges held at once, at most (besides the blobs being decoded).
 MAX_BYTES_IN_FLIGHT = 96 * 1024 * 1024
 
@@ -115,10 +128,12 @@ class Restorer:
         workers: int = 2,
         connections: int = 4,
         read_size: int | None = None,
+        max_gap: int = MAX_RANGE_GAP,
         on_error: Callable[[str, str], None] | None = None,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
-        (None: one read per run of needed blobs; right where requests cost money)."""
+        (None: one read per run of needed blobs; right where requests cost money).
+        `max_gap`: unneeded bytes between needed blobs that one read spans."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
@@ -126,6 +141,7 @@ class Restorer:
         self.workers = workers
         self.connections = max(1, connections)
         self.read_size = read_size
+        self.max_gap = max_gap
         self.on_error = on_error
         self.progress = RestoreProgress()
         self.summary = RestoreSummary(snapshot_id=snapshot.id)
@@ -234,7 +250,7 @@ class Restorer:
         return [
             read
             for blobs in by_pack.values()
-            for read in plan_reads(blobs, max_bytes=self.read_size)
+            for read in plan_reads(blobs, max_gap=self.max_gap, max_bytes=self.read_size)
         ]
 
     # ---- fetching ----------------------------------------------------------------------
