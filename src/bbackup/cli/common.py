@@ -282,21 +282,24 @@ async def open_repo(
     opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True
 ) -> Repository:
     password = resolve_password(opts)
-    cache_root = Path(opts.cache_dir) if opts.cache_dir else default_cache_root()
-    remote = stack.url.scheme != "local"
     return await open_repository(
         stack,
         password,
         use_cache=not opts.no_cache,
-        cache_root=cache_root,
+        cache_root=Path(opts.cache_dir) if opts.cache_dir else None,
         load_index=load_index,
-        # The next command starts deriving the key from this copy (cli/early.py).
-        remember_key=(
-            Path(unlock_hint(cache_root, opts.repo))
-            if remote and opts.repo and not opts.no_cache
-            else None
-        ),
+        remember_key=key_hint(opts, stack),
     )
+
+
+def key_hint(opts: GlobalOptions, stack: StorageStack) -> Path | None:
+    """Where the cache keeps a copy of the key file that opens a remote repository, from
+    which the next command starts deriving the key while it loads (cli/early.py); None
+    for a local repository (its key files are read directly) or without the cache."""
+    if opts.no_cache or not opts.repo or stack.url.scheme == "local":
+        return None
+    root = Path(opts.cache_dir) if opts.cache_dir else default_cache_root()
+    return Path(unlock_hint(root, opts.repo))
 
 
 def with_repo(

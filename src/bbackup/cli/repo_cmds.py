@@ -14,6 +14,7 @@ from bbackup.cli.common import (
     echo,
     emit_json,
     human_bytes,
+    key_hint,
     repo_command,
     resolve_password,
     run_async,
@@ -76,7 +77,9 @@ def register(app: typer.Typer) -> None:
                 if ensure is not None:
                     await ensure(create=True)
                 config = RepositoryConfig(compression_level=compression, pack_size=pack_size * MiB)
-                return await init_repository(stack, password, config)
+                return await init_repository(
+                    stack, password, config, remember_key=key_hint(opts, stack)
+                )
             finally:
                 await stack.storage.aclose()
 

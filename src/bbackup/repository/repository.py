@@ -44,9 +44,14 @@ def current_user() -> str:
 
 
 async def init_repository(
-    stack: StorageStack, password: str, config: RepositoryConfig | None = None
+    stack: StorageStack,
+    password: str,
+    config: RepositoryConfig | None = None,
+    *,
+    remember_key: Path | None = None,
 ) -> RepositoryConfig:
-    """Create a repository: a master key, its first key file and the config."""
+    """Create a repository: a master key, its first key file and the config.
+    `remember_key`: keep a copy of the key file there, as `open_repository` does."""
     storage = stack.storage
     try:
         await storage.stat(CONFIG_NAME)
@@ -62,6 +67,8 @@ async def init_repository(
     await storage.put(document_name("keys", key_file), key_file, if_absent=True)
     cipher = Cipher(master)
     await storage.put(CONFIG_NAME, cipher.seal_document(CONFIG_KIND, config.to_bytes()))
+    if remember_key is not None:
+        _remember(remember_key, key_file)
     return config
 
 

@@ -30,18 +30,20 @@ def subprocess_env(home: Path, bucket: S3Bucket, password: str = PASSWORD) -> di
     }
 
 
-def test_opening_an_s3_repository_remembers_the_key_file_that_opened_it(
+def test_init_and_open_remember_the_key_file_of_an_s3_repository(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, isolated_env: Path
 ) -> None:
     src = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
     assert cli("init", "-r", s3_bucket.url).exit_code == 0
-    assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
-
     hint = Path(unlock_hint(isolated_env / ".cache" / "bbackup", s3_bucket.url))
     (key_name,) = s3_bucket.keys("repo/keys/")
     stored = s3_bucket.client.get_object(Bucket=s3_bucket.bucket, Key=key_name)["Body"].read()
     assert hint.read_bytes() == stored
     assert stat.S_IMODE(hint.stat().st_mode) == 0o600
+
+    hint.unlink()  # a machine that did not create the repository learns it on first use
+    assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
+    assert hint.read_bytes() == stored
 
     other = tmp_path / "other-cache"
     assert cli("snapshots", "-r", s3_bucket.url, "--no-cache", "--cache-dir", other).exit_code == 0
@@ -57,7 +59,6 @@ def test_a_stale_copy_is_replaced_and_a_wrong_password_still_fails(
     env = subprocess_env(home, s3_bucket)
     assert run_subprocess("init", "-r", s3_bucket.url, env=env).exit_code == 0
     hint = Path(unlock_hint(home / ".cache" / "bbackup", s3_bucket.url))
-    hint.parent.mkdir(parents=True)
     # Another repository's key file under this URL (the bucket was recreated, say).
     other = tmp_path / "other"
     assert run_subprocess("init", "-r", other, env=env).exit_code == 0
