@@ -28,6 +28,33 @@ def default_cache_root() -> Path:
     return Path(base) / "bbackup"
 
 
+def write_cache_file(
+    path: Path, data: bytes | bytearray | memoryview, *, mode: int = 0o666
+) -> None:
+    """Write a cache file whole (beside it, then renamed), creating its directory; a
+    failure is ignored: a cache that cannot be written is only slower."""
+    tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def keep_key_copy(path: Path, key_file: bytes) -> None:
+    """Keep a copy of the key file that opened a remote repository at `path`, readable by
+    the owner only, unless it is there already (see `cli.early.unlock_hint`)."""
+    try:
+        if path.read_bytes() == key_file:
+            return
+    except OSError:
+        pass
+    write_cache_file(path, key_file, mode=0o600)
+
+
 class CachingStorage(StorageWrapper):
     """Serves cacheable objects from disk; writes through on put; forgets on delete."""
 
@@ -67,14 +94,7 @@ class CachingStorage(StorageWrapper):
         return data
 
     def _write(self, name: str, data: bytes | bytearray | memoryview) -> None:
-        path = self._path(name)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written is only slower
+        write_cache_file(self._path(name), data)
 
     async def put(
         self,

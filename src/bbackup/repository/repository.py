@@ -7,9 +7,7 @@ documents (snapshots, locks) by name. Storage objects are never touched directly
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
-import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,7 +22,7 @@ from bbackup.errors import (
     RepositoryNotFound,
     WrongPassword,
 )
-from bbackup.repository.cache import CachingStorage, default_cache_root
+from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
 from bbackup.repository.pack import pack_object_name
@@ -68,7 +66,7 @@ async def init_repository(
     cipher = Cipher(master)
     await storage.put(CONFIG_NAME, cipher.seal_document(CONFIG_KIND, config.to_bytes()))
     if remember_key is not None:
-        _remember(remember_key, key_file)
+        keep_key_copy(remember_key, key_file)
     return config
 
 
@@ -207,25 +205,6 @@ def _open_any(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, Ma
     raise WrongPassword()
 
 
-def _remember(path: Path, data: bytes) -> None:
-    """Write `data` to `path` (owner-only) unless it is there already; best effort."""
-    try:
-        if path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
 async def open_repository(
     stack: StorageStack,
     password: str,
@@ -249,7 +228,7 @@ async def open_repository(
         raise IntegrityError(f"repository at {storage.location} has no key files")
     key_name, master = await asyncio.to_thread(_open_any, keys, password)
     if remember_key is not None:
-        _remember(remember_key, dict(keys)[key_name])
+        keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
     if use_cache:
         directory = (cache_root or default_cache_root()) / config.repository_id

@@ -3,8 +3,8 @@
 A write goes to a temporary file beside its final name, is fsynced, then renamed into
 place, so a crash never leaves a partial object under a final name. Large payloads in
 page-aligned memory (packs) are written with O_DIRECT, around the page cache, and so are
-a restore's ranged reads of packs that are not cached. Blocking
-file I/O runs in the default thread pool so the event loop keeps serving other transfers.
+a restore's ranged reads of packs that are not cached. Blocking file I/O runs in the
+default thread pool so the event loop keeps serving other transfers.
 """
 
 from __future__ import annotations
