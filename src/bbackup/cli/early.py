@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 #: Commands that never open a repository with a password that already exists.
 _NO_KEY = frozenset({"init", "--help", "-h", "--version"})
@@ -122,9 +123,43 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
         return
 
 
+def exit_status(code: object) -> int:
+    """The exit status `sys.exit(code)` gives: None is 0, an int itself, anything else is
+    printed to stderr and gives 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def exit_now(code: object) -> NoReturn:
+    """End the process once a command has finished: flush stdout and stderr, then leave
+    without the interpreter's teardown.
+
+    By the time a command returns, its repository writes are complete, its lock is
+    released, its worker threads are joined and its files closed; what the teardown does
+    after that is free every object and module one by one, ~30 ms of an unchanged
+    backup's ~0.5 s (more after a restore that held a large index). Output that cannot be
+    flushed (a closed pipe) gives 120, as the interpreter's own shutdown would."""
+    status = exit_status(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe, or a stream closed already
+            status = status or 120
+    os._exit(status)
+
+
 def main() -> None:
-    """The `bbackup` command: start unlocking, then load and run the application."""
+    """The `bbackup` command: start unlocking, then load and run the application, and
+    exit as soon as it is done (`exit_now`)."""
     unlock_early(sys.argv[1:], os.environ)
     from bbackup.cli.app import main as run
 
-    run()
+    try:
+        run()
+    except SystemExit as exc:
+        exit_now(exc.code)
+    exit_now(0)
