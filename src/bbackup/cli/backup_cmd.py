@@ -9,15 +9,9 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    GlobalOptions,
-    echo,
-    emit_json,
-    human_bytes,
-    repo_command,
-    warn,
-    with_repo,
-)
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import (

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    GlobalOptions,
-    echo,
-    emit_json,
-    prompt_password,
-    repo_command,
-    with_repo,
-)
-from bbackup.errors import UsageError
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json
+from bbackup.cli.password import resolve_new_password
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
 
 NewPasswordFile = Annotated[
     str | None,
     typer.Option(envvar="BBACKUP_NEW_PASSWORD_FILE", help="Read the new password from a file."),
 ]
-
-
-def new_password(path: str | None) -> str:
-    if path:
-        try:
-            value = Path(path).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read new password file {path}: {exc.strerror}") from exc
-    elif (env := os.environ.get("BBACKUP_NEW_PASSWORD")) is not None:
-        value = env
-    else:
-        value = prompt_password("New password", confirm=True)
-    if not value:
-        raise UsageError("an empty password is not allowed")
-    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -66,7 +44,9 @@ def register(app: typer.Typer) -> None:
     @repo_command(key_app, "add", help="Add a password.")
     def key_add(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
         key_id = with_repo(
-            opts, lambda repo: add_key(repo, new_password(new_password_file)), load_index=False
+            opts,
+            lambda repo: add_key(repo, resolve_new_password(new_password_file)),
+            load_index=False,
         )
         _done(opts, "key_added", key_id, f"added key {key_id[:8]}")
 
@@ -81,7 +61,7 @@ def register(app: typer.Typer) -> None:
     def key_passwd(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
         key_id = with_repo(
             opts,
-            lambda repo: change_password(repo, new_password(new_password_file)),
+            lambda repo: change_password(repo, resolve_new_password(new_password_file)),
             load_index=False,
         )
         _done(opts, "password_changed", key_id, f"password changed (new key {key_id[:8]})")

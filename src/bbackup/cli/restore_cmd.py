@@ -7,19 +7,11 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    M_TRIM_THRESHOLD,
-    GlobalOptions,
-    echo,
-    emit_json,
-    human_bytes,
-    repo_command,
-    set_malloc_option,
-    warn,
-    with_repo,
-)
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn
 from bbackup.cli.progress import progress_reporter
-from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
 from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSummary, remote_range_gap
 from bbackup.repository import Repository
@@ -31,10 +23,6 @@ from bbackup.storage import DEFAULT_CONNECTIONS
 #: reused instead of being mapped, faulted in page by page and unmapped again. Remote
 #: repositories read whole runs of needed blobs: there every request costs.
 LOCAL_READ_SIZE = 2 * 1024 * 1024 - 64 * 1024
-#: Freed heap memory glibc keeps instead of giving it back (its default is 128 KiB): the
-#: restore frees and allocates a few MiB per blob read, decrypted and decompressed, and a
-#: page given back is zero-filled and faulted in again on its next use.
-KEEP_FREED_BYTES = 64 * 1024 * 1024
 
 
 def register(app: typer.Typer) -> None:
@@ -90,8 +78,6 @@ def register(app: typer.Typer) -> None:
             summary.requests = repo.stack.counter.snapshot()
             return summary
 
-        # Freed heap is kept for reuse, never added to: peak memory is unchanged.
-        set_malloc_option(M_TRIM_THRESHOLD, KEEP_FREED_BYTES, "MALLOC_TRIM_THRESHOLD_")
         summary = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from bbackup.cache_paths import default_cache_root
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
 from bbackup.crypto.keys import MasterKey, calibrate_kdf, open_key_file, seal_key_file
@@ -22,7 +23,7 @@ from bbackup.errors import (
     RepositoryNotFound,
     WrongPassword,
 )
-from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
+from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
 from bbackup.repository.pack import pack_object_name
@@ -217,7 +218,7 @@ async def open_repository(
     """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise.
 
     `remember_key`: keep a copy of the key file that opened it there (see
-    `cli.early.unlock_hint`)."""
+    `cache_paths.unlock_hint`)."""
     storage = stack.storage
     try:
         sealed_config = await storage.get(CONFIG_NAME)

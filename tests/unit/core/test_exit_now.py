@@ -1,5 +1,5 @@
 """The `bbackup` entry point leaves without the interpreter's teardown once a command is
-done (`cli.early.exit_now`): what the command printed must still arrive in full, and the
+done (`cli.fast_exit.exit_now`): what the command printed must still arrive in full, and the
 exit status must be the one the command gave."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bbackup.cli.early import exit_status
+from bbackup.cli.fast_exit import exit_status
 
 #: As the command runs from a shell: stdout block-buffered when it is a pipe.
 BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
@@ -18,7 +18,7 @@ BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 def _child(code: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-c", "from bbackup.cli.early import exit_now\n" + code],
+        [sys.executable, "-c", "from bbackup.cli.fast_exit import exit_now\n" + code],
         capture_output=True,
         timeout=60,
         env=BUFFERED,
@@ -52,7 +52,7 @@ def test_output_to_a_closed_pipe_gives_120() -> None:
         [
             sys.executable,
             "-c",
-            "import sys\nfrom bbackup.cli.early import exit_now\n"
+            "import sys\nfrom bbackup.cli.fast_exit import exit_now\n"
             "sys.stdout.write('unread')\nsys.stdin.read()\nexit_now(0)",
         ],
         stdin=subprocess.PIPE,
