@@ -23,7 +23,6 @@ from bbackup.ops.backup import (
 )
 from bbackup.ops.scan import Excluder, Prescan
 from bbackup.repository import Repository
-from bbackup.storage import DEFAULT_CONNECTIONS
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -74,7 +73,6 @@ def register(app: typer.Typer) -> None:
             patterns += [
                 ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")
             ]
-        stack_scheme = opts.open_stack().url.scheme if opts.repo else "local"
         options = BackupOptions(
             paths=paths,
             tags=tag or [],
@@ -84,10 +82,6 @@ def register(app: typer.Typer) -> None:
             storage_class=storage_class,
             compression_level=compression,
             workers=workers,
-            # Local: two pack writes in flight overlap one pack's fsync with the next pack's
-            # write (15-25% faster than one); more only costs memory.
-            upload_slots=opts.connections
-            or (2 if stack_scheme == "local" else DEFAULT_CONNECTIONS[stack_scheme]),
         )
         if host:
             options.host = host
@@ -99,6 +93,7 @@ def register(app: typer.Typer) -> None:
                 warn(f"warning: {path}: {message}")
 
         async def work(repo: Repository) -> BackupSummary:
+            options.upload_slots = opts.connections or repo.stack.profile.upload_slots
             archiver = Archiver(repo, options, on_error=on_error)
             start = time.monotonic()
 

@@ -40,7 +40,7 @@ def key_hint(opts: GlobalOptions, stack: StorageStack) -> Path | None:
     """Where the cache keeps a copy of the key file that opens a remote repository, from
     which the next command starts deriving the key while it loads (cli/early.py); None
     for a local repository (its key files are read directly) or without the cache."""
-    if opts.no_cache or not opts.repo or stack.url.scheme == "local":
+    if opts.no_cache or not opts.repo or not stack.profile.remote:
         return None
     return unlock_hint(cache_root(opts.cache_dir), opts.repo)
 

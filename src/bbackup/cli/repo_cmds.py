@@ -30,9 +30,6 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> RepositoryConfig:
             try:
-                ensure = getattr(stack.backend, "ensure_bucket", None)
-                if ensure is not None:
-                    await ensure(create=True)
                 config = RepositoryConfig(compression_level=compression, pack_size=pack_size * MiB)
                 return await init_repository(
                     stack, password, config, remember_key=key_hint(opts, stack)

@@ -13,16 +13,9 @@ from bbackup.cli.output import echo, emit_json, human_bytes, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
-from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
-from bbackup.storage import DEFAULT_CONNECTIONS
-
-#: Reads of a local repository span at most this much of a pack: below glibc's mmap
-#: threshold (2 MiB, `app._tune_allocator`), so read buffers come from the heap and are
-#: reused instead of being mapped, faulted in page by page and unmapped again. Remote
-#: repositories read whole runs of needed blobs: there every request costs.
-LOCAL_READ_SIZE = 2 * 1024 * 1024 - 64 * 1024
 
 
 def register(app: typer.Typer) -> None:
@@ -50,16 +43,20 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            scheme = repo.stack.url.scheme
+            profile = repo.stack.profile
             restorer = Restorer(
                 repo,
                 snap,
                 target,
                 include=include,
                 workers=workers,
-                connections=opts.connections or DEFAULT_CONNECTIONS.get(scheme, 4),
-                read_size=LOCAL_READ_SIZE if scheme == "local" else None,
-                max_gap=MAX_RANGE_GAP if scheme == "local" else remote_range_gap(repo.config),
+                connections=opts.connections or profile.default_connections,
+                read_size=profile.read_size,
+                max_gap=(
+                    remote_range_gap(repo.config)
+                    if profile.range_gap is None
+                    else profile.range_gap
+                ),
                 on_error=on_error,
             )
             start = time.monotonic()

@@ -109,7 +109,7 @@ async def check_repository(
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
     if read_data is not None:
-        local = repo.stack.url.scheme in ("local", "memory")
+        local = not repo.stack.profile.remote
         packs_in_flight = connections or (
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )

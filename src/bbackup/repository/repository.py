@@ -51,6 +51,7 @@ async def init_repository(
 ) -> RepositoryConfig:
     """Create a repository: a master key, its first key file and the config.
     `remember_key`: keep a copy of the key file there, as `open_repository` does."""
+    await stack.create_container()
     storage = stack.storage
     try:
         await storage.stat(CONFIG_NAME)
@@ -145,9 +146,7 @@ class Repository:
             ),
             upload_slots=upload_slots or 4,
             data_storage_class=data_storage_class,
-            # The S3 backend sends bytes (aiohttp copies any other buffer): copying the pack
-            # once, up front, lets its map go before the upload instead of after.
-            stage_uploads=self.storage.location.startswith("s3://"),
+            stage_uploads=self.stack.profile.stage_uploads,
         )
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
