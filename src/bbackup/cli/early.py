@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from bbackup.cache_paths import cache_root, unlock_hint
+from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.password import password_without_asking
 
 #: The switch: set to 1 to derive the key only when the command opens the repository.
@@ -89,7 +89,7 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
         elif "--no-cache" not in argv:
             # Remote: the key file that opened this repository last time, if remembered.
             explicit = _option(argv, "--cache-dir") or environ.get("BBACKUP_CACHE_DIR")
-            paths = [str(unlock_hint(cache_root(explicit, environ), location))]
+            paths = [unlock_hint(cache_directory(explicit, environ), location)]
         else:
             return
         if not 0 < len(paths) <= _MAX_KEY_FILES:

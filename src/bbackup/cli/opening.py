@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bbackup.cache_paths import cache_root, unlock_hint
+from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.options import GlobalOptions
 from bbackup.cli.password import resolve_password
 from bbackup.repository import Repository, open_repository
@@ -25,7 +25,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 async def open_repo(
     opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True
 ) -> Repository:
-    password = resolve_password(opts)
+    password = resolve_password(opts.password_file, opts.password_command)
     return await open_repository(
         stack,
         password,
@@ -42,7 +42,7 @@ def key_hint(opts: GlobalOptions, stack: StorageStack) -> Path | None:
     for a local repository (its key files are read directly) or without the cache."""
     if opts.no_cache or not opts.repo or not stack.profile.remote:
         return None
-    return unlock_hint(cache_root(opts.cache_dir), opts.repo)
+    return Path(unlock_hint(cache_directory(opts.cache_dir), opts.repo))
 
 
 def with_repo(

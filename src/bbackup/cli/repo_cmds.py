@@ -25,7 +25,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
-        password = resolve_password(opts, confirm=True, prompt="New repository password")
+        password = resolve_password(
+            opts.password_file,
+            opts.password_command,
+            confirm=True,
+            prompt="New repository password",
+        )
         stack = opts.open_stack()
 
         async def main() -> RepositoryConfig:

@@ -16,12 +16,12 @@ from bbackup.cli.fast_exit import exit_status
 BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
-def _child(code: str) -> subprocess.CompletedProcess[bytes]:
+def _child(code: str, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-c", "from bbackup.cli.fast_exit import exit_now\n" + code],
         capture_output=True,
         timeout=60,
-        env=BUFFERED,
+        env={**BUFFERED, **env},
     )
 
 
@@ -39,6 +39,18 @@ def test_buffered_output_is_flushed_before_leaving() -> None:
     assert done.returncode == 3
     assert done.stdout == b"x" * 1_000_003
     assert done.stderr == b"e"
+
+
+def test_switched_off_the_interpreter_exits_as_usual_with_the_same_result() -> None:
+    done = _child(
+        "import atexit, sys\natexit.register(lambda: print('teardown ran'))\n"
+        "sys.stdout.write('out\\n')\nexit_now(3)",
+        BBACKUP_NO_FAST_EXIT="1",
+    )
+    assert done.returncode == 3
+    assert done.stdout == b"out\nteardown ran\n"
+    fast = _child("import atexit\natexit.register(lambda: print('teardown ran'))\nexit_now(3)")
+    assert (fast.returncode, fast.stdout) == (3, b"")
 
 
 def test_a_message_goes_to_stderr_with_status_1() -> None:
