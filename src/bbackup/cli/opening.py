@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.options import GlobalOptions
 from bbackup.cli.password import resolve_password
+from bbackup.errors import UsageError
 from bbackup.repository import Repository, open_repository
-from bbackup.storage import StorageStack
+from bbackup.storage import StorageStack, open_storage
 
 T = TypeVar("T")
 
@@ -45,11 +46,18 @@ def key_hint(opts: GlobalOptions, stack: StorageStack) -> Path | None:
     return Path(unlock_hint(cache_directory(opts.cache_dir), opts.repo))
 
 
+def open_stack(opts: GlobalOptions) -> StorageStack:
+    """The storage stack of the repository the options name."""
+    if not opts.repo:
+        raise UsageError("no repository given: pass --repo or set BBACKUP_REPOSITORY")
+    return open_storage(opts.repo, opts.storage_options())
+
+
 def with_repo(
     opts: GlobalOptions, work: Callable[[Repository], Awaitable[T]], *, load_index: bool = True
 ) -> T:
     """Open the repository, run `work`, and close the storage whatever happens."""
-    stack = opts.open_stack()
+    stack = open_stack(opts)
 
     async def main() -> T:
         try:

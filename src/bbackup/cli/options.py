@@ -14,8 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from bbackup.cli.output import error_exit
-from bbackup.errors import UsageError
-from bbackup.storage import StorageOptions, StorageStack, open_storage
+from bbackup.storage import StorageOptions
 
 
 @dataclass(slots=True)
@@ -40,11 +39,6 @@ class GlobalOptions:
             s3_region=self.s3_region,
             s3_path_style=self.s3_path_style,
         )
-
-    def open_stack(self) -> StorageStack:
-        if not self.repo:
-            raise UsageError("no repository given: pass --repo or set BBACKUP_REPOSITORY")
-        return open_storage(self.repo, self.storage_options())
 
 
 _COMMON_PARAMS: list[tuple[str, Any, Any]] = [

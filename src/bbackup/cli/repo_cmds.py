@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bbackup.chunking import MiB
-from bbackup.cli.opening import key_hint, run_async, with_repo
+from bbackup.cli.opening import key_hint, open_stack, run_async, with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
             confirm=True,
             prompt="New repository password",
         )
-        stack = opts.open_stack()
+        stack = open_stack(opts)
 
         async def main() -> RepositoryConfig:
             try:
