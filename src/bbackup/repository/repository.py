@@ -27,7 +27,7 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
-from bbackup.repository.pack import pack_object_name
+from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack
 from bbackup.repository.roles import (
     DELETABLE_DOCUMENT_PREFIXES,
     PACK_PREFIXES,
@@ -190,6 +190,9 @@ class Repository:
 
     async def list_packs(self) -> list[ObjectInfo]:
         return [info for prefix in PACK_PREFIXES async for info in self.storage.list(prefix)]
+
+    def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
+        return parse_pack(self.cipher, data)
 
     async def delete_pack(self, name: str) -> None:
         _require_prefix(name, PACK_PREFIXES, "pack")

@@ -14,6 +14,7 @@ from typing import Protocol
 from bbackup.crypto.aead import BlobType
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import Index, IndexEntry, IndexSegment
+from bbackup.repository.pack import PackedBlob
 from bbackup.repository.writer import PreparedBlob, WriteStats
 from bbackup.storage import ObjectInfo
 
@@ -140,6 +141,10 @@ class PackInventory(Protocol):
 
     async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         """As `BlobLoader.read_pack`."""
+        ...
+
+    def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
+        """The blobs a whole pack's header lists (decrypted); IntegrityError if damaged."""
         ...
 
     async def delete_pack(self, name: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import BbackupError, IntegrityError, NotFound
@@ -17,6 +18,10 @@ from bbackup.repository import BlobLoader, BlobSaver, DocumentStore
 from bbackup.snapshot.model import Snapshot, Tree
 
 SNAPSHOT_KIND = "snapshot"
+
+
+class SnapshotSource(BlobLoader, DocumentStore, Protocol):
+    """What walking snapshots needs: their documents and the trees they reach."""
 
 
 class SnapshotNotFound(BbackupError):
