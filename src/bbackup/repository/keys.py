@@ -8,8 +8,7 @@ from typing import Any
 
 from bbackup.crypto.keys import calibrate_kdf, describe_key_file, seal_key_file
 from bbackup.errors import BbackupError
-from bbackup.repository.repository import Repository, current_user, read_key_files
-from bbackup.repository.writer import document_name
+from bbackup.repository.repository import Repository, current_user
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +21,7 @@ class KeyInfo:
 async def list_keys(repo: Repository) -> list[KeyInfo]:
     return [
         KeyInfo(name.rsplit("/", 1)[-1], name == repo.key_name, describe_key_file(data))
-        for name, data in await read_key_files(repo.stack.storage)
+        for name, data in await repo.key_files()
     ]
 
 
@@ -35,8 +34,7 @@ async def add_key(repo: Repository, password: str) -> str:
         hostname=socket.gethostname(),
         username=current_user(),
     )
-    name = document_name("keys", data)
-    await repo.stack.storage.put(name, data, if_absent=True)
+    name = await repo.save_key_file(data)
     return name.rsplit("/", 1)[-1]
 
 
@@ -50,13 +48,13 @@ async def remove_key(repo: Repository, key_id: str) -> str:
     key = matches[0]
     if key.current:
         raise BbackupError("refusing to remove the key this command was opened with")
-    await repo.stack.storage.delete(f"keys/{key.key_id}")
+    await repo.delete_key_file(f"keys/{key.key_id}")
     return key.key_id
 
 
 async def change_password(repo: Repository, password: str) -> str:
     """Add a key for the new password, then remove the one that opened the repository."""
     new_id = await add_key(repo, password)
-    await repo.stack.storage.delete(repo.key_name)
+    await repo.delete_key_file(repo.key_name)
     repo.key_name = f"keys/{new_id}"
     return new_id

@@ -1,7 +1,8 @@
 """The Repository: init and open, the master key, config, index, blobs and documents.
 
-Everything above this layer reads and writes through a Repository: blobs by type and ID,
-documents (snapshots, locks) by name. Storage objects are never touched directly.
+Everything above this layer reads and writes through the roles a Repository plays
+(`roles.py`): blobs by ID, packs and documents by name. Storage objects are never touched
+directly.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import getpass
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
@@ -25,9 +27,17 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
-from bbackup.repository.pack import pack_object_name
+from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack
+from bbackup.repository.roles import (
+    DELETABLE_DOCUMENT_PREFIXES,
+    PACK_PREFIXES,
+    BlobLoader,
+    BlobSaverSource,
+    DocumentStore,
+    PackInventory,
+)
 from bbackup.repository.writer import BlobWriter, document_name
-from bbackup.storage import Storage, StorageStack
+from bbackup.storage import ObjectInfo, Storage, StorageStack
 
 CONFIG_NAME = "config"
 CONFIG_KIND = "config"
@@ -71,7 +81,10 @@ async def init_repository(
 
 
 class Repository:
-    """An open repository. Use `open_repository` to get one."""
+    """An open repository. Use `open_repository` to get one.
+
+    It is the BlobLoader, BlobSaverSource, DocumentStore and PackInventory of `roles.py`;
+    its storage is its own (`stack` is there for the CLI's request counts and profile)."""
 
     def __init__(
         self,
@@ -169,6 +182,29 @@ class Repository:
             raise IntegrityError(f"pack {entry.pack_id}: blob {blob_id.hex()[:16]} is truncated")
         return self.decode_blob(blob_id, entry, sealed)
 
+    # ---- packs -------------------------------------------------------------------------
+
+    async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        return await self.storage.get(name, offset, length)
+
+    async def list_packs(self) -> list[ObjectInfo]:
+        return [info for prefix in PACK_PREFIXES async for info in self.storage.list(prefix)]
+
+    def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
+        return parse_pack(self.cipher, data)
+
+    async def delete_pack(self, name: str) -> None:
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        await self.storage.delete(name)
+
+    async def write_superseding_segment(self, segment: IndexSegment) -> str:
+        name = await self.save_document("index", INDEX_KIND, segment.to_bytes())
+        for old in segment.supersedes:
+            if f"index/{old}" != name:
+                await self.storage.delete(f"index/{old}")
+        return name
+
     # ---- documents ---------------------------------------------------------------------
 
     async def save_document(self, directory: str, kind: str, payload: bytes) -> str:
@@ -186,8 +222,44 @@ class Repository:
             self.storage.prune_missing(prefix, set(names))
         return names
 
+    async def delete_document(self, name: str) -> None:
+        _require_prefix(name, DELETABLE_DOCUMENT_PREFIXES, "deletable document")
+        await self.storage.delete(name)
+
+    async def document_mtime(self, name: str) -> float:
+        return (await self.storage.stat(name)).mtime
+
+    # ---- key files ---------------------------------------------------------------------
+
+    async def key_files(self) -> list[tuple[str, bytes]]:
+        """Every key file, as (name, stored bytes)."""
+        return await read_key_files(self.storage)
+
+    async def save_key_file(self, key_file: bytes) -> str:
+        name = document_name("keys", key_file)
+        await self.storage.put(name, key_file, if_absent=True)
+        return name
+
+    async def delete_key_file(self, name: str) -> None:
+        _require_prefix(name, ("keys/",), "key file")
+        await self.storage.delete(name)
+
     async def aclose(self) -> None:
         await self.storage.aclose()
+
+
+def _require_prefix(name: str, prefixes: tuple[str, ...], what: str) -> None:
+    """A role reaches only its own objects: a name elsewhere is a bug, not a request."""
+    if not name.startswith(prefixes):
+        raise ValueError(f"{name!r} is not a {what} name")
+
+
+if TYPE_CHECKING:
+
+    def _plays_every_role(
+        repo: Repository,
+    ) -> tuple[BlobLoader, BlobSaverSource, DocumentStore, PackInventory]:
+        return repo, repo, repo, repo  # mypy checks that a Repository plays each role
 
 
 async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
