@@ -119,6 +119,10 @@ def test_a_damaged_key_is_listed_as_damaged_and_can_be_removed(repo: Path, cli: 
     by_id = {k["id"]: k for k in listed.event("keys")["keys"]}
     assert by_id[damaged_id]["damaged"] == "unsupported key file version None"
     assert "damaged" not in next(k for i, k in by_id.items() if i != damaged_id)
+    [line] = [
+        ln for ln in cli("key", "list", "-r", repo).stdout.splitlines() if damaged_id[:8] in ln
+    ]
+    assert line.endswith("damaged: unsupported key file version None")
 
     assert cli("key", "remove", "-r", repo, damaged_id[:12]).exit_code == 0
     after = cli("snapshots", "-r", repo)

@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
             d = k.details
             echo(
                 f"{'*' if k.current else ' '} {k.key_id[:8]:<10} {d.get('username') or '':<12} "
-                f"{d.get('hostname') or '':<20} {d.get('created')}"
+                f"{d.get('hostname') or '':<20} "
+                + (f"damaged: {d['damaged']}" if "damaged" in d else str(d.get("created")))
             )
 
     @repo_command(key_app, "add", help="Add a password.")
