@@ -31,7 +31,7 @@ KdfMemoryOpt = Annotated[
     typer.Option(
         "--kdf-memory",
         metavar="MIB",
-        help="Argon2id memory of the new key, 8-4096 MiB (default 64).",
+        help="Argon2id memory of the new key, 8-2048 MiB (default 64).",
     ),
 ]
 KdfTimeOpt = Annotated[

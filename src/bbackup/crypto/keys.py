@@ -31,7 +31,7 @@ KDF_TARGET_SECONDS = 0.5
 #: cost ~10 ms of CPU time per password guess, 1/50 of the default (64 MiB, ~0.5 s);
 #: below that a key file protects little. The upper limits refuse typing mistakes.
 MIN_KDF_MEMORY_MIB = 8
-MAX_KDF_MEMORY_MIB = 4096
+MAX_KDF_MEMORY_MIB = 2048
 MIN_KDF_PASSES = 1
 MAX_KDF_PASSES = 1000
 
@@ -74,24 +74,29 @@ def calibrate_kdf(
     """Argon2id parameters whose derivation costs at least `target_seconds` of CPU time.
 
     Memory is `memory_kib` (64 MiB unless asked otherwise) and the lanes 4 (RFC 9106's
-    second recommended option); the passes `t` are raised until one derivation takes
-    `target_seconds` of CPU time on this machine. The cost is counted in CPU time, not
-    wall time, because that is what each password guess costs an attacker; the lanes run
-    in parallel, so on a machine with several cores opening the repository takes a
-    fraction of it (about half on two cores). restic and bbackup before argon2id spent
-    the same time on one core (scrypt).
+    second recommended option); the passes `t`, at least 3, are raised until one
+    derivation takes `target_seconds` of CPU time on this machine. With more memory than
+    64 MiB, one pass may be enough (RFC 9106's first option is 1 pass over 2 GiB). The
+    cost is counted in CPU time, not wall time, because that is what each password guess
+    costs an attacker; the lanes run in parallel, so on a machine with several cores
+    opening the repository takes a fraction of it (about half on two cores). restic and
+    bbackup before argon2id spent the same time on one core (scrypt).
     """
     salt = secrets.token_bytes(16)
+    want = 1.1 * target_seconds  # headroom: runs on one machine vary by 10-20 %
 
     def fastest(t: int, runs: int = 2) -> float:
         # The fastest run: the machine at its quickest, when a guess is cheapest.
         return min(_cpu_seconds(Argon2idParams(t=t, m=memory_kib), salt) for _ in range(runs))
 
-    one, three = fastest(1), fastest(3)
+    one = fastest(1, runs=1)
+    if memory_kib > ARGON2_MEMORY_KIB and one >= want:
+        return Argon2idParams(t=1, m=memory_kib)  # and no more passes measured at this size
+    one, three = min(one, fastest(1, runs=1)), fastest(3)
     per_pass = max((three - one) / 2, 1e-4)
     fixed = max(one - per_pass, 0.0)
-    want = 1.1 * target_seconds  # headroom: runs on one machine vary by 10-20 %
-    t = max(3, math.ceil((want - fixed) / per_pass))
+    least = 3 if memory_kib <= ARGON2_MEMORY_KIB else 1
+    t = max(least, math.ceil((want - fixed) / per_pass))
     # Short runs mispredict long ones: check at full length, and only ever go up.
     spent = fastest(t)
     if spent < want:
