@@ -289,6 +289,7 @@ async def open_repo(
         cache_root=Path(opts.cache_dir) if opts.cache_dir else None,
         load_index=load_index,
         remember_key=key_hint(opts, stack),
+        on_damaged_key=lambda message: warn(f"warning: {message}"),
     )
 
 
