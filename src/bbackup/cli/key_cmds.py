@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 
+from bbackup.cli.key_cost import KdfMemoryOpt, KdfTimeOpt
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_new_password
+from bbackup.crypto.keys import KdfCost
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
 
 NewPasswordFile = Annotated[
@@ -38,14 +40,21 @@ def register(app: typer.Typer) -> None:
             d = k.details
             echo(
                 f"{'*' if k.current else ' '} {k.key_id[:8]:<10} {d.get('username') or '':<12} "
-                f"{d.get('hostname') or '':<20} {d.get('created')}"
+                f"{d.get('hostname') or '':<20} "
+                + (f"damaged: {d['damaged']}" if "damaged" in d else str(d.get("created")))
             )
 
     @repo_command(key_app, "add", help="Add a password.")
-    def key_add(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
+    def key_add(
+        opts: GlobalOptions,
+        new_password_file: NewPasswordFile = None,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
+    ) -> None:
+        kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
             opts,
-            lambda repo: add_key(repo, resolve_new_password(new_password_file)),
+            lambda repo: add_key(repo, resolve_new_password(new_password_file), kdf),
             load_index=False,
         )
         _done(opts, "key_added", key_id, f"added key {key_id[:8]}")
@@ -58,10 +67,16 @@ def register(app: typer.Typer) -> None:
         _done(opts, "key_removed", removed, f"removed key {removed[:8]}")
 
     @repo_command(key_app, "passwd", help="Change the password of the key in use.")
-    def key_passwd(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
+    def key_passwd(
+        opts: GlobalOptions,
+        new_password_file: NewPasswordFile = None,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
+    ) -> None:
+        kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
             opts,
-            lambda repo: change_password(repo, resolve_new_password(new_password_file)),
+            lambda repo: change_password(repo, resolve_new_password(new_password_file), kdf),
             load_index=False,
         )
         _done(opts, "password_changed", key_id, f"password changed (new key {key_id[:8]})")

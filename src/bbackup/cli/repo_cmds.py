@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from bbackup.chunking import MiB
+from bbackup.cli.key_cost import KdfMemoryOpt, KdfTimeOpt
 from bbackup.cli.opening import key_hint, open_stack, run_async, with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
+from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
 from bbackup.repository import Repository, RepositoryConfig, init_repository, remove_stale_locks
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
@@ -22,9 +24,12 @@ def register(app: typer.Typer) -> None:
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
         compression: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
     ) -> None:
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
+        kdf = KdfCost(kdf_memory, kdf_time)
         password = resolve_password(
             opts.password_file,
             opts.password_command,
@@ -37,7 +42,7 @@ def register(app: typer.Typer) -> None:
             try:
                 config = RepositoryConfig(compression_level=compression, pack_size=pack_size * MiB)
                 return await init_repository(
-                    stack, password, config, remember_key=key_hint(opts, stack)
+                    stack, password, config, kdf=kdf, remember_key=key_hint(opts, stack)
                 )
             finally:
                 await stack.storage.aclose()

@@ -15,20 +15,22 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
 from bbackup.repository import (
+    BlobLoader,
+    DocumentStore,
     IndexEntry,
     PackedBlob,
     PackInfo,
+    PackInventory,
     Repository,
     pack_object_name,
-    parse_pack,
     verify_pack_id,
 )
 from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import load_snapshot, load_snapshots, load_tree
+from bbackup.snapshot.store import SnapshotSource, load_snapshot, load_snapshots, load_tree
 
 #: Packs --read-data reads at once, each held whole until it is verified (16 MiB or more).
 #: A local disk reads a pack in a fraction of the time verifying it takes, so one pack read
@@ -40,6 +42,10 @@ REMOTE_PACKS_IN_FLIGHT = 4
 #: The blobs of a pack are verified in batches of about this many bytes, so that every
 #: worker has work while another hashes the whole pack.
 BATCH_BYTES = 2 * 1024 * 1024
+
+
+class CheckedRepository(PackInventory, BlobLoader, DocumentStore, Protocol):
+    """What check reads: the stored packs and the index, blobs, and snapshot documents."""
 
 
 @dataclass(slots=True)
@@ -104,7 +110,10 @@ async def check_repository(
     connections: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
-    """Check the repository; `connections` packs at most are read (and held) at once."""
+    """Check the repository; `connections` packs at most are read (and held) at once.
+
+    Only this entry point sees the Repository, for what kind of store it is; the checks
+    themselves use its roles."""
     report = CheckReport()
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
@@ -117,12 +126,9 @@ async def check_repository(
     return report
 
 
-async def _check_packs_exist(repo: Repository, report: CheckReport) -> None:
-    stored: dict[str, int] = {}
-    for prefix in ("data/", "tree/"):
-        async for info in repo.storage.list(prefix):
-            stored[info.name] = info.size
-    packs = repo.index.all_packs()
+async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> None:
+    stored = {info.name: info.size for info in await inventory.list_packs()}
+    packs = inventory.index.all_packs()
     report.packs = len(packs)
     indexed_names = set()
     for pack in packs.values():
@@ -140,7 +146,7 @@ async def _check_packs_exist(repo: Repository, report: CheckReport) -> None:
         )
 
 
-async def _check_snapshots(repo: Repository, report: CheckReport) -> None:
+async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
     names = await repo.list_names("snapshots/")
     try:
         snapshots = await load_snapshots(repo)
@@ -189,7 +195,7 @@ async def _check_snapshots(repo: Repository, report: CheckReport) -> None:
 
 
 async def _read_packs(
-    repo: Repository,
+    repo: CheckedRepository,
     report: CheckReport,
     subset: ReadDataSubset,
     workers: int,
@@ -207,7 +213,7 @@ async def _read_packs(
             pack = packs[pack_id]
             name = pack_object_name(pack.blob_type, pack_id)
             try:
-                data = await repo.storage.get(name)
+                data = await repo.read_pack(name)
             except NotFound:
                 continue  # already reported by the structure check
             except BbackupError as exc:
@@ -228,7 +234,7 @@ async def _read_packs(
 
 
 async def _verify_pack(
-    repo: Repository, pool: ThreadPoolExecutor, pack: PackInfo, data: bytes
+    repo: CheckedRepository, pool: ThreadPoolExecutor, pack: PackInfo, data: bytes
 ) -> list[str]:
     """Everything wrong with one pack held in memory: its SHA-256 name, its header against
     the index, and every blob it holds. The blobs are verified in batches spread over the
@@ -238,7 +244,7 @@ async def _verify_pack(
     try:
         hashed = loop.run_in_executor(pool, _pack_id_problems, pack.pack_id, shared)
         try:
-            blobs = parse_pack(repo.cipher, data)
+            blobs = repo.parse_pack_header(data)
         except IntegrityError as exc:
             return [*await hashed, f"header: {exc}"]
         decoded = [
@@ -280,7 +286,7 @@ def _pack_id_problems(pack_id: str, shared: _SharedPack) -> list[str]:
 
 
 def _blob_problems(
-    repo: Repository, pack_id: str, shared: _SharedPack, blobs: list[PackedBlob]
+    loader: BlobLoader, pack_id: str, shared: _SharedPack, blobs: list[PackedBlob]
 ) -> list[str]:
     data = shared.data
     if data is None:
@@ -290,7 +296,7 @@ def _blob_problems(
     for blob in blobs:
         entry = IndexEntry(pack_id, blob.blob_type, blob.offset, blob.length, blob.raw_length)
         try:
-            repo.decode_blob(blob.blob_id, entry, view[blob.offset : blob.offset + blob.length])
+            loader.decode_blob(blob.blob_id, entry, view[blob.offset : blob.offset + blob.length])
         except IntegrityError as exc:
             problems.append(str(exc))
     return problems

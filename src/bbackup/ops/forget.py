@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bbackup.errors import BbackupError, UsageError
-from bbackup.repository import Repository, RepositoryLock
+from bbackup.repository import DocumentStore, RepositoryLock
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.retention import (
     Decision,
@@ -31,7 +31,7 @@ class ForgetGroup:
 
 
 async def plan_forget(
-    repo: Repository,
+    documents: DocumentStore,
     policy: RetentionPolicy,
     *,
     group_by: Collection[str],
@@ -44,7 +44,7 @@ async def plan_forget(
             "no retention policy given: pass --keep-last, --keep-daily, ... (nothing removed)"
         )
     filters = filters or SnapshotFilter()
-    snapshots = [s for s in await load_snapshots(repo) if filters.matches(s)]
+    snapshots = [s for s in await load_snapshots(documents) if filters.matches(s)]
     groups = []
     for key, members in group_snapshots(snapshots, group_by).items():
         # restic ignores snapshots from the future when it finds the newest one.
@@ -59,13 +59,13 @@ async def plan_forget(
     return groups
 
 
-async def apply_forget(repo: Repository, groups: list[ForgetGroup]) -> int:
+async def apply_forget(documents: DocumentStore, groups: list[ForgetGroup]) -> int:
     """Delete the snapshot documents the plan removes; return how many."""
     removed = 0
-    async with RepositoryLock(repo, exclusive=False, purpose="forget"):
+    async with RepositoryLock(documents, exclusive=False, purpose="forget"):
         for group in groups:
             for snapshot in group.removed:
-                await delete_snapshot(repo, snapshot)
+                await delete_snapshot(documents, snapshot)
                 removed += 1
     return removed
 

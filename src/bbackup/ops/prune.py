@@ -1,8 +1,9 @@
 """Prune: reclaim the space of packs no snapshot uses, safely beside running backups.
 
 Execution order makes every crash point leave a repository that `check` accepts:
-1. repack: copy the used blobs of mostly-unused packs into new packs (plus their own
-   index segment); the old packs are still listed, so nothing is missing meanwhile;
+1. repack: copy the used blobs of mostly-unused packs into new packs through the
+   repository's blob saver, as a backup does (so with their own index segment); the old
+   packs are still listed, so nothing is missing meanwhile;
 2. write one new index segment that lists every live and marked pack and supersedes
    every segment this run read;
 3. delete the superseded segments;
@@ -17,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, RepositoryLocked
@@ -36,20 +37,25 @@ from bbackup.ops.prune_plan import (
     plan_prune,
 )
 from bbackup.repository import (
-    Index,
+    BlobLoader,
+    BlobSaverSource,
+    DocumentStore,
     IndexSegment,
     PackInfo,
+    PackInventory,
     PreparedBlob,
-    Repository,
     RepositoryLock,
     list_locks,
     pack_object_name,
 )
-from bbackup.repository.index import INDEX_KIND
-from bbackup.repository.writer import BlobWriter, document_name
 from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import load_snapshots, load_tree
+from bbackup.snapshot.store import SnapshotSource, load_snapshots, load_tree
 from bbackup.storage import ObjectInfo
+
+
+class PrunedRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
+    """What prune needs: the stored packs and the index, blobs to verify and copy, a blob
+    saver for the copies, and the snapshot and lock documents."""
 
 
 @dataclass(slots=True)
@@ -82,7 +88,7 @@ class PruneReport:
         }
 
 
-async def used_blobs(repo: Repository) -> set[bytes]:
+async def used_blobs(repo: SnapshotSource) -> set[bytes]:
     """Every blob (trees and contents) that some snapshot reaches."""
     used: set[bytes] = set()
     for snapshot in await load_snapshots(repo):
@@ -100,17 +106,13 @@ async def used_blobs(repo: Repository) -> set[bytes]:
     return used
 
 
-async def _stored_packs(repo: Repository) -> dict[str, ObjectInfo]:
-    stored: dict[str, ObjectInfo] = {}
-    for prefix in ("data/", "tree/"):
-        async for info in repo.storage.list(prefix):
-            stored[info.name.rsplit("/", 1)[-1]] = info
-    return stored
+async def _stored_packs(packs: PackInventory) -> dict[str, ObjectInfo]:
+    return {info.name.rsplit("/", 1)[-1]: info for info in await packs.list_packs()}
 
 
-async def _oldest_other_lock(repo: Repository, own: str | None) -> float | None:
+async def _oldest_other_lock(documents: DocumentStore, own: str | None) -> float | None:
     starts = []
-    for lock in await list_locks(repo, skip=own):
+    for lock in await list_locks(documents, skip=own):
         if lock.stale:
             continue
         if lock.purpose == "prune":
@@ -120,7 +122,7 @@ async def _oldest_other_lock(repo: Repository, own: str | None) -> float | None:
 
 
 async def gather_input(
-    repo: Repository,
+    repo: PrunedRepository,
     options: PruneOptions,
     *,
     now: float,
@@ -177,7 +179,7 @@ async def gather_input(
 
 
 async def prune(
-    repo: Repository,
+    repo: PrunedRepository,
     options: PruneOptions,
     *,
     on_step: Callable[[str], None] | None = None,
@@ -201,12 +203,12 @@ async def prune(
 
 
 async def _prune_pass(
-    repo: Repository, options: PruneOptions, lock: RepositoryLock, step: Callable[[str], None]
+    repo: PrunedRepository, options: PruneOptions, lock: RepositoryLock, step: Callable[[str], None]
 ) -> PruneReport:
     # Locks first: a process whose lock we do not see took it after our lock was stored,
     # so it reads the index after this moment and stores its packs after our lock.
     assert lock.name is not None
-    fence = (await repo.storage.stat(lock.name)).mtime
+    fence = await repo.document_mtime(lock.name)
     now = time.time()
     oldest_other_lock = await _oldest_other_lock(repo, lock.name)
     await repo.load_index()
@@ -240,7 +242,7 @@ async def _prune_pass(
     async def delete(pack_id: str) -> None:
         info = stored[pack_id]
         async with sem:
-            await repo.storage.delete(info.name)
+            await repo.delete_pack(info.name)
 
     await asyncio.gather(*(delete(d.pack_id) for d in deletions))
     return report
@@ -289,21 +291,18 @@ def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:
 
 
 async def _repack(
-    repo: Repository, pack_ids: list[str], inp: PruneInput, options: PruneOptions
+    repo: PrunedRepository, pack_ids: list[str], inp: PruneInput, options: PruneOptions
 ) -> int:
-    """Copy the used blobs of `pack_ids` into new packs; return bytes written."""
-    writer = BlobWriter(
-        repo.storage,
-        repo.cipher,
-        Index(),  # dedup only among the copies: the old packs are about to go
-        pack_size=repo.config.pack_size,
-        compression_level=repo.config.compression_level,
-        upload_slots=max(1, options.connections),
-    )
+    """Copy the used blobs of `pack_ids` into new packs; return bytes written.
+
+    The copies go through the repository's blob saver, as a backup's blobs do: each new
+    pack joins the index once stored, and `flush` stores their index segment. Blobs are
+    handed over sealed, so nothing is deduplicated against the packs being emptied."""
+    writer = repo.new_writer(upload_slots=max(1, options.connections))
     packs = repo.index.all_packs()
     for pack_id in pack_ids:
         pack = packs[pack_id]
-        data = await repo.storage.get(pack_object_name(pack.blob_type, pack_id))
+        data = await repo.read_pack(pack_object_name(pack.blob_type, pack_id))
         view = memoryview(data)
         for blob_id, offset, length, raw_length in pack.blobs:
             if inp.used_home.get(blob_id) != pack_id:
@@ -318,15 +317,12 @@ async def _repack(
                 PreparedBlob(BlobType(pack.blob_type), blob_id, sealed, raw_length, sealed=True)
             )
     await writer.flush()
-    # The copies are live from now on; the old packs will be marked by the new index.
-    for segment_name in writer.stats.segments:
-        segment = IndexSegment.from_bytes(await repo.load_document(segment_name, INDEX_KIND))
-        for info in segment.packs:
-            repo.index.add_pack(info)
+    # The copies are live from now on (in the index and in their own segment); the old
+    # packs will be marked by the new index.
     return writer.stats.bytes_stored
 
 
-async def _rewrite_index(repo: Repository, plan: PrunePlan, repacked: list[str]) -> None:
+async def _rewrite_index(repo: PackInventory, plan: PrunePlan, repacked: list[str]) -> None:
     """Write one segment with every live and marked pack; supersede every segment we read.
 
     Packs planned for deletion are left out; `repacked` packs are listed as marked.
@@ -346,10 +342,4 @@ async def _rewrite_index(repo: Repository, plan: PrunePlan, repacked: list[str])
     # behind, dropping the segment that superseded them must not bring them back.
     old_segments = repo.index_segments + repo.superseded_segments
     superseded = [name.rsplit("/", 1)[-1] for name in old_segments]
-    segment = IndexSegment(listed, superseded, marked)
-    sealed = repo.cipher.seal_document(INDEX_KIND, segment.to_bytes())
-    name = document_name("index", sealed)
-    await repo.storage.put(name, sealed, if_absent=True)
-    for old in old_segments:
-        if old != name:
-            await repo.storage.delete(old)
+    await repo.write_superseding_segment(IndexSegment(listed, superseded, marked))

@@ -21,7 +21,7 @@ from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError
 from bbackup.ops.restore_files import FileWriter, RestoredFile, creation_mode, set_metadata
-from bbackup.repository import IndexEntry, Repository, pack_object_name
+from bbackup.repository import BlobLoader, IndexEntry, pack_object_name
 from bbackup.repository.config import RepositoryConfig
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Snapshot
 from bbackup.snapshot.store import load_tree
@@ -120,7 +120,7 @@ class Restorer:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: BlobLoader,
         snapshot: Snapshot,
         target: str,
         *,
@@ -291,7 +291,7 @@ class Restorer:
     async def _get(self, read: PackRead) -> bytes:
         first = read.blobs[0].entry
         name = pack_object_name(first.blob_type, first.pack_id)
-        data = await self.repo.storage.get(name, read.start, read.end - read.start)
+        data = await self.repo.read_pack(name, read.start, read.end - read.start)
         if len(data) != read.end - read.start:
             raise IntegrityError(f"pack {first.pack_id}: {name} is truncated")
         return data

@@ -4,7 +4,8 @@ Nouns: a *blob* is a chunk of file content or a serialized tree; a *pack* is a s
 object holding many sealed blobs; the *index* maps blob IDs to pack locations; a
 *document* is a small encrypted object (config, index segment, snapshot, lock) named by
 the SHA-256 of its stored bytes; the *cache* keeps immutable documents and tree packs on
-local disk.
+local disk. The layers above depend on the roles of `roles.py` (a blob loader, a blob
+saver, a document store, a pack inventory), which a Repository plays.
 """
 
 from __future__ import annotations
@@ -19,14 +20,26 @@ from bbackup.repository.repository import (
     init_repository,
     open_repository,
 )
+from bbackup.repository.roles import (
+    BlobLoader,
+    BlobSaver,
+    BlobSaverSource,
+    DocumentStore,
+    PackInventory,
+)
 from bbackup.repository.writer import BlobWriter, PreparedBlob, WriteStats
 
 __all__ = [
+    "BlobLoader",
+    "BlobSaver",
+    "BlobSaverSource",
     "BlobWriter",
+    "DocumentStore",
     "Index",
     "IndexEntry",
     "IndexSegment",
     "PackInfo",
+    "PackInventory",
     "PackedBlob",
     "PreparedBlob",
     "Repository",

@@ -18,7 +18,8 @@ from typing import Any
 import msgpack
 
 from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
-from bbackup.repository.repository import Repository, current_user
+from bbackup.repository.repository import current_user
+from bbackup.repository.roles import DocumentStore
 
 LOCK_KIND = "lock"
 REFRESH_EVERY = 300.0
@@ -59,19 +60,19 @@ class LockInfo:
         return f"{kind} lock by {self.user}@{self.host} pid {self.pid} ({self.purpose}, {age}s ago)"
 
 
-async def list_locks(repo: Repository, *, skip: str | None = None) -> list[LockInfo]:
+async def list_locks(documents: DocumentStore, *, skip: str | None = None) -> list[LockInfo]:
     """Every readable lock; `skip` (our own lock's name) is not even downloaded."""
     locks = []
-    async for info in repo.storage.list("locks/"):
-        if info.name == skip:
+    for name in await documents.list_names("locks/"):
+        if name == skip:
             continue
         try:
-            raw: dict[str, Any] = msgpack.unpackb(await repo.load_document(info.name, LOCK_KIND))
+            raw: dict[str, Any] = msgpack.unpackb(await documents.load_document(name, LOCK_KIND))
         except (NotFound, IntegrityError, ValueError):
             continue  # removed meanwhile, or unreadable: not ours to judge here
         locks.append(
             LockInfo(
-                info.name,
+                name,
                 str(raw["host"]),
                 int(raw["pid"]),
                 str(raw["user"]),
@@ -87,8 +88,8 @@ async def list_locks(repo: Repository, *, skip: str | None = None) -> list[LockI
 class RepositoryLock:
     """An async context manager holding a lock and refreshing it in the background."""
 
-    def __init__(self, repo: Repository, *, exclusive: bool, purpose: str) -> None:
-        self.repo = repo
+    def __init__(self, documents: DocumentStore, *, exclusive: bool, purpose: str) -> None:
+        self.documents = documents
         self.exclusive = exclusive
         self.purpose = purpose
         self.name: str | None = None
@@ -112,9 +113,9 @@ class RepositoryLock:
 
     async def _write(self) -> None:
         old = self.name
-        self.name = await self.repo.save_document("locks", LOCK_KIND, self._document())
+        self.name = await self.documents.save_document("locks", LOCK_KIND, self._document())
         if old:
-            await self.repo.storage.delete(old)
+            await self.documents.delete_document(old)
 
     async def __aenter__(self) -> RepositoryLock:
         await self._check_conflicts()
@@ -129,7 +130,7 @@ class RepositoryLock:
         return self
 
     async def _check_conflicts(self) -> None:
-        for lock in await list_locks(self.repo, skip=self.name):
+        for lock in await list_locks(self.documents, skip=self.name):
             if lock.stale:
                 continue
             if self.exclusive or lock.exclusive:
@@ -148,18 +149,18 @@ class RepositoryLock:
                 await self._refresher
         if self.name:
             with contextlib.suppress(Exception):
-                await self.repo.storage.delete(self.name)
+                await self.documents.delete_document(self.name)
             self.name = None
 
     async def __aexit__(self, *exc: object) -> None:
         await self._release()
 
 
-async def remove_stale_locks(repo: Repository, *, all_locks: bool = False) -> int:
+async def remove_stale_locks(documents: DocumentStore, *, all_locks: bool = False) -> int:
     """Delete stale locks (or every lock with `all_locks`); return how many."""
     removed = 0
-    for lock in await list_locks(repo):
+    for lock in await list_locks(documents):
         if all_locks or lock.stale:
-            await repo.storage.delete(lock.name)
+            await documents.delete_document(lock.name)
             removed += 1
     return removed

@@ -1,7 +1,8 @@
 """The Repository: init and open, the master key, config, index, blobs and documents.
 
-Everything above this layer reads and writes through a Repository: blobs by type and ID,
-documents (snapshots, locks) by name. Storage objects are never touched directly.
+Everything above this layer reads and writes through the roles a Repository plays
+(`roles.py`): blobs by ID, packs and documents by name. Storage objects are never touched
+directly.
 """
 
 from __future__ import annotations
@@ -9,13 +10,22 @@ from __future__ import annotations
 import asyncio
 import getpass
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bbackup.cache_paths import default_cache_root
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
-from bbackup.crypto.keys import MasterKey, calibrate_kdf, open_key_file, seal_key_file
+from bbackup.crypto.keys import (
+    DEFAULT_KDF,
+    KdfCost,
+    KeyFile,
+    MasterKey,
+    parse_key_file,
+    seal_key_file,
+    unwrap_key_file,
+)
 from bbackup.errors import (
     IntegrityError,
     NotFound,
@@ -26,9 +36,17 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
-from bbackup.repository.pack import pack_object_name
+from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack
+from bbackup.repository.roles import (
+    DELETABLE_DOCUMENT_PREFIXES,
+    PACK_PREFIXES,
+    BlobLoader,
+    BlobSaverSource,
+    DocumentStore,
+    PackInventory,
+)
 from bbackup.repository.writer import BlobWriter, document_name
-from bbackup.storage import Storage, StorageStack
+from bbackup.storage import ObjectInfo, Storage, StorageStack
 
 CONFIG_NAME = "config"
 CONFIG_KIND = "config"
@@ -47,10 +65,12 @@ async def init_repository(
     password: str,
     config: RepositoryConfig | None = None,
     *,
+    kdf: KdfCost = DEFAULT_KDF,
     remember_key: Path | None = None,
 ) -> RepositoryConfig:
     """Create a repository: a master key, its first key file and the config.
-    `remember_key`: keep a copy of the key file there, as `open_repository` does."""
+    `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
+    there, as `open_repository` does."""
     await stack.create_container()
     storage = stack.storage
     try:
@@ -62,7 +82,7 @@ async def init_repository(
     config = config or RepositoryConfig()
     master = MasterKey.generate()
     key_file = seal_key_file(
-        master, password, calibrate_kdf(), hostname=socket.gethostname(), username=current_user()
+        master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
     )
     await storage.put(document_name("keys", key_file), key_file, if_absent=True)
     cipher = Cipher(master)
@@ -73,7 +93,10 @@ async def init_repository(
 
 
 class Repository:
-    """An open repository. Use `open_repository` to get one."""
+    """An open repository. Use `open_repository` to get one.
+
+    It is the BlobLoader, BlobSaverSource, DocumentStore and PackInventory of `roles.py`;
+    its storage is its own (`stack` is there for the CLI's request counts and profile)."""
 
     def __init__(
         self,
@@ -169,6 +192,29 @@ class Repository:
             raise IntegrityError(f"pack {entry.pack_id}: blob {blob_id.hex()[:16]} is truncated")
         return self.decode_blob(blob_id, entry, sealed)
 
+    # ---- packs -------------------------------------------------------------------------
+
+    async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        return await self.storage.get(name, offset, length)
+
+    async def list_packs(self) -> list[ObjectInfo]:
+        return [info for prefix in PACK_PREFIXES async for info in self.storage.list(prefix)]
+
+    def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
+        return parse_pack(self.cipher, data)
+
+    async def delete_pack(self, name: str) -> None:
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        await self.storage.delete(name)
+
+    async def write_superseding_segment(self, segment: IndexSegment) -> str:
+        name = await self.save_document("index", INDEX_KIND, segment.to_bytes())
+        for old in segment.supersedes:
+            if f"index/{old}" != name:
+                await self.storage.delete(f"index/{old}")
+        return name
+
     # ---- documents ---------------------------------------------------------------------
 
     async def save_document(self, directory: str, kind: str, payload: bytes) -> str:
@@ -186,8 +232,44 @@ class Repository:
             self.storage.prune_missing(prefix, set(names))
         return names
 
+    async def delete_document(self, name: str) -> None:
+        _require_prefix(name, DELETABLE_DOCUMENT_PREFIXES, "deletable document")
+        await self.storage.delete(name)
+
+    async def document_mtime(self, name: str) -> float:
+        return (await self.storage.stat(name)).mtime
+
+    # ---- key files ---------------------------------------------------------------------
+
+    async def key_files(self) -> list[tuple[str, bytes]]:
+        """Every key file, as (name, stored bytes)."""
+        return await read_key_files(self.storage)
+
+    async def save_key_file(self, key_file: bytes) -> str:
+        name = document_name("keys", key_file)
+        await self.storage.put(name, key_file, if_absent=True)
+        return name
+
+    async def delete_key_file(self, name: str) -> None:
+        _require_prefix(name, ("keys/",), "key file")
+        await self.storage.delete(name)
+
     async def aclose(self) -> None:
         await self.storage.aclose()
+
+
+def _require_prefix(name: str, prefixes: tuple[str, ...], what: str) -> None:
+    """A role reaches only its own objects: a name elsewhere is a bug, not a request."""
+    if not name.startswith(prefixes):
+        raise ValueError(f"{name!r} is not a {what} name")
+
+
+if TYPE_CHECKING:
+
+    def _plays_every_role(
+        repo: Repository,
+    ) -> tuple[BlobLoader, BlobSaverSource, DocumentStore, PackInventory]:
+        return repo, repo, repo, repo  # mypy checks that a Repository plays each role
 
 
 async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
@@ -196,10 +278,42 @@ async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
     return list(zip(names, blobs, strict=True))
 
 
-def _open_any(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, MasterKey]:
+def parse_stored_key_file(name: str, data: bytes) -> KeyFile:
+    """The key file stored as `name`, parsed; IntegrityError saying why if it is damaged:
+    its bytes do not match its name (the SHA-256 of what was stored: a flipped bit, a
+    truncated upload), or it is not a well-formed key file."""
+    if document_name("keys", data) != name:
+        raise IntegrityError("its content does not match its name (SHA-256)")
+    return parse_key_file(data)
+
+
+def intact_key_files(
+    keys: Iterable[tuple[str, bytes]], on_damaged: Callable[[str], None] | None = None
+) -> list[tuple[str, KeyFile]]:
+    """The key files that are intact, parsed; IntegrityError naming them if none is.
+
+    A damaged one (`parse_stored_key_file`) is reported to `on_damaged` (one line naming
+    it) and skipped, so it never keeps another key file from opening the repository, nor
+    passes for a wrong password.
+    """
+    intact: list[tuple[str, KeyFile]] = []
+    damaged: list[str] = []
     for name, data in keys:
         try:
-            return name, open_key_file(data, password)
+            intact.append((name, parse_stored_key_file(name, data)))
+        except IntegrityError as exc:
+            damaged.append(f"{name} ({exc.message})")
+            if on_damaged is not None:
+                on_damaged(f"key file {name}: damaged ({exc.message}), skipped")
+    if damaged and not intact:
+        raise IntegrityError(f"every key file is damaged: {'; '.join(damaged)}")
+    return intact
+
+
+def _open_any(keys: Iterable[tuple[str, KeyFile]], password: str) -> tuple[str, MasterKey]:
+    for name, key_file in keys:
+        try:
+            return name, unwrap_key_file(key_file, password)
         except WrongPassword:
             continue
     raise WrongPassword()
@@ -213,11 +327,14 @@ async def open_repository(
     cache_root: Path | None = None,
     load_index: bool = True,
     remember_key: Path | None = None,
+    on_damaged_key: Callable[[str], None] | None = None,
 ) -> Repository:
-    """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise.
+    """Open a repository with a password; RepositoryNotFound, WrongPassword (no intact
+    key file opens with it) or IntegrityError (every key file is damaged) otherwise.
 
     `remember_key`: keep a copy of the key file that opened it there (see
-    `cache_paths.unlock_hint`)."""
+    `cache_paths.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
+    (`intact_key_files`)."""
     storage = stack.storage
     try:
         sealed_config = await storage.get(CONFIG_NAME)
@@ -226,7 +343,8 @@ async def open_repository(
     keys = await read_key_files(storage)
     if not keys:
         raise IntegrityError(f"repository at {storage.location} has no key files")
-    key_name, master = await asyncio.to_thread(_open_any, keys, password)
+    intact = intact_key_files(keys, on_damaged_key)
+    key_name, master = await asyncio.to_thread(_open_any, intact, password)
     if remember_key is not None:
         keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))

@@ -1,7 +1,8 @@
 """Loading and saving snapshots and trees, and resolving snapshot references.
 
 A reference is `latest`, or a prefix of a snapshot ID, narrowed by host, tag and path
-filters; resolution is a pure function over the loaded snapshots.
+filters; resolution is a pure function over the loaded snapshots. Snapshots are documents
+of a DocumentStore, trees blobs of a BlobLoader or BlobSaver (`repository.roles`).
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import BbackupError, IntegrityError, NotFound
-from bbackup.repository import BlobWriter, Repository
+from bbackup.repository import BlobLoader, BlobSaver, DocumentStore
 from bbackup.snapshot.model import Snapshot, Tree
 
 SNAPSHOT_KIND = "snapshot"
+
+
+class SnapshotSource(BlobLoader, DocumentStore, Protocol):
+    """What walking snapshots needs: their documents and the trees they reach."""
 
 
 class SnapshotNotFound(BbackupError):
@@ -39,19 +45,19 @@ class SnapshotFilter:
         return not (self.paths and sorted(self.paths) != sorted(snapshot.paths))
 
 
-async def load_snapshot(repo: Repository, name: str) -> Snapshot:
+async def load_snapshot(documents: DocumentStore, name: str) -> Snapshot:
     snapshot_id = name.rsplit("/", 1)[-1]
-    data = await repo.load_document(name, SNAPSHOT_KIND)
+    data = await documents.load_document(name, SNAPSHOT_KIND)
     return Snapshot.from_bytes(data, snapshot_id)
 
 
-async def load_snapshots(repo: Repository) -> list[Snapshot]:
+async def load_snapshots(documents: DocumentStore) -> list[Snapshot]:
     """Every snapshot in the repository, oldest first."""
-    names = await repo.list_names("snapshots/")
+    names = await documents.list_names("snapshots/")
 
     async def load(name: str) -> Snapshot | None:
         try:
-            return await load_snapshot(repo, name)
+            return await load_snapshot(documents, name)
         except NotFound:
             return None  # forgotten while we listed
 
@@ -59,14 +65,14 @@ async def load_snapshots(repo: Repository) -> list[Snapshot]:
     return sorted((s for s in loaded if s is not None), key=lambda s: (s.time, s.id))
 
 
-async def save_snapshot(repo: Repository, snapshot: Snapshot) -> str:
-    name = await repo.save_document("snapshots", SNAPSHOT_KIND, snapshot.to_bytes())
+async def save_snapshot(documents: DocumentStore, snapshot: Snapshot) -> str:
+    name = await documents.save_document("snapshots", SNAPSHOT_KIND, snapshot.to_bytes())
     snapshot.id = name.rsplit("/", 1)[-1]
     return snapshot.id
 
 
-async def delete_snapshot(repo: Repository, snapshot: Snapshot) -> None:
-    await repo.storage.delete(f"snapshots/{snapshot.id}")
+async def delete_snapshot(documents: DocumentStore, snapshot: Snapshot) -> None:
+    await documents.delete_document(f"snapshots/{snapshot.id}")
 
 
 def find_snapshot(
@@ -87,13 +93,13 @@ def find_snapshot(
     return matches[0]
 
 
-async def load_tree(repo: Repository, tree_id: bytes) -> Tree:
-    if not repo.index.has(tree_id):
+async def load_tree(blobs: BlobLoader, tree_id: bytes) -> Tree:
+    if not blobs.index.has(tree_id):
         raise IntegrityError(f"tree {tree_id.hex()[:16]} is not in the index")
-    return Tree.from_bytes(await repo.load_blob(tree_id))
+    return Tree.from_bytes(await blobs.load_blob(tree_id))
 
 
-async def save_tree(writer: BlobWriter, tree: Tree) -> bytes:
+async def save_tree(writer: BlobSaver, tree: Tree) -> bytes:
     prepared = writer.prepare(BlobType.TREE, tree.to_bytes())
     await writer.add(prepared)
     return prepared.blob_id

@@ -18,18 +18,22 @@ from s3_server import S3Bucket
 
 pytestmark = pytest.mark.s3
 
-# The real CLI over a slow uplink: every pack upload waits argv[1] seconds first, so a
-# 30 MB backup runs for a few seconds and prunes overlap all of it, commit included.
+# The real CLI over a slow uplink: every pack upload waits argv[2] seconds first, so a
+# 30 MB backup runs for a few seconds and prunes overlap all of it, commit included. No
+# upload starts before the file argv[1] exists: the test creates it once a prune has
+# finished, so on however busy a machine, one prune runs wholly inside the backup.
 SLOW_UPLINK_BACKUP = """
-import asyncio, sys
+import asyncio, os, sys
 
 from bbackup.repository.writer import BlobWriter
 
-delay = float(sys.argv[1])
+gate, delay = sys.argv[1], float(sys.argv[2])
 upload = BlobWriter._upload
 
 
 async def slow_upload(self, *args, **kwargs):
+    while not os.path.exists(gate):
+        await asyncio.sleep(0.02)
     await asyncio.sleep(delay)
     await upload(self, *args, **kwargs)
 
@@ -37,7 +41,7 @@ async def slow_upload(self, *args, **kwargs):
 BlobWriter._upload = slow_upload
 from bbackup.cli.app import main
 
-sys.argv = ["bbackup", *sys.argv[2:]]
+sys.argv = ["bbackup", *sys.argv[3:]]
 main()
 """
 
@@ -70,6 +74,7 @@ def test_prune_beside_a_running_backup_never_deletes_what_the_backup_needs(
     )
     script = tmp_path / "slow_backup.py"
     script.write_text(SLOW_UPLINK_BACKUP)
+    gate = tmp_path / "a-prune-finished"
 
     # Output goes to files: a pipe nobody reads while prunes run would fill and stall it.
     out, err = tmp_path / "backup.out", tmp_path / "backup.err"
@@ -79,6 +84,7 @@ def test_prune_beside_a_running_backup_never_deletes_what_the_backup_needs(
             [
                 sys.executable,
                 script,
+                gate,
                 "0.1",
                 "backup",
                 "-r",
@@ -100,6 +106,7 @@ def test_prune_beside_a_running_backup_never_deletes_what_the_backup_needs(
                 ok(cli("forget", "-r", url, "--keep-last", "1"))
                 ok(cli("prune", "-r", url, "--grace", "0s", "--max-unused", "0%"))
                 prunes_during_backup += backup.poll() is None
+                gate.touch()
             backup.wait(timeout=60)
         finally:
             backup.kill()
