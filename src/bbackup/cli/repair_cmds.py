@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated
 
 import typer
@@ -26,7 +27,11 @@ def register(app: typer.Typer) -> None:
             repo.on_damage = None  # the report names the damaged segments it replaces
             return await repair_index(repo, dry_run=dry_run, connections=opts.connections or 4)
 
-        report = with_repo(opts, work, load_index=False)
+        # Like check, repair looks at what the repository holds, not at the local cache's
+        # copies: a scratch cache of its own, so a segment damaged in the store is seen.
+        with tempfile.TemporaryDirectory(prefix="bbackup-repair-") as scratch:
+            opts.no_cache, opts.cache_dir = False, scratch
+            report = with_repo(opts, work, load_index=False)
         if opts.json:
             emit_json({"event": "repair_index", **report.to_dict()})
             return
