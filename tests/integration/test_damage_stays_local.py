@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cli_harness import Cli, CliResult, MakeTree, restored_path
 
+import bbackup.ops.repair
+
 MiB = 1024 * 1024
 
 
@@ -287,3 +289,23 @@ def test_a_damaged_tree_pack_does_not_stop_another_snapshot(
     failed = restore(cli, t.repo, t.snap_a, tmp_path / "out-a")
     assert failed.exit_code == 13, failed
     assert damaged.name in failed.stderr
+
+
+def test_repair_index_splits_a_large_index_and_a_second_repair_replaces_every_segment(
+    tmp_path: Path, cli: Cli, two_snapshots: TwoSnapshots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bbackup.ops.repair, "SEGMENT_MAX_BLOBS", 2)
+    t = two_snapshots
+
+    first = ok(cli("repair", "index", "-r", t.repo, "--json")).event("repair_index")
+    assert len(first["segments_written"]) >= 3
+    assert {f"index/{p.name}" for p in objects(t.repo, "index")} == set(first["segments_written"])
+    second = ok(cli("repair", "index", "-r", t.repo, "--json")).event("repair_index")
+    assert sorted(second["old_segments"]) == sorted(first["segments_written"])
+    assert {f"index/{p.name}" for p in objects(t.repo, "index")} == set(second["segments_written"])
+    assert second["blobs_indexed"] == first["blobs_indexed"]
+
+    ok(cli("check", "-r", t.repo, "--read-data"))
+    out = tmp_path / "out"
+    ok(restore(cli, t.repo, t.snap_a, out, "--no-cache"))
+    assert source_files(restored_path(out, t.src_a)) == source_files(t.src_a)
