@@ -4,6 +4,7 @@ rebuilds the index from the packs."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -244,7 +245,9 @@ def test_a_snapshot_document_copied_under_another_name_is_not_a_snapshot(
     assert listed.exit_code == 0, listed
     ids = [s["id"] for s in listed.event("snapshots")["snapshots"]]
     assert sorted(ids) == sorted([t.snap_a, t.snap_b])
-    assert f"snapshots/{replay.name}" in listed.stderr and "misnamed" in listed.stderr
+    [warning] = [json.loads(line) for line in listed.stderr.splitlines()]
+    assert warning["event"] == "warning"
+    assert warning["message"].startswith(f"snapshots/{replay.name}: misnamed")
 
     checked = cli("check", "-r", t.repo)
     assert checked.exit_code == 13, checked

@@ -73,23 +73,27 @@ async def repair_index(
         report.old_segments = sorted(
             repo.index_segments + repo.superseded_segments + list(report.damaged_segments)
         )
-        stored = await repo.list_packs()
-        slots = asyncio.Semaphore(max(1, connections))
+        stored = iter(await repo.list_packs())
+        found: list[PackInfo] = []
 
-        async def read(info: ObjectInfo) -> PackInfo | None:
-            async with slots:
+        async def reader() -> None:
+            for info in stored:  # shared: each pack goes to exactly one reader
                 pack = await _read_pack(repo, info, report)
-            if pack is None and info.name in report.damaged_packs:
-                old = old_index.get(info.name.rsplit("/", 1)[-1])
-                if old is not None and pack_object_name(old.blob_type, old.pack_id) == info.name:
-                    report.kept_from_old_index.append(info.name)
-                    return old
-            if on_progress is not None:
-                on_progress(info.name)
-            return pack
+                if pack is None and info.name in report.damaged_packs:
+                    old = old_index.get(info.name.rsplit("/", 1)[-1])
+                    if (
+                        old is not None
+                        and pack_object_name(old.blob_type, old.pack_id) == info.name
+                    ):
+                        report.kept_from_old_index.append(info.name)
+                        pack = old
+                if pack is not None:
+                    found.append(pack)
+                if on_progress is not None:
+                    on_progress(info.name)
 
-        found = await asyncio.gather(*(read(info) for info in stored))
-        packs = sorted((p for p in found if p is not None), key=lambda p: p.pack_id)
+        await asyncio.gather(*(reader() for _ in range(max(1, connections))))
+        packs = sorted(found, key=lambda p: p.pack_id)
         report.kept_from_old_index.sort()
         report.damaged_packs = dict(sorted(report.damaged_packs.items()))
         report.blobs_indexed = sum(len(p.blobs) for p in packs)
