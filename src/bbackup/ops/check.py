@@ -143,10 +143,13 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
             report.errors.append(
                 f"{name}: size {stored[name]} does not match the indexed size {pack.size}"
             )
+    why = (
+        "a damaged index segment may list it; run `bbackup repair index`"
+        if inventory.damaged_segments
+        else "left by an interrupted backup; prune removes it"
+    )
     for name in sorted(set(stored) - indexed_names):
-        report.warnings.append(
-            f"{name}: pack is not in any index (left by an interrupted backup; prune removes it)"
-        )
+        report.warnings.append(f"{name}: pack is not in any index ({why})")
 
 
 async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
