@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import bbackup.crypto.keys
+from bbackup.crypto.kdf import ARGON2_LANES, ARGON2_MEMORY_KIB, Argon2idParams
+from bbackup.crypto.keys import KDF_TARGET_SECONDS
 from s3_server import TEST_CREDENTIALS, MotoEndpoint, S3Bucket
 
 _ISOLATED_PREFIXES = ("AWS_", "BBACKUP_", "XDG_")
@@ -25,11 +28,28 @@ def isolated_env(
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    # Fast key derivation: scrypt tuned to 0.5 s would dominate a suite that opens
-    # repositories hundreds of times. Parameters are stored per key file, so this only
-    # changes the cost of keys created by tests.
-    monkeypatch.setenv("BBACKUP_TEST_FAST_KDF", "1")
     yield home
+
+
+#: What keys made by tests cost: under a millisecond to derive, far below what `init`
+#: allows (`--kdf-memory`, `--kdf-time`). Tests that run bbackup in a subprocess ask for
+#: the cheapest key `init` allows instead (`cli_harness.CHEAPEST_KDF`).
+TEST_KDF = Argon2idParams(t=1, m=8 * ARGON2_LANES)
+
+
+@pytest.fixture(autouse=True)
+def cheap_key_derivation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys made in-process by tests skip the calibration to 0.5 s of CPU time, which would
+    dominate a suite that creates and opens repositories hundreds of times. The parameters
+    are stored in each key file, so this changes only what keys created by tests cost.
+    `calibrate_kdf` itself still works (its own test imported it before this runs)."""
+
+    def calibrate_kdf(
+        target_seconds: float = KDF_TARGET_SECONDS, memory_kib: int = ARGON2_MEMORY_KIB
+    ) -> Argon2idParams:
+        return TEST_KDF
+
+    monkeypatch.setattr(bbackup.crypto.keys, "calibrate_kdf", calibrate_kdf)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 PASSWORD = "correct horse battery staple"
+#: The cheapest key `init` and `key add` make (~10 ms to derive): for bbackup run in a
+#: subprocess, where conftest's `cheap_key_derivation` does not reach.
+CHEAPEST_KDF = ("--kdf-memory", "8", "--kdf-time", "1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,53 @@ def test_passwd_refuses_an_empty_new_password(
 
     assert result.exit_code == 2, result
     assert cli("snapshots", "-r", repo).exit_code == 0
+
+
+def key_file_costs(repo: Path) -> list[tuple[int, int, int]]:
+    """(passes, KiB of memory, lanes) of every key file, as stored."""
+    documents = [json.loads(p.read_bytes()) for p in sorted((repo / "keys").iterdir())]
+    return sorted((d["t"], d["m"], d["p"]) for d in documents)
+
+
+def test_init_and_key_add_record_the_derivation_cost_asked_for(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    result = cli("init", "-r", repo, "--kdf-memory", "16", "--kdf-time", "2")
+    assert result.exit_code == 0, result
+    assert key_file_costs(repo) == [(2, 16 * 1024, 4)]
+
+    monkeypatch.setenv("BBACKUP_NEW_PASSWORD", SECOND)
+    assert cli("key", "add", "-r", repo, "--kdf-memory", "8", "--kdf-time", "1").exit_code == 0
+    assert key_file_costs(repo) == [(1, 8 * 1024, 4), (2, 16 * 1024, 4)]
+    monkeypatch.setenv("BBACKUP_PASSWORD", SECOND)
+    assert cli("snapshots", "-r", repo).exit_code == 0
+
+    monkeypatch.setenv("BBACKUP_NEW_PASSWORD", THIRD)
+    assert cli("key", "passwd", "-r", repo, "--kdf-time", "3", "--kdf-memory", "8").exit_code == 0
+    assert key_file_costs(repo) == [(2, 16 * 1024, 4), (3, 8 * 1024, 4)]
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("init", ["--kdf-memory", "4"]),
+        ("init", ["--kdf-memory", "2049"]),
+        ("init", ["--kdf-time", "0"]),
+        ("add", ["--kdf-time", "1001"]),
+        ("passwd", ["--kdf-memory", "1", "--kdf-time", "1"]),
+    ],
+)
+def test_a_derivation_cost_below_the_floor_is_a_usage_error_and_changes_nothing(
+    tmp_path: Path, repo: Path, cli: Cli, command: str, flags: list[str]
+) -> None:
+    target = tmp_path / "new" if command == "init" else repo
+    keys_before = key_file_costs(repo)
+
+    result = cli(*(["init"] if command == "init" else ["key", command]), "-r", target, *flags)
+
+    assert result.exit_code == 2, result
+    assert result.stderr.startswith("bbackup: error: --kdf-"), result
+    assert len(result.stderr.strip().splitlines()) == 1, result
+    assert not (tmp_path / "new").exists()
+    assert key_file_costs(repo) == keys_before

@@ -297,6 +297,7 @@ async def open_repo(
         load_index=load_index,
         remember_key=key_hint(opts, stack),
         on_damage=lambda line: warn_event(f"warning: {line}", opts.json),
+        on_damaged_key=lambda message: warn(f"warning: {message}"),
     )
 
 

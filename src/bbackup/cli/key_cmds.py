@@ -16,12 +16,31 @@ from bbackup.cli.common import (
     repo_command,
     with_repo,
 )
+from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
 
 NewPasswordFile = Annotated[
     str | None,
     typer.Option(envvar="BBACKUP_NEW_PASSWORD_FILE", help="Read the new password from a file."),
+]
+
+#: The cost of a new key file's key derivation (README: "Key derivation cost").
+KdfMemoryOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--kdf-memory",
+        metavar="MIB",
+        help="Argon2id memory of the new key, 8-2048 MiB (default 64).",
+    ),
+]
+KdfTimeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--kdf-time",
+        metavar="PASSES",
+        help="Argon2id passes of the new key, 1-1000 (default: as many as cost 0.5 s of CPU).",
+    ),
 ]
 
 
@@ -60,13 +79,22 @@ def register(app: typer.Typer) -> None:
             d = k.details
             echo(
                 f"{'*' if k.current else ' '} {k.key_id[:8]:<10} {d.get('username') or '':<12} "
-                f"{d.get('hostname') or '':<20} {d.get('created')}"
+                f"{d.get('hostname') or '':<20} "
+                + (f"damaged: {d['damaged']}" if "damaged" in d else str(d.get("created")))
             )
 
     @repo_command(key_app, "add", help="Add a password.")
-    def key_add(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
+    def key_add(
+        opts: GlobalOptions,
+        new_password_file: NewPasswordFile = None,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
+    ) -> None:
+        kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
-            opts, lambda repo: add_key(repo, new_password(new_password_file)), load_index=False
+            opts,
+            lambda repo: add_key(repo, new_password(new_password_file), kdf),
+            load_index=False,
         )
         _done(opts, "key_added", key_id, f"added key {key_id[:8]}")
 
@@ -78,10 +106,16 @@ def register(app: typer.Typer) -> None:
         _done(opts, "key_removed", removed, f"removed key {removed[:8]}")
 
     @repo_command(key_app, "passwd", help="Change the password of the key in use.")
-    def key_passwd(opts: GlobalOptions, new_password_file: NewPasswordFile = None) -> None:
+    def key_passwd(
+        opts: GlobalOptions,
+        new_password_file: NewPasswordFile = None,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
+    ) -> None:
+        kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
             opts,
-            lambda repo: change_password(repo, new_password(new_password_file)),
+            lambda repo: change_password(repo, new_password(new_password_file), kdf),
             load_index=False,
         )
         _done(opts, "password_changed", key_id, f"password changed (new key {key_id[:8]})")

@@ -21,6 +21,8 @@ from bbackup.cli.common import (
     warn,
     with_repo,
 )
+from bbackup.cli.key_cmds import KdfMemoryOpt, KdfTimeOpt
+from bbackup.crypto.keys import KdfCost
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.check import ReadDataSubset, check_repository
 from bbackup.repository import Repository, RepositoryConfig, init_repository, remove_stale_locks
@@ -65,9 +67,12 @@ def register(app: typer.Typer) -> None:
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
         compression: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
+        kdf_memory: KdfMemoryOpt = None,
+        kdf_time: KdfTimeOpt = None,
     ) -> None:
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
+        kdf = KdfCost(kdf_memory, kdf_time)
         password = resolve_password(opts, confirm=True, prompt="New repository password")
         stack = opts.open_stack()
 
@@ -78,7 +83,7 @@ def register(app: typer.Typer) -> None:
                     await ensure(create=True)
                 config = RepositoryConfig(compression_level=compression, pack_size=pack_size * MiB)
                 return await init_repository(
-                    stack, password, config, remember_key=key_hint(opts, stack)
+                    stack, password, config, kdf=kdf, remember_key=key_hint(opts, stack)
                 )
             finally:
                 await stack.storage.aclose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,18 +15,25 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bbackup.crypto.kdf import (
-    ARGON2_LANES,
+    ARGON2_MEMORY_KIB,
     WRAP_AD,
     Argon2idParams,
     KdfParams,
     UnsupportedKdf,
     params_from,
 )
-from bbackup.errors import IntegrityError, WrongPassword
+from bbackup.errors import IntegrityError, UsageError, WrongPassword
 
 KEY_FILE_VERSION = 1
 #: Key derivation should cost at least this much CPU time, so guessing passwords is slow.
 KDF_TARGET_SECONDS = 0.5
+#: The cheapest key `init` / `key add` / `key passwd` make when asked: 8 MiB and one pass
+#: cost ~10 ms of CPU time per password guess, 1/50 of the default (64 MiB, ~0.5 s);
+#: below that a key file protects little. The upper limits refuse typing mistakes.
+MIN_KDF_MEMORY_MIB = 8
+MAX_KDF_MEMORY_MIB = 2048
+MIN_KDF_PASSES = 1
+MAX_KDF_PASSES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,34 +68,73 @@ def _cpu_seconds(params: KdfParams, salt: bytes) -> float:
     return time.process_time() - start
 
 
-def calibrate_kdf(target_seconds: float = KDF_TARGET_SECONDS) -> Argon2idParams:
+def calibrate_kdf(
+    target_seconds: float = KDF_TARGET_SECONDS, memory_kib: int = ARGON2_MEMORY_KIB
+) -> Argon2idParams:
     """Argon2id parameters whose derivation costs at least `target_seconds` of CPU time.
 
-    Memory is fixed at 64 MiB and the lanes at 4 (RFC 9106's second recommended option);
-    the passes `t` are raised until one derivation takes `target_seconds` of CPU time on
-    this machine. The cost is counted in CPU time, not wall time, because that is what
-    each password guess costs an attacker; the lanes run in parallel, so on a machine
-    with several cores opening the repository takes a fraction of it (about half on two
-    cores). restic and bbackup before argon2id spent the same time on one core (scrypt).
+    Memory is `memory_kib` (64 MiB unless asked otherwise) and the lanes 4 (RFC 9106's
+    second recommended option); the passes `t`, at least 3, are raised until one
+    derivation takes `target_seconds` of CPU time on this machine. With more memory than
+    64 MiB, one pass may be enough (RFC 9106's first option is 1 pass over 2 GiB). The
+    cost is counted in CPU time, not wall time, because that is what each password guess
+    costs an attacker; the lanes run in parallel, so on a machine with several cores
+    opening the repository takes a fraction of it (about half on two cores). restic and
+    bbackup before argon2id spent the same time on one core (scrypt).
     """
-    if os.environ.get("BBACKUP_TEST_FAST_KDF") == "1":
-        return Argon2idParams(t=1, m=8 * ARGON2_LANES)
     salt = secrets.token_bytes(16)
+    want = 1.1 * target_seconds  # headroom: runs on one machine vary by 10-20 %
 
     def fastest(t: int, runs: int = 2) -> float:
         # The fastest run: the machine at its quickest, when a guess is cheapest.
-        return min(_cpu_seconds(Argon2idParams(t=t), salt) for _ in range(runs))
+        return min(_cpu_seconds(Argon2idParams(t=t, m=memory_kib), salt) for _ in range(runs))
 
-    one, three = fastest(1), fastest(3)
+    one = fastest(1, runs=1)
+    if memory_kib > ARGON2_MEMORY_KIB and one >= want:
+        return Argon2idParams(t=1, m=memory_kib)  # and no more passes measured at this size
+    one, three = min(one, fastest(1, runs=1)), fastest(3)
     per_pass = max((three - one) / 2, 1e-4)
     fixed = max(one - per_pass, 0.0)
-    want = 1.1 * target_seconds  # headroom: runs on one machine vary by 10-20 %
-    t = max(3, math.ceil((want - fixed) / per_pass))
+    least = 3 if memory_kib <= ARGON2_MEMORY_KIB else 1
+    t = max(least, math.ceil((want - fixed) / per_pass))
     # Short runs mispredict long ones: check at full length, and only ever go up.
     spent = fastest(t)
     if spent < want:
         t = math.ceil(t * want / max(spent, 1e-4))
-    return Argon2idParams(t=min(t, 1000))
+    return Argon2idParams(t=min(t, MAX_KDF_PASSES), m=memory_kib)
+
+
+@dataclass(frozen=True, slots=True)
+class KdfCost:
+    """The Argon2id cost of a new key file, as `init`, `key add` and `key passwd` are
+    asked for it: memory in MiB and passes, each None for the default (64 MiB, passes
+    calibrated to `KDF_TARGET_SECONDS` of CPU time on this machine). Out of range values
+    are a UsageError when it is made, before anything is derived or stored."""
+
+    memory_mib: int | None = None
+    passes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.memory_mib is not None and not (
+            MIN_KDF_MEMORY_MIB <= self.memory_mib <= MAX_KDF_MEMORY_MIB
+        ):
+            low, high = MIN_KDF_MEMORY_MIB, MAX_KDF_MEMORY_MIB
+            raise UsageError(f"--kdf-memory must be between {low} and {high} (MiB)")
+        if self.passes is not None and not MIN_KDF_PASSES <= self.passes <= MAX_KDF_PASSES:
+            raise UsageError(
+                f"--kdf-time must be between {MIN_KDF_PASSES} and {MAX_KDF_PASSES} (passes)"
+            )
+
+    def params(self) -> Argon2idParams:
+        """The parameters to seal a key file with (calibrating takes about a second)."""
+        memory_kib = ARGON2_MEMORY_KIB if self.memory_mib is None else self.memory_mib * 1024
+        if self.passes is None:
+            return calibrate_kdf(memory_kib=memory_kib)
+        return Argon2idParams(t=self.passes, m=memory_kib)
+
+
+#: 64 MiB, passes calibrated: what a new key file costs unless asked otherwise.
+DEFAULT_KDF = KdfCost()
 
 
 def seal_key_file(
@@ -127,26 +172,68 @@ def describe_key_file(data: bytes) -> dict[str, Any]:
     return {k: document[k] for k in fields if k in document}
 
 
-def open_key_file(data: bytes, password: str) -> MasterKey:
-    """Unwrap a key file; WrongPassword if the password does not open it.
+@dataclass(frozen=True, slots=True)
+class KeyFile:
+    """A key file's parsed fields: what a password needs to unwrap the master key."""
+
+    params: KdfParams
+    salt: bytes
+    box: bytes  # nonce ‖ AES-256-GCM ciphertext and tag
+
+
+def parse_key_file(data: bytes) -> KeyFile:
+    """Parse a key file; IntegrityError saying what is wrong if it is not a well-formed one.
+
+    Everything that can be checked without the password is checked here, so a damaged
+    key file is told apart from a wrong password (which only the AEAD box can tell)."""
+    try:
+        document = json.loads(data)
+        if not isinstance(document, dict):
+            raise IntegrityError("not a key file (JSON object) at all")
+        if document.get("version") != KEY_FILE_VERSION:
+            raise IntegrityError(f"unsupported key file version {document.get('version')!r}")
+        params = params_from(document)
+        salt = base64.b64decode(document["salt"], validate=True)
+        box = base64.b64decode(document["data"], validate=True)
+    except UnsupportedKdf as exc:
+        raise IntegrityError(str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise IntegrityError("key file is malformed") from exc
+    if not _sane(params):
+        raise IntegrityError(f"key derivation parameters out of range: {params.fields()}")
+    if len(salt) < 16 or len(box) < 12 + 16:
+        raise IntegrityError("salt or sealed key too short")
+    return KeyFile(params, salt, box)
+
+
+def _sane(params: KdfParams) -> bool:
+    """Parameters this version could have written, and the KDF accepts."""
+    if isinstance(params, Argon2idParams):
+        return (
+            MIN_KDF_PASSES <= params.t <= MAX_KDF_PASSES
+            and 1 <= params.p <= 64
+            and 8 * params.p <= params.m <= MAX_KDF_MEMORY_MIB * 1024
+        )
+    n, r, p = params
+    return 2 <= n <= 2**24 and n & (n - 1) == 0 and 1 <= r <= 64 and 1 <= p <= 64
+
+
+def unwrap_key_file(key_file: KeyFile, password: str) -> MasterKey:
+    """The master key a parsed key file wraps; WrongPassword if `password` does not open it.
 
     If `kdf.derive_ahead` was given the same file and password, the key it derived (or
     is deriving) is taken instead of deriving it a second time.
     """
+    wrapping_key = key_file.params.derive(password.encode(), key_file.salt)
+    box = key_file.box
     try:
-        document = json.loads(data)
-        if document.get("version") != KEY_FILE_VERSION:
-            raise IntegrityError("unsupported key file version")
-        params = params_from(document)
-        salt = base64.b64decode(document["salt"])
-        blob = base64.b64decode(document["data"])
-    except UnsupportedKdf as exc:
-        raise IntegrityError(str(exc)) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError("key file is malformed") from exc
-    wrapping_key = params.derive(password.encode(), salt)
-    try:
-        plain = AESGCM(wrapping_key).decrypt(blob[:12], blob[12:], WRAP_AD)
+        plain = AESGCM(wrapping_key).decrypt(box[:12], box[12:], WRAP_AD)
     except InvalidTag:
         raise WrongPassword() from None
     return MasterKey.from_bytes(plain)
+
+
+def open_key_file(data: bytes, password: str) -> MasterKey:
+    """Unwrap a key file: IntegrityError if it is malformed, WrongPassword if the password
+    does not open it."""
+    return unwrap_key_file(parse_key_file(data), password)

@@ -6,9 +6,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from bbackup.crypto.keys import calibrate_kdf, describe_key_file, seal_key_file
-from bbackup.errors import BbackupError
-from bbackup.repository.repository import Repository, current_user
+from bbackup.crypto.keys import DEFAULT_KDF, KdfCost, describe_key_file, seal_key_file
+from bbackup.errors import BbackupError, IntegrityError
+from bbackup.repository.repository import Repository, current_user, parse_stored_key_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,18 +19,29 @@ class KeyInfo:
 
 
 async def list_keys(repo: Repository) -> list[KeyInfo]:
+    """Every key file; a damaged one has only `damaged` (why) in its details, so that it
+    can be seen and removed."""
     return [
-        KeyInfo(name.rsplit("/", 1)[-1], name == repo.key_name, describe_key_file(data))
+        KeyInfo(name.rsplit("/", 1)[-1], name == repo.key_name, _details(name, data))
         for name, data in await repo.key_files()
     ]
 
 
-async def add_key(repo: Repository, password: str) -> str:
-    """Wrap the master key under another password; return the new key's ID."""
+def _details(name: str, data: bytes) -> dict[str, Any]:
+    try:
+        parse_stored_key_file(name, data)
+    except IntegrityError as exc:
+        return {"damaged": exc.message}
+    return describe_key_file(data)
+
+
+async def add_key(repo: Repository, password: str, kdf: KdfCost = DEFAULT_KDF) -> str:
+    """Wrap the master key under another password, at the derivation cost `kdf`; return
+    the new key's ID."""
     data = seal_key_file(
         repo.master,
         password,
-        calibrate_kdf(),
+        kdf.params(),
         hostname=socket.gethostname(),
         username=current_user(),
     )
@@ -52,9 +63,9 @@ async def remove_key(repo: Repository, key_id: str) -> str:
     return key.key_id
 
 
-async def change_password(repo: Repository, password: str) -> str:
+async def change_password(repo: Repository, password: str, kdf: KdfCost = DEFAULT_KDF) -> str:
     """Add a key for the new password, then remove the one that opened the repository."""
-    new_id = await add_key(repo, password)
+    new_id = await add_key(repo, password, kdf)
     await repo.delete_key_file(repo.key_name)
     repo.key_name = f"keys/{new_id}"
     return new_id

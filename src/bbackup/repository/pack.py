@@ -45,8 +45,10 @@ class PackBuilder:
     reserved under the owner's lock (`reserve`), then sealed into that view without it, so
     no blob is copied again and no join is needed. Pages are committed only as they are
     written, so the slack kept for a last large blob and the header costs address space,
-    not memory. The owner counts `writers` (places reserved, not yet written) and calls
-    `finish` once the pack is closed and they are all done.
+    not memory. A map also starts on a page, which lets the local backend write the pack
+    around the page cache (`storage.direct_io`). The owner counts `writers` (places
+    reserved, not yet written) and calls `finish` once the pack is closed and they are all
+    done.
     """
 
     def __init__(self, blob_type: BlobType, capacity: int, buffer: mmap.mmap | None = None) -> None:

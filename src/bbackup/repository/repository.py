@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
-from bbackup.crypto.keys import MasterKey, calibrate_kdf, open_key_file, seal_key_file
+from bbackup.crypto.keys import (
+    DEFAULT_KDF,
+    KdfCost,
+    KeyFile,
+    MasterKey,
+    parse_key_file,
+    seal_key_file,
+    unwrap_key_file,
+)
 from bbackup.errors import (
     IntegrityError,
     NotFound,
@@ -51,8 +59,8 @@ CONFIG_NAME = "config"
 CONFIG_KIND = "config"
 #: Documents named by the SHA-256 of their stored bytes (`document_name`): every read
 #: checks the name, so a copied, renamed or replayed document is refused. (Key files are
-#: named so too, but a key file is opened by trying each one with the password; see
-#: docs/format.md, "Names are bound to content".)
+#: named so too and checked where they are read, `intact_key_files`; see docs/format.md,
+#: "Names are bound to content".)
 CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/")
 #: What to do about each kind of damaged document, said once with its name.
 DAMAGE_ADVICE = {
@@ -91,10 +99,12 @@ async def init_repository(
     password: str,
     config: RepositoryConfig | None = None,
     *,
+    kdf: KdfCost = DEFAULT_KDF,
     remember_key: Path | None = None,
 ) -> RepositoryConfig:
     """Create a repository: a master key, its first key file and the config.
-    `remember_key`: keep a copy of the key file there, as `open_repository` does."""
+    `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
+    there, as `open_repository` does."""
     storage = stack.storage
     try:
         await storage.stat(CONFIG_NAME)
@@ -105,7 +115,7 @@ async def init_repository(
     config = config or RepositoryConfig()
     master = MasterKey.generate()
     key_file = seal_key_file(
-        master, password, calibrate_kdf(), hostname=socket.gethostname(), username=current_user()
+        master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
     )
     await storage.put(document_name("keys", key_file), key_file, if_absent=True)
     cipher = Cipher(master)
@@ -398,10 +408,42 @@ async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
     return list(zip(names, blobs, strict=True))
 
 
-def _open_any(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, MasterKey]:
+def parse_stored_key_file(name: str, data: bytes) -> KeyFile:
+    """The key file stored as `name`, parsed; IntegrityError saying why if it is damaged:
+    its bytes do not match its name (the SHA-256 of what was stored: a flipped bit, a
+    truncated upload), or it is not a well-formed key file."""
+    if document_name("keys", data) != name:
+        raise IntegrityError("its content does not match its name (SHA-256)")
+    return parse_key_file(data)
+
+
+def intact_key_files(
+    keys: Iterable[tuple[str, bytes]], on_damaged: Callable[[str], None] | None = None
+) -> list[tuple[str, KeyFile]]:
+    """The key files that are intact, parsed; IntegrityError naming them if none is.
+
+    A damaged one (`parse_stored_key_file`) is reported to `on_damaged` (one line naming
+    it) and skipped, so it never keeps another key file from opening the repository, nor
+    passes for a wrong password.
+    """
+    intact: list[tuple[str, KeyFile]] = []
+    damaged: list[str] = []
     for name, data in keys:
         try:
-            return name, open_key_file(data, password)
+            intact.append((name, parse_stored_key_file(name, data)))
+        except IntegrityError as exc:
+            damaged.append(f"{name} ({exc.message})")
+            if on_damaged is not None:
+                on_damaged(f"key file {name}: damaged ({exc.message}), skipped")
+    if damaged and not intact:
+        raise IntegrityError(f"every key file is damaged: {'; '.join(damaged)}")
+    return intact
+
+
+def _open_any(keys: Iterable[tuple[str, KeyFile]], password: str) -> tuple[str, MasterKey]:
+    for name, key_file in keys:
+        try:
+            return name, unwrap_key_file(key_file, password)
         except WrongPassword:
             continue
     raise WrongPassword()
@@ -416,12 +458,15 @@ async def open_repository(
     load_index: bool = True,
     remember_key: Path | None = None,
     on_damage: DamageReporter | None = None,
+    on_damaged_key: Callable[[str], None] | None = None,
 ) -> Repository:
-    """Open a repository with a password; RepositoryNotFound or WrongPassword otherwise.
+    """Open a repository with a password; RepositoryNotFound, WrongPassword (no intact
+    key file opens with it) or IntegrityError (every key file is damaged) otherwise.
 
     `remember_key`: keep a copy of the key file that opened it there (see
-    `cli.early.unlock_hint`). `on_damage` hears of each damaged object the repository
-    skips, once."""
+    `cli.early.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
+    (`intact_key_files`); `on_damage`: hears of each damaged object the repository skips,
+    once."""
     storage = stack.storage
     try:
         sealed_config = await storage.get(CONFIG_NAME)
@@ -430,7 +475,8 @@ async def open_repository(
     keys = await read_key_files(storage)
     if not keys:
         raise IntegrityError(f"repository at {storage.location} has no key files")
-    key_name, master = await asyncio.to_thread(_open_any, keys, password)
+    intact = intact_key_files(keys, on_damaged_key)
+    key_name, master = await asyncio.to_thread(_open_any, intact, password)
     if remember_key is not None:
         keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_harness import PASSWORD, Cli, MakeTree, run_subprocess
+from cli_harness import CHEAPEST_KDF, PASSWORD, Cli, MakeTree, run_subprocess
 
 from bbackup.cli.early import unlock_hint
 from s3_server import TEST_CREDENTIALS, S3Bucket
@@ -26,7 +26,6 @@ def subprocess_env(home: Path, bucket: S3Bucket, password: str = PASSWORD) -> di
         **TEST_CREDENTIALS,
         "BBACKUP_S3_ENDPOINT": bucket.endpoint,
         "BBACKUP_PASSWORD": password,
-        "BBACKUP_TEST_FAST_KDF": "1",
     }
 
 
@@ -57,11 +56,11 @@ def test_a_stale_copy_is_replaced_and_a_wrong_password_still_fails(
     home = tmp_path / "home"
     home.mkdir()
     env = subprocess_env(home, s3_bucket)
-    assert run_subprocess("init", "-r", s3_bucket.url, env=env).exit_code == 0
+    assert run_subprocess("init", "-r", s3_bucket.url, *CHEAPEST_KDF, env=env).exit_code == 0
     hint = Path(unlock_hint(home / ".cache" / "bbackup", s3_bucket.url))
     # Another repository's key file under this URL (the bucket was recreated, say).
     other = tmp_path / "other"
-    assert run_subprocess("init", "-r", other, env=env).exit_code == 0
+    assert run_subprocess("init", "-r", other, *CHEAPEST_KDF, env=env).exit_code == 0
     (stale,) = (other / "keys").iterdir()
     hint.write_bytes(stale.read_bytes())
 

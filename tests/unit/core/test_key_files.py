@@ -57,10 +57,9 @@ def test_a_key_file_with_an_unknown_kdf_is_rejected_not_guessed() -> None:
         open_key_file(json.dumps(document).encode(), "pw")
 
 
-def test_calibration_reaches_the_cpu_time_it_is_asked_for(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("BBACKUP_TEST_FAST_KDF", raising=False)
+def test_calibration_reaches_the_cpu_time_it_is_asked_for() -> None:
+    # `calibrate_kdf` here is the real one, imported before conftest's
+    # `cheap_key_derivation` replaces it in its module for the keys tests create.
     target = 0.15
 
     params = calibrate_kdf(target)
@@ -72,3 +71,10 @@ def test_calibration_reaches_the_cpu_time_it_is_asked_for(
     assert spent >= 0.8 * target, (params, spent)
     assert (params.m, params.p) == (64 * 1024, 4)
     assert calibrate_kdf(4 * target).t > params.t
+
+
+def test_calibration_at_less_memory_keeps_that_memory_and_adds_passes() -> None:
+    params = calibrate_kdf(0.05, memory_kib=8 * 1024)
+
+    assert (params.m, params.p) == (8 * 1024, 4)
+    assert params.t >= 3
