@@ -1,22 +1,21 @@
 """Synthetic benchmark of the in-memory index (bbackup.repository.index.Index).
 
     python scripts/bench_index.py [--blobs 5000000] [--per-pack 16] [--lookups 1000000]
-                                  [--impl ours|borghash|both]
+                                  [--impl ours|borghash|borghash-rows|both|all]
                                   [--tracemalloc] [--load-segments] [--json FILE]
 
 --impl borghash measures PyPI's `borghash` (a Cython hash table for random fixed-size
-keys, from the borg developers) in the place of our table: `BorghashIndex` below maps
-each blob ID to the same 16 bytes of numbers our rows hold (pack number and type,
-offset, length, raw length) and keeps the pack IDs in a list. It is the best case for
-borghash: it keeps only the first copy of each blob and no per-pack blob lists, which
-the real Index must keep (prune and check list a pack's blobs). borghash publishes no
-wheels, so it is not a dependency: to run it, build it aside, e.g.
-`pip install --no-deps --target /tmp/borghash-site borghash` (needs a C compiler) and
-`PYTHONPATH=/tmp/borghash-site:src`. --impl both runs each implementation in its own
-process (so that one's memory does not hide the other's) and prints them side by side.
-
-Adds --blobs blobs with random 32-byte IDs, --per-pack to a pack (as a backup or the
-index loader does: one PackInfo per pack, `Index.add_pack`), then measures:
+keys, from the borg developers) in the place of our table. `BorghashIndex` maps each blob
+ID to the same 16 bytes of numbers our rows hold (pack number and type, offset, length,
+raw length) and keeps the pack IDs in a list: the best case for borghash, as it keeps
+only the first copy of each blob and no per-pack blob lists, which the real Index must
+keep (prune and check list a pack's blobs). --impl borghash-rows (`BorghashRowsIndex`)
+is borghash as our Index would use it: our rows, every copy, and a borghash table from
+blob ID to row. borghash publishes no wheels (only an sdist), so it is not a dependency:
+to run these, build it aside, e.g. `pip install --no-deps --target /tmp/borghash-site
+borghash` (needs a C compiler), then `PYTHONPATH=/tmp/borghash-site:src`. --impl both
+(ours, borghash) and --impl all (the three) run each in its own process, so that one's
+memory does not hide another's, and print them side by side.
 
 * memory per blob: growth of the process's resident set size (/proc/self/statm) from
   before the first ID is generated to after the index is built, divided by the number of
@@ -160,9 +159,55 @@ class BorghashIndex:
         return len(self._pack_ids)
 
 
+class BorghashRowsIndex(BorghashIndex):
+    """borghash as the table of our Index would use it (see --impl): our 48-byte rows,
+    every copy of every blob, kept as `Index` keeps them (so that a pack's blob list can
+    be listed), and a borghash table from blob ID to the row of its first copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from bbackup.repository._table import ROW_SIZE, encode_rows
+
+        self._table = self._table.__class__(key_size=32, value_size=4)
+        self._rows = bytearray()
+        self._row_size = ROW_SIZE
+        self._encode_rows = encode_rows
+        self._row_number = struct.Struct("=I")
+        self._row_numbers = struct.Struct("=32x4I")
+
+    def add_pack(self, pack: Any, marked_at: float | None = None) -> None:
+        p = len(self._pack_ids)
+        first = len(self._rows) // self._row_size
+        ids, rows, _wide = self._encode_rows(pack.blobs, p << 2 | int(pack.blob_type))
+        self._rows += rows
+        self._pack_ids.append(pack.pack_id)
+        setdefault, encode = self._table.setdefault, self._row_number.pack
+        for row, blob_id in enumerate(ids, first):
+            setdefault(blob_id, encode(row))
+
+    def get(self, blob_id: bytes) -> Any:
+        if len(blob_id) != 32:
+            return None
+        value = self._table.get(blob_id)
+        if value is None:
+            return None
+        key, offset, length, raw_length = self._row_numbers.unpack_from(
+            self._rows, self._row_number.unpack(value)[0] * self._row_size
+        )
+        return tuple.__new__(
+            self._entry,
+            (self._pack_ids[key >> 2], self._types[key & 3], offset, length, raw_length),
+        )
+
+
+IMPLS = ("ours", "borghash", "borghash-rows")
+
+
 def new_index(impl: str) -> Any:
     if impl == "borghash":
         return BorghashIndex()
+    if impl == "borghash-rows":
+        return BorghashRowsIndex()
     from bbackup.repository.index import Index
 
     return Index()
@@ -215,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs per lookup loop; median")
     p.add_argument(
         "--impl",
-        choices=("ours", "borghash", "both"),
+        choices=(*IMPLS, "both", "all"),
         default="ours",
         help="our table, borghash's, or both side by side (default ours)",
     )
@@ -223,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-segments", action="store_true", help="also time a segment reload")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
-    if args.impl == "both":
+    if args.impl in ("both", "all"):
         return compare(args, sys.argv[1:] if argv is None else argv)
     results = measure(args)
     print_report(results)
@@ -237,7 +282,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Build one implementation's index and time it; the results as a JSON-able dict."""
     import bbackup.repository.index  # noqa: F401  (imported before the baseline)
 
-    if args.impl == "borghash":
+    if args.impl.startswith("borghash"):
         import borghash  # noqa: F401
 
     gc.collect()
@@ -342,9 +387,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def compare(args: argparse.Namespace, argv: list[str]) -> int:
     """Run each implementation in a process of its own; print and save them side by side."""
     results = {}
-    for impl in ("ours", "borghash"):
+    for impl in IMPLS if args.impl == "all" else IMPLS[:2]:
         out = Path(f"/tmp/bench_index_{os.getpid()}_{impl}.json")
-        rest = [a for a in argv if not a.startswith("--impl") and a != "both"]
+        rest = [a for a in argv if not a.startswith("--impl") and a not in ("both", "all")]
         rest = drop_option(rest, "--json")
         cmd = [sys.executable, __file__, *rest, "--impl", impl, "--json", str(out)]
         subprocess.run(cmd, check=True)
@@ -372,10 +417,11 @@ def drop_option(argv: list[str], name: str) -> list[str]:
 
 
 def impl_version(impl: str) -> str:
-    if impl == "borghash":
+    if impl.startswith("borghash"):
         from importlib.metadata import version
 
-        return f"borghash {version('borghash')}"
+        rows = " + our rows" if impl == "borghash-rows" else ""
+        return f"borghash {version('borghash')}{rows}"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
