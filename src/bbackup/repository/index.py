@@ -369,6 +369,10 @@ class _IndexWithLockedReads(Index):
         with self._lock:  # a snapshot: a generator cannot hold the lock between items
             return iter(list(super()._live_rows()))
 
+    def items(self) -> Iterable[tuple[bytes, IndexEntry]]:
+        with self._lock:  # the entries too, as they read the rows
+            return list(super().items())
+
     def _pack_info(self, p: int) -> PackInfo:
         with self._lock:
             return super()._pack_info(p)
