@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli_harness import Cli, restored_path
 
-import bbackup.ops.backup
+import bbackup.ops.chunk_pipeline
 
 MiB = 1024 * 1024
 
@@ -21,7 +21,7 @@ def test_a_large_file_sealed_in_parallel_restores_and_dedups_like_one_read_seria
     src.mkdir()
     text = b"".join(b"line %d of a log file\n" % i for i in range(400_000))  # ~9 MiB
     (src / "big.bin").write_bytes(os.urandom(5 * MiB) + text + os.urandom(3 * MiB))
-    monkeypatch.setattr(bbackup.ops.backup, "LARGE_FILE", 1 * MiB)
+    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "LARGE_FILE", 1 * MiB)
 
     first = cli("backup", "-r", repo, "--json", src)
     assert first.exit_code == 0, first
@@ -29,7 +29,7 @@ def test_a_large_file_sealed_in_parallel_restores_and_dedups_like_one_read_seria
     assert size <= first.event("summary")["bytes_added"] < size + 64 * 1024  # + the trees
 
     # The same bytes under another name, read serially: every chunk is already stored.
-    monkeypatch.setattr(bbackup.ops.backup, "LARGE_FILE", 1 << 60)
+    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "LARGE_FILE", 1 << 60)
     os.link(src / "big.bin", src / "copy.bin")
     second = cli("backup", "-r", repo, "--json", "--type", "full", src)
     assert second.exit_code == 0, second

@@ -17,28 +17,28 @@ from bbackup.cli.common import (
     with_repo,
 )
 from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.durations import Duration, parse_duration
 from bbackup.errors import UsageError
 from bbackup.ops.forget import ForgetGroup, apply_forget, describe_group, plan_forget
 from bbackup.ops.prune import PruneOptions, PruneReport, prune
 from bbackup.repository import Repository
 from bbackup.snapshot.retention import (
-    Duration,
     RetentionPolicy,
     parse_count,
-    parse_duration,
     parse_group_by,
     parse_tag_list,
 )
 
-_INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
+def parse_elapsed_seconds(text: str, flag: str) -> int:
+    """A duration flag that is elapsed time, such as `24h`, `90min` or `1d12h`, in seconds.
 
-def parse_interval(text: str, flag: str) -> float:
-    """Elapsed time such as `24h`, `90m`, `0s`, `1d12h` → seconds."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise UsageError(f"{flag} {text!r}: use a duration like 24h, 30m, 2d or 0s")
-    return sum(float(n) * _INTERVAL_UNITS[u] for n, u in parts)
+    Months and years are refused: a grace period is a fixed number of seconds.
+    """
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def parse_percent(text: str, flag: str) -> float:
@@ -60,12 +60,17 @@ def _count(text: str | None, flag: str) -> int:
 
 
 def _window(text: str | None, flag: str) -> Duration | None:
-    return None if text is None else _usage(parse_duration, text, flag)
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 Count = Annotated[str | None, typer.Option(help="How many to keep (a number or 'unlimited').")]
 Window = Annotated[
-    str | None, typer.Option(help="Duration such as 30d or 1y2m, back from the newest snapshot.")
+    str | None, typer.Option(help="Duration such as 30d or 1y2mo, back from the newest snapshot.")
 ]
 
 
@@ -99,12 +104,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Repack packs with more unused than this.")
         ] = "5%",
         grace: Annotated[
-            str, typer.Option(help="Delete marked packs only after this long.")
+            str,
+            typer.Option(help="Delete marked packs after this long: 24h, 90min, 2d."),
         ] = "24h",
     ) -> None:
         options = PruneOptions(
             dry_run=dry_run,
-            grace_seconds=parse_interval(grace, "--grace"),
+            grace_seconds=parse_elapsed_seconds(grace, "--grace"),
             max_unused=parse_percent(max_unused, "--max-unused"),
             connections=opts.connections or 4,
         )
@@ -163,7 +169,7 @@ def register(app: typer.Typer) -> None:
         fields = _usage(parse_group_by, group_by, "--group-by")
         filters = snapshot_filter(host, tag, path)
         prune_options = PruneOptions(
-            grace_seconds=parse_interval(grace, "--grace"),
+            grace_seconds=parse_elapsed_seconds(grace, "--grace"),
             max_unused=parse_percent(max_unused, "--max-unused"),
             connections=opts.connections or 4,
         )

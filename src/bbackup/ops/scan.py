@@ -1,8 +1,7 @@
-"""Reading the filesystem for backup: node metadata from stat, excludes, change detection.
+"""Reading the filesystem for backup: node metadata from stat, excludes, listing.
 
 `node_from_stat` builds a Node, `scan_dir` lists one directory, `Excluder` decides what
-to skip, `unchanged` compares a file with its node in the parent snapshot, and `Prescan`
-walks the sources in a thread while the repository is being opened.
+to skip, and `Prescan` walks the sources in a thread while the repository is being opened.
 """
 
 from __future__ import annotations
@@ -102,19 +101,6 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
     if kind == SYMLINK:
         node.link_target = os.readlink(path)
     return node
-
-
-def unchanged(node: Node, previous: Node | None) -> bool:
-    """True if a file's size, mtime, ctime and inode match its node in the parent."""
-    return (
-        previous is not None
-        and previous.type == FILE
-        and node.type == FILE
-        and previous.size == node.size
-        and previous.mtime_ns == node.mtime_ns
-        and previous.ctime_ns == node.ctime_ns
-        and previous.inode == node.inode
-    )
 
 
 class Excluder:

@@ -2,16 +2,18 @@
 
 It decides as restic's ``ApplyPolicy`` does (restic 0.16 and later, which also keep a
 group's oldest snapshot while a rule has counts left), so the same ``--keep-*`` flags
-keep the same snapshots. Pure functions over plain data.
+keep the same snapshots (months are written ``mo`` where restic writes ``m``). Pure
+functions over plain data.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final, Generic, Protocol, TypeVar
+
+from bbackup.durations import Duration
 
 #: A ``--keep-<period>`` count meaning "every period that has a snapshot".
 UNLIMITED: Final = -1
@@ -49,77 +51,7 @@ class Retainable(Protocol):
 T = TypeVar("T", bound=Retainable)
 
 
-# --- durations and flag values -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Duration:
-    """A span such as ``1y2m3d4h``, as restic's ``Duration``: years, months and days
-    move the calendar, hours move the clock."""
-
-    years: int = 0
-    months: int = 0
-    days: int = 0
-    hours: int = 0
-
-    def __post_init__(self) -> None:
-        for unit in ("years", "months", "days", "hours"):
-            if getattr(self, unit) < 0:
-                raise ValueError(f"duration {unit} must not be negative")
-
-    def is_zero(self) -> bool:
-        return not (self.years or self.months or self.days or self.hours)
-
-    def before(self, moment: datetime) -> datetime | None:
-        """The instant this span before ``moment``, or None if that is before year 1.
-
-        As Go's ``AddDate(-y, -m, -d).Add(-h * time.Hour)``: a day that its month lacks
-        rolls over (31 March minus one month is 3 March, or 2 March in a leap year), and
-        hours are elapsed time, not wall-clock time.
-        """
-        year, month0 = divmod((moment.year - self.years) * 12 + moment.month - 1 - self.months, 12)
-        try:
-            first = moment.replace(year=year, month=month0 + 1, day=1)
-            shifted = first + timedelta(days=moment.day - 1 - self.days)
-            return shifted.astimezone(UTC) - timedelta(hours=self.hours)
-        except (ValueError, OverflowError):
-            return None
-
-    def __str__(self) -> str:
-        spans = zip((self.years, self.months, self.days, self.hours), "ymdh", strict=True)
-        return "".join(f"{value}{unit}" for value, unit in spans if value) or "0h"
-
-
-_DURATION_TOKEN = re.compile(r"(\d+)(\D?)")
-_DURATION_UNITS = {"y": "years", "m": "months", "d": "days", "h": "hours"}
-
-
-def parse_duration(text: str) -> Duration:
-    """Parse restic's duration syntax, e.g. ``30d`` or ``1y2m3d4h``.
-
-    Units are y (years), m (months), d (days) and h (hours), each at most once, in any
-    order. Raises ValueError with a message fit to show the user.
-    """
-    source = text.strip()
-    if not source:
-        raise ValueError("empty duration: expected a number and a unit, e.g. 30d or 1y2m3d4h")
-    spans: dict[str, int] = {}
-    position = 0
-    while position < len(source):
-        match = _DURATION_TOKEN.match(source, position)
-        if match is None:
-            raise ValueError(
-                f"invalid duration {text!r}: expected a number at {source[position:]!r}"
-            )
-        number, unit = int(match.group(1)), match.group(2)
-        if unit not in _DURATION_UNITS:
-            problem = f"unknown unit {unit!r} after {number}" if unit else f"no unit after {number}"
-            raise ValueError(f"invalid duration {text!r}: {problem} (use y, m, d or h)")
-        if _DURATION_UNITS[unit] in spans:
-            raise ValueError(f"invalid duration {text!r}: unit {unit!r} given more than once")
-        spans[_DURATION_UNITS[unit]] = number
-        position = match.end()
-    return Duration(**spans)
+# --- flag values ---------------------------------------------------------------------
 
 
 def parse_count(text: str) -> int:

@@ -1,7 +1,8 @@
 """The S3 backend: objects under a key prefix in one bucket, spoken to through aiobotocore.
 
-Every botocore, aiohttp and socket error is translated into a `bbackup.errors` storage error
-in one place, `S3Storage._translate_errors`; nothing above this module sees a botocore type.
+Every request runs inside `s3_errors.translate_errors`, which turns botocore, aiohttp and
+socket errors into `bbackup.errors` storage errors; nothing above this module sees a
+botocore type. This module is the data path: naming, requests and their answers.
 """
 
 from __future__ import annotations
@@ -13,73 +14,22 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from botocore import exceptions as boto_errors
 
-from bbackup.errors import (
-    AccessDenied,
-    Archived,
-    BucketNotFound,
-    NotFound,
-    Permanent,
-    StorageError,
-    Transient,
-    Unreachable,
-)
+from bbackup.errors import BucketNotFound, Transient
 from bbackup.storage.base import ObjectInfo
+from bbackup.storage.s3_errors import error_code, http_status, translate_errors
 
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 MAX_POOL_CONNECTIONS = 64
-#: DeleteObjects accepts at most this many keys per request.
-DELETE_BATCH = 1000
 #: Payloads above this size are hashed in a worker thread (hashlib releases the GIL).
 _HASH_IN_THREAD = 1 << 20
 
-NO_CREDENTIALS = (
-    "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
-    "or ~/.aws/credentials"
-)
-
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
-_ACCESS_CODES = frozenset(
-    {
-        "AccessDenied",
-        "403",
-        "Forbidden",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "UnauthorizedAccess",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "BandwidthLimitExceeded",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "OperationAborted",
-        # AWS: a concurrent conditional write raced ours; retrying either wins or gets 412.
-        "ConditionalRequestConflict",
-    }
-)
 _RESTORE_RE = re.compile(r'ongoing-request\s*=\s*"(true|false)"', re.IGNORECASE)
 
 
@@ -207,6 +157,10 @@ class S3Storage:
         if stack is not None:
             await stack.aclose()
 
+    def _translate_errors(self, name: str | None) -> contextlib.AbstractContextManager[None]:
+        """Run a request about `name` (None: the bucket) with its errors translated."""
+        return translate_errors(self, name)
+
     # -- naming ----------------------------------------------------------------------
 
     def _key(self, name: str) -> str:
@@ -252,7 +206,7 @@ class S3Storage:
             try:
                 await client.put_object(**params)
             except boto_errors.ClientError as exc:
-                code = _error_code(exc)
+                code = error_code(exc)
                 if conditional and code in ("PreconditionFailed", "412"):
                     return  # the object exists: exactly what if_absent asks for
                 if not (conditional and code == "NotImplemented"):
@@ -273,7 +227,7 @@ class S3Storage:
             try:
                 response = await client.get_object(**params)
             except boto_errors.ClientError as exc:
-                if _error_code(exc) == "InvalidRange" or _status(exc) == 416:
+                if error_code(exc) == "InvalidRange" or http_status(exc) == 416:
                     return b""  # the range starts at or after the end of the object
                 raise
             async with response["Body"] as body:
@@ -324,28 +278,8 @@ class S3Storage:
             try:
                 await client.delete_object(Bucket=self.bucket, Key=self._key(name))
             except boto_errors.ClientError as exc:
-                if _error_code(exc) not in ("NoSuchKey", "404"):
+                if error_code(exc) not in ("NoSuchKey", "404"):
                     raise
-
-    async def delete_many(self, names: Sequence[str]) -> None:
-        """Delete objects with DeleteObjects, 1000 keys a request; missing ones are fine."""
-        client = await self._get_client()
-        for start in range(0, len(names), DELETE_BATCH):
-            batch = names[start : start + DELETE_BATCH]
-            with self._translate_errors(batch[0]):
-                response = await client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": self._key(n)} for n in batch], "Quiet": True},
-                )
-            # DeleteObjects answers 200 and reports failures per key.
-            failures = [e for e in response.get("Errors", ()) if e.get("Code") != "NoSuchKey"]
-            if failures:
-                first = {k: str(v) for k, v in failures[0].items()}
-                name = self._name(first.get("Key", ""))
-                error = self._classify(
-                    first.get("Code", ""), 0, first.get("Message", ""), "DeleteObjects", name
-                )
-                raise type(error)(f"{error.message} ({len(failures)} of {len(batch)} keys failed)")
 
     async def restore(self, name: str, days: int, tier: str) -> None:
         """Request a temporary readable copy of an archived object; a no-op otherwise."""
@@ -362,7 +296,7 @@ class S3Storage:
                 )
             except boto_errors.ClientError as exc:
                 # InvalidObjectState: the object is not in an archive class, nothing to do.
-                if _error_code(exc) not in ("RestoreAlreadyInProgress", "InvalidObjectState"):
+                if error_code(exc) not in ("RestoreAlreadyInProgress", "InvalidObjectState"):
                     raise
 
     # -- bucket housekeeping -----------------------------------------------------------
@@ -375,7 +309,7 @@ class S3Storage:
                 await client.head_bucket(Bucket=self.bucket)
                 return
             except boto_errors.ClientError as exc:
-                if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                     raise
         if not create:
             raise BucketNotFound(f"bucket {self.bucket!r} not found at {self.endpoint}")
@@ -386,7 +320,7 @@ class S3Storage:
             try:
                 await client.create_bucket(**params)
             except boto_errors.ClientError as exc:
-                if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                if error_code(exc) != "BucketAlreadyOwnedByYou":
                     raise
 
     async def abort_multipart_uploads(self, older_than: float = 0.0) -> int:
@@ -410,114 +344,11 @@ class S3Storage:
                         Bucket=self.bucket, Key=key, UploadId=upload_id
                     )
                 except boto_errors.ClientError as exc:
-                    if _error_code(exc) != "NoSuchUpload":
+                    if error_code(exc) != "NoSuchUpload":
                         raise
                     continue
             aborted += 1
         return aborted
-
-    # -- error translation -----------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _translate_errors(self, name: str | None) -> Iterator[None]:
-        """Re-raise lower-layer errors as bbackup storage errors, `from` the original."""
-        try:
-            yield
-        except StorageError:
-            raise
-        except Exception as exc:
-            translated = self._translate(exc, name)
-            if translated is None:
-                raise
-            raise translated from exc
-
-    def _translate(self, exc: Exception, name: str | None) -> StorageError | None:
-        if isinstance(exc, boto_errors.ClientError):
-            error = exc.response.get("Error", {})
-            return self._classify(
-                str(error.get("Code", "")),
-                _status(exc),
-                str(error.get("Message", "")),
-                exc.operation_name,
-                name,
-            )
-        if isinstance(exc, boto_errors.NoCredentialsError):
-            return AccessDenied(NO_CREDENTIALS)
-        if isinstance(
-            exc,
-            boto_errors.PartialCredentialsError
-            | boto_errors.ProfileNotFound
-            | boto_errors.CredentialRetrievalError,
-        ):
-            return AccessDenied(f"AWS credentials: {_one_line(exc)}")
-        if isinstance(exc, boto_errors.EndpointConnectionError | boto_errors.ConnectTimeoutError):
-            return Unreachable(f"cannot reach S3 endpoint {self.endpoint}: {_one_line(exc)}")
-        if isinstance(
-            exc,
-            boto_errors.HTTPClientError
-            | boto_errors.IncompleteReadError
-            | aiohttp.ClientError
-            | TimeoutError
-            | OSError,
-        ):
-            what = f"{name}: " if name else ""
-            return Transient(
-                f"{what}connection to S3 endpoint {self.endpoint} failed: {_one_line(exc)}"
-            )
-        if isinstance(exc, boto_errors.BotoCoreError):
-            return Permanent(f"S3 request to {self.endpoint} failed: {_one_line(exc)}")
-        return None
-
-    def _classify(
-        self, code: str, status: int, message: str, operation: str, name: str | None
-    ) -> StorageError:
-        """The storage error for an S3 error response (code, HTTP status, message)."""
-        message = " ".join(message.split())
-        detail = f"{code}: {message}" if message else code or f"HTTP {status}"
-        if code == "NoSuchBucket":
-            return BucketNotFound(f"bucket {self.bucket!r} not found at {self.endpoint}")
-        kind: type[StorageError] = Permanent
-        if code == "InvalidObjectState":  # sent with HTTP 403: decide on the code first
-            kind = Archived
-        elif code in _NOT_FOUND_CODES:
-            kind = NotFound
-        elif code in _ACCESS_CODES:
-            kind = AccessDenied
-        elif code in _TRANSIENT_CODES:
-            kind = Transient
-        elif status == 404:
-            kind = NotFound
-        elif status == 403:
-            kind = AccessDenied
-        elif status >= 500 or status == 429:
-            kind = Transient
-        if kind is Archived:
-            return Archived(
-                f"{name}: object is in an archive storage class and not restored; restore it first"
-            )
-        if kind is NotFound:
-            return NotFound(f"{name}: not found" if name else f"not found: {detail}")
-        if kind is AccessDenied:
-            return AccessDenied(
-                f"access denied to {self.location} at {self.endpoint} ({detail}): "
-                "check the AWS credentials and their permissions"
-            )
-        if kind is Transient:
-            return Transient(f"S3 endpoint {self.endpoint} failed {operation}: {detail}")
-        subject = f" {name}" if name else ""
-        return Permanent(f"S3 {operation}{subject} failed at {self.endpoint}: {detail}")
-
-
-def _error_code(exc: boto_errors.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: boto_errors.ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _age_seconds(started: Any) -> float:

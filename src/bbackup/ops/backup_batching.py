@@ -1,0 +1,139 @@
+"""Small-file batching: changed files go to the reader threads in batches, one thread hop
+(and one wake-up of the event loop) per batch instead of per file, and come back as nodes.
+
+Small files travel up to BATCH_FILES or BATCH_BYTES together; a file of SMALL_FILE or
+more alone. The batches in flight are bounded, which bounds how far the tree walk runs
+ahead of the readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from bbackup.errors import NoSpace
+from bbackup.ops.backup_summary import BackupSummary
+from bbackup.ops.chunk_pipeline import FileOutcome
+from bbackup.snapshot.model import Node
+
+T = TypeVar("T")
+
+#: Files smaller than this are read in batches of up to BATCH_FILES files / BATCH_BYTES;
+#: larger ones one at a time.
+SMALL_FILE = 1024 * 1024
+BATCH_FILES = 64
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+class TaskSpawner(Protocol):
+    """Starts a task that the backup cancels if it fails before the task is awaited."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> asyncio.Task[T]: ...
+
+
+class FileBatcher:
+    """Reads changed files on the reader threads, in batches, and gives back their nodes."""
+
+    def __init__(
+        self,
+        read_files: Callable[[list[bytes]], list[FileOutcome]],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        pool: ThreadPoolExecutor,
+        batches_in_flight: int,
+        summary: BackupSummary,
+        report_error: Callable[[bytes, str], None],
+        spawn: TaskSpawner,
+    ) -> None:
+        self._read_files = read_files
+        self._loop = loop
+        self._pool = pool
+        self._file_slots = asyncio.Semaphore(batches_in_flight)
+        self.summary = summary
+        self._error = report_error
+        self._task = spawn
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._batch_done: asyncio.Future[list[FileOutcome]] | None = None
+
+    async def add(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
+        """Queue a file; the task ends with its node once it is read, or None (reported)
+        if it could not be. Waits while the batches in flight are at their bound."""
+        alone = node.size >= SMALL_FILE  # a larger file goes in a batch of its own
+        if alone:
+            await self.flush()
+        task = self._batch_file(path, node, is_new=is_new)
+        if alone or len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            await self.flush()
+        return task
+
+    def _batch_file(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
+        """Queue a file for the next batch; its task ends when the batch is read."""
+        if self._batch_done is None:
+            self._batch_done = self._loop.create_future()
+        done = self._batch_done
+        position = len(self._batch)
+        self._batch.append(path)
+        self._batch_bytes += node.size
+        return self._task(self._batched_file(done, position, path, node, is_new))
+
+    async def _batched_file(
+        self,
+        done: asyncio.Future[list[FileOutcome]],
+        position: int,
+        path: bytes,
+        node: Node,
+        is_new: bool,
+    ) -> Node | None:
+        return self._file_done(path, node, is_new, (await done)[position])
+
+    async def flush(self) -> None:
+        """Hand the queued files to a reader thread (holding one file slot)."""
+        if not self._batch:
+            return
+        batch, done = self._batch, self._batch_done
+        assert done is not None
+        self._batch, self._batch_bytes, self._batch_done = [], 0, None
+        await self._file_slots.acquire()
+        self._task(self._read_batch(batch, done))
+
+    async def _read_batch(
+        self, paths: list[bytes], done: asyncio.Future[list[FileOutcome]]
+    ) -> None:
+        try:
+            outcomes = await self._loop.run_in_executor(self._pool, self._read_files, paths)
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        finally:
+            self._file_slots.release()
+        done.set_result(outcomes)
+
+    def _file_done(
+        self, path: bytes, node: Node, is_new: bool, outcome: FileOutcome
+    ) -> Node | None:
+        """The node of a file that was read, or None (reported) if it could not be."""
+        if isinstance(outcome, OSError):
+            if outcome.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"{os.fsdecode(path)}: no space left on device") from outcome
+            if isinstance(outcome, FileNotFoundError):
+                self._error(path, "vanished before it could be read")
+            else:
+                self._error(path, f"cannot read: {outcome.strerror or outcome}")
+            return None
+        content, size, warning = outcome
+        if warning:
+            self._error(path, warning)
+        node.content = content
+        node.size = size
+        self.summary.total_bytes += size
+        if is_new:
+            self.summary.files_new += 1
+        else:
+            self.summary.files_changed += 1
+        return node

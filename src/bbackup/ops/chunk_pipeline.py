@@ -1,0 +1,158 @@
+"""The reader threads' work: open a file, cut it into chunks and hand each chunk to the pack
+writer (hash, dedup, compress, seal), reading a file again once if it changes meanwhile.
+
+Every library on this path releases the GIL, so the reader threads run in parallel; a file
+of LARGE_FILE or more has its chunks sealed in the CPU pool, so that one large file keeps
+every core busy, not one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from bbackup.chunking import Chunker, ChunkerParams
+from bbackup.crypto.aead import BlobType
+from bbackup.ops.backup_summary import BackupProgress
+from bbackup.repository import BlobWriter
+
+#: Files at least this large have their chunks processed by the CPU pool in parallel.
+LARGE_FILE = 32 * 1024 * 1024
+CHUNKS_IN_FLIGHT = 2
+#: What reading one file gives: (content, size, warning), or the error.
+FileOutcome = tuple[list[bytes], int, str | None] | OSError
+
+
+class ChunkPipeline:
+    """Turns files into lists of blob IDs, sealed into packs, in the calling thread."""
+
+    def __init__(
+        self,
+        writer: BlobWriter,
+        chunker_seed: int,
+        chunker_params: ChunkerParams,
+        progress: BackupProgress,
+        *,
+        cpu_pool: ThreadPoolExecutor,
+        workers: int,
+    ) -> None:
+        self._writer = writer
+        self._chunker_seed = chunker_seed
+        self._chunker_params = chunker_params
+        self._min_size = chunker_params.min_size
+        self.progress = progress
+        self._cpu_pool = cpu_pool
+        self._workers = workers
+        self._local = threading.local()
+
+    def _chunker(self) -> Chunker:
+        chunker: Chunker | None = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = Chunker(self._chunker_seed, self._chunker_params)
+            self._local.chunker = chunker
+        return chunker
+
+    def read_files(self, paths: list[bytes]) -> list[FileOutcome]:
+        """Store each file; an error reading one becomes its outcome."""
+        outcomes: list[FileOutcome] = []
+        for path in paths:
+            try:
+                outcomes.append(self._read_file(path))
+            except OSError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _read_file(self, path: bytes) -> tuple[list[bytes], int, str | None]:
+        """Chunk, hash and seal one file; retried once if it changes while being read."""
+        content, size, changed = self._read_once(path)
+        if changed:
+            content, size, changed = self._read_once(path)
+            if changed:
+                return content, size, "file changed while being read; stored as read"
+        return content, size, None
+
+    def _read_once(self, path: bytes) -> tuple[list[bytes], int, bool]:
+        fd = _open_for_reading(path)
+        try:
+            before = os.fstat(fd)
+            if before.st_size >= LARGE_FILE and self._workers > 1:
+                content, size = self._store_chunks_parallel(fd)
+            elif before.st_size < self._min_size:
+                content, size = self._store_small(fd, before.st_size)
+            else:
+                content, size = self._store_chunks(fd)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        return content, size, changed or size != after.st_size
+
+    def _store_small(self, fd: int, size: int) -> tuple[list[bytes], int]:
+        """A file below the minimum chunk size is one chunk: read it whole, no chunker.
+
+        The first read asks for its size plus one byte: a buffer of the minimum chunk
+        size (512 KiB) for every small file would come from the top of the heap, which
+        glibc trims after each free: page faults and TLB shoot-downs, per file.
+        """
+        limit = self._min_size
+        data = os.read(fd, min(size + 1, limit))
+        while data and len(data) < limit:  # it grew, or a short read
+            more = os.read(fd, min(len(data) + 1, limit - len(data)))
+            if not more:
+                break
+            data += more
+        if len(data) >= limit:  # it grew past one chunk: chunk it from the start
+            os.lseek(fd, 0, os.SEEK_SET)
+            return self._store_chunks(fd)
+        if not data:
+            return [], 0
+        return [self._store_chunk(data)], len(data)
+
+    def _store_chunks(self, fd: int) -> tuple[list[bytes], int]:
+        """Chunk, hash, compress and seal a file's chunks in this thread."""
+        content: list[bytes] = []
+        size = 0
+        for chunk in self._chunker().chunk_fd(fd):
+            content.append(self._store_chunk(chunk))
+            size += len(chunk)
+        return content, size
+
+    def _store_chunks_parallel(self, fd: int) -> tuple[list[bytes], int]:
+        """Chunk a large file here and hash, compress and seal its chunks in the CPU pool,
+        so that one large file keeps every core busy, not one."""
+        content: list[bytes] = []
+        size = 0
+        in_flight: deque[Future[bytes]] = deque()
+        try:
+            for chunk in self._chunker().chunk_fd(fd):
+                # A copy: the chunker reuses its buffer for what it reads next.
+                in_flight.append(self._cpu_pool.submit(self._store_chunk, bytes(chunk)))
+                size += len(chunk)
+                if len(in_flight) >= CHUNKS_IN_FLIGHT:
+                    content.append(in_flight.popleft().result())
+            while in_flight:
+                content.append(in_flight.popleft().result())
+        finally:
+            for future in in_flight:
+                future.cancel()
+        return content, size
+
+    def _store_chunk(self, chunk: bytes | memoryview) -> bytes:
+        prepared = self._writer.prepare(BlobType.DATA, chunk)
+        # Sealed into its pack before the chunk's buffer is reused.
+        self._writer.put(prepared)
+        self.progress.bytes_read += len(chunk)
+        self.progress.bytes_seen += len(chunk)
+        return prepared.blob_id
+
+
+def _open_for_reading(path: bytes) -> int:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    noatime = getattr(os, "O_NOATIME", 0)
+    if noatime:
+        with contextlib.suppress(PermissionError):
+            return os.open(path, flags | noatime)
+    return os.open(path, flags)
