@@ -1,10 +1,21 @@
 """Synthetic benchmark of the in-memory index (bbackup.repository.index.Index).
 
     python scripts/bench_index.py [--blobs 5000000] [--per-pack 16] [--lookups 1000000]
+                                  [--impl ours|borghash|borghash-rows|both|all]
                                   [--tracemalloc] [--load-segments] [--json FILE]
 
-Adds --blobs blobs with random 32-byte IDs, --per-pack to a pack (as a backup or the
-index loader does: one PackInfo per pack, `Index.add_pack`), then measures:
+--impl borghash measures PyPI's `borghash` (a Cython hash table for random fixed-size
+keys, from the borg developers) in the place of our table. `BorghashIndex` maps each blob
+ID to the same 16 bytes of numbers our rows hold (pack number and type, offset, length,
+raw length) and keeps the pack IDs in a list: the best case for borghash, as it keeps
+only the first copy of each blob and no per-pack blob lists, which the real Index must
+keep (prune and check list a pack's blobs). --impl borghash-rows (`BorghashRowsIndex`)
+is borghash as our Index would use it: our rows, every copy, and a borghash table from
+blob ID to row. borghash publishes no wheels (only an sdist), so it is not a dependency:
+to run these, build it aside, e.g. `pip install --no-deps --target /tmp/borghash-site
+borghash` (needs a C compiler), then `PYTHONPATH=/tmp/borghash-site:src`. --impl both
+(ours, borghash) and --impl all (the three) run each in its own process, so that one's
+memory does not hide another's, and print them side by side.
 
 * memory per blob: growth of the process's resident set size (/proc/self/statm) from
   before the first ID is generated to after the index is built, divided by the number of
@@ -38,9 +49,12 @@ import os
 import platform
 import random
 import statistics
+import struct
+import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +77,12 @@ def peak_rss_bytes() -> int:
     return 0
 
 
-def build_index(n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
-    """An Index with n_blobs random blobs in packs of per_pack; (index, seconds)."""
+def generate_packs(n_blobs: int, per_pack: int, seed: int) -> Iterator[Any]:
+    """PackInfo objects holding n_blobs random blobs, per_pack to a pack (deterministic)."""
     from bbackup.crypto.aead import BlobType
-    from bbackup.repository.index import Index, PackInfo
+    from bbackup.repository.index import PackInfo
 
     rng = random.Random(seed)
-    index = Index()
-    start = time.perf_counter()
     made = 0
     while made < n_blobs:
         count = min(per_pack, n_blobs - made)
@@ -82,8 +94,135 @@ def build_index(n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
             length = 800_000 + (i * 7919) % 400_000
             blobs.append((ids[32 * i : 32 * i + 32], offset, length, length + 1000))
             offset += length
-        index.add_pack(PackInfo(pack_id, BlobType.DATA, offset + 200, blobs))
+        yield PackInfo(pack_id, BlobType.DATA, offset + 200, blobs)
         made += count
+
+
+class BorghashIndex:
+    """The part of `Index` the benchmark uses, over a borghash `HashTable` (see --impl).
+
+    Blob ID → 16 bytes (pack number << 2 | type, offset, length, raw length, as in our
+    rows); the first copy of a blob wins, as in `Index`.
+    """
+
+    def __init__(self) -> None:
+        from borghash import HashTable  # type: ignore[import-not-found]
+
+        from bbackup.crypto.aead import BlobType
+        from bbackup.repository.index import IndexEntry
+
+        self._table = HashTable(key_size=32, value_size=16)
+        self._pack_ids: list[str] = []
+        self._numbers = struct.Struct("=4I")
+        self._types = tuple(BlobType(t) for t in range(len(BlobType)))
+        self._entry = IndexEntry
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def add_pack(self, pack: Any, marked_at: float | None = None) -> None:
+        key = len(self._pack_ids) << 2 | int(pack.blob_type)
+        self._pack_ids.append(pack.pack_id)
+        setdefault, encode = self._table.setdefault, self._numbers.pack
+        for blob_id, offset, length, raw_length in pack.blobs:
+            setdefault(blob_id, encode(key, offset, length, raw_length))
+
+    def add_segment(self, segment: Any) -> None:
+        for pack in segment.packs:
+            self.add_pack(pack)
+
+    def __contains__(self, blob_id: object) -> bool:
+        # borghash raises ValueError for a key of another size; Index says False.
+        return len(blob_id) == 32 and blob_id in self._table  # type: ignore[arg-type]
+
+    def get(self, blob_id: bytes) -> Any:
+        if len(blob_id) != 32:
+            return None
+        value = self._table.get(blob_id)
+        if value is None:
+            return None
+        key, offset, length, raw_length = self._numbers.unpack(value)
+        # As Index does: a tuple.__new__ call skips the NamedTuple's Python __new__.
+        return tuple.__new__(
+            self._entry,
+            (self._pack_ids[key >> 2], self._types[key & 3], offset, length, raw_length),
+        )
+
+    def lookup(self, blob_id: bytes) -> Any:
+        entry = self.get(blob_id)
+        if entry is None:
+            raise KeyError(blob_id)
+        return entry
+
+    @property
+    def pack_count(self) -> int:
+        return len(self._pack_ids)
+
+
+class BorghashRowsIndex(BorghashIndex):
+    """borghash as the table of our Index would use it (see --impl): our 48-byte rows,
+    every copy of every blob, kept as `Index` keeps them (so that a pack's blob list can
+    be listed), and a borghash table from blob ID to the row of its first copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from bbackup.repository._table import ROW_SIZE, encode_rows
+
+        self._table = self._table.__class__(key_size=32, value_size=4)
+        self._rows = bytearray()
+        self._row_size = ROW_SIZE
+        self._encode_rows = encode_rows
+        self._row_number = struct.Struct("=I")
+        self._row_numbers = struct.Struct("=32x4I")
+
+    def add_pack(self, pack: Any, marked_at: float | None = None) -> None:
+        p = len(self._pack_ids)
+        first = len(self._rows) // self._row_size
+        ids, rows, _wide = self._encode_rows(pack.blobs, p << 2 | int(pack.blob_type))
+        self._rows += rows
+        self._pack_ids.append(pack.pack_id)
+        setdefault, encode = self._table.setdefault, self._row_number.pack
+        for row, blob_id in enumerate(ids, first):
+            setdefault(blob_id, encode(row))
+
+    def get(self, blob_id: bytes) -> Any:
+        if len(blob_id) != 32:
+            return None
+        value = self._table.get(blob_id)
+        if value is None:
+            return None
+        key, offset, length, raw_length = self._row_numbers.unpack_from(
+            self._rows, self._row_number.unpack(value)[0] * self._row_size
+        )
+        return tuple.__new__(
+            self._entry,
+            (self._pack_ids[key >> 2], self._types[key & 3], offset, length, raw_length),
+        )
+
+
+IMPLS = ("ours", "borghash", "borghash-rows")
+
+
+def new_index(impl: str) -> Any:
+    if impl == "borghash":
+        return BorghashIndex()
+    if impl == "borghash-rows":
+        return BorghashRowsIndex()
+    from bbackup.repository.index import Index
+
+    return Index()
+
+
+def pack_count(index: Any) -> int:
+    return index.pack_count if isinstance(index, BorghashIndex) else len(index.packs)
+
+
+def build_index(impl: str, n_blobs: int, per_pack: int, seed: int) -> tuple[Any, float]:
+    """An index with n_blobs random blobs in packs of per_pack; (index, seconds)."""
+    index = new_index(impl)
+    start = time.perf_counter()
+    for pack in generate_packs(n_blobs, per_pack, seed):
+        index.add_pack(pack)
     len(index)  # the compact Index fills its hash table at the first lookup
     return index, time.perf_counter() - start
 
@@ -119,19 +258,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lookups", type=int, default=1_000_000, help="IDs per lookup loop")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3, help="runs per lookup loop; median")
+    p.add_argument(
+        "--impl",
+        choices=(*IMPLS, "both", "all"),
+        default="ours",
+        help="our table, borghash's, or both side by side (default ours)",
+    )
     p.add_argument("--tracemalloc", action="store_true", help="trace the heap (slow)")
     p.add_argument("--load-segments", action="store_true", help="also time a segment reload")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
+    if args.impl in ("both", "all"):
+        return compare(args, sys.argv[1:] if argv is None else argv)
+    results = measure(args)
+    print_report(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
 
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Build one implementation's index and time it; the results as a JSON-able dict."""
     import bbackup.repository.index  # noqa: F401  (imported before the baseline)
+
+    if args.impl.startswith("borghash"):
+        import borghash  # noqa: F401
 
     gc.collect()
     gc.disable()  # no collections in the middle of timed loops; nothing here is cyclic
     if args.tracemalloc:
         tracemalloc.start()
     before = rss_bytes()
-    index, add_seconds = build_index(args.blobs, args.per_pack, args.seed)
+    index, add_seconds = build_index(args.impl, args.blobs, args.per_pack, args.seed)
     gc.collect()
     after = rss_bytes()
     peak_build = peak_rss_bytes()
@@ -143,7 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     per_blob = traced / n if traced is not None else per_blob_rss
 
     rng = random.Random(args.seed + 1)
-    all_ids = list(index.blob_ids())
+    # The IDs again, in the order they were stored, from the same generator: the same for
+    # every implementation, whatever order it would list them in.
+    all_ids = [
+        b[0] for pack in generate_packs(args.blobs, args.per_pack, args.seed) for b in pack.blobs
+    ]
     # Fresh copies, allocated in lookup order, as callers hold IDs just decoded from a tree:
     # the loop then measures the index, not cache misses on the sampled ID objects.
     hits = [bytes(memoryview(all_ids[rng.randrange(n)])) for _ in range(args.lookups)]
@@ -176,13 +339,18 @@ def main(argv: list[str] | None = None) -> int:
         time_loop("hit, stored order: lookup", lookup, stored_order, args.repeats, target=False),
         time_loop("(loop overhead alone)", baseline, hits, args.repeats, target=False),
     ]
+    packs = pack_count(index)
     load: dict[str, Any] | None = None
     if args.load_segments:
-        load = segment_reload(index)
+        del index, hits, misses, stored_order
+        gc.collect()
+        load = segment_reload(args)
     gc.enable()
 
     worst_lookup = min(r["per_s"] for r in loops if r["target"])
-    results = {
+    return {
+        "impl": args.impl,
+        "impl_version": impl_version(args.impl),
         "machine": {
             "python": platform.python_version(),
             "cpu": cpu_model(),
@@ -190,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "blobs": n,
         "per_pack": args.per_pack,
-        "packs": len(index.packs),
+        "packs": packs,
         "add_seconds": add_seconds,
         "adds_per_s": n / add_seconds,
         "rss_growth_bytes": after - before,
@@ -214,26 +382,74 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
     }
-    print_report(results)
+
+
+def compare(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run each implementation in a process of its own; print and save them side by side."""
+    results = {}
+    for impl in IMPLS if args.impl == "all" else IMPLS[:2]:
+        out = Path(f"/tmp/bench_index_{os.getpid()}_{impl}.json")
+        rest = [a for a in argv if not a.startswith("--impl") and a not in ("both", "all")]
+        rest = drop_option(rest, "--json")
+        cmd = [sys.executable, __file__, *rest, "--impl", impl, "--json", str(out)]
+        subprocess.run(cmd, check=True)
+        results[impl] = json.loads(out.read_text())
+        out.unlink()
+    print_comparison(results)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 
-def segment_reload(index: Any) -> dict[str, Any]:
-    """Serialise the packs as index segments (~10,000 packs each) and load them back."""
-    from bbackup.repository.index import Index, IndexSegment
+def drop_option(argv: list[str], name: str) -> list[str]:
+    """argv without `name VALUE` or `name=VALUE`."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == name:
+            skip = True
+        elif not a.startswith(name + "="):
+            out.append(a)
+    return out
 
-    packs = list(index.packs.values())
+
+def impl_version(impl: str) -> str:
+    if impl.startswith("borghash"):
+        from importlib.metadata import version
+
+        rows = " + our rows" if impl == "borghash-rows" else ""
+        return f"borghash {version('borghash')}{rows}"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return f"bbackup {commit}".strip()
+
+
+def segment_reload(args: argparse.Namespace) -> dict[str, Any]:
+    """Serialise the packs as index segments (~10,000 packs each) and load them back into
+    a fresh index: what opening a large repository costs."""
+    from bbackup.repository.index import IndexSegment
+
+    packs = list(generate_packs(args.blobs, args.per_pack, args.seed))
     start = time.perf_counter()
     blobs_per_segment = 160_000
     step = max(1, blobs_per_segment // max(1, len(packs[0].blobs)))
     encoded = [IndexSegment(packs[i : i + step]).to_bytes() for i in range(0, len(packs), step)]
     encode_s = time.perf_counter() - start
     del packs
+    gc.collect()
     start = time.perf_counter()
-    fresh = Index()
+    fresh = new_index(args.impl)
     for data in encoded:
         fresh.add_segment(IndexSegment.from_bytes(data))
     len(fresh)
@@ -262,7 +478,10 @@ def cpu_model() -> str:
 
 def print_report(r: dict[str, Any]) -> None:
     mib = 1024 * 1024
-    print(f"index benchmark: {r['blobs']:,} blobs in {r['packs']:,} packs of {r['per_pack']}")
+    print(
+        f"index benchmark ({r['impl_version']}): {r['blobs']:,} blobs in {r['packs']:,}"
+        f" packs of {r['per_pack']}"
+    )
     print(f"  python {r['machine']['python']} on {r['machine']['cpu']}")
     print(f"  add:      {r['add_seconds']:.2f} s ({r['adds_per_s']:,.0f} blobs/s)")
     print(
@@ -299,6 +518,36 @@ def print_report(r: dict[str, Any]) -> None:
         f"  target lookups/s ≥ {lk['limit']:,} (slowest random-order loop, wall clock):"
         f" {lk['value']:,.0f} {lk['status']}"
     )
+
+
+def print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    """One line per figure, one column per implementation."""
+    names = list(results)
+    rows: list[tuple[str, list[str]]] = [
+        ("version", [r["impl_version"] for r in results.values()]),
+        ("bytes/blob (RSS growth)", [f"{r['bytes_per_blob_rss']:.1f}" for r in results.values()]),
+        ("add blobs/s", [f"{r['adds_per_s']:,.0f}" for r in results.values()]),
+    ]
+    for i, loop in enumerate(next(iter(results.values()))["lookups"]):
+        rows.append(
+            (
+                loop["label"] + " /s",
+                [
+                    f"{r['lookups'][i]['per_s']:,.0f} ({r['lookups'][i]['cpu_per_s']:,.0f})"
+                    for r in results.values()
+                ],
+            )
+        )
+    if all(r["segment_reload"] for r in results.values()):
+        rows.append(
+            (
+                "load segments (s)",
+                [f"{r['segment_reload']['load_seconds']:.2f}" for r in results.values()],
+            )
+        )
+    print(f"\n{'lookups: wall clock (CPU time)':34s}" + "".join(f"{n:>26s}" for n in names))
+    for label, values in rows:
+        print(f"{label:34s}" + "".join(f"{v:>26s}" for v in values))
 
 
 if __name__ == "__main__":

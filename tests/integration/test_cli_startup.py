@@ -18,6 +18,7 @@ OPERATIONS = {
     "restore": {"bbackup.ops.restore"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
+    "repair": {"bbackup.ops.repair"},
     # forget --prune runs prune, and both are registered by one module.
     "forget": {"bbackup.ops.forget", "bbackup.ops.prune"},
     "prune": {"bbackup.ops.forget", "bbackup.ops.prune"},

@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "prune": "retention_cmds",
     "forget": "retention_cmds",
     "key": "key_cmds",
+    "repair": "repair_cmds",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

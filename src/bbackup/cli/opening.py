@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.options import GlobalOptions
-from bbackup.cli.output import warn
+from bbackup.cli.output import warn, warn_event
 from bbackup.cli.password import resolve_password
 from bbackup.errors import UsageError
 from bbackup.repository import Repository, open_repository
@@ -35,6 +35,7 @@ async def open_repo(
         cache_root=Path(opts.cache_dir) if opts.cache_dir else None,
         load_index=load_index,
         remember_key=key_hint(opts, stack),
+        on_damage=lambda line: warn_event(f"warning: {line}", opts.json),
         on_damaged_key=lambda message: warn(f"warning: {message}"),
     )
 

@@ -71,6 +71,13 @@ def warn(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def warn_event(text: str, as_json: bool) -> None:
+    """A warning on stderr: one line, or one JSON event with --json."""
+    if as_json:
+        text = json.dumps({"event": "warning", "message": text.removeprefix("warning: ")})
+    warn(text)
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -1,8 +1,21 @@
 """Rows and hash tables of the in-memory index: how a (pack, blob) pair is stored in 48
 bytes, and the open-addressing tables that find the row of a blob ID.
 
-`Index` (in `index`) owns the rows and tables; its lookups repeat `find` inline, so the
-word layout described here is part of this module's interface.
+A row is the 32-byte blob ID then four native 32-bit integers (pack number and blob type,
+offset, length, raw length; numbers over 32 bits are marked WIDE and kept aside by the
+index). A table is an `array` of words a power of two long, keyed by `hash(blob_id)`, at
+most 70% full, linear probing; each word is a row number and an 8-bit tag from other
+hash bits, so that a probe seldom reads a row it does not want. A probe always compares
+the full 32-byte ID with the row, so IDs sharing a prefix or a hash are never confused.
+`probe` is the one loop that walks a table: finding, inserting and rehashing go through
+it. `Index` (in `index`) owns the rows and tables.
+
+A lookup that finds a blob reads memory in three unrelated places, one after the other:
+a table word, the row, and the pack's ID string (which the `IndexEntry` holds). With
+millions of blobs each is a cache and TLB miss; at 5 M blobs that is about half the time
+a `lookup` takes (scripts/bench_index.py compares IDs in random and in stored order).
+PyPI's `borghash` was measured in this place and not adopted (docs/performance.md,
+"Index: borghash vs our table").
 """
 
 from __future__ import annotations
@@ -102,40 +115,38 @@ def has_room(table: Table, entries: int, max_row: int) -> bool:
     return entries <= (mask + 1) * _MAX_LOAD and (max_row < _NARROW_ROWS or words.itemsize >= 8)
 
 
-def find(table: Table, rows: bytearray, blob_id: object, h: int) -> int:
-    """The row of `blob_id`, whose hash is `h`, in `table`, or 0."""
+def probe(table: Table, rows: bytearray, blob_id: object, h: int) -> int:
+    """The slot of `table` that holds `blob_id` (whose hash is `h`), or else the empty
+    slot where it would go. The table must have an empty slot (it never fills up)."""
     words, mask = table
     i = h & mask
     word = words[i]
     tag = h >> TAG_SHIFT & TAG_MASK
     while word:
         if word & TAG_MASK == tag and unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0] == blob_id:
-            return word >> TAG_BITS
+            return i
         i = (i + 1) & mask
         word = words[i]
-    return 0
+    return i
+
+
+def find(table: Table, rows: bytearray, blob_id: object, h: int) -> int:
+    """The row of `blob_id`, whose hash is `h`, in `table`, or 0."""
+    word: int = table[0][probe(table, rows, blob_id, h)]
+    return word >> TAG_BITS
 
 
 def insert(table: Table, rows: bytearray, blob_ids: Iterable[bytes], first_row: int) -> int:
     """Enter rows first_row, first_row + 1, … holding `blob_ids`, except IDs already in the
     table (the first copy wins). The table must have room. Returns how many were entered."""
-    words, mask = table
+    words = table[0]
     added = 0
     for row, blob_id in enumerate(blob_ids, first_row):
         h = hash(blob_id)
-        tag = h >> TAG_SHIFT & TAG_MASK
-        i = h & mask
-        word = words[i]
-        while word:
-            if (
-                word & TAG_MASK == tag
-                and unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0] == blob_id
-            ):
-                break
-            i = (i + 1) & mask
-            word = words[i]
-        else:
-            words[i] = row << TAG_BITS | tag
+        i = probe(table, rows, blob_id, h)
+        if not words[i]:
+            # Tag and row in one word, written in one store: see the Index docstring.
+            words[i] = row << TAG_BITS | h >> TAG_SHIFT & TAG_MASK
             added += 1
     return added
 
@@ -143,13 +154,11 @@ def insert(table: Table, rows: bytearray, blob_ids: Iterable[bytes], first_row: 
 def rehash(table: Table, rows: bytearray, entries: int, max_row: int) -> Table:
     """A new table with the entries of `table` and room for `entries` in all."""
     new = empty_table(entries, max_row)
-    words, mask = new
+    words = new[0]
     for word in table[0]:
         if word:
-            i = hash(unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0]) & mask
-            while words[i]:
-                i = (i + 1) & mask
-            words[i] = word
+            blob_id = unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0]
+            words[probe(new, rows, blob_id, hash(blob_id))] = word
     return new
 
 

@@ -1,54 +1,42 @@
-"""The index: blob ID → (pack, offset, length, raw length, type), and its stored segments.
-
-An index *segment* is a document of kind "index" listing packs and the blobs in each.
-The in-memory `Index` is the union of all segments; `supersedes` lets prune replace old
-segments with a rewritten one without a moment where blobs are missing.
+"""The index in memory: blob ID → (pack, offset, length, raw length, type), the union of
+the stored index segments (`index_segment`), with the packs each segment lists.
 
 Prune's first phase *marks* unreferenced packs: a marked pack stays listed (with the time
 it was marked) so its blobs can still be read, but backups do not deduplicate against it,
 so no new snapshot starts to depend on a pack that is about to be deleted.
 
-Memory layout (issue #5, "Scale": millions of blobs, so no Python object per blob).
-Every (pack, blob) pair the segments list is a *row*: 48 bytes in one `bytearray`, the
-32-byte blob ID then four native 32-bit integers (pack number and blob type, offset,
-length, raw length; numbers over 32 bits go to a side table). Rows are numbered from 1 in
-the order packs are added, and each pack's rows are contiguous; per pack the index keeps
-its ID string, type, size and first row. Blobs are found through open-addressing hash
-tables keyed by `hash(blob_id)` (`_table`): an `array` of words a power of two long, at
-most 70% full, linear probing, each word a row number and an 8-bit tag from other hash
-bits, so that a probe seldom reads a row it does not want. A probe always compares the
-full 32-byte ID with the row, so IDs sharing a prefix or a hash are never confused. One
-table holds the first live copy of each blob, the other the first copy in a marked pack;
-both are filled lazily (adding a pack stores its rows, the next lookup enters them), so
-that loading thousands of segments builds each table once, at its final size.
-`IndexEntry` and `PackInfo` objects are built when asked for. About 70 bytes per blob.
+Memory (issue #5, "Scale": millions of blobs, so no Python object per blob): every
+(pack, blob) pair the segments list is a 48-byte *row* (`_table` describes rows and hash
+tables). Rows are numbered from 1 in the order packs are added, and each pack's rows are
+contiguous; per pack the index keeps its ID string, type, size and first row. One table
+holds the first live copy of each blob, the other the first copy in a marked pack; both
+are filled lazily (adding a pack stores its rows, the next lookup enters them), so that
+loading thousands of segments builds each table once, at its final size. `IndexEntry`
+and `PackInfo` objects are built when asked for. About 70 bytes per blob. A pack's
+content is fixed by its ID, so when a pack is listed again (by another segment) its blob
+list is not read again.
 
-A lookup that finds a blob reads memory in three unrelated places, one after the other:
-a table word, the row, and the pack's ID string (which the `IndexEntry` holds). With
-millions of blobs each is a cache and TLB miss; at 5 M blobs that is about half the time
-a `lookup` takes (scripts/bench_index.py compares IDs in random and in stored order).
-
-Blob IDs are exactly 32 bytes. A pack's content is fixed by its ID, so when a pack is
-listed again (by another segment) its blob list is not read again.
-
-Threads: `in`, `get`, `lookup` and `has` may run in other threads while `add_pack` runs
-in one (the writer checks for known blobs from worker threads). Rows are written before
-they are entered in a table, a table is replaced whole (never resized in place), a
-table word (row and tag) is written in one store, filling a table is serialised by a
-lock, and rows stay "pending" until they are entered, so a lookup finds a blob
-completely or, while it is being added, possibly not at all.
+Threads. Writers (`add_pack`, `add_segment`; in a backup the event loop adds each
+uploaded pack) and the lookups that fill a table hold `_lock`, so writes never interleave
+and any thread may write. Readers (`in`, `get`, `lookup`, `has`, `len`, the pack views;
+in a backup the worker threads ask `in` for every chunk) take no lock, as an uncontended
+`with lock:` costs about as much as a lookup on the benchmark VM. They see a blob whole
+or not at all: rows are written before a table word names them and stay "pending" until
+then; a table word (row and tag) is published with one store; a table that grows is
+replaced whole, never resized in place. Each of these is one step only because the GIL
+serialises the bytecodes: without it (free-threaded CPython) a reader could read `_rows`
+while a writer reallocates it to append, or see a table word before the row it names.
+There `Index()` builds `_IndexWithLockedReads`, whose readers hold `_lock` too.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from itertools import chain
 from typing import NamedTuple
-
-import msgpack
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError
@@ -57,8 +45,6 @@ from bbackup.repository._table import (
     ID_SIZE,
     ROW_SIZE,
     TAG_BITS,
-    TAG_MASK,
-    TAG_SHIFT,
     WIDE,
     Table,
     empty_table,
@@ -67,14 +53,14 @@ from bbackup.repository._table import (
     has_room,
     ids_of,
     insert,
+    probe,
     rehash,
     runs,
-    unpack_id,
     unpack_numbers,
-    unpack_row,
 )
+from bbackup.repository.index_segment import INDEX_KIND, IndexSegment, PackInfo, pack_size
 
-INDEX_KIND = "index"
+__all__ = ["INDEX_KIND", "Index", "IndexEntry", "IndexSegment", "PackInfo"]
 
 #: A row's first number is pack number << _TYPE_BITS | blob type.
 _TYPES = tuple(BlobType(t) for t in range(len(BlobType)))
@@ -85,6 +71,9 @@ _LIVE = 1
 _MARKED = 2
 
 _new_tuple = tuple.__new__  # builds an IndexEntry without the NamedTuple __new__ call
+
+#: False on a free-threaded CPython running without the GIL (see "Threads" above).
+_GIL_ENABLED: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class IndexEntry(NamedTuple):
@@ -97,63 +86,6 @@ class IndexEntry(NamedTuple):
     raw_length: int
 
 
-@dataclass(slots=True)
-class PackInfo:
-    """One pack as an index segment lists it."""
-
-    pack_id: str
-    blob_type: BlobType
-    size: int
-    blobs: list[tuple[bytes, int, int, int]] = field(default_factory=list)  # id, off, len, raw
-
-
-@dataclass(slots=True)
-class IndexSegment:
-    """One stored index document."""
-
-    packs: list[PackInfo] = field(default_factory=list)
-    supersedes: list[str] = field(default_factory=list)
-    #: pack ID → epoch seconds when prune marked it for deletion (its PackInfo is in `packs`).
-    marked: dict[str, float] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            {
-                # msgpack writes tuples as arrays: the same bytes as lists, without copying.
-                "packs": [[p.pack_id, int(p.blob_type), p.size, p.blobs] for p in self.packs],
-                "supersedes": self.supersedes,
-                "marked": self.marked,
-            }
-        )
-        return packed
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> IndexSegment:
-        try:
-            # Arrays as tuples: each blob arrives as the (id, offset, length, raw length)
-            # tuple PackInfo holds, with no Python code per blob; encode_rows checks them.
-            raw = msgpack.unpackb(data, use_list=False)
-            packs = []
-            for pid, t, size, blobs in raw["packs"]:
-                blobs = list(blobs)
-                encode_rows(blobs, 0)
-                packs.append(PackInfo(str(pid), BlobType(t), _count(size), blobs))
-            marked = {str(k): float(v) for k, v in raw.get("marked", {}).items()}
-            return cls(packs, [str(s) for s in raw.get("supersedes", ())], marked)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError("index segment is malformed") from exc
-
-    @property
-    def blob_count(self) -> int:
-        return sum(len(p.blobs) for p in self.packs)
-
-
-def _count(value: object) -> int:
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"{value!r} is not a non-negative integer")
-    return value
-
-
 class Index:
     """The in-memory union of index segments.
 
@@ -163,6 +95,12 @@ class Index:
     `packs`, `marked_packs` and `all_packs()` are read-only mappings pack ID → `PackInfo`
     that follow the index as it changes; a `PackInfo` is built each time one is looked up.
     """
+
+    def __new__(cls) -> Index:
+        # Without the GIL the lock-free reads are not safe: see "Threads" above.
+        if cls is Index and not _GIL_ENABLED:
+            return object.__new__(_IndexWithLockedReads)
+        return object.__new__(cls)
 
     def __init__(self) -> None:
         # Packs, by number.
@@ -180,8 +118,9 @@ class Index:
         self._wide: dict[int, tuple[int, int, int]] = {}  # row → numbers over 32 bits
         # The tables are filled lazily: adding a pack only stores its rows, and the next
         # lookup enters them, so loading many segments sizes the table once. _lock
-        # serialises filling (lookups may come from several threads).
-        self._lock = threading.Lock()
+        # serialises writers and filling (lookups may come from several threads); it is
+        # reentrant for _IndexWithLockedReads, whose reads fill tables holding it.
+        self._lock = threading.RLock()
         self._live: Table = empty_table(0, 0)  # first live copy of each blob
         self._live_count = 0
         self._pending = array("Q")  # first, end row of each live pack not in _live yet
@@ -198,94 +137,32 @@ class Index:
             self._enter_pending()
         return self._live_count
 
-    # `in`, `get` and `lookup` repeat `_table.find` inline: a call costs as much as a
-    # probe step, and backup asks `in` for every chunk, restore `lookup` for every blob.
+    # The hot reads (backup asks `in` for every chunk, restore `lookup` for every blob)
+    # call `probe` directly rather than through `find`: a call costs as much as a probe
+    # step. Each reads `self._live` once: a table may be replaced meanwhile.
 
     def __contains__(self, blob_id: object) -> bool:
         if self._pending:
             self._enter_pending()
-        words, mask = self._live
-        h = hash(blob_id)
-        i = h & mask
-        word = words[i]
-        if not word:
-            return False
-        tag = h >> TAG_SHIFT & TAG_MASK
-        rows = self._rows
-        while True:
-            if (
-                word & TAG_MASK == tag
-                and unpack_id(rows, (word >> TAG_BITS) * ROW_SIZE)[0] == blob_id
-            ):
-                return True
-            i = (i + 1) & mask
-            word = words[i]
-            if not word:
-                return False
+        table = self._live
+        return table[0][probe(table, self._rows, blob_id, hash(blob_id))] != 0
 
     def get(self, blob_id: bytes) -> IndexEntry | None:
         if self._pending:
             self._enter_pending()
-        words, mask = self._live
-        h = hash(blob_id)
-        i = h & mask
-        word = words[i]
-        if not word:
-            return None
-        tag = h >> TAG_SHIFT & TAG_MASK
-        while True:
-            if word & TAG_MASK == tag:
-                found, key, offset, length, raw_length = unpack_row(
-                    self._rows, (word >> TAG_BITS) * ROW_SIZE
-                )
-                if found == blob_id:
-                    if offset == WIDE:
-                        return self._entry(word >> TAG_BITS)
-                    return _new_tuple(
-                        IndexEntry,
-                        (
-                            self._pack_ids[key >> _TYPE_BITS],
-                            _TYPES[key & _TYPE_MASK],
-                            offset,
-                            length,
-                            raw_length,
-                        ),
-                    )
-            i = (i + 1) & mask
-            word = words[i]
-            if not word:
-                return None
+        table = self._live
+        row = table[0][probe(table, self._rows, blob_id, hash(blob_id))] >> TAG_BITS
+        return self._entry(row) if row else None
 
     def lookup(self, blob_id: bytes) -> IndexEntry:
-        # get, inline again, then the marked packs.
+        """Where a blob is, from a live pack if one has it, else from a marked pack."""
         if self._pending:
             self._enter_pending()
-        words, mask = self._live
         h = hash(blob_id)
-        i = h & mask
-        word = words[i]
-        tag = h >> TAG_SHIFT & TAG_MASK
-        while word:
-            if word & TAG_MASK == tag:
-                found, key, offset, length, raw_length = unpack_row(
-                    self._rows, (word >> TAG_BITS) * ROW_SIZE
-                )
-                if found == blob_id:
-                    if offset == WIDE:
-                        return self._entry(word >> TAG_BITS)
-                    return _new_tuple(
-                        IndexEntry,
-                        (
-                            self._pack_ids[key >> _TYPE_BITS],
-                            _TYPES[key & _TYPE_MASK],
-                            offset,
-                            length,
-                            raw_length,
-                        ),
-                    )
-            i = (i + 1) & mask
-            word = words[i]
-        row = find(self._marked_lookup(), self._rows, blob_id, h) if self.marked else 0
+        table = self._live
+        row = table[0][probe(table, self._rows, blob_id, h)] >> TAG_BITS
+        if not row and self.marked:
+            row = find(self._marked_lookup(), self._rows, blob_id, h)
         if not row:
             raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
         return self._entry(row)
@@ -309,8 +186,15 @@ class Index:
         key, offset, length, raw_length = unpack_numbers(self._rows, row * ROW_SIZE + ID_SIZE)
         if offset == WIDE and row in self._wide:
             offset, length, raw_length = self._wide[row]
-        return IndexEntry(
-            self._pack_ids[key >> _TYPE_BITS], _TYPES[key & _TYPE_MASK], offset, length, raw_length
+        return _new_tuple(
+            IndexEntry,
+            (
+                self._pack_ids[key >> _TYPE_BITS],
+                _TYPES[key & _TYPE_MASK],
+                offset,
+                length,
+                raw_length,
+            ),
         )
 
     def _live_rows(self) -> Iterator[tuple[bytes, int]]:
@@ -330,8 +214,12 @@ class Index:
 
         A pack listed live wins over a mark, whichever comes first; several packs may
         hold the same blob, and the first copy added (live, or among marked packs) is
-        the one `get` and `lookup` return.
+        the one `get` and `lookup` return. Any thread may call it (see "Threads").
         """
+        with self._lock:
+            self._add_pack(pack, marked_at)
+
+    def _add_pack(self, pack: PackInfo, marked_at: float | None) -> None:
         p = self._pack_numbers.get(pack.pack_id)
         if marked_at is not None:
             if p is None:
@@ -359,8 +247,9 @@ class Index:
             self._marked_changes += 1
 
     def add_segment(self, segment: IndexSegment) -> None:
-        for pack in segment.packs:
-            self.add_pack(pack, segment.marked.get(pack.pack_id))
+        with self._lock:
+            for pack in segment.packs:
+                self._add_pack(pack, segment.marked.get(pack.pack_id))
 
     def all_packs(self) -> Mapping[str, PackInfo]:
         """Live and marked packs: everything the index says is stored."""
@@ -371,7 +260,7 @@ class Index:
         p = len(self._pack_ids)
         blob_type = BlobType(pack.blob_type)
         blob_ids, encoded, wide = encode_rows(pack.blobs, p << _TYPE_BITS | blob_type)
-        size = _count(pack.size)
+        size = pack_size(pack.size)
         first = self._pack_rows[-1]
         self._rows += encoded
         for i, offset, length, raw_length in wide:
@@ -390,7 +279,7 @@ class Index:
             count = len(self._pending)
             if not count:
                 return  # another thread did it
-            batch = self._pending[:count]  # add_pack only appends meanwhile
+            batch = self._pending[:count]
             entries = self._live_count + sum(batch[1::2]) - sum(batch[::2])
             table = self._live
             if not has_room(table, entries, max(batch)):
@@ -428,6 +317,78 @@ class Index:
                     blobs[i] = (blob[0], *self._wide[first + i])
         return PackInfo(self._pack_ids[p], self._pack_types[p], self._pack_sizes[p], blobs)
 
+    # The pack views read the packs through these (and _pack_info) only.
+
+    def _pack_number(self, pack_id: object, states: int) -> int | None:
+        p: int | None = self._pack_numbers.get(pack_id)  # type: ignore[call-overload]
+        if p is None or not self._pack_state[p] & states:
+            return None
+        return p
+
+    def _pack_ids_in(self, states: int) -> Iterator[str]:
+        live = map(self._pack_ids.__getitem__, self._live_order)
+        if states == _LIVE:
+            return live
+        if states == _MARKED:
+            return iter(self.marked)
+        return chain(self.marked, live)  # marked first, like {**marked_packs, **packs}
+
+    def _pack_count(self, states: int) -> int:
+        live = len(self._live_order) if states & _LIVE else 0
+        return live + (len(self.marked) if states & _MARKED else 0)
+
+
+class _IndexWithLockedReads(Index):
+    """The Index for an interpreter without the GIL: readers hold `_lock` as writers do.
+
+    Every read of the rows, tables and pack lists goes through these methods (the pack
+    views call the `_pack_*` ones), so none can see them half written.
+    """
+
+    def __len__(self) -> int:
+        with self._lock:
+            return super().__len__()
+
+    def __contains__(self, blob_id: object) -> bool:
+        with self._lock:
+            return super().__contains__(blob_id)
+
+    def get(self, blob_id: bytes) -> IndexEntry | None:
+        with self._lock:
+            return super().get(blob_id)
+
+    def lookup(self, blob_id: bytes) -> IndexEntry:
+        with self._lock:
+            return super().lookup(blob_id)
+
+    def has(self, blob_id: bytes) -> bool:
+        with self._lock:
+            return super().has(blob_id)
+
+    def _live_rows(self) -> Iterator[tuple[bytes, int]]:
+        with self._lock:  # a snapshot: a generator cannot hold the lock between items
+            return iter(list(super()._live_rows()))
+
+    def items(self) -> Iterable[tuple[bytes, IndexEntry]]:
+        with self._lock:  # the entries too, as they read the rows
+            return list(super().items())
+
+    def _pack_info(self, p: int) -> PackInfo:
+        with self._lock:
+            return super()._pack_info(p)
+
+    def _pack_number(self, pack_id: object, states: int) -> int | None:
+        with self._lock:
+            return super()._pack_number(pack_id, states)
+
+    def _pack_ids_in(self, states: int) -> Iterator[str]:
+        with self._lock:
+            return iter(list(super()._pack_ids_in(states)))
+
+    def _pack_count(self, states: int) -> int:
+        with self._lock:
+            return super()._pack_count(states)
+
 
 class _PackView(Mapping[str, PackInfo]):
     """Read-only pack ID → PackInfo over the packs of an Index in some states."""
@@ -438,34 +399,20 @@ class _PackView(Mapping[str, PackInfo]):
         self._index = index
         self._states = states
 
-    def _number(self, pack_id: object) -> int | None:
-        p: int | None = self._index._pack_numbers.get(pack_id)  # type: ignore[call-overload]
-        if p is None or not self._index._pack_state[p] & self._states:
-            return None
-        return p
-
     def __getitem__(self, pack_id: str) -> PackInfo:
-        p = self._number(pack_id)
+        p = self._index._pack_number(pack_id, self._states)
         if p is None:
             raise KeyError(pack_id)
         return self._index._pack_info(p)
 
     def __contains__(self, pack_id: object) -> bool:
-        return self._number(pack_id) is not None
+        return self._index._pack_number(pack_id, self._states) is not None
 
     def __iter__(self) -> Iterator[str]:
-        index = self._index
-        live = map(index._pack_ids.__getitem__, index._live_order)
-        if self._states == _LIVE:
-            return live
-        if self._states == _MARKED:
-            return iter(index.marked)
-        return chain(index.marked, live)  # marked first, like {**marked_packs, **packs}
+        return self._index._pack_ids_in(self._states)
 
     def __len__(self) -> int:
-        index = self._index
-        live = len(index._live_order) if self._states & _LIVE else 0
-        return live + (len(index.marked) if self._states & _MARKED else 0)
+        return self._index._pack_count(self._states)
 
     def __repr__(self) -> str:
         return f"<{len(self)} packs>"

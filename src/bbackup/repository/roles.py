@@ -97,7 +97,8 @@ class DocumentStore(Protocol):
         ...
 
     async def load_document(self, name: str, kind: str) -> bytes:
-        """A document's payload; NotFound if it is gone, IntegrityError if damaged."""
+        """A document's payload; NotFound if it is gone, IntegrityError if damaged or stored
+        under a name that is not its content's (then also named once as damaged)."""
         ...
 
     async def list_names(self, prefix: str) -> list[str]:
@@ -131,8 +132,14 @@ class PackInventory(Protocol):
         """Segments the last `load_index` read but skipped: a newer one supersedes them."""
         ...
 
+    @property
+    def damaged_segments(self) -> dict[str, str]:
+        """Segments the last `load_index` could not use: name → what is wrong. The packs
+        only they list look unindexed, so nothing may be deleted for being unindexed."""
+        ...
+
     async def load_index(self) -> None:
-        """Read every index segment again."""
+        """Read every index segment again, skipping damaged ones."""
         ...
 
     async def list_packs(self) -> list[ObjectInfo]:
@@ -145,6 +152,11 @@ class PackInventory(Protocol):
 
     def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
         """The blobs a whole pack's header lists (decrypted); IntegrityError if damaged."""
+        ...
+
+    async def read_pack_header(self, name: str, size: int) -> list[PackedBlob]:
+        """The blobs a stored pack lists, from ranged reads of its end only; IntegrityError
+        if its header is damaged."""
         ...
 
     async def delete_pack(self, name: str) -> None:
