@@ -1,7 +1,8 @@
 """A fault-injecting HTTP proxy for tests: relays requests from 127.0.0.1 (a random port)
 to an S3 endpoint such as moto and, for chosen requests or at seeded random rates, answers
 503 SlowDown or 500, resets the connection in the middle of a request or an answer,
-truncates an answer's body, stalls, ignores `Expect: 100-continue`, or adds latency.
+truncates an answer's body, stalls, ignores `Expect: 100-continue`, adds latency, or takes
+an upload slowly.
 
 Requests and answers are stored and forwarded whole (HTTP/1.1, bodies framed by
 Content-Length; answers may also be chunked), one upstream connection per client
@@ -45,6 +46,8 @@ class Fault(enum.Enum):
     IGNORE_EXPECT = "ignore Expect"
     #: Hold the request, and then its answer, `latency` seconds each.
     LATENCY = "latency"
+    #: Take the request body at `throttle` bytes a second (a slow uplink), then relay.
+    THROTTLE = "throttle"
 
 
 #: The faults that need an answer with a body to happen at all.
@@ -105,11 +108,13 @@ class FaultProxy:
         rates: Mapping[Fault, float] | None = None,
         seed: int = 0,
         latency: float = 0.05,
+        throttle: int = 1 << 20,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rates = dict(rates or {})
         self.latency = latency
+        self.throttle = throttle
         self.injected: Counter[Fault] = Counter()
         self.requests: Counter[str] = Counter()
         self.expect_continue = 0
@@ -205,7 +210,11 @@ class FaultProxy:
                     await reader.readexactly(request.length // 2)
                     _reset(writer)
                     return
-                body = await reader.readexactly(request.length)
+                if fault is Fault.THROTTLE:
+                    self._count(fault)
+                    body = await self._read_slowly(reader, request.length)
+                else:
+                    body = await reader.readexactly(request.length)
                 if fault is Fault.IGNORE_EXPECT and request.expects_continue:
                     self._count(fault)  # the body came without a 100: the client did not wait
                 if fault in _ERRORS:
@@ -275,6 +284,14 @@ class FaultProxy:
     def _count(self, fault: Fault) -> None:
         with self._lock:
             self.injected[fault] += 1
+
+    async def _read_slowly(self, reader: asyncio.StreamReader, length: int) -> bytes:
+        piece = max(1, self.throttle // 20)
+        body = bytearray()
+        while len(body) < length:
+            body += await reader.readexactly(min(piece, length - len(body)))
+            await asyncio.sleep(0.05)
+        return bytes(body)
 
     async def _forever(self) -> None:
         """Hold the connection, reading and sending nothing, until the proxy stops."""

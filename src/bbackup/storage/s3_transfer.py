@@ -8,12 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
+import struct
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import BytesPayload
+from aiohttp.payload import Payload
 
 from bbackup.errors import Transient
 
@@ -80,18 +87,28 @@ class TransferDeadline:
             timeout.reschedule(asyncio.get_running_loop().time() + self.io_timeout)
 
 
-class BlockPayload(BytesPayload):
+class BlockPayload(Payload):
     """A PUT body written one BLOCK at a time, each block reported to a deadline.
 
     aiohttp writes a bytes body with one `transport.write` and then waits for the whole
     buffer to drain, with no timeout and nothing to observe meanwhile: a store that stops
     reading would hold the request forever. Written in blocks, every block waits for the
-    socket to take it, and each block taken is progress.
+    socket to take it, and each block taken is progress. The socket's own buffer can hold
+    megabytes, so after the last block the bytes still unsent are watched as they leave.
     """
 
+    _autoclose = True  # bytes in memory: nothing to close
+
     def __init__(self, value: bytes, deadline: TransferDeadline) -> None:
-        super().__init__(value)
+        super().__init__(value, content_type="application/octet-stream")
+        self._size = len(value)
         self._deadline = deadline
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return bytes(self._value)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
@@ -102,16 +119,54 @@ class BlockPayload(BytesPayload):
         view = memoryview(self._value)
         if content_length is not None:
             view = view[:content_length]
-        for start in range(0, len(view), BLOCK):
-            block = view[start : start + BLOCK]
-            await writer.write(block)
-            self._deadline.moved(len(block))
+        transport: asyncio.Transport | None = getattr(writer, "transport", None)
+        try:
+            for start in range(0, len(view), BLOCK):
+                block = view[start : start + BLOCK]
+                await writer.write(block)
+                self._deadline.moved(len(block))
+            await self._watch_unsent(transport)
+        except asyncio.CancelledError:
+            # A half-sent body spoils the connection, and closing it would wait for the
+            # stalled peer to take what is buffered: drop it at once.
+            if transport is not None:
+                transport.abort()
+            raise
+
+    async def _watch_unsent(self, transport: asyncio.BaseTransport | None) -> None:
+        """Report the bytes the kernel still holds for the socket as they leave it."""
+        unsent = _unsent(transport)
+        pause = 0.01
+        while unsent and transport is not None and not transport.is_closing():
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.5)
+            now = _unsent(transport)
+            if now is None:
+                return
+            if now < unsent:
+                self._deadline.moved(unsent - now)
+            unsent = now
+
+
+def _unsent(transport: asyncio.BaseTransport | None) -> int | None:
+    """Bytes written to the socket that the peer has not acknowledged yet (Linux
+    SIOCOUTQ), or None where that cannot be known."""
+    if sys.platform != "linux" or transport is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except OSError:
+        return None
+    return int(struct.unpack("i", raw)[0])
 
 
 def prepare_request(request: Any, **_: Any) -> None:
     """botocore `before-send.s3` handler: drop `Expect`, send PUT bodies in blocks.
 
-    botocore asks for `Expect: 100-continue` on every PUT and aiohttp then waits for the
+    botocore asks for `Expect: 100-continue` on every PUT body and aiohttp then waits for the
     `100 Continue` with no timeout at all: a proxy or store that never sends it (many
     don't) hangs the backup forever. Early rejection would save sending one pack that
     the store refuses, which it rarely does (the SHA-256 checksum is checked only once
@@ -120,8 +175,12 @@ def prepare_request(request: Any, **_: Any) -> None:
     """
     request.headers.pop("Expect", None)
     deadline = _current.get()
-    if deadline is not None and isinstance(request.body, bytes) and request.body:
-        request.body = BlockPayload(request.body, deadline)
+    body = request.body
+    if isinstance(body, io.BytesIO):  # botocore turns a bytes Body into one
+        # getvalue() shares the bytes a BytesIO was made from: no copy.
+        body = body.getvalue()[body.tell() :] if body.tell() else body.getvalue()
+    if deadline is not None and isinstance(body, bytes) and body:
+        request.body = BlockPayload(body, deadline)
 
 
 async def read_body(body: Any) -> bytes:

@@ -38,8 +38,8 @@ def proxy(s3_bucket: S3Bucket) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def repo_url(s3_bucket: S3Bucket, cli: Cli) -> str:
-    """A repository initialised straight at moto, with 4 MiB packs."""
-    result = cli("init", "-r", s3_bucket.url, "--pack-size", "4")
+    """A repository initialised straight at moto (16 MiB packs)."""
+    result = cli("init", "-r", s3_bucket.url)
     assert result.exit_code == 0, result
     return s3_bucket.url
 
@@ -92,10 +92,28 @@ def test_backup_completes_behind_a_proxy_that_never_answers_expect_continue(
 
     assert result.exit_code == 0, result
     assert proxy.expect_continue == 0
-    assert proxy.requests["PUT"] >= 3  # two 4 MiB data packs at least, and the snapshot
+    assert proxy.requests["PUT"] >= 3  # the data pack, the index segment, the snapshot
     restored = cli("restore", "latest", "-r", repo_url, "--target", tmp_path / "restore")
     assert restored.exit_code == 0, restored
     assert source_files(restored_path(tmp_path / "restore", src)) == source_files(src)
+
+
+def test_slow_upload_that_keeps_moving_is_not_cut(
+    tmp_path: Path, s3_bucket: S3Bucket, repo_url: str, proxy: FaultProxy
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(12 * MiB))
+    # 3 MiB/s: the pack takes several I/O timeouts, but moves a block every 0.1 s.
+    proxy.throttle = 3 * MiB
+    proxy.inject(Fault.THROTTLE, method="PUT", path="/data/", times=None)
+
+    result, elapsed = through_proxy(proxy, "backup", "-r", repo_url, src)
+
+    assert result.exit_code == 0, result
+    assert proxy.injected[Fault.THROTTLE] == 1  # not cut, so not retried
+    assert elapsed > 2 * IO_TIMEOUT
+    assert sum(e["Size"] for e in bucket_objects(s3_bucket, "repo/data/")) > 12 * MiB
 
 
 def test_store_that_never_answers_ends_backup_with_exit_18(
