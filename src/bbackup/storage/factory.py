@@ -19,6 +19,8 @@ from bbackup.storage.limit import LimitedStorage
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
 DEFAULT_CONNECTIONS = {"s3": 16, "local": 4, "memory": 4}
+#: How long one storage call is retried, by default.
+RETRY_SECONDS = 120.0
 
 
 @dataclass(slots=True)
@@ -59,6 +61,8 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
 
     options = options or StorageOptions()
     parsed = parse_repository_url(url) if isinstance(url, str) else url
+    retry_seconds = options.retry_seconds or _seconds_from_env("BBACKUP_RETRY_SECONDS")
+    io_timeout = options.io_timeout or _seconds_from_env("BBACKUP_IO_TIMEOUT_SECONDS")
     backend: Storage
     if parsed.scheme == "local":
         from bbackup.storage.local import LocalStorage
@@ -69,7 +73,7 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
 
         backend = options.memory_backend or MemoryStorage()
     else:
-        from bbackup.storage.s3 import S3Storage
+        from bbackup.storage.s3 import IO_TIMEOUT, S3Storage
 
         backend = S3Storage(
             parsed.bucket,
@@ -80,7 +84,7 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
             region=options.s3_region,
             path_style=options.s3_path_style,
             profile=options.s3_profile,
-            io_timeout=options.io_timeout or _seconds_from_env("BBACKUP_IO_TIMEOUT_SECONDS", 60.0),
+            io_timeout=io_timeout or IO_TIMEOUT,
         )
     bare = backend
     if options.wrap_backend is not None:
@@ -88,15 +92,14 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     counter = CountingStorage(backend)
     connections = options.connections or DEFAULT_CONNECTIONS[parsed.scheme]
     limited = LimitedStorage(counter, connections)
-    retry_seconds = options.retry_seconds or _seconds_from_env("BBACKUP_RETRY_SECONDS", 120.0)
-    storage = RetryingStorage(limited, max_elapsed=retry_seconds)
+    storage = RetryingStorage(limited, max_elapsed=retry_seconds or RETRY_SECONDS)
     return StorageStack(storage, counter, parsed, bare)
 
 
-def _seconds_from_env(variable: str, default: float) -> float:
+def _seconds_from_env(variable: str) -> float | None:
     value = os.environ.get(variable, "").strip()
     if not value:
-        return default
+        return None
     try:
         seconds = float(value)
     except ValueError:

@@ -329,6 +329,10 @@ class S3Storage:
                     entry.get("StorageClass") or "STANDARD",
                 )
 
+    def _page_deadline(self, prefix: str) -> TransferDeadline:
+        describe = f"{prefix or '/'}: S3 ListObjectsV2 at {self.endpoint}"
+        return TransferDeadline(self.io_timeout, describe)
+
     @bounded("DeleteObject")
     async def delete(self, name: str) -> None:
         client = await self._get_client()
@@ -338,10 +342,6 @@ class S3Storage:
             except boto_errors.ClientError as exc:
                 if _error_code(exc) not in ("NoSuchKey", "404"):
                     raise
-
-    def _page_deadline(self, prefix: str) -> TransferDeadline:
-        describe = f"{prefix or '/'}: S3 ListObjectsV2 at {self.endpoint}"
-        return TransferDeadline(self.io_timeout, describe)
 
     async def delete_many(self, names: Sequence[str]) -> None:
         """Delete objects with DeleteObjects, 1000 keys a request; missing ones are fine."""

@@ -211,3 +211,18 @@ def test_backup_and_restore_survive_one_failed_request_in_ten(
     }
     assert kinds <= set(proxy.injected), proxy.injected
     assert bucket_objects(s3_bucket, "repo/locks/") == []
+
+
+@pytest.mark.parametrize("variable", ["BBACKUP_IO_TIMEOUT_SECONDS", "BBACKUP_RETRY_SECONDS"])
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf"])
+def test_bad_timeout_setting_exits_2_naming_it(
+    repo_url: str, cli: Cli, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    result = cli("snapshots", "-r", repo_url)
+
+    assert result.exit_code == 2, result
+    assert result.stderr.strip() == (
+        f"bbackup: error: {variable}={value!r} is not a number of seconds above 0"
+    )
