@@ -214,13 +214,13 @@ def test_backup_and_restore_survive_one_failed_request_in_ten(
 
 
 @pytest.mark.parametrize("variable", ["BBACKUP_IO_TIMEOUT_SECONDS", "BBACKUP_RETRY_SECONDS"])
-@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf"])
+@pytest.mark.parametrize("value", ["soon", "0"])
 def test_bad_timeout_setting_exits_2_naming_it(
-    repo_url: str, cli: Cli, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    s3_bucket: S3Bucket, cli: Cli, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     monkeypatch.setenv(variable, value)
 
-    result = cli("snapshots", "-r", repo_url)
+    result = cli("snapshots", "-r", s3_bucket.url)
 
     assert result.exit_code == 2, result
     assert result.stderr.strip() == (
