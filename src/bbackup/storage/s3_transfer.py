@@ -52,6 +52,7 @@ class TransferDeadline:
         self.describe = describe
         self._timeout: asyncio.Timeout | None = None
         self._since_progress = 0
+        self._watcher: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[TransferDeadline]:
@@ -71,6 +72,8 @@ class TransferDeadline:
         finally:
             self._timeout = None
             _current.reset(token)
+            if self._watcher is not None:
+                self._watcher.cancel()
 
     def moved(self, nbytes: int) -> None:
         """Count `nbytes` sent or received; each whole block moves the deadline."""
@@ -86,6 +89,32 @@ class TransferDeadline:
         if timeout is not None and not timeout.expired():
             timeout.reschedule(asyncio.get_running_loop().time() + self.io_timeout)
 
+    def watch_unsent(self, transport: asyncio.BaseTransport | None) -> None:
+        """Count the bytes the kernel still holds for the socket as they leave it, until
+        none are left or the request ends.
+
+        This runs beside aiohttp rather than in its body writer: a writer still running
+        when the answer is in makes aiohttp close the connection instead of reusing it.
+        """
+        if self._watcher is not None:
+            self._watcher.cancel()
+        self._watcher = None
+        if self._timeout is not None and transport is not None and _unsent(transport):
+            self._watcher = asyncio.create_task(self._watch_unsent(transport))
+
+    async def _watch_unsent(self, transport: asyncio.BaseTransport) -> None:
+        unsent = _unsent(transport)
+        pause = 0.01
+        while unsent and not transport.is_closing():
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 0.5)
+            now = _unsent(transport)
+            if now is None:
+                return
+            if now < unsent:
+                self.moved(unsent - now)
+            unsent = now
+
 
 class BlockPayload(Payload):
     """A PUT body written one BLOCK at a time, each block reported to a deadline.
@@ -94,7 +123,7 @@ class BlockPayload(Payload):
     buffer to drain, with no timeout and nothing to observe meanwhile: a store that stops
     reading would hold the request forever. Written in blocks, every block waits for the
     socket to take it, and each block taken is progress. The socket's own buffer can hold
-    megabytes, so after the last block the bytes still unsent are watched as they leave.
+    megabytes, so after the last block the deadline watches them leave.
     """
 
     _autoclose = True  # bytes in memory: nothing to close
@@ -125,27 +154,13 @@ class BlockPayload(Payload):
                 block = view[start : start + BLOCK]
                 await writer.write(block)
                 self._deadline.moved(len(block))
-            await self._watch_unsent(transport)
         except asyncio.CancelledError:
             # A half-sent body spoils the connection, and closing it would wait for the
             # stalled peer to take what is buffered: drop it at once.
             if transport is not None:
                 transport.abort()
             raise
-
-    async def _watch_unsent(self, transport: asyncio.BaseTransport | None) -> None:
-        """Report the bytes the kernel still holds for the socket as they leave it."""
-        unsent = _unsent(transport)
-        pause = 0.01
-        while unsent and transport is not None and not transport.is_closing():
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, 0.5)
-            now = _unsent(transport)
-            if now is None:
-                return
-            if now < unsent:
-                self._deadline.moved(unsent - now)
-            unsent = now
+        self._deadline.watch_unsent(transport)
 
 
 def _unsent(transport: asyncio.BaseTransport | None) -> int | None:
@@ -181,6 +196,11 @@ def prepare_request(request: Any, **_: Any) -> None:
         body = body.getvalue()[body.tell() :] if body.tell() else body.getvalue()
     if deadline is not None and isinstance(body, bytes) and body:
         request.body = BlockPayload(body, deadline)
+        # aiohttp's per-read timeout would start once the last block is in the socket's
+        # buffer, which a slow link may take longer than the I/O timeout to drain; the
+        # deadline, which watches it drain, bounds this request instead (0: no timer).
+        if request.context is not None:
+            request.context["read_timeout"] = 0
 
 
 async def read_body(body: Any) -> bytes:
