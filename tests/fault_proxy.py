@@ -89,6 +89,9 @@ class _Answer:
     status: int
     head: bytes
     body: bytes
+    #: The store closes its connection after this answer (moto closes after each one).
+    upstream_closes: bool
+    #: The client's connection must close too (an answer framed by the end of the stream).
     closes: bool
 
 
@@ -97,8 +100,9 @@ class FaultProxy:
 
     `inject` picks requests for a fault by method and path; `rates` (each up to 0.1 in
     the standing suite) picks the others at random from `random.Random(seed)`.
-    `injected` counts the faults that happened, `expect_continue` the requests that
-    asked for `100 Continue`.
+    `injected` counts the faults that happened, `requests` the requests by method,
+    `connections` the client connections, `expect_continue` the requests that asked for
+    `100 Continue`.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class FaultProxy:
         self.injected: Counter[Fault] = Counter()
         self.requests: Counter[str] = Counter()
         self.expect_continue = 0
+        self.connections = 0
         self.port = 0
         self._random = random.Random(seed)
         self._rules: list[_Rule] = []
@@ -190,6 +195,8 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        with self._lock:
+            self.connections += 1
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
@@ -248,6 +255,9 @@ class FaultProxy:
                     return
                 writer.write(whole)
                 await writer.drain()
+                if answer.upstream_closes:
+                    upstream[1].close()
+                    upstream = None
                 if answer.closes:
                     return
         except (
@@ -325,6 +335,7 @@ async def _read_answer(reader: asyncio.StreamReader, method: str) -> _Answer:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     headers = dict(_headers(head))
+    framed = True
     if method == "HEAD" or status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -333,9 +344,15 @@ async def _read_answer(reader: asyncio.StreamReader, method: str) -> _Answer:
         body = await reader.readexactly(int(headers["content-length"]))
     else:
         body = await reader.read()
-        headers["connection"] = "close"
-    closes = headers.get("connection", "").lower() == "close" or head.startswith(b"HTTP/1.0")
-    return _Answer(status, head, body, closes)
+        framed = False
+    upstream_closes = not framed or headers.get("connection", "").lower() == "close"
+    closes = not framed or head.startswith(b"HTTP/1.0")
+    if not closes:
+        # The client keeps its connection, as it would with a real store; the proxy
+        # opens a new one upstream when the store closed its own.
+        lines = head.split(b"\r\n")
+        head = b"\r\n".join(ln for ln in lines if not ln.lower().startswith(b"connection:"))
+    return _Answer(status, head, body, upstream_closes, closes)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
