@@ -181,6 +181,28 @@ def test_hard_links_are_not_redirected_by_a_symlink_in_the_target(
     assert (restored / "d1" / "file").stat().st_ino == (restored / "d2" / "file").stat().st_ino
 
 
+@pytest.mark.parametrize("kind", ["file", "fifo", "symlink"])
+def test_an_empty_directory_where_the_snapshot_has_a_non_directory_is_replaced(
+    tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree, kind: str
+) -> None:
+    src = make_tree(tmp_path / "src", {})
+    entry = src / "entry"
+    if kind == "file":
+        entry.write_bytes(b"a file\n")
+    elif kind == "fifo":
+        os.mkfifo(entry)
+    else:
+        entry.symlink_to("elsewhere")
+    snapshot = backup(cli, repo, src)
+    target = tmp_path / "target"
+    (restored_path(target, src) / "entry").mkdir(parents=True)
+
+    result = restore(cli, repo, snapshot, target)
+
+    assert result.exit_code == 0, result
+    assert tree_state(restored_path(target, src) / "entry") == tree_state(entry)
+
+
 def test_a_file_where_the_snapshot_has_a_directory_is_replaced(
     tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree
 ) -> None:

@@ -177,7 +177,7 @@ def test_a_path_that_cannot_be_written_is_reported_and_the_rest_is_restored(
     result = cli("restore", "latest", "-r", repo, "--target", target)
 
     assert result.exit_code == 1, result
-    assert "b.bin: cannot create" in result.stderr
+    assert "b.bin: cannot create: a non-empty directory is in the way" in result.stderr
     assert "Traceback" not in result.output
     assert (restored_path(target, src) / "a.txt").read_text() == "alpha\n"
 
