@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cli_harness import Cli, CliResult, MakeTree, restored_path
 
+from bbackup.ops import restore_target
+
 OLD_NS = 1_500_000_000_123_456_789
 
 
@@ -219,6 +221,7 @@ def test_a_file_where_the_snapshot_has_a_directory_is_replaced(
     assert tree_state(restored / "x") == tree_state(src / "x")
 
 
+@pytest.mark.parametrize("descriptor", ["kept open", "closed and opened again"])
 def test_a_directory_swapped_for_a_symlink_during_the_restore_is_not_followed(
     tmp_path: Path,
     repo: Path,
@@ -226,27 +229,82 @@ def test_a_directory_swapped_for_a_symlink_during_the_restore_is_not_followed(
     make_tree: MakeTree,
     outside: Path,
     monkeypatch: pytest.MonkeyPatch,
+    descriptor: str,
 ) -> None:
-    src = make_tree(tmp_path / "src", {"d": {"file": b"first\n", "secret": b"second\n"}})
+    src = make_tree(
+        tmp_path / "src",
+        {"a": {"first": b"written first\n"}, "d": {"file": b"file\n", "secret": b"secret\n"}},
+    )
     os.chmod(src / "d", 0o750)
     os.utime(src / "d", ns=(OLD_NS + 99, OLD_NS + 99))
     snapshot = backup(cli, repo, src)
     target = tmp_path / "target"
     restored_dir = restored_path(target, src) / "d"
+    moved = restored_dir.with_name("moved")
     before = tree_state(outside)
     real_pwrite = os.pwrite
 
     def pwrite_after_swapping(fd: int, data: bytes, offset: int) -> int:
-        # Someone with write access to the target replaces the restored directory
-        # with a symlink after the first file in it has been opened.
+        # Someone with write access to the target replaces a restored directory with
+        # a symlink once the restore has started writing.
         if not restored_dir.is_symlink():
-            restored_dir.rename(restored_dir.with_name("moved"))
+            restored_dir.rename(moved)
             restored_dir.symlink_to(outside)
         return real_pwrite(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite_after_swapping)
+    if descriptor != "kept open":
+        monkeypatch.setattr(restore_target, "MAX_IDLE_DIRECTORIES", 1)
     result = restore(cli, repo, snapshot, target)
 
+    assert "Traceback" not in result.output
+    assert tree_state(outside) == before
+    if descriptor == "kept open":  # the directory it made, wherever it is now
+        assert result.exit_code == 0, result
+        assert tree_state(moved) == tree_state(src / "d")
+    else:  # found again by name: refused
+        assert result.exit_code == 1, result
+        for path in ("d/file: cannot create", "d/secret: cannot create", "d: cannot set metadata"):
+            assert f"{path}: Not a directory" in result.stderr
+
+
+def test_a_link_planted_where_a_file_is_about_to_be_created_is_refused(
+    tmp_path: Path,
+    repo: Path,
+    cli: Cli,
+    make_tree: MakeTree,
+    outside: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = ["a", "b", "c", "d"]
+    src = make_tree(tmp_path / "src", {n: f"content of {n}\n" for n in names})
+    snapshot = backup(cli, repo, src)
+    target = tmp_path / "target"
+    restored = restored_path(target, src)
+    before = tree_state(outside)
+    real_pwrite = os.pwrite
+    planted: list[str] = []
+
+    def pwrite_after_planting(fd: int, data: bytes, offset: int) -> int:
+        # Someone with write access to the target puts a hard link to a file outside
+        # it, or a symlink, at the names of files not created yet.
+        if not planted:
+            for n in names:
+                if not (restored / n).exists():
+                    if len(planted) % 2:
+                        (restored / n).symlink_to(outside / "secret")
+                    else:
+                        os.link(outside / "file", restored / n)
+                    planted.append(n)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite_after_planting)
+    result = restore(cli, repo, snapshot, target)
+
+    assert len(planted) >= 2, planted
+    assert result.exit_code == 1, result
+    for n in planted:
+        assert f"{n}: cannot create: File exists" in result.stderr
     assert "Traceback" not in result.output
     assert tree_state(outside) == before
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError
-from bbackup.ops.restore_files import FileWriter, RestoredFile, creation_mode
+from bbackup.ops.restore_files import CREATE_FLAGS, FileWriter, RestoredFile, creation_mode
 from bbackup.ops.restore_target import (
     SPECIAL_TYPES,
     OpenDirectories,
@@ -297,8 +297,8 @@ class Restorer:
         file = RestoredFile(parent, name, node, pending=len(node.content))
         if not node.content or node.nlink > 1:
             # Empty files get no write; a hard link's first path must exist to link to.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(name, flags, creation_mode(node), dir_fd=parent_fd)
+            fd = os.open(name, CREATE_FLAGS, creation_mode(node), dir_fd=parent_fd)
+            file.created = True
             try:
                 if not node.content:
                     self._writer.finish_unwritten(file, fd)

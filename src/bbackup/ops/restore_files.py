@@ -29,9 +29,11 @@ from bbackup.snapshot.model import Node
 
 #: Files kept open between writes at most (and a quarter of the descriptor limit at most).
 MAX_OPEN_FILES = 256
-#: O_NOFOLLOW: what is at the file's name was cleared while planning, so a symlink there
-#: now was put there since, and is refused (ELOOP) rather than written through.
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+#: A file's first open creates it: its name was cleared while planning, so whatever is
+#: there now was put there since (a symlink, a hard link to a file elsewhere) and is
+#: refused rather than written through. Later opens find the file this one made.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(slots=True, eq=False)
@@ -46,6 +48,12 @@ class RestoredFile:
     fd: int = -1
     #: Threads writing through `fd` right now; it is closed only when none are.
     users: int = 0
+    #: It exists at its name, made by this restore (its first open, or while planning).
+    created: bool = False
+    #: A thread is creating it now: others wait for that rather than race it.
+    creating: bool = False
+    #: It could not be created: its other writes are dropped (the error is reported once).
+    failed: bool = False
 
     @property
     def path(self) -> bytes:
@@ -74,13 +82,27 @@ class FileWriter:
         #: Files whose metadata has been set (or failed to be).
         self.finished = 0
         self._lock = threading.Lock()
+        self._created = threading.Condition(self._lock)
         self._open: set[RestoredFile] = set()
         self._max_open = max(1, min(MAX_OPEN_FILES, descriptor_limit() // 4))
 
     def write(self, file: RestoredFile, data: bytes | memoryview, offset: int) -> None:
-        """Write `data` at `offset`; the file's last write also sets its metadata."""
+        """Write `data` at `offset`; the file's last write also sets its metadata. A file
+        that cannot be opened is reported once and gets no more writes; a failed write
+        stops the restore."""
+        if file.failed:
+            return
         try:
-            fd = self._acquire(file)
+            try:
+                fd = self._acquire(file)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise
+                with self._lock:
+                    first, file.failed = not file.failed, True
+                if first:
+                    self.on_error(file.path, f"cannot create: {exc.strerror or exc}")
+                return
             try:
                 view = memoryview(data)
                 while view:
@@ -113,19 +135,29 @@ class FileWriter:
     def _acquire(self, file: RestoredFile) -> int:
         with self._lock:
             file.users += 1
+            while file.creating:
+                self._created.wait()
             if file.fd >= 0:
                 return file.fd
+            create = file.creating = not file.created
         try:
             parent_fd = self.directories.acquire(file.parent)
             try:
-                fd = os.open(file.name, _OPEN_FLAGS, creation_mode(file.node), dir_fd=parent_fd)
+                flags = CREATE_FLAGS if create else _OPEN_FLAGS
+                fd = os.open(file.name, flags, creation_mode(file.node), dir_fd=parent_fd)
             finally:
                 self.directories.release(file.parent)
         except BaseException:
             with self._lock:
                 file.users -= 1
+                if create:
+                    file.creating = False
+                    self._created.notify_all()
             raise
         with self._lock:
+            if create:
+                file.creating, file.created = False, True
+                self._created.notify_all()
             if file.fd < 0:
                 file.fd = fd
                 self._open.add(file)
