@@ -254,7 +254,7 @@ def test_a_directory_swapped_for_a_symlink_during_the_restore_is_not_followed(
 
     monkeypatch.setattr(os, "pwrite", pwrite_after_swapping)
     if descriptor != "kept open":
-        monkeypatch.setattr(restore_target, "MAX_IDLE_DIRECTORIES", 1)
+        monkeypatch.setattr(restore_target, "MAX_OPEN_DIRECTORIES", 1)
     result = restore(cli, repo, snapshot, target)
 
     assert "Traceback" not in result.output

@@ -131,7 +131,7 @@ def test_directories_closed_and_opened_again_between_writes_restore_identical(
         os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_123_456_789 + i))
     assert cli("backup", "-r", small_packs, src).exit_code == 0
     monkeypatch.setattr(restore_files, "MAX_OPEN_FILES", 1)
-    monkeypatch.setattr(restore_target, "MAX_IDLE_DIRECTORIES", 1)
+    monkeypatch.setattr(restore_target, "MAX_OPEN_DIRECTORIES", 1)
     before = set(os.listdir("/proc/self/fd"))
 
     summary = restore(small_packs, tmp_path / "cache", tmp_path / "out", read_size=MiB)

@@ -12,6 +12,7 @@ times. Everything is reached from the target's descriptor without following a sy
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -226,33 +227,23 @@ class Restorer:
                 raise BbackupError(f"refusing unsafe name {name!r} in snapshot tree")
             child = rel + b"/" + name
             wanted, descend = self._wanted(child)
-            path = join_path(directory.path, name)
             if node.type == DIR:
                 if descend:
                     await self._plan_dir(directory, dir_fd, node, child, wanted=wanted)
             elif not wanted:
                 continue
             elif node.type == SOCKET:
-                self._skip(path, "sockets are not restored")
-            elif node.type == FILE:
-                try:
-                    self._plan_file(directory, dir_fd, node, fresh=fresh)
-                except OSError as exc:
-                    self._error(path, f"cannot create: {exc.strerror or exc}")
-            elif node.type not in SPECIAL_TYPES:
-                self._error(path, f"cannot restore an entry of unknown type {node.type!r}")
+                self._skip(join_path(directory.path, name), "sockets are not restored")
             else:
                 try:
-                    if not fresh:
-                        clear_entry(dir_fd, name)
-                    make_special(dir_fd, name, node)
+                    if node.type == FILE:
+                        self._plan_file(directory, dir_fd, node, fresh=fresh)
+                    else:
+                        self._plan_special(directory, dir_fd, node, fresh=fresh)
                 except OSError as exc:
-                    self._error(path, f"cannot create {node.type}: {exc.strerror or exc}")
-                    continue
-                try:
-                    set_metadata_at(dir_fd, name, node, chown=self._writer.chown)
-                except OSError as exc:
-                    self._error(path, f"cannot set metadata: {exc.strerror or exc}")
+                    kind = "" if node.type == FILE else f" {node.type}"
+                    message = f"cannot create{kind}: {exc.strerror or exc}"
+                    self._error(join_path(directory.path, name), message)
 
     async def _plan_dir(
         self, parent: RestoredDir, parent_fd: int, node: Node, rel: bytes, *, wanted: bool
@@ -310,6 +301,21 @@ class Restorer:
             self._files.append(file)
         self.summary.files += 1
         self.progress.bytes_total += node.size
+
+    def _plan_special(
+        self, parent: RestoredDir, parent_fd: int, node: Node, *, fresh: bool
+    ) -> None:
+        """Make a symlink, FIFO or device node in place of what is there, with its metadata."""
+        if node.type not in SPECIAL_TYPES:
+            raise OSError(errno.EINVAL, "not a type of entry this version can restore")
+        if not fresh:
+            clear_entry(parent_fd, node.name)
+        make_special(parent_fd, node.name, node)
+        try:
+            set_metadata_at(parent_fd, node.name, node, chown=self._writer.chown)
+        except OSError as exc:
+            message = f"cannot set metadata: {exc.strerror or exc}"
+            self._error(join_path(parent.path, node.name), message)
 
     def _plan_reads(self) -> list[PackRead]:
         """Every needed blob once, with all its places, grouped into reads pack by pack."""

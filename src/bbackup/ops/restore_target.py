@@ -1,11 +1,9 @@
 """The restorer's hold on its target directory: every directory below the target is reached
 from the target's descriptor one name at a time with O_NOFOLLOW, and every entry is made,
-replaced and given its metadata relative to its directory's descriptor. A symlink the
-restore did not make is therefore never followed, and nothing outside the target changes.
-
-What is already in the target is replaced by what the snapshot has, never written
-through: a symlink, file or special file is unlinked, an empty directory removed, and a
-non-empty directory where the snapshot has no directory is refused (docs/operations.md).
+replaced and given its metadata relative to its directory's descriptor. So a symlink the
+restore did not make is never followed, and nothing outside the target changes. What is in
+the way is replaced, never written through; a non-empty directory where the snapshot has
+no directory is refused (docs/operations.md, "Restore into a non-empty target").
 """
 
 from __future__ import annotations
@@ -23,9 +21,10 @@ from bbackup.snapshot.model import BLOCKDEV, CHARDEV, FIFO, SYMLINK, Node
 
 #: Flags that open a directory below the target: never through a symlink.
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-#: Directory descriptors kept open while unused (and an eighth of the descriptor limit
-#: at most). The blobs of one directory's files mostly arrive together, so a few suffice.
-MAX_IDLE_DIRECTORIES = 128
+#: Directory descriptors kept open (and an eighth of the descriptor limit at most), besides
+#: those in use. The blobs of one directory's files mostly arrive together, so a few
+#: suffice.
+MAX_OPEN_DIRECTORIES = 128
 
 
 def descriptor_limit() -> int:
@@ -45,7 +44,7 @@ class RestoredDir:
 
     parent: RestoredDir | None
     name: bytes
-    #: Where it is, for messages; never opened by this path.
+    #: Where it is, for messages: below the target, never opened by this path.
     path: bytes
     #: Its metadata to set once everything in it is done; None for a directory the
     #: restore only passes through (outside the include filter).
@@ -62,71 +61,80 @@ class OpenDirectories:
 
     def __init__(self, target: bytes) -> None:
         self.root = RestoredDir(None, b"", target)
-        self._max_idle = max(1, min(MAX_IDLE_DIRECTORIES, descriptor_limit() // 8))
+        self._max_open = max(1, min(MAX_OPEN_DIRECTORIES, descriptor_limit() // 8))
         self._lock = threading.Lock()
-        #: Open and unused, least recently used first: the ones closed past the cap.
-        self._idle: OrderedDict[RestoredDir, None] = OrderedDict()
-        self._open: set[RestoredDir] = set()
+        #: Every open directory but the target, least recently acquired first: past the
+        #: cap, the first ones nobody uses are closed.
+        self._open: OrderedDict[RestoredDir, None] = OrderedDict()
 
     def open_target(self) -> int:
         """Create the target if need be and open it, once, for the whole restore. The
         target's own path may hold symlinks: the user named it."""
         os.makedirs(self.root.path, exist_ok=True)
-        fd = os.open(self.root.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        with self._lock:
-            self.root.fd, self.root.users = fd, 1  # never idle, so never closed early
-            self._open.add(self.root)
-        return fd
+        self.root.fd = os.open(self.root.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self.root.fd
 
     def acquire(self, directory: RestoredDir) -> int:
         """The directory's descriptor, open until the matching `release`."""
-        with self._lock:
-            if directory.fd >= 0:
-                if not directory.users:
-                    del self._idle[directory]
-                directory.users += 1
-                return directory.fd
         parent = directory.parent
         if parent is None:
-            raise OSError(errno.EBADF, "the target directory is not open")
+            return directory.fd  # the target: open for the whole restore
+        with self._lock:
+            if directory.fd >= 0:
+                directory.users += 1
+                self._open.move_to_end(directory)
+                return directory.fd
         parent_fd = self.acquire(parent)
         try:
             fd = os.open(directory.name, DIRECTORY_FLAGS, dir_fd=parent_fd)
         finally:
             self.release(parent)
+        unused: list[int] = []
         with self._lock:
             if directory.fd < 0:
                 directory.fd, fd = fd, -1
-                self._open.add(directory)
-            elif not directory.users:  # another thread opened it meanwhile
-                del self._idle[directory]
+            else:  # another thread opened it meanwhile
+                unused.append(fd)
             directory.users += 1
+            self._open[directory] = None
             opened = directory.fd
-        if fd >= 0:
+            if len(self._open) > self._max_open:
+                unused += self._close_unused()
+        for fd in unused:
             os.close(fd)
         return opened
 
     def release(self, directory: RestoredDir) -> None:
-        with self._lock:
-            directory.users -= 1
-            if directory.users:
-                return
-            self._idle[directory] = None
-            if len(self._idle) <= self._max_idle:
-                return
-            oldest, _ = self._idle.popitem(last=False)
-            fd, oldest.fd = oldest.fd, -1
-            self._open.discard(oldest)
-        os.close(fd)
+        if directory.parent is not None:
+            with self._lock:
+                directory.users -= 1
 
     def close_all(self) -> None:
         """Close every descriptor; only once no thread uses any any more."""
         with self._lock:
-            directories, self._open = self._open, set()
-            self._idle.clear()
+            directories = [*self._open, self.root]
+            self._open.clear()
         for directory in directories:
             fd, directory.fd, directory.users = directory.fd, -1, 0
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
+
+    def _close_unused(self) -> list[int]:
+        """Forget the least recently acquired directories nobody uses, down to the cap
+        (the lock is held); their descriptors, for the caller to close."""
+        excess = len(self._open) - self._max_open
+        closing: list[RestoredDir] = []
+        for directory in self._open:
+            if not directory.users:
+                closing.append(directory)
+                if len(closing) == excess:
+                    break
+        fds = []
+        for directory in closing:
+            del self._open[directory]
+            fds.append(directory.fd)
+            directory.fd = -1
+        return fds
 
 
 def clear_entry(dir_fd: int, name: bytes) -> None:
