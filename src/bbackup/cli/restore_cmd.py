@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
                 read_size=LOCAL_READ_SIZE if scheme == "local" else None,
                 max_gap=MAX_RANGE_GAP if scheme == "local" else remote_range_gap(repo.config),
                 on_error=on_error,
+                on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
             )
             start = time.monotonic()
 
