@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
                     else profile.range_gap
                 ),
                 on_error=on_error,
+                on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
             )
             start = time.monotonic()
 
