@@ -46,6 +46,7 @@ msgpack_values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=16,
 )
 
+
 def pack_value(value: Any) -> bytes:
     packed: bytes = msgpack.packb(value, use_bin_type=True)
     return packed
