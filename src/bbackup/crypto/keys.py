@@ -200,7 +200,8 @@ def parse_key_file(data: bytes) -> KeyFile:
             raise IntegrityError("not a key file (JSON object) at all")
         version = document.get("version")
         if version != KEY_FILE_VERSION:
-            shown = repr(version) if isinstance(version, int | str) else type(version).__name__
+            # No repr of a list or map: JSON nested deep enough makes repr recurse too far.
+            shown = type(version).__name__ if isinstance(version, list | dict) else repr(version)
             raise IntegrityError(f"unsupported key file version {shown}")
         params = params_from(document)
         salt = base64.b64decode(document["salt"], validate=True)
