@@ -171,7 +171,10 @@ async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
                 continue
             seen_trees.add(tree_id)
             if not repo.index.has(tree_id):
-                report.errors.append(f"tree {tree_id.hex()} ({where}): not in the index")
+                report.errors.append(
+                    f"tree {tree_id.hex()} ({where}): not in the index; "
+                    "run `bbackup repair snapshots`"
+                )
                 continue
             try:
                 tree = await load_tree(repo, tree_id)
@@ -191,7 +194,8 @@ async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
                             referenced.add(blob_id)
                             if not repo.index.has(blob_id):
                                 report.errors.append(
-                                    f"blob {blob_id.hex()} ({path}): not in the index"
+                                    f"blob {blob_id.hex()} ({path}): not in the index; "
+                                    "run `bbackup repair snapshots`"
                                 )
     report.trees = len(seen_trees)
     report.blobs_referenced = len(referenced)
