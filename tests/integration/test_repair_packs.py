@@ -169,3 +169,43 @@ def test_repair_snapshots_dry_run_then_keeps_the_original_without_forget(
     assert len(listed) == 2
     again = ok(cli("repair", "snapshots", "-r", t.repo, "--json")).event("repair_snapshots")
     assert [r["original"] for r in again["rewritten"]] == [t.snapshot]  # the original only
+
+
+def test_a_lost_tree_pack_costs_the_directories_it_held_and_forget_drops_what_is_gone(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree
+) -> None:
+    repo = tmp_path / "repo"
+    ok(cli("init", "-r", repo))
+    src = make_tree(
+        tmp_path / "src", {"a.txt": "alpha\n", "d": {"x.txt": "x\n", "e": {"y.txt": "y\n"}}}
+    )
+    first = ok(cli("backup", "-r", repo, "--json", src / "d")).event("summary")["snapshot_id"]
+    [tree_pack] = (p for p in (repo / "tree").rglob("*") if p.is_file())
+    # The second backup reuses the trees of d and d/e from the first one's tree pack.
+    second = ok(cli("backup", "-r", repo, "--json", src)).event("summary")["snapshot_id"]
+    tree_pack.unlink()
+    name = tree_pack.relative_to(repo).as_posix()
+
+    checked = cli("check", "-r", repo)
+    assert checked.exit_code == 13, checked
+    assert f"{name}: pack is in the index but missing" in checked.stderr
+    assert "bbackup repair packs" in checked.stderr
+    report = ok(cli("repair", "packs", "-r", repo, "--json")).event("repair_packs")
+    assert report["damaged_packs"] == {name: ["pack is missing"]}
+
+    kept = cli("repair", "snapshots", "-r", repo)
+    assert kept.exit_code == 13, kept  # the first snapshot's root is gone: said, not hidden
+    assert f"snapshot {first[:8]}: its root tree is lost" in kept.stderr
+    assert "--forget" in kept.stderr
+    result = ok(cli("repair", "snapshots", "-r", repo, "--forget", "--json"))
+    report = result.event("repair_snapshots")
+    assert report["unrepairable"] == [first]
+    assert sorted(report["forgotten"]) == sorted([first, second])
+    [rewritten] = report["rewritten"]
+    assert rewritten["original"] == second
+    assert rewritten["lost"] == [f"{src}/d/"]
+
+    ok(cli("check", "-r", repo, "--read-data"))
+    out = tmp_path / "out"
+    ok(cli("restore", "-r", repo, rewritten["new"], "--target", out))
+    assert source_files(restored_path(out, src)) == {"a.txt": b"alpha\n"}
