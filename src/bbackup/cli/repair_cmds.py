@@ -138,7 +138,6 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         async def work(repo: Repository) -> RepairSnapshotsReport:
-            await repo.load_index()
             return await repair_snapshots(repo, dry_run=dry_run, forget=forget)
 
         report = with_store_view(opts, work)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
-from bbackup.errors import BbackupError, IntegrityError, NotFound, UsageError
+from bbackup.errors import IntegrityError, NotFound, UsageError
 from bbackup.ops.check import compare_header_with_index
 from bbackup.repository import (
     BlobLoader,
@@ -230,12 +230,13 @@ async def repair_packs(
             )
         indexed = repo.index.all_packs()
         pending = iter(_select_packs(list(indexed), packs))
-        writer = None if dry_run else repo.new_writer(upload_slots=max(1, connections))
+        writer: BlobSaver | None = None
         damaged: dict[str, PackInfo] = {}
         lost: set[bytes] = set()
         salvaging = asyncio.Lock()
 
         async def reader() -> None:
+            nonlocal writer
             for pack_id in pending:  # shared: each pack goes to exactly one reader
                 pack = indexed[pack_id]
                 name = pack_object_name(pack.blob_type, pack_id)
@@ -248,16 +249,24 @@ async def repair_packs(
                 report.damaged_packs[name] = verdict.problems
                 lost.update(verdict.damaged)
                 report.blobs_salvaged += len(verdict.intact)
-                if writer is not None:
+                if not dry_run:
                     async with salvaging:  # one pack's blobs at a time into the saver
+                        if writer is None:
+                            writer = repo.new_writer(upload_slots=max(1, connections))
                         await _salvage(writer, verdict)
 
-        await asyncio.gather(*(reader() for _ in range(max(1, connections))))
+        try:
+            await asyncio.gather(*(reader() for _ in range(max(1, connections))))
+            if writer is not None:
+                await writer.flush()
+        except BaseException:
+            if writer is not None:
+                await writer.abort()  # what it uploaded stays unindexed: prune removes it
+            raise
         report.damaged_packs = dict(sorted(report.damaged_packs.items()))
-        if writer is None or not damaged:
+        if writer is None:
             report.blobs_lost = sorted(b.hex() for b in lost)
             return report
-        await writer.flush()
         report.packs_written = writer.stats.packs
         report.bytes_written = writer.stats.bytes_stored
         report.segments_written = list(writer.stats.segments)
@@ -295,9 +304,8 @@ async def _verify_whole_pack(
         data = await repo.read_pack(name)
     except NotFound:
         return _PackVerdict(["pack is missing"], [], [b[0] for b in pack.blobs])
-    except BbackupError as exc:
-        # Unreadable now is not known damage: drop nothing on a transient failure.
-        raise IntegrityError(f"{name}: cannot read: {exc}; repair packs did nothing") from exc
+    # Any other storage error propagates: a pack that cannot be read now is not known to
+    # be damaged, and nothing is dropped for it.
     report.packs_read += 1
     report.bytes_read += len(data)
     return await asyncio.to_thread(_sort_blobs, repo, pack, data)

@@ -11,8 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from bbackup.errors import IntegrityError, StorageError
-from bbackup.repository import BlobLoader, BlobSaverSource, DocumentStore, RepositoryLock
+from bbackup.errors import IntegrityError, NotFound
+from bbackup.repository import (
+    BlobLoader,
+    BlobSaverSource,
+    DocumentStore,
+    PackInventory,
+    RepositoryLock,
+)
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, Tree
 from bbackup.snapshot.store import (
     delete_snapshot,
@@ -26,8 +32,8 @@ from bbackup.snapshot.store import (
 REPAIRED_TAG = "repaired"
 
 
-class RepairedSnapshots(BlobLoader, BlobSaverSource, DocumentStore, Protocol):
-    """What repair snapshots needs: snapshot documents, the trees and the index they
+class RepairedSnapshots(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
+    """What repair snapshots needs: snapshot documents, the index and the trees they
     reach, and a blob saver for the rewritten trees."""
 
 
@@ -74,6 +80,13 @@ async def repair_snapshots(
     """
     report = RepairSnapshotsReport(dry_run=dry_run)
     async with RepositoryLock(repo, exclusive=True, purpose="repair snapshots"):
+        await repo.load_index()
+        if repo.damaged_segments:
+            name, problem = next(iter(repo.damaged_segments.items()))
+            # The blobs only it lists look lost: files would be dropped that are intact.
+            raise IntegrityError(
+                f"{name}: {problem}: run `bbackup repair index` first; repair snapshots did nothing"
+            )
         snapshots, _damaged = await read_snapshots(repo)
         report.snapshots_checked = len(snapshots)
         writer = None if dry_run else repo.new_writer()
@@ -125,7 +138,7 @@ async def _repair_tree(
         return known
     try:
         tree = await load_tree(repo, tree_id)
-    except (IntegrityError, StorageError):
+    except (IntegrityError, NotFound):  # damaged or gone; a store that fails is not loss
         repaired[tree_id] = (None, [""])
         return repaired[tree_id]
     nodes: list[Node] = []
