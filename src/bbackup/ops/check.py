@@ -146,7 +146,8 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
             )
         elif stored[name] != pack.size:
             report.errors.append(
-                f"{name}: size {stored[name]} does not match the indexed size {pack.size}"
+                f"{name}: size {stored[name]} does not match the indexed size {pack.size}; "
+                + REPAIR_PACKS_ADVICE
             )
     why = (
         "a damaged index segment may list it; run `bbackup repair index`"

@@ -212,9 +212,9 @@ async def repair_packs(
     whole and verified as `check --read-data` does: SHA-256 against its name, header
     against the index, every blob against its ID. A pack that fails any of these is
     damaged: its intact blobs are copied into new packs through the blob saver (as prune's
-    repack does; the saver stores their index segment), then one index segment that lists
-    every other pack supersedes the old ones, and only then are the damaged packs deleted.
-    A crash before the new segment leaves duplicates (harmless); after it, unindexed
+    repack does; the saver stores their index segment), then new segments that list every
+    other pack supersede the old ones, and only then are the damaged packs deleted. A
+    crash before the last new segment leaves duplicates (harmless); after it, unindexed
     packs that prune deletes. Damaged blobs are in no index any more, so no backup
     deduplicates against them: the next backup of their files uploads them again.
     Holds an exclusive lock: nothing may read or write the index meanwhile.
