@@ -324,7 +324,7 @@ def _sort_blobs(repo: SalvagedRepository, pack: PackInfo, data: bytes) -> _PackV
     else:
         problems.extend(compare_header_with_index(pack, header))
     view = memoryview(data)
-    intact: list[PreparedBlob] = []
+    intact: list[tuple[bytes, int, int, int]] = []
     damaged: list[bytes] = []
     for blob_id, offset, length, raw_length in pack.blobs:
         # Where the index places it: the index is what readers follow, header or not.
@@ -337,11 +337,16 @@ def _sort_blobs(repo: SalvagedRepository, pack: PackInfo, data: bytes) -> _PackV
         except IntegrityError as exc:
             problems.append(str(exc))
             damaged.append(blob_id)
-            continue
-        intact.append(
-            PreparedBlob(BlobType(pack.blob_type), blob_id, bytes(sealed), raw_length, sealed=True)
-        )
-    return _PackVerdict(problems, intact, damaged)
+        else:
+            intact.append((blob_id, offset, length, raw_length))
+    if not problems:
+        return _PackVerdict(problems, [], [])  # nothing to salvage: keep no copies
+    blob_type = BlobType(pack.blob_type)
+    copies = [
+        PreparedBlob(blob_type, blob_id, bytes(view[off : off + length]), raw, sealed=True)
+        for blob_id, off, length, raw in intact
+    ]
+    return _PackVerdict(problems, copies, damaged)
 
 
 async def _salvage(writer: BlobSaver, verdict: _PackVerdict) -> None:
