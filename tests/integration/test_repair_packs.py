@@ -209,3 +209,33 @@ def test_a_lost_tree_pack_costs_the_directories_it_held_and_forget_drops_what_is
     out = tmp_path / "out"
     ok(cli("restore", "-r", repo, rewritten["new"], "--target", out))
     assert source_files(restored_path(out, src)) == {"a.txt": b"alpha\n"}
+
+
+def test_after_repair_packs_an_incremental_backup_reads_the_file_that_lost_a_chunk(
+    tmp_path: Path, cli: Cli, damaged_repo: DamagedRepo
+) -> None:
+    t = damaged_repo
+    ok(cli("repair", "packs", "-r", t.repo))
+
+    # Unchanged metadata does not let the parent's content list be reused: a blob is gone.
+    summary = ok(cli("backup", "-r", t.repo, "--json", t.src)).event("summary")
+
+    assert summary["parent"] == t.snapshot and summary["bytes_added"] > 0
+    assert restore(cli, t, summary["snapshot_id"], tmp_path / "new") == source_files(t.src)
+    ok(cli("check", "-r", t.repo, "--read-data"))
+
+
+def test_repairs_that_rewrite_the_index_or_snapshots_refuse_while_a_segment_is_damaged(
+    cli: Cli, damaged_repo: DamagedRepo
+) -> None:
+    t = damaged_repo
+    [segment] = (t.repo / "index").iterdir()
+    flip_bit(segment, segment.stat().st_size // 2)
+    name = f"index/{segment.name}"
+
+    for command in ("packs", "snapshots"):
+        refused = cli("repair", command, "-r", t.repo)
+        assert refused.exit_code == 13, refused
+        assert name in refused.stderr and "repair index` first" in refused.stderr
+    assert (t.repo / t.damaged).exists()
+    assert len(list((t.repo / "snapshots").iterdir())) == 1
