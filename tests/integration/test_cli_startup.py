@@ -18,7 +18,8 @@ OPERATIONS = {
     "restore": {"bbackup.ops.restore"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
-    "repair": {"bbackup.ops.repair"},
+    # repair packs verifies packs exactly as check --read-data does, with check's code.
+    "repair": {"bbackup.ops.repair", "bbackup.ops.repair_snapshots", "bbackup.ops.check"},
     # forget --prune runs prune, and both are registered by one module.
     "forget": {"bbackup.ops.forget", "bbackup.ops.prune"},
     "prune": {"bbackup.ops.forget", "bbackup.ops.prune"},
