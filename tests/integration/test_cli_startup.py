@@ -19,9 +19,9 @@ OPERATIONS = {
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
     "repair": {"bbackup.ops.repair"},
-    # forget --prune runs prune, and both are registered by one module.
-    "forget": {"bbackup.ops.forget", "bbackup.ops.prune"},
-    "prune": {"bbackup.ops.forget", "bbackup.ops.prune"},
+    # forget --prune runs prune, loading its code only when a run asks for it.
+    "forget": {"bbackup.ops.forget"},
+    "prune": {"bbackup.ops.prune"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 
