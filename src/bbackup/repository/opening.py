@@ -31,12 +31,15 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.key_files import intact_key_files, read_key_files
-from bbackup.repository.repository import DamageReporter, Repository, current_user
+from bbackup.repository.repository import (
+    CONFIG_KIND,
+    CONFIG_NAME,
+    DamageReporter,
+    Repository,
+    current_user,
+)
 from bbackup.repository.writer import document_name
 from bbackup.storage import StorageStack
-
-CONFIG_NAME = "config"
-CONFIG_KIND = "config"
 
 
 async def init_repository(

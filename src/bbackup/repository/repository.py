@@ -41,6 +41,8 @@ from bbackup.repository.roles import (
 from bbackup.repository.writer import BlobWriter, document_name
 from bbackup.storage import ObjectInfo, Storage, StorageStack
 
+CONFIG_NAME = "config"
+CONFIG_KIND = "config"
 #: Documents named by the SHA-256 of their stored bytes (`document_name`): every read
 #: checks the name, so a copied, renamed or replayed document is refused. (Key files are
 #: named so too and checked where they are read, `intact_key_files`; see docs/format.md,
