@@ -18,7 +18,8 @@ OPERATIONS = {
     "restore": {"bbackup.ops.restore"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
-    "repair": {"bbackup.ops.repair"},
+    # repair packs verifies packs exactly as check --read-data does, with check's code.
+    "repair": {"bbackup.ops.repair", "bbackup.ops.repair_snapshots", "bbackup.ops.check"},
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import msgpack
 
@@ -67,22 +68,38 @@ async def list_locks(documents: DocumentStore, *, skip: str | None = None) -> li
         if name == skip:
             continue
         try:
-            raw: dict[str, Any] = msgpack.unpackb(await documents.load_document(name, LOCK_KIND))
-        except (NotFound, IntegrityError, ValueError):
+            locks.append(parse_lock(name, await documents.load_document(name, LOCK_KIND)))
+        except (NotFound, IntegrityError):
             continue  # removed meanwhile, or unreadable: not ours to judge here
-        locks.append(
-            LockInfo(
-                name,
-                str(raw["host"]),
-                int(raw["pid"]),
-                str(raw["user"]),
-                float(raw["time"]),
-                bool(raw["exclusive"]),
-                str(raw.get("purpose", "")),
-                float(raw.get("started", raw["time"])),
-            )
-        )
     return locks
+
+
+def parse_lock(name: str, payload: bytes) -> LockInfo:
+    """The lock document stored as `name`, from its payload; IntegrityError if malformed."""
+    try:
+        raw = msgpack.unpackb(payload)
+        if type(raw) is not dict:
+            raise TypeError("a lock is a map")
+        lock = LockInfo(
+            name,
+            raw["host"],
+            raw["pid"],
+            raw["user"],
+            raw["time"],
+            raw["exclusive"],
+            raw.get("purpose", ""),
+            raw["started"] if "started" in raw else raw["time"],
+        )
+        texts, times = (lock.host, lock.user, lock.purpose), (lock.time, lock.started)
+        if not all(type(t) is str for t in texts) or type(lock.exclusive) is not bool:
+            raise TypeError("a lock's host, user and purpose are text")
+        if type(lock.pid) is not int or not 0 < lock.pid < 2**31:  # os.kill takes a C int
+            raise ValueError("a lock's pid is a positive 32-bit integer")
+        if not all(type(t) in (int, float) and math.isfinite(t) for t in times):
+            raise ValueError("a lock's times are finite numbers")
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise IntegrityError(f"lock {name}: malformed") from exc
+    return dataclasses.replace(lock, time=float(lock.time), started=float(lock.started))
 
 
 class RepositoryLock:
