@@ -20,9 +20,9 @@ OPERATIONS = {
     "ls": {"bbackup.ops.listing"},
     # repair packs verifies packs exactly as check --read-data does, with check's code.
     "repair": {"bbackup.ops.repair", "bbackup.ops.repair_snapshots", "bbackup.ops.check"},
-    # forget --prune runs prune, and both are registered by one module.
-    "forget": {"bbackup.ops.forget", "bbackup.ops.prune"},
-    "prune": {"bbackup.ops.forget", "bbackup.ops.prune"},
+    # forget --prune runs prune, loading its code only when a run asks for it.
+    "forget": {"bbackup.ops.forget"},
+    "prune": {"bbackup.ops.prune"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

@@ -27,8 +27,8 @@ COMMAND_MODULES = {
     "unlock": "repo_cmds",
     "backup": "backup_cmd",
     "restore": "restore_cmd",
-    "prune": "retention_cmds",
-    "forget": "retention_cmds",
+    "prune": "prune_cmd",
+    "forget": "forget_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
 }

@@ -13,13 +13,9 @@ from __future__ import annotations
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
 from bbackup.repository.lock import RepositoryLock, list_locks, remove_stale_locks
+from bbackup.repository.opening import init_repository, open_repository
 from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack, verify_pack_id
-from bbackup.repository.repository import (
-    Repository,
-    current_user,
-    init_repository,
-    open_repository,
-)
+from bbackup.repository.repository import Repository, current_user
 from bbackup.repository.roles import (
     BlobLoader,
     BlobSaver,

@@ -29,7 +29,6 @@ from operator import itemgetter
 ID_SIZE = 32
 ROW = struct.Struct("=32s4I")  # blob ID, pack key, offset, length, raw length
 ROW_SIZE = ROW.size
-unpack_row = ROW.unpack_from
 unpack_numbers = struct.Struct("=4I").unpack_from  # at row start + ID_SIZE
 unpack_id = struct.Struct("=32s").unpack_from
 BLOB = struct.Struct("=32s4x3I")  # a row as PackInfo lists it: ID, offset, length, raw

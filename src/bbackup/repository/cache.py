@@ -60,8 +60,6 @@ class CachingStorage(StorageWrapper):
         self.directory = directory
         #: Hears (name, problem) of each object the store returned that fails its name.
         self.on_mismatch: Callable[[str, str], None] | None = None
-        self.hits = 0
-        self.misses = 0
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._memory_bytes = 0
 
@@ -118,7 +116,6 @@ class CachingStorage(StorageWrapper):
             if data is not None:
                 self._remember(name, data)
         if data is None:
-            self.misses += 1
             data = await self.inner.get(name)
             if hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[-1]:
                 await asyncio.to_thread(self._write, name, data)
@@ -127,8 +124,6 @@ class CachingStorage(StorageWrapper):
                 # Served all the same: a tree pack's blobs are each verified on their own,
                 # and a document's reader says what is wrong with it.
                 self.on_mismatch(name, "damaged (content does not match its name)")
-        else:
-            self.hits += 1
         end = len(data) if length is None else offset + length
         return data[offset:end] if (offset or length is not None) else data
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from bbackup.crypto.keys import DEFAULT_KDF, KdfCost, describe_key_file, seal_key_file
 from bbackup.errors import BbackupError, IntegrityError
-from bbackup.repository.repository import Repository, current_user, parse_stored_key_file
+from bbackup.repository.key_files import parse_stored_key_file
+from bbackup.repository.repository import Repository, current_user
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
-"""The Repository: init and open, the master key, config, index, blobs and documents.
+"""The Repository: the master key, config, index, blobs and documents of an open repository.
 
 Everything above this layer reads and writes through the roles a Repository plays
 (`roles.py`): blobs by ID, packs and documents by name. Storage objects are never touched
 directly. Damage stays local: a document that fails its name or its authentication is
-named once (`on_damage`) and skipped by whoever can do without it.
+named once (`on_damage`) and skipped by whoever can do without it. Creating and opening
+one is `opening.py`; reading and checking key files, `key_files.py`.
 """
 
 from __future__ import annotations
@@ -11,33 +12,17 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
-import socket
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bbackup.cache_paths import default_cache_root
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
-from bbackup.crypto.keys import (
-    DEFAULT_KDF,
-    KdfCost,
-    KeyFile,
-    MasterKey,
-    parse_key_file,
-    seal_key_file,
-    unwrap_key_file,
-)
-from bbackup.errors import (
-    IntegrityError,
-    NotFound,
-    RepositoryAlreadyExists,
-    RepositoryNotFound,
-    WrongPassword,
-)
-from bbackup.repository.cache import CachingStorage, keep_key_copy
+from bbackup.crypto.keys import MasterKey
+from bbackup.errors import IntegrityError
+from bbackup.repository.cache import CachingStorage
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
+from bbackup.repository.key_files import read_key_files
 from bbackup.repository.pack import (
     PackedBlob,
     header_length,
@@ -93,38 +78,6 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return ""
-
-
-async def init_repository(
-    stack: StorageStack,
-    password: str,
-    config: RepositoryConfig | None = None,
-    *,
-    kdf: KdfCost = DEFAULT_KDF,
-    remember_key: Path | None = None,
-) -> RepositoryConfig:
-    """Create a repository: a master key, its first key file and the config.
-    `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
-    there, as `open_repository` does."""
-    await stack.create_container()
-    storage = stack.storage
-    try:
-        await storage.stat(CONFIG_NAME)
-    except NotFound:
-        pass
-    else:
-        raise RepositoryAlreadyExists(f"a repository already exists at {storage.location}")
-    config = config or RepositoryConfig()
-    master = MasterKey.generate()
-    key_file = seal_key_file(
-        master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
-    )
-    await storage.put(document_name("keys", key_file), key_file, if_absent=True)
-    cipher = Cipher(master)
-    await storage.put(CONFIG_NAME, cipher.seal_document(CONFIG_KIND, config.to_bytes()))
-    if remember_key is not None:
-        keep_key_copy(remember_key, key_file)
-    return config
 
 
 class Repository:
@@ -400,92 +353,3 @@ if TYPE_CHECKING:
         repo: Repository,
     ) -> tuple[BlobLoader, BlobSaverSource, DocumentStore, PackInventory]:
         return repo, repo, repo, repo  # mypy checks that a Repository plays each role
-
-
-async def read_key_files(storage: Storage) -> list[tuple[str, bytes]]:
-    names = [info.name async for info in storage.list("keys/")]
-    blobs = await asyncio.gather(*(storage.get(n) for n in names))
-    return list(zip(names, blobs, strict=True))
-
-
-def parse_stored_key_file(name: str, data: bytes) -> KeyFile:
-    """The key file stored as `name`, parsed; IntegrityError saying why if it is damaged:
-    its bytes do not match its name (the SHA-256 of what was stored: a flipped bit, a
-    truncated upload), or it is not a well-formed key file."""
-    if document_name("keys", data) != name:
-        raise IntegrityError("its content does not match its name (SHA-256)")
-    return parse_key_file(data)
-
-
-def intact_key_files(
-    keys: Iterable[tuple[str, bytes]], on_damaged: Callable[[str], None] | None = None
-) -> list[tuple[str, KeyFile]]:
-    """The key files that are intact, parsed; IntegrityError naming them if none is.
-
-    A damaged one (`parse_stored_key_file`) is reported to `on_damaged` (one line naming
-    it) and skipped, so it never keeps another key file from opening the repository, nor
-    passes for a wrong password.
-    """
-    intact: list[tuple[str, KeyFile]] = []
-    damaged: list[str] = []
-    for name, data in keys:
-        try:
-            intact.append((name, parse_stored_key_file(name, data)))
-        except IntegrityError as exc:
-            damaged.append(f"{name} ({exc.message})")
-            if on_damaged is not None:
-                on_damaged(f"key file {name}: damaged ({exc.message}), skipped")
-    if damaged and not intact:
-        raise IntegrityError(f"every key file is damaged: {'; '.join(damaged)}")
-    return intact
-
-
-def _open_any(keys: Iterable[tuple[str, KeyFile]], password: str) -> tuple[str, MasterKey]:
-    for name, key_file in keys:
-        try:
-            return name, unwrap_key_file(key_file, password)
-        except WrongPassword:
-            continue
-    raise WrongPassword()
-
-
-async def open_repository(
-    stack: StorageStack,
-    password: str,
-    *,
-    use_cache: bool = True,
-    cache_root: Path | None = None,
-    load_index: bool = True,
-    remember_key: Path | None = None,
-    on_damage: DamageReporter | None = None,
-    on_damaged_key: Callable[[str], None] | None = None,
-) -> Repository:
-    """Open a repository with a password; RepositoryNotFound, WrongPassword (no intact
-    key file opens with it) or IntegrityError (every key file is damaged) otherwise.
-
-    `remember_key`: keep a copy of the key file that opened it there (see
-    `cache_paths.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
-    (`intact_key_files`); `on_damage`: hears of each damaged object the repository skips,
-    once."""
-    storage = stack.storage
-    try:
-        sealed_config = await storage.get(CONFIG_NAME)
-    except NotFound:
-        raise RepositoryNotFound(f"no repository at {storage.location}") from None
-    keys = await read_key_files(storage)
-    if not keys:
-        raise IntegrityError(f"repository at {storage.location} has no key files")
-    intact = intact_key_files(keys, on_damaged_key)
-    key_name, master = await asyncio.to_thread(_open_any, intact, password)
-    if remember_key is not None:
-        keep_key_copy(remember_key, dict(keys)[key_name])
-    config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
-    if use_cache:
-        directory = (cache_root or default_cache_root()) / config.repository_id
-        storage = CachingStorage(storage, directory)
-    repo = Repository(stack, storage, config, master, key_name, on_damage)
-    if isinstance(storage, CachingStorage):
-        storage.on_mismatch = repo.note_pack_damage
-    if load_index:
-        await repo.load_index()
-    return repo

@@ -4,15 +4,14 @@ the store's pace, and an upload failure stopping every writer."""
 from __future__ import annotations
 
 import asyncio
-import mmap
 import os
 import random
+import resource
 import threading
 import weakref
 
 import pytest
 
-import bbackup.repository.pack
 from bbackup.compression import decompress
 from bbackup.crypto.aead import BlobType, Cipher
 from bbackup.crypto.keys import MasterKey
@@ -175,33 +174,81 @@ def test_an_abort_stops_writers_waiting_for_the_store_and_none_is_left_hanging()
     assert all(isinstance(r, BbackupError) and "aborted" in str(r) for r in results), results
 
 
-def test_packs_reuse_the_maps_of_stored_packs(monkeypatch: pytest.MonkeyPatch) -> None:
-    created: list[int] = []
-    real_mmap = bbackup.repository.pack.mmap.mmap
+class MeasuringStore(MemoryStorage):
+    """A slow store, one put at a time, that keeps only the names and sizes of what it is
+    given, noting at each put how far the process's resident memory has grown since
+    `start`."""
 
-    def counting_mmap(fileno: int, length: int) -> mmap.mmap:
-        created.append(length)
-        return real_mmap(fileno, length)
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.sizes: dict[str, int] = {}
+        self.baseline = 0
+        self.peak_growth = 0
+        self._one_at_a_time = asyncio.Lock()
 
-    monkeypatch.setattr(bbackup.repository.pack.mmap, "mmap", counting_mmap)
+    def start(self) -> None:
+        self.baseline = resident_bytes()
+
+    async def put(self, name, data, *, storage_class=None, if_absent=False):  # type: ignore[no-untyped-def]
+        async with self._one_at_a_time:
+            self.peak_growth = max(self.peak_growth, resident_bytes() - self.baseline)
+            self.sizes[name] = len(data)
+            await asyncio.sleep(self.delay)
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * KiB
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.parametrize("stage_uploads", [False, True])
+def test_memory_and_page_faults_stay_those_of_a_few_packs_however_many_are_written(
+    stage_uploads: bool,
+) -> None:
+    pack_size, packs, slots = 256 * KiB, 96, 2
     cipher = Cipher(MasterKey.generate())
-    storage = SlowStorage(delay=0.002)
+    storage = MeasuringStore(delay=0.003)
 
-    index, stored, _ = asyncio.run(write_from_threads(storage, cipher, 4, 150, upload_slots=2))
-
-    assert storage.puts > 20
-    # Three slots: no more than three maps (plus the odd spare that lost a race), each
-    # reused pack still opens to exactly its own blobs.
-    assert len(created) <= 5, len(created)
-    for blob_id, data in stored.items():
-        entry = index.lookup(blob_id)
-        pack = storage.objects[f"{entry.blob_type.directory}/{entry.pack_id[:2]}/{entry.pack_id}"][
-            0
-        ]
-        payload = cipher.open_blob(
-            entry.blob_type, blob_id, pack[entry.offset : entry.offset + entry.length]
+    async def run() -> int:
+        writer = BlobWriter(
+            storage,
+            cipher,
+            Index(),
+            pack_size=pack_size,
+            compression_level=3,
+            upload_slots=slots,
+            stage_uploads=stage_uploads,
         )
-        assert decompress(payload, entry.raw_length) == data
+        # Random blobs (stored as they are), all prepared before measuring: what is
+        # measured is the writer's own memory, not the data it is given.
+        blobs = [writer.prepare(BlobType.DATA, os.urandom(16 * KiB)) for _ in range(16 * packs)]
+
+        def worker() -> int:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for blob in blobs:
+                writer.put(blob)
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+
+        storage.start()
+        faults = await asyncio.to_thread(worker)
+        await writer.flush()
+        return faults
+
+    faults = asyncio.run(run())
+
+    assert len(storage.sizes) >= packs
+    # The writer holds the packs being filled or uploaded, and maps kept for reuse: a few
+    # packs' worth, not the 24 MiB written (each pack stays while its upload is slow).
+    assert storage.peak_growth <= 8 * (slots + 1) * pack_size, storage.peak_growth
+    if not stage_uploads:
+        # A pack is written into the memory of a stored one, already faulted in: touching
+        # fresh pages for every pack (64 faults each) would cost over 6,000 faults.
+        assert faults <= 16 * packs, faults
 
 
 def test_staged_uploads_free_each_pack_map_before_its_upload() -> None:

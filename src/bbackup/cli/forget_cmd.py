@@ -1,20 +1,19 @@
-"""`bbackup forget` and `bbackup prune`: retention policies and reclaiming space."""
+"""`bbackup forget`: remove snapshots according to a retention policy, then prune if asked."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.cli.output import echo, emit_json, warn
+from bbackup.cli.prune_options import parse_elapsed_seconds, parse_percent, print_prune
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.durations import Duration, parse_duration
 from bbackup.errors import UsageError
 from bbackup.ops.forget import ForgetGroup, apply_forget, describe_group, plan_forget
-from bbackup.ops.prune import PruneOptions, PruneReport, prune
 from bbackup.repository import Repository
 from bbackup.snapshot.retention import (
     RetentionPolicy,
@@ -23,23 +22,8 @@ from bbackup.snapshot.retention import (
     parse_tag_list,
 )
 
-
-def parse_elapsed_seconds(text: str, flag: str) -> int:
-    """A duration flag that is elapsed time, such as `24h`, `90min` or `1d12h`, in seconds.
-
-    Months and years are refused: a grace period is a fixed number of seconds.
-    """
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
-
-
-def parse_percent(text: str, flag: str) -> float:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)%?", text.strip())
-    if not m or not 0 <= float(m.group(1)) <= 100:
-        raise UsageError(f"{flag} {text!r}: use a percentage such as 5%")
-    return float(m.group(1)) / 100
+if TYPE_CHECKING:
+    from bbackup.ops.prune import PruneReport
 
 
 def _usage(fn: Any, text: str, flag: str) -> Any:
@@ -68,49 +52,7 @@ Window = Annotated[
 ]
 
 
-def print_prune(report: PruneReport, as_json: bool) -> None:
-    if as_json:
-        emit_json({"event": "prune", **report.to_dict()})
-        return
-    for action in ("delete", "drop-from-index", "mark", "keep-marked", "unmark", "repack", "keep"):
-        totals = report.packs.get(action)
-        if totals:
-            echo(f"{action:>16}: {totals['packs']:>6} packs {human_bytes(totals['bytes']):>12}")
-    verb = "would reclaim" if report.dry_run else "reclaimed"
-    echo(f"{verb} {human_bytes(report.bytes_reclaimed)}")
-    if report.bytes_repacked_written:
-        echo(f"repacked into {human_bytes(report.bytes_repacked_written)} of new packs")
-    if report.early_delete_charge_usd:
-        echo(
-            f"early-deletion charge for objects younger than their storage class minimum: "
-            f"about ${report.early_delete_charge_usd:.4f}"
-        )
-
-
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "prune", help="Delete unused data and repack mostly-unused packs.")
-    def prune_cmd(
-        opts: GlobalOptions,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", "-n", help="Only show the plan.")
-        ] = False,
-        max_unused: Annotated[
-            str, typer.Option(help="Repack packs with more unused than this.")
-        ] = "5%",
-        grace: Annotated[
-            str,
-            typer.Option(help="Delete marked packs after this long: 24h, 90min, 2d."),
-        ] = "24h",
-    ) -> None:
-        options = PruneOptions(
-            dry_run=dry_run,
-            grace_seconds=parse_elapsed_seconds(grace, "--grace"),
-            max_unused=parse_percent(max_unused, "--max-unused"),
-            connections=opts.connections or 4,
-        )
-        report = with_repo(opts, lambda repo: prune(repo, options))
-        print_prune(report, opts.json)
-
     @repo_command(app, "forget", help="Remove snapshots according to a retention policy.")
     def forget(
         opts: GlobalOptions,
@@ -162,11 +104,8 @@ def register(app: typer.Typer) -> None:
         )
         fields = _usage(parse_group_by, group_by, "--group-by")
         filters = snapshot_filter(host, tag, path)
-        prune_options = PruneOptions(
-            grace_seconds=parse_elapsed_seconds(grace, "--grace"),
-            max_unused=parse_percent(max_unused, "--max-unused"),
-            connections=opts.connections or 4,
-        )
+        grace_seconds = parse_elapsed_seconds(grace, "--grace")
+        max_unused_fraction = parse_percent(max_unused, "--max-unused")
 
         async def work(repo: Repository) -> tuple[list[ForgetGroup], int, PruneReport | None]:
             groups = await plan_forget(
@@ -175,8 +114,17 @@ def register(app: typer.Typer) -> None:
             if dry_run:
                 return groups, 0, None
             removed = await apply_forget(repo, groups)
-            report = await prune(repo, prune_options) if prune_after and removed else None
-            return groups, removed, report
+            if not (prune_after and removed):
+                return groups, removed, None
+            # Imported here: only `forget --prune` pays for loading prune's code at start-up.
+            from bbackup.ops.prune import PruneOptions, prune
+
+            options = PruneOptions(
+                grace_seconds=grace_seconds,
+                max_unused=max_unused_fraction,
+                connections=opts.connections or 4,
+            )
+            return groups, removed, await prune(repo, options)
 
         groups, removed, report = with_repo(opts, work, load_index=prune_after)
         if opts.json:

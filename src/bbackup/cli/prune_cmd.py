@@ -1,0 +1,37 @@
+"""`bbackup prune`: delete unused data and repack mostly-unused packs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.prune_options import parse_elapsed_seconds, parse_percent, print_prune
+from bbackup.ops.prune import PruneOptions, prune
+
+
+def register(app: typer.Typer) -> None:
+    @repo_command(app, "prune", help="Delete unused data and repack mostly-unused packs.")
+    def prune_cmd(
+        opts: GlobalOptions,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", "-n", help="Only show the plan.")
+        ] = False,
+        max_unused: Annotated[
+            str, typer.Option(help="Repack packs with more unused than this.")
+        ] = "5%",
+        grace: Annotated[
+            str,
+            typer.Option(help="Delete marked packs after this long: 24h, 90min, 2d."),
+        ] = "24h",
+    ) -> None:
+        options = PruneOptions(
+            dry_run=dry_run,
+            grace_seconds=parse_elapsed_seconds(grace, "--grace"),
+            max_unused=parse_percent(max_unused, "--max-unused"),
+            connections=opts.connections or 4,
+        )
+        report = with_repo(opts, lambda repo: prune(repo, options))
+        print_prune(report, opts.json)

@@ -1,0 +1,125 @@
+"""Create a repository (`init_repository`) and open one with a password (`open_repository`).
+
+Opening reads the config and the key files, unwraps the master key with the first intact
+key file the password opens, and wraps the storage in the local cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from bbackup.cache_paths import default_cache_root
+from bbackup.crypto.aead import Cipher
+from bbackup.crypto.keys import (
+    DEFAULT_KDF,
+    KdfCost,
+    KeyFile,
+    MasterKey,
+    seal_key_file,
+    unwrap_key_file,
+)
+from bbackup.errors import (
+    IntegrityError,
+    NotFound,
+    RepositoryAlreadyExists,
+    RepositoryNotFound,
+    WrongPassword,
+)
+from bbackup.repository.cache import CachingStorage, keep_key_copy
+from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.key_files import intact_key_files, read_key_files
+from bbackup.repository.repository import (
+    CONFIG_KIND,
+    CONFIG_NAME,
+    DamageReporter,
+    Repository,
+    current_user,
+)
+from bbackup.repository.writer import document_name
+from bbackup.storage import StorageStack
+
+
+async def init_repository(
+    stack: StorageStack,
+    password: str,
+    config: RepositoryConfig | None = None,
+    *,
+    kdf: KdfCost = DEFAULT_KDF,
+    remember_key: Path | None = None,
+) -> RepositoryConfig:
+    """Create a repository: a master key, its first key file and the config.
+    `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
+    there, as `open_repository` does."""
+    await stack.create_container()
+    storage = stack.storage
+    try:
+        await storage.stat(CONFIG_NAME)
+    except NotFound:
+        pass
+    else:
+        raise RepositoryAlreadyExists(f"a repository already exists at {storage.location}")
+    config = config or RepositoryConfig()
+    master = MasterKey.generate()
+    key_file = seal_key_file(
+        master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
+    )
+    await storage.put(document_name("keys", key_file), key_file, if_absent=True)
+    cipher = Cipher(master)
+    await storage.put(CONFIG_NAME, cipher.seal_document(CONFIG_KIND, config.to_bytes()))
+    if remember_key is not None:
+        keep_key_copy(remember_key, key_file)
+    return config
+
+
+def _open_any(keys: Iterable[tuple[str, KeyFile]], password: str) -> tuple[str, MasterKey]:
+    for name, key_file in keys:
+        try:
+            return name, unwrap_key_file(key_file, password)
+        except WrongPassword:
+            continue
+    raise WrongPassword()
+
+
+async def open_repository(
+    stack: StorageStack,
+    password: str,
+    *,
+    use_cache: bool = True,
+    cache_root: Path | None = None,
+    load_index: bool = True,
+    remember_key: Path | None = None,
+    on_damage: DamageReporter | None = None,
+    on_damaged_key: Callable[[str], None] | None = None,
+) -> Repository:
+    """Open a repository with a password; RepositoryNotFound, WrongPassword (no intact
+    key file opens with it) or IntegrityError (every key file is damaged) otherwise.
+
+    `remember_key`: keep a copy of the key file that opened it there (see
+    `cache_paths.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
+    (`intact_key_files`); `on_damage`: hears of each damaged object the repository skips,
+    once."""
+    storage = stack.storage
+    try:
+        sealed_config = await storage.get(CONFIG_NAME)
+    except NotFound:
+        raise RepositoryNotFound(f"no repository at {storage.location}") from None
+    keys = await read_key_files(storage)
+    if not keys:
+        raise IntegrityError(f"repository at {storage.location} has no key files")
+    intact = intact_key_files(keys, on_damaged_key)
+    key_name, master = await asyncio.to_thread(_open_any, intact, password)
+    if remember_key is not None:
+        keep_key_copy(remember_key, dict(keys)[key_name])
+    config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
+    if use_cache:
+        directory = (cache_root or default_cache_root()) / config.repository_id
+        storage = CachingStorage(storage, directory)
+    repo = Repository(stack, storage, config, master, key_name, on_damage)
+    if isinstance(storage, CachingStorage):
+        storage.on_mismatch = repo.note_pack_damage
+    if load_index:
+        await repo.load_index()
+    return repo
