@@ -105,7 +105,9 @@ def register(app: typer.Typer) -> None:
                 warn(f"warning: {path}: {message}")
 
         async def work(repo: Repository) -> BackupSummary:
-            archiver = Archiver(repo, options, on_error=on_error)
+            archiver = Archiver(
+                repo, options, on_error=on_error, on_warning=lambda w: warn(f"warning: {w}")
+            )
             start = time.monotonic()
 
             def sample() -> dict[str, object]:
@@ -145,6 +147,11 @@ def register(app: typer.Typer) -> None:
                 f"processed {summary.total_files} files, {human_bytes(summary.total_bytes)} "
                 f"in {summary.duration_seconds:.1f}s"
             )
+            if summary.packs_adopted:
+                echo(
+                    f"Resumed: adopted {summary.packs_adopted} packs "
+                    f"({human_bytes(summary.bytes_adopted)}) left by an interrupted backup"
+                )
             echo(f"snapshot {summary.snapshot_id[:8]} saved ({summary.type})")
         if summary.errors:
             if not opts.json:

@@ -231,11 +231,14 @@ def register(app: typer.Typer) -> None:
     def unlock(
         opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
     ) -> None:
-        async def work(repo: Repository) -> int:
-            return await remove_stale_locks(repo, all_locks=remove_all)
-
-        removed = with_repo(opts, work, load_index=False)
+        removed = with_repo(
+            opts, lambda repo: remove_stale_locks(repo, all_locks=remove_all), load_index=False
+        )
         if opts.json:
-            emit_json({"event": "unlock", "removed": removed})
+            emit_json(
+                {"event": "unlock", "removed": removed.count, "unreadable": removed.unreadable}
+            )
         else:
-            echo(f"removed {removed} locks")
+            for name, problem in removed.unreadable.items():
+                echo(f"removed {name}: not a readable lock ({problem})")
+            echo(f"removed {removed.count} locks")

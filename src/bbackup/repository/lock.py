@@ -2,7 +2,9 @@
 
 Shared locks (backup, restore, check) coexist; an exclusive lock excludes everything.
 A lock not refreshed for STALE_AFTER seconds belongs to a dead process and is ignored
-(and removed by `unlock`). Lock documents are encrypted like every other document.
+(and removed by `unlock`). Lock documents are encrypted like every other document; an
+object under locks/ that does not open or parse as one is named once, ignored, and removed
+by `unlock`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import contextlib
 import os
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -24,6 +27,15 @@ from bbackup.repository.roles import DocumentStore
 LOCK_KIND = "lock"
 REFRESH_EVERY = 300.0
 STALE_AFTER = 1800.0
+
+#: Told, with one line, of each object under locks/ that is not a readable lock.
+UnreadableLockReporter = Callable[[str], None]
+
+
+def describe_unreadable(name: str, problem: str) -> str:
+    return (
+        f"{name}: not a readable lock ({problem}); ignored, and `bbackup unlock` removes it"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,41 +72,95 @@ class LockInfo:
         return f"{kind} lock by {self.user}@{self.host} pid {self.pid} ({self.purpose}, {age}s ago)"
 
 
-async def list_locks(documents: DocumentStore, *, skip: str | None = None) -> list[LockInfo]:
-    """Every readable lock; `skip` (our own lock's name) is not even downloaded."""
+async def list_locks(
+    documents: DocumentStore,
+    *,
+    skip: str | None = None,
+    on_unreadable: UnreadableLockReporter | None = None,
+) -> list[LockInfo]:
+    """Every readable lock; `skip` (our own lock's name) is not even downloaded. An object
+    that is not a readable lock never blocks anyone: it is named through `on_unreadable`
+    and left out."""
+    locks, unreadable = await read_locks(documents, skip=skip)
+    if on_unreadable is not None:
+        for name, problem in unreadable.items():
+            on_unreadable(describe_unreadable(name, problem))
+    return locks
+
+
+async def read_locks(
+    documents: DocumentStore, *, skip: str | None = None
+) -> tuple[list[LockInfo], dict[str, str]]:
+    """(every readable lock, {name: what is wrong} for every object that is not one)."""
     locks = []
+    unreadable: dict[str, str] = {}
     for name in await documents.list_names("locks/"):
         if name == skip:
             continue
         try:
-            raw: dict[str, Any] = msgpack.unpackb(await documents.load_document(name, LOCK_KIND))
-        except (NotFound, IntegrityError, ValueError):
-            continue  # removed meanwhile, or unreadable: not ours to judge here
-        locks.append(
-            LockInfo(
-                name,
-                str(raw["host"]),
-                int(raw["pid"]),
-                str(raw["user"]),
-                float(raw["time"]),
-                bool(raw["exclusive"]),
-                str(raw.get("purpose", "")),
-                float(raw.get("started", raw["time"])),
-            )
-        )
-    return locks
+            payload = await documents.load_document(name, LOCK_KIND)
+        except NotFound:
+            continue  # removed meanwhile
+        except IntegrityError as exc:
+            unreadable[name] = f"does not decrypt: {exc}"
+            continue
+        try:
+            locks.append(_parse_lock(name, payload))
+        except (ValueError, TypeError, KeyError) as exc:
+            unreadable[name] = f"malformed: {type(exc).__name__}"
+    return locks, unreadable
+
+
+def _parse_lock(name: str, payload: bytes) -> LockInfo:
+    raw: dict[str, Any] = msgpack.unpackb(payload)
+    if not isinstance(raw, dict):
+        raise TypeError("not a map")
+    return LockInfo(
+        name,
+        str(raw["host"]),
+        int(raw["pid"]),
+        str(raw["user"]),
+        float(raw["time"]),
+        bool(raw["exclusive"]),
+        str(raw.get("purpose", "")),
+        float(raw.get("started", raw["time"])),
+    )
 
 
 class RepositoryLock:
     """An async context manager holding a lock and refreshing it in the background."""
 
-    def __init__(self, documents: DocumentStore, *, exclusive: bool, purpose: str) -> None:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        *,
+        exclusive: bool,
+        purpose: str,
+        on_unreadable: UnreadableLockReporter | None = None,
+    ) -> None:
         self.documents = documents
         self.exclusive = exclusive
         self.purpose = purpose
         self.name: str | None = None
         self.started = time.time()
         self._refresher: asyncio.Task[None] | None = None
+        self._on_unreadable = on_unreadable
+        self._reported: set[str] = set()
+        #: The other readable locks, as last listed (on entry: after ours was stored).
+        self.seen_locks: list[LockInfo] = []
+
+    def note_unreadable(self, line: str) -> None:
+        """Pass one unreadable-lock line on, once per object for the lock's lifetime (the
+        locks are listed more than once)."""
+        name = line.split(":", 1)[0]
+        if name in self._reported or self._on_unreadable is None:
+            return
+        self._reported.add(name)
+        self._on_unreadable(line)
+
+    async def other_locks(self) -> list[LockInfo]:
+        """Every readable lock but ours; unreadable ones are named once."""
+        return await list_locks(self.documents, skip=self.name, on_unreadable=self.note_unreadable)
 
     def _document(self) -> bytes:
         user = current_user() or str(os.getuid())
@@ -130,7 +196,8 @@ class RepositoryLock:
         return self
 
     async def _check_conflicts(self) -> None:
-        for lock in await list_locks(self.documents, skip=self.name):
+        self.seen_locks = await self.other_locks()
+        for lock in self.seen_locks:
             if lock.stale:
                 continue
             if self.exclusive or lock.exclusive:
@@ -156,11 +223,28 @@ class RepositoryLock:
         await self._release()
 
 
-async def remove_stale_locks(documents: DocumentStore, *, all_locks: bool = False) -> int:
-    """Delete stale locks (or every lock with `all_locks`); return how many."""
-    removed = 0
-    for lock in await list_locks(documents):
+@dataclass(slots=True)
+class RemovedLocks:
+    """What `remove_stale_locks` deleted."""
+
+    locks: list[str] = field(default_factory=list)
+    #: Objects under locks/ that were not readable locks: name → what was wrong.
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.locks) + len(self.unreadable)
+
+
+async def remove_stale_locks(documents: DocumentStore, *, all_locks: bool = False) -> RemovedLocks:
+    """Delete stale locks (or every lock with `all_locks`) and every object under locks/
+    that is not a readable lock (it can hold nobody's place)."""
+    locks, unreadable = await read_locks(documents)
+    removed = RemovedLocks(unreadable=unreadable)
+    for lock in locks:
         if all_locks or lock.stale:
             await documents.delete_document(lock.name)
-            removed += 1
+            removed.locks.append(lock.name)
+    for name in unreadable:
+        await documents.delete_document(name)
     return removed

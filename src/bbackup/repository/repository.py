@@ -35,7 +35,13 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
-from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack
+from bbackup.repository.pack import (
+    PackedBlob,
+    header_length,
+    pack_object_name,
+    parse_header,
+    parse_pack,
+)
 from bbackup.repository.roles import (
     DELETABLE_DOCUMENT_PREFIXES,
     PACK_PREFIXES,
@@ -49,6 +55,9 @@ from bbackup.storage import ObjectInfo, Storage, StorageStack
 
 CONFIG_NAME = "config"
 CONFIG_KIND = "config"
+#: Bytes read from a pack's end to reach its header in one request (a pack of 16 MiB in
+#: 1 MiB chunks has a header of about 1 KiB; a tree pack of small directories, tens).
+PACK_TAIL_READ = 64 * 1024
 
 
 def current_user() -> str:
@@ -203,6 +212,32 @@ class Repository:
 
     def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
         return parse_pack(self.cipher, data)
+
+    async def read_pack_header(self, name: str, size: int) -> list[PackedBlob]:
+        """The blobs a stored pack of `size` bytes lists in its header, from ranged reads of
+        its end (one, or two for a header over PACK_TAIL_READ). Read from the store, never
+        a cached copy: a tree pack is not downloaded whole for its header."""
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        storage = self.storage.inner if isinstance(self.storage, CachingStorage) else self.storage
+        tail_length = min(size, PACK_TAIL_READ)
+        tail = await storage.get(name, size - tail_length, tail_length)
+        if len(tail) != tail_length or tail_length < 4:
+            raise IntegrityError("pack is truncated")
+        length = header_length(tail[-4:])
+        start = size - 4 - length
+        if start < 0:
+            raise IntegrityError("pack header length exceeds the pack")
+        if length + 4 <= tail_length:
+            sealed = memoryview(tail)[tail_length - 4 - length : tail_length - 4]
+        else:
+            sealed = memoryview(await storage.get(name, start, length))
+            if len(sealed) != length:
+                raise IntegrityError("pack header is truncated")
+        blobs = parse_header(self.cipher, sealed)
+        for blob in blobs:
+            if blob.offset + blob.length > start:
+                raise IntegrityError("pack header points past the blob area")
+        return blobs
 
     async def delete_pack(self, name: str) -> None:
         _require_prefix(name, PACK_PREFIXES, "pack")

@@ -147,6 +147,11 @@ class PackInventory(Protocol):
         """The blobs a whole pack's header lists (decrypted); IntegrityError if damaged."""
         ...
 
+    async def read_pack_header(self, name: str, size: int) -> list[PackedBlob]:
+        """The blobs a stored pack lists, from ranged reads of its end only; IntegrityError
+        if its header is damaged."""
+        ...
+
     async def delete_pack(self, name: str) -> None:
         """Delete one pack by name; deleting a missing pack is not an error."""
         ...
