@@ -33,9 +33,7 @@ UnreadableLockReporter = Callable[[str], None]
 
 
 def describe_unreadable(name: str, problem: str) -> str:
-    return (
-        f"{name}: not a readable lock ({problem}); ignored, and `bbackup unlock` removes it"
-    )
+    return f"{name}: not a readable lock ({problem}); ignored, and `bbackup unlock` removes it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +121,7 @@ def _parse_lock(name: str, payload: bytes) -> LockInfo:
         float(raw["time"]),
         bool(raw["exclusive"]),
         str(raw.get("purpose", "")),
-        float(raw.get("started", raw["time"])),
+        float(raw["started"] if "started" in raw else raw["time"]),
     )
 
 
