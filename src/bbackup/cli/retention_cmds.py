@@ -86,6 +86,8 @@ def print_prune(report: PruneReport, as_json: bool) -> None:
     echo(f"{verb} {human_bytes(report.bytes_reclaimed)}")
     if report.bytes_repacked_written:
         echo(f"repacked into {human_bytes(report.bytes_repacked_written)} of new packs")
+    if pending := report.pending_line():
+        echo(pending)
     if report.early_delete_charge_usd:
         echo(
             f"early-deletion charge for objects younger than their storage class minimum: "
@@ -114,7 +116,8 @@ def register(app: typer.Typer) -> None:
             max_unused=parse_percent(max_unused, "--max-unused"),
             connections=opts.connections or 4,
         )
-        report = with_repo(opts, lambda repo: prune(repo, options))
+        on_warning = lambda w: warn(f"warning: {w}")  # noqa: E731
+        report = with_repo(opts, lambda repo: prune(repo, options, on_warning=on_warning))
         print_prune(report, opts.json)
 
     @repo_command(app, "forget", help="Remove snapshots according to a retention policy.")

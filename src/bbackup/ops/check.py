@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
+from bbackup.ops.human_sizes import human_bytes
 from bbackup.repository import (
     BlobLoader,
     DocumentStore,
@@ -60,6 +61,8 @@ class CheckReport:
     bytes_read: int = 0
     #: Storage requests of the whole run by kind (filled in by the caller that owns the stack).
     requests: dict[str, int] = field(default_factory=dict)
+    #: Stored packs that no index lists: name → size (one summary line in `warnings`).
+    unindexed_packs: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -140,9 +143,14 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
             report.errors.append(
                 f"{name}: size {stored[name]} does not match the indexed size {pack.size}"
             )
-    for name in sorted(set(stored) - indexed_names):
+    unindexed = {name: stored[name] for name in sorted(set(stored) - indexed_names)}
+    report.unindexed_packs = unindexed
+    if unindexed:
+        # One line however many: an interrupted backup leaves hundreds.
         report.warnings.append(
-            f"{name}: pack is not in any index (left by an interrupted backup; prune removes it)"
+            f"{len(unindexed)} packs ({human_bytes(sum(unindexed.values()))}) are not in any "
+            "index: left by interrupted backups; the next backup adopts them, or prune "
+            "removes them after the grace period"
         )
 
 
