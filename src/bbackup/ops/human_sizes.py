@@ -21,7 +21,9 @@ def utc_minute(epoch: float) -> str:
 def human_duration(seconds: float) -> str:
     """A grace period as given on the command line: 24h, 90min, 2d, 30s."""
     seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+    if seconds >= 2 * 86400 and seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("min", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
