@@ -183,8 +183,19 @@ def register(app: typer.Typer) -> None:
             )
             if dry_run:
                 return groups, 0, None
-            removed = await apply_forget(repo, groups)
-            report = await prune(repo, prune_options) if prune_after and removed else None
+            warned: set[str] = set()  # forget's lock and prune's list the same locks
+
+            def on_warning(line: str) -> None:
+                if line not in warned:
+                    warned.add(line)
+                    warn(f"warning: {line}")
+
+            removed = await apply_forget(repo, groups, on_warning=on_warning)
+            report = (
+                await prune(repo, prune_options, on_warning=on_warning)
+                if prune_after and removed
+                else None
+            )
             return groups, removed, report
 
         groups, removed, report = with_repo(opts, work, load_index=prune_after)
