@@ -4,51 +4,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cli_harness import Cli, MakeTree, restored_path
+from interrupted_harness import kill_backup_before_index, stored
 
 MiB = 1024 * 1024
-
-# The real CLI, killed by SIGKILL when it would write its first index segment: every pack
-# of the backup is stored, none is indexed, there is no snapshot.
-KILLED_BEFORE_INDEX = """
-import os, signal, sys
-
-import bbackup.repository.writer
-
-
-async def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-bbackup.repository.writer.BlobWriter.write_segment = die
-from bbackup.cli.app import main
-
-sys.argv = ["bbackup", *sys.argv[1:]]
-main()
-"""
-
-
-def stored(repo: Path, directory: str) -> list[Path]:
-    root = repo / directory
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-def kill_backup(tmp_path: Path, repo: Path, src: Path) -> None:
-    script = tmp_path / "killed_backup.py"
-    script.write_text(KILLED_BEFORE_INDEX)
-    killed = subprocess.run(
-        [sys.executable, str(script), "backup", "-r", str(repo), str(src)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -9, killed.stderr
 
 
 def assert_restores(cli: Cli, repo: Path, src: Path, target: Path) -> None:
@@ -79,7 +41,7 @@ def interrupted(tmp_path: Path, small_packs: Path, make_tree: MakeTree) -> tuple
             "sub": {"b.txt": "beta\n"},
         },
     )
-    kill_backup(tmp_path, small_packs, src)
+    kill_backup_before_index(tmp_path, small_packs, src)
     assert len(stored(small_packs, "data")) >= 2
     assert stored(small_packs, "index") == []
     assert stored(small_packs, "snapshots") == []
@@ -90,7 +52,7 @@ def test_next_backup_adopts_the_packs_of_a_killed_one_and_uploads_almost_nothing
     tmp_path: Path, cli: Cli, interrupted: tuple[Path, Path]
 ) -> None:
     repo, src = interrupted
-    left = stored(repo, "data") + stored(repo, "tree")
+    left = stored(repo, "data", "tree")
     left_bytes = sum(p.stat().st_size for p in left)
 
     resumed = cli("backup", "-r", repo, "--json", src)
@@ -123,6 +85,7 @@ def test_a_pack_with_a_damaged_header_is_skipped_with_a_warning_and_uploaded_aga
     tmp_path: Path, cli: Cli, interrupted: tuple[Path, Path]
 ) -> None:
     repo, src = interrupted
+    left = stored(repo, "data", "tree")
     damaged = stored(repo, "data")[0]
     data = bytearray(damaged.read_bytes())
     data[-10] ^= 0xFF  # inside the sealed header
@@ -135,7 +98,7 @@ def test_a_pack_with_a_damaged_header_is_skipped_with_a_warning_and_uploaded_aga
         resumed.stderr
     )
     summary = resumed.event("summary")
-    assert summary["packs_adopted"] == len(stored(repo, "tree")) + len(stored(repo, "data")) - 2
+    assert summary["packs_adopted"] == len(left) - 1
     assert summary["bytes_added"] > 0  # the damaged pack's blobs, uploaded again
     assert cli("check", "-r", repo, "--read-data").exit_code == 0
     assert_restores(cli, repo, src, tmp_path / "restore")
@@ -145,7 +108,7 @@ def test_check_sums_up_unindexed_packs_in_one_line(
     cli: Cli, interrupted: tuple[Path, Path]
 ) -> None:
     repo, _ = interrupted
-    left = stored(repo, "data") + stored(repo, "tree")
+    left = stored(repo, "data", "tree")
 
     check = cli("check", "-r", repo)
 
@@ -163,7 +126,7 @@ def test_prune_says_how_much_it_will_delete_and_when(
     cli: Cli, interrupted: tuple[Path, Path]
 ) -> None:
     repo, _ = interrupted
-    left = stored(repo, "data") + stored(repo, "tree")
+    left = stored(repo, "data", "tree")
 
     pruned = cli("prune", "-r", repo)
 
