@@ -88,6 +88,15 @@ async def adopt_packs(
             "their data is uploaded again if needed"
         )
         return adoption
+    archived = [info for info in candidates if info.archived]
+    if archived:
+        # Reading their headers would need a restore request first; prune still sees them.
+        adoption.skipped.update({info.name: "in an archive tier" for info in archived})
+        warn(
+            f"{len(archived)} packs left by an interrupted backup are in an archive tier "
+            f"({archived[0].storage_class}); not adopted"
+        )
+        candidates = [info for info in candidates if not info.archived]
     slots = asyncio.Semaphore(HEADER_READS_IN_FLIGHT)
 
     async def read(info: ObjectInfo) -> PackInfo | None:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,10 @@ def interrupted(tmp_path: Path, repo: Path, make_tree: MakeTree) -> Path:
     )
     kill_backup_before_index(tmp_path, repo, src)
     assert stored(repo, "data") and not stored(repo, "index")
+    # Killed two hours ago: well before any lock a later command takes.
+    two_hours_ago = time.time() - 7200
+    for pack in stored(repo, "data", "tree"):
+        os.utime(pack, (two_hours_ago, two_hours_ago))
     return src
 
 
@@ -181,5 +186,5 @@ def test_backup_does_not_adopt_while_a_prune_that_planned_without_it_runs(
     )
 
     assert prune.returncode == 0, prune.stderr
-    assert "are not adopted: a prune is running" in prune.stderr
     latest_restores(cli, repo, interrupted, tmp_path / "restore")
+    assert "are not adopted: a prune is running" in prune.stderr
