@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "key": "key_cmds",
     "forget": "retention_cmds",
     "prune": "retention_cmds",
+    "repair": "repair_cmds",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

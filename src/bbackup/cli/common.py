@@ -234,6 +234,13 @@ def warn(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def warn_event(text: str, as_json: bool) -> None:
+    """A warning on stderr: one line, or one JSON event with --json."""
+    if as_json:
+        text = json.dumps({"event": "warning", "message": text.removeprefix("warning: ")})
+    warn(text)
+
+
 # ---- passwords ---------------------------------------------------------------------------
 
 
@@ -289,6 +296,7 @@ async def open_repo(
         cache_root=Path(opts.cache_dir) if opts.cache_dir else None,
         load_index=load_index,
         remember_key=key_hint(opts, stack),
+        on_damage=lambda line: warn_event(f"warning: {line}", opts.json),
         on_damaged_key=lambda message: warn(f"warning: {message}"),
     )
 

@@ -1,7 +1,8 @@
 """Repository checks: structure always, pack contents with --read-data.
 
-Structure: every snapshot loads, every tree it reaches loads, every blob it references is
-in the index, every pack the index lists exists with the indexed size. Read-data: every
+Structure: every index segment and snapshot document opens under its own name, every tree
+a snapshot reaches loads, every blob it references is in the index, every pack the index
+lists exists with the indexed size. Read-data: every
 (or a sample of) pack is downloaded once, its SHA-256 name verified, its header compared
 with the index and every blob decrypted and checked against its ID. Damage is reported by
 object name; packs that no index lists (left by an interrupted backup) are only warnings.
@@ -31,7 +32,7 @@ from bbackup.repository import (
     verify_pack_id,
 )
 from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import SnapshotSource, load_snapshot, load_snapshots, load_tree
+from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
 
 #: Packs --read-data reads at once, each held whole until it is verified (16 MiB or more).
 #: A local disk reads a pack in a fraction of the time verifying it takes, so one pack read
@@ -130,6 +131,8 @@ async def check_repository(
 
 
 async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> None:
+    for name, problem in inventory.damaged_segments.items():
+        report.errors.append(f"{name}: {problem}; run `bbackup repair index`")
     stored = {info.name: info.size for info in await inventory.list_packs()}
     packs = inventory.index.all_packs()
     report.packs = len(packs)
@@ -147,24 +150,21 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
     report.unindexed_packs = unindexed
     if unindexed:
         # One line however many: an interrupted backup leaves hundreds.
+        why = (
+            "a damaged index segment may list them; run `bbackup repair index`"
+            if inventory.damaged_segments
+            else "left by interrupted backups; the next backup adopts them, or prune "
+            "removes them after the grace period"
+        )
         report.warnings.append(
             f"{len(unindexed)} packs ({human_bytes(sum(unindexed.values()))}) are not in any "
-            "index: left by interrupted backups; the next backup adopts them, or prune "
-            "removes them after the grace period"
+            f"index: {why}"
         )
 
 
 async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
-    names = await repo.list_names("snapshots/")
-    try:
-        snapshots = await load_snapshots(repo)
-    except IntegrityError:
-        snapshots = []
-        for name in names:  # find which one is damaged
-            try:
-                snapshots.append(await load_snapshot(repo, name))
-            except (IntegrityError, StorageError) as exc:
-                report.errors.append(f"{name}: {exc}")
+    snapshots, damaged = await read_snapshots(repo)
+    report.errors.extend(f"{name}: {problem}" for name, problem in damaged.items())
     report.snapshots = len(snapshots)
     seen_trees: set[bytes] = set()
     referenced: set[bytes] = set()

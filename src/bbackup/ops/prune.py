@@ -49,7 +49,7 @@ from bbackup.repository import (
     pack_object_name,
 )
 from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import SnapshotSource, load_snapshots, load_tree
+from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
 from bbackup.storage import ObjectInfo
 
 
@@ -111,9 +111,17 @@ class PruneReport:
 
 
 async def used_blobs(repo: SnapshotSource) -> set[bytes]:
-    """Every blob (trees and contents) that some snapshot reaches."""
+    """Every blob (trees and contents) that some snapshot reaches; IntegrityError if a
+    snapshot document is damaged, since what it reaches cannot be known."""
     used: set[bytes] = set()
-    for snapshot in await load_snapshots(repo):
+    snapshots, damaged = await read_snapshots(repo)
+    if damaged:
+        name, problem = next(iter(damaged.items()))
+        raise IntegrityError(
+            f"{name}: {problem}: prune cannot tell which data that snapshot uses; "
+            "prune did nothing (remove the damaged snapshot document first)"
+        )
+    for snapshot in snapshots:
         stack = [snapshot.tree]
         while stack:
             tree_id = stack.pop()
@@ -237,6 +245,12 @@ async def _prune_pass(
     now = time.time()
     oldest_other_lock = await _oldest_other_lock(lock)
     await repo.load_index()
+    if repo.damaged_segments:
+        name, problem = next(iter(repo.damaged_segments.items()))
+        # The packs only it lists would look unindexed, and unindexed packs are deleted.
+        raise IntegrityError(
+            f"{name}: {problem}: run `bbackup repair index` first; prune did nothing"
+        )
     inp, stored = await gather_input(
         repo,
         options,

@@ -2,7 +2,8 @@
 
 Index segments, snapshot documents and tree packs are cached whole, keyed by their
 object name, and verified against their SHA-256 name on every read; a damaged entry is
-dropped and fetched again. Deleting the cache never loses data.
+dropped and fetched again, and a damaged object from the store is never cached, so the
+cache cannot make damage stick. Deleting the cache never loses data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from bbackup.storage import Storage, StorageWrapper
@@ -61,6 +63,8 @@ class CachingStorage(StorageWrapper):
     def __init__(self, inner: Storage, directory: Path) -> None:
         super().__init__(inner)
         self.directory = directory
+        #: Hears (name, problem) of each object the store returned that fails its name.
+        self.on_mismatch: Callable[[str, str], None] | None = None
         self.hits = 0
         self.misses = 0
         self._memory: OrderedDict[str, bytes] = OrderedDict()
@@ -124,6 +128,10 @@ class CachingStorage(StorageWrapper):
             if hashlib.sha256(data).hexdigest() == name.rsplit("/", 1)[-1]:
                 await asyncio.to_thread(self._write, name, data)
                 self._remember(name, data)
+            elif self.on_mismatch is not None:
+                # Served all the same: a tree pack's blobs are each verified on their own,
+                # and a document's reader says what is wrong with it.
+                self.on_mismatch(name, "damaged (content does not match its name)")
         else:
             self.hits += 1
         end = len(data) if length is None else offset + length

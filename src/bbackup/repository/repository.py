@@ -2,13 +2,15 @@
 
 Everything above this layer reads and writes through the roles a Repository plays
 (`roles.py`): blobs by ID, packs and documents by name. Storage objects are never touched
-directly.
+directly. Damage stays local: a document that fails its name or its authentication is
+named once (`on_damage`) and skipped by whoever can do without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,9 +57,33 @@ from bbackup.storage import ObjectInfo, Storage, StorageStack
 
 CONFIG_NAME = "config"
 CONFIG_KIND = "config"
+#: Documents named by the SHA-256 of their stored bytes (`document_name`): every read
+#: checks the name, so a copied, renamed or replayed document is refused. (Key files are
+#: named so too and checked where they are read, `intact_key_files`; see docs/format.md,
+#: "Names are bound to content".)
+CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/")
+#: What to do about each kind of damaged document, said once with its name.
+DAMAGE_ADVICE = {
+    "index/": "skipped; run `bbackup repair index`",
+    "snapshots/": "skipped; the other snapshots are not affected",
+    "locks/": "skipped",
+    "tree/": "snapshots whose directories sit in its damaged part cannot be read",
+}
 #: Bytes read from a pack's end to reach its header in one request (a pack of 16 MiB in
 #: 1 MiB chunks has a header of about 1 KiB; a tree pack of small directories, tens).
 PACK_TAIL_READ = 64 * 1024
+
+#: Called with one line naming a damaged object, what is wrong and what happens now.
+DamageReporter = Callable[[str], None]
+
+
+class DamagedDocument(IntegrityError):
+    """A stored document that cannot be used: damaged, or stored under another name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
 
 
 def current_user() -> str:
@@ -112,6 +138,7 @@ class Repository:
         config: RepositoryConfig,
         master: MasterKey,
         key_name: str,
+        on_damage: DamageReporter | None = None,
     ) -> None:
         self.stack = stack
         self.storage = storage
@@ -122,6 +149,10 @@ class Repository:
         self.index = Index()
         self._index_segments: list[str] = []
         self._superseded_segments: list[str] = []
+        self._damaged_segments: dict[str, str] = {}
+        self.on_damage = on_damage
+        #: Every damaged object this process has come across: name → what is wrong.
+        self.damaged: dict[str, str] = {}
 
     @property
     def location(self) -> str:
@@ -130,22 +161,38 @@ class Repository:
     # ---- index -------------------------------------------------------------------------
 
     async def load_index(self) -> None:
-        """Read every index segment, skipping those a newer segment supersedes."""
-        names = [info.name async for info in self.storage.list("index/")]
-        if isinstance(self.storage, CachingStorage):
-            self.storage.prune_missing("index/", set(names))
-        segments = await asyncio.gather(*(self._load_segment(n) for n in names))
-        superseded = {s for segment in segments for s in segment.supersedes}
+        """Read every index segment, skipping those a newer segment supersedes and those
+        that are damaged or misnamed (named through `on_damage`, and listed in
+        `damaged_segments`): the packs only they list look unindexed until `repair index`."""
+        names = await self.list_names("index/")
+        loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
+        superseded = {s for segment in segments.values() for s in segment.supersedes}
         index = Index()
-        for name, segment in zip(names, segments, strict=True):
-            if name.rsplit("/", 1)[-1] not in superseded:
-                index.add_segment(segment)
+        used, skipped, damaged = [], [], {}
+        for name, result in zip(names, loaded, strict=True):
+            if name.rsplit("/", 1)[-1] in superseded:
+                skipped.append(name)
+            elif isinstance(result, IndexSegment):
+                index.add_segment(result)
+                used.append(name)
+            else:
+                damaged[name] = result.problem
+                self.note_damage(name, result.problem)
         self.index = index
-        self._index_segments = [n for n in names if n.rsplit("/", 1)[-1] not in superseded]
-        self._superseded_segments = [n for n in names if n.rsplit("/", 1)[-1] in superseded]
+        self._index_segments = used
+        self._superseded_segments = skipped
+        self._damaged_segments = damaged
 
-    async def _load_segment(self, name: str) -> IndexSegment:
-        return IndexSegment.from_bytes(await self.load_document(name, INDEX_KIND))
+    async def _read_segment(self, name: str) -> IndexSegment | DamagedDocument:
+        try:
+            payload = await self._read_document(name, INDEX_KIND)
+            try:
+                return IndexSegment.from_bytes(payload)
+            except IntegrityError as exc:
+                raise DamagedDocument(name, f"damaged ({exc})") from None
+        except DamagedDocument as exc:
+            return exc
 
     @property
     def index_segments(self) -> list[str]:
@@ -155,6 +202,27 @@ class Repository:
     def superseded_segments(self) -> list[str]:
         """Segments the last load_index read but skipped: a newer one supersedes them."""
         return list(self._superseded_segments)
+
+    @property
+    def damaged_segments(self) -> dict[str, str]:
+        """Segments the last load_index could not use (and no readable one supersedes):
+        name → what is wrong."""
+        return dict(self._damaged_segments)
+
+    def note_pack_damage(self, name: str, problem: str) -> None:
+        """`note_damage` for packs only: a document's own reader names it, telling damage
+        from a wrong name."""
+        if name.startswith(PACK_PREFIXES):
+            self.note_damage(name, problem)
+
+    def note_damage(self, name: str, problem: str) -> None:
+        """Remember a damaged object and name it through `on_damage`, once per process."""
+        if name in self.damaged:
+            return
+        self.damaged[name] = problem
+        if self.on_damage is not None:
+            advice = next((a for p, a in DAMAGE_ADVICE.items() if name.startswith(p)), "")
+            self.on_damage(f"{name}: {problem}" + (f", {advice}" if advice else ""))
 
     # ---- blobs -------------------------------------------------------------------------
 
@@ -194,12 +262,14 @@ class Repository:
 
     async def load_blob(self, blob_id: bytes) -> bytes:
         entry = self.index.lookup(blob_id)
-        sealed = await self.storage.get(
-            pack_object_name(entry.blob_type, entry.pack_id), entry.offset, entry.length
-        )
+        name = pack_object_name(entry.blob_type, entry.pack_id)
+        sealed = await self.storage.get(name, entry.offset, entry.length)
         if len(sealed) != entry.length:
-            raise IntegrityError(f"pack {entry.pack_id}: blob {blob_id.hex()[:16]} is truncated")
-        return self.decode_blob(blob_id, entry, sealed)
+            raise IntegrityError(f"{name}: blob {blob_id.hex()[:16]} is truncated")
+        try:
+            return self.decode_blob(blob_id, entry, sealed)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{name}: {exc}") from None
 
     # ---- packs -------------------------------------------------------------------------
 
@@ -259,7 +329,32 @@ class Repository:
         return name
 
     async def load_document(self, name: str, kind: str) -> bytes:
-        return self.cipher.open_document(kind, await self.storage.get(name))
+        """A document's payload; a damaged or misnamed one is named through `on_damage`
+        and raises DamagedDocument (an IntegrityError)."""
+        try:
+            return await self._read_document(name, kind)
+        except DamagedDocument as exc:
+            self.note_damage(name, exc.problem)
+            raise
+
+    async def _read_document(self, name: str, kind: str) -> bytes:
+        """Read, check the name against the content, and open a document."""
+        sealed = await self.storage.get(name)
+        try:
+            payload = self.cipher.open_document(kind, sealed)
+        except IntegrityError as exc:
+            raise DamagedDocument(name, f"damaged ({exc})") from None
+        if name.startswith(CONTENT_NAMED_PREFIXES):
+            digest = hashlib.sha256(sealed).hexdigest()
+            if digest != name.rsplit("/", 1)[-1]:
+                # Authentic content under a name that is not its hash: a copy, a rename
+                # or a replay of another document (a flipped bit fails authentication).
+                raise DamagedDocument(
+                    name,
+                    f"misnamed (an intact {kind} document whose name would be "
+                    f"{name.rsplit('/', 1)[0]}/{digest[:16]}…: copied or renamed)",
+                )
+        return payload
 
     async def list_names(self, prefix: str) -> list[str]:
         names = [info.name async for info in self.storage.list(prefix)]
@@ -362,6 +457,7 @@ async def open_repository(
     cache_root: Path | None = None,
     load_index: bool = True,
     remember_key: Path | None = None,
+    on_damage: DamageReporter | None = None,
     on_damaged_key: Callable[[str], None] | None = None,
 ) -> Repository:
     """Open a repository with a password; RepositoryNotFound, WrongPassword (no intact
@@ -369,7 +465,8 @@ async def open_repository(
 
     `remember_key`: keep a copy of the key file that opened it there (see
     `cli.early.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
-    (`intact_key_files`)."""
+    (`intact_key_files`); `on_damage`: hears of each damaged object the repository skips,
+    once."""
     storage = stack.storage
     try:
         sealed_config = await storage.get(CONFIG_NAME)
@@ -386,7 +483,9 @@ async def open_repository(
     if use_cache:
         directory = (cache_root or default_cache_root()) / config.repository_id
         storage = CachingStorage(storage, directory)
-    repo = Repository(stack, storage, config, master, key_name)
+    repo = Repository(stack, storage, config, master, key_name, on_damage)
+    if isinstance(storage, CachingStorage):
+        storage.on_mismatch = repo.note_pack_damage
     if load_index:
         await repo.load_index()
     return repo

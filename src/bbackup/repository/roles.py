@@ -97,7 +97,8 @@ class DocumentStore(Protocol):
         ...
 
     async def load_document(self, name: str, kind: str) -> bytes:
-        """A document's payload; NotFound if it is gone, IntegrityError if damaged."""
+        """A document's payload; NotFound if it is gone, IntegrityError if damaged or stored
+        under a name that is not its content's (then also named once as damaged)."""
         ...
 
     async def list_names(self, prefix: str) -> list[str]:
@@ -131,8 +132,14 @@ class PackInventory(Protocol):
         """Segments the last `load_index` read but skipped: a newer one supersedes them."""
         ...
 
+    @property
+    def damaged_segments(self) -> dict[str, str]:
+        """Segments the last `load_index` could not use: name → what is wrong. The packs
+        only they list look unindexed, so nothing may be deleted for being unindexed."""
+        ...
+
     async def load_index(self) -> None:
-        """Read every index segment again."""
+        """Read every index segment again, skipping damaged ones."""
         ...
 
     async def list_packs(self) -> list[ObjectInfo]:

@@ -51,18 +51,30 @@ async def load_snapshot(documents: DocumentStore, name: str) -> Snapshot:
     return Snapshot.from_bytes(data, snapshot_id)
 
 
-async def load_snapshots(documents: DocumentStore) -> list[Snapshot]:
-    """Every snapshot in the repository, oldest first."""
+async def read_snapshots(documents: DocumentStore) -> tuple[list[Snapshot], dict[str, str]]:
+    """Every readable snapshot, oldest first, and the damaged or misnamed snapshot
+    documents (name → what is wrong), which the document store has named already."""
     names = await documents.list_names("snapshots/")
+    damaged: dict[str, str] = {}
 
     async def load(name: str) -> Snapshot | None:
         try:
             return await load_snapshot(documents, name)
         except NotFound:
             return None  # forgotten while we listed
+        except IntegrityError as exc:
+            damaged[name] = str(exc).removeprefix(f"{name}: ")
+            return None
 
     loaded = await asyncio.gather(*(load(n) for n in names))
-    return sorted((s for s in loaded if s is not None), key=lambda s: (s.time, s.id))
+    snapshots = sorted((s for s in loaded if s is not None), key=lambda s: (s.time, s.id))
+    return snapshots, dict(sorted(damaged.items()))
+
+
+async def load_snapshots(documents: DocumentStore) -> list[Snapshot]:
+    """Every readable snapshot in the repository, oldest first; a damaged one is skipped
+    (the document store names it), so it costs only itself."""
+    return (await read_snapshots(documents))[0]
 
 
 async def save_snapshot(documents: DocumentStore, snapshot: Snapshot) -> str:
