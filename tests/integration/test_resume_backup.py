@@ -150,6 +150,7 @@ def test_an_adopted_pack_that_a_snapshot_uses_is_kept_by_prune(
     pruned = cli("prune", "-r", repo, "--grace", "0s", "--json")
 
     assert pruned.exit_code == 0, pruned
-    assert pruned.event("prune")["bytes_reclaimed"] == 0
+    # (The killed run's tree pack may be repacked: the directories above the source,
+    # recorded in the snapshot's top trees, may have changed since.)
     assert stored(repo, "data") == data_packs
     assert_restores(cli, repo, src, tmp_path / "restore")

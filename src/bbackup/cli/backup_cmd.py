@@ -16,6 +16,7 @@ from bbackup.cli.common import (
     human_bytes,
     repo_command,
     warn,
+    warn_event,
     with_repo,
 )
 from bbackup.cli.progress import progress_reporter
@@ -106,7 +107,10 @@ def register(app: typer.Typer) -> None:
 
         async def work(repo: Repository) -> BackupSummary:
             archiver = Archiver(
-                repo, options, on_error=on_error, on_warning=lambda w: warn(f"warning: {w}")
+                repo,
+                options,
+                on_error=on_error,
+                on_warning=lambda w: warn_event(f"warning: {w}", opts.json),
             )
             start = time.monotonic()
 

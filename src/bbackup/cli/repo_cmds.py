@@ -25,7 +25,13 @@ from bbackup.cli.key_cmds import KdfMemoryOpt, KdfTimeOpt
 from bbackup.crypto.keys import KdfCost
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.check import ReadDataSubset, check_repository
-from bbackup.repository import Repository, RepositoryConfig, init_repository, remove_stale_locks
+from bbackup.repository import (
+    RemovedLocks,
+    Repository,
+    RepositoryConfig,
+    init_repository,
+    remove_stale_locks,
+)
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 from bbackup.snapshot.model import DIR, Node, Snapshot
 from bbackup.snapshot.store import SnapshotFilter, find_snapshot, load_snapshots, load_tree
@@ -231,9 +237,11 @@ def register(app: typer.Typer) -> None:
     def unlock(
         opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
     ) -> None:
-        removed = with_repo(
-            opts, lambda repo: remove_stale_locks(repo, all_locks=remove_all), load_index=False
-        )
+        async def work(repo: Repository) -> RemovedLocks:
+            repo.on_damage = None  # unlock names the unreadable locks it removes
+            return await remove_stale_locks(repo, all_locks=remove_all)
+
+        removed = with_repo(opts, work, load_index=False)
         if opts.json:
             emit_json(
                 {"event": "unlock", "removed": removed.count, "unreadable": removed.unreadable}

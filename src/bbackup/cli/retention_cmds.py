@@ -116,8 +116,7 @@ def register(app: typer.Typer) -> None:
             max_unused=parse_percent(max_unused, "--max-unused"),
             connections=opts.connections or 4,
         )
-        on_warning = lambda w: warn(f"warning: {w}")  # noqa: E731
-        report = with_repo(opts, lambda repo: prune(repo, options, on_warning=on_warning))
+        report = with_repo(opts, lambda repo: prune(repo, options))
         print_prune(report, opts.json)
 
     @repo_command(app, "forget", help="Remove snapshots according to a retention policy.")
@@ -183,19 +182,8 @@ def register(app: typer.Typer) -> None:
             )
             if dry_run:
                 return groups, 0, None
-            warned: set[str] = set()  # forget's lock and prune's list the same locks
-
-            def on_warning(line: str) -> None:
-                if line not in warned:
-                    warned.add(line)
-                    warn(f"warning: {line}")
-
-            removed = await apply_forget(repo, groups, on_warning=on_warning)
-            report = (
-                await prune(repo, prune_options, on_warning=on_warning)
-                if prune_after and removed
-                else None
-            )
+            removed = await apply_forget(repo, groups)
+            report = await prune(repo, prune_options) if prune_after and removed else None
             return groups, removed, report
 
         groups, removed, report = with_repo(opts, work, load_index=prune_after)

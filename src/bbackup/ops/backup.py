@@ -102,9 +102,7 @@ class Archiver:
         missing = [p for p in paths if not await asyncio.to_thread(os.path.lexists, p)]
         if missing:
             raise BbackupError(f"{missing[0]}: no such file or directory")
-        async with RepositoryLock(
-            self.repo, exclusive=False, purpose="backup", on_unreadable=self._warning
-        ) as lock:
+        async with RepositoryLock(self.repo, exclusive=False, purpose="backup") as lock:
             # Read the index and the snapshots only once our lock is visible: a prune that
             # cannot see the lock yet may delete any pack no snapshot uses, so nothing
             # read before it may be deduplicated against or reused from a parent. The

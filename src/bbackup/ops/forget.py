@@ -3,7 +3,7 @@ documents it does not keep. Data is reclaimed by prune, not here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,17 +59,10 @@ async def plan_forget(
     return groups
 
 
-async def apply_forget(
-    documents: DocumentStore,
-    groups: list[ForgetGroup],
-    *,
-    on_warning: Callable[[str], None] | None = None,
-) -> int:
+async def apply_forget(documents: DocumentStore, groups: list[ForgetGroup]) -> int:
     """Delete the snapshot documents the plan removes; return how many."""
     removed = 0
-    async with RepositoryLock(
-        documents, exclusive=False, purpose="forget", on_unreadable=on_warning
-    ):
+    async with RepositoryLock(documents, exclusive=False, purpose="forget"):
         for group in groups:
             for snapshot in group.removed:
                 await delete_snapshot(documents, snapshot)

@@ -213,13 +213,10 @@ async def prune(
     options: PruneOptions,
     *,
     on_step: Callable[[str], None] | None = None,
-    on_warning: Callable[[str], None] | None = None,
 ) -> PruneReport:
     started = time.monotonic()
     step = on_step or (lambda _msg: None)
-    async with RepositoryLock(
-        repo, exclusive=False, purpose="prune", on_unreadable=on_warning
-    ) as lock:
+    async with RepositoryLock(repo, exclusive=False, purpose="prune") as lock:
         report = await _prune_pass(repo, options, lock, step)
         if (
             not options.dry_run

@@ -14,26 +14,18 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
-from bbackup.repository.repository import current_user
+from bbackup.repository.repository import DamagedDocument, current_user
 from bbackup.repository.roles import DocumentStore
 
 LOCK_KIND = "lock"
 REFRESH_EVERY = 300.0
 STALE_AFTER = 1800.0
-
-#: Told, with one line, of each object under locks/ that is not a readable lock.
-UnreadableLockReporter = Callable[[str], None]
-
-
-def describe_unreadable(name: str, problem: str) -> str:
-    return f"{name}: not a readable lock ({problem}); ignored, and `bbackup unlock` removes it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +62,11 @@ class LockInfo:
         return f"{kind} lock by {self.user}@{self.host} pid {self.pid} ({self.purpose}, {age}s ago)"
 
 
-async def list_locks(
-    documents: DocumentStore,
-    *,
-    skip: str | None = None,
-    on_unreadable: UnreadableLockReporter | None = None,
-) -> list[LockInfo]:
+async def list_locks(documents: DocumentStore, *, skip: str | None = None) -> list[LockInfo]:
     """Every readable lock; `skip` (our own lock's name) is not even downloaded. An object
-    that is not a readable lock never blocks anyone: it is named through `on_unreadable`
-    and left out."""
-    locks, unreadable = await read_locks(documents, skip=skip)
-    if on_unreadable is not None:
-        for name, problem in unreadable.items():
-            on_unreadable(describe_unreadable(name, problem))
+    that is not a readable lock never blocks anyone: it is named once, as damage, and left
+    out."""
+    locks, _ = await read_locks(documents, skip=skip)
     return locks
 
 
@@ -99,13 +83,18 @@ async def read_locks(
             payload = await documents.load_document(name, LOCK_KIND)
         except NotFound:
             continue  # removed meanwhile
+        except DamagedDocument as exc:
+            unreadable[name] = exc.problem  # load_document has named it
+            continue
         except IntegrityError as exc:
-            unreadable[name] = f"does not decrypt: {exc}"
+            unreadable[name] = str(exc)
+            documents.note_damage(name, unreadable[name])
             continue
         try:
             locks.append(_parse_lock(name, payload))
         except (ValueError, TypeError, KeyError) as exc:
-            unreadable[name] = f"malformed: {type(exc).__name__}"
+            unreadable[name] = f"not a lock document ({type(exc).__name__})"
+            documents.note_damage(name, unreadable[name])
     return locks, unreadable
 
 
@@ -128,37 +117,19 @@ def _parse_lock(name: str, payload: bytes) -> LockInfo:
 class RepositoryLock:
     """An async context manager holding a lock and refreshing it in the background."""
 
-    def __init__(
-        self,
-        documents: DocumentStore,
-        *,
-        exclusive: bool,
-        purpose: str,
-        on_unreadable: UnreadableLockReporter | None = None,
-    ) -> None:
+    def __init__(self, documents: DocumentStore, *, exclusive: bool, purpose: str) -> None:
         self.documents = documents
         self.exclusive = exclusive
         self.purpose = purpose
         self.name: str | None = None
         self.started = time.time()
         self._refresher: asyncio.Task[None] | None = None
-        self._on_unreadable = on_unreadable
-        self._reported: set[str] = set()
         #: The other readable locks, as last listed (on entry: after ours was stored).
         self.seen_locks: list[LockInfo] = []
 
-    def note_unreadable(self, line: str) -> None:
-        """Pass one unreadable-lock line on, once per object for the lock's lifetime (the
-        locks are listed more than once)."""
-        name = line.split(":", 1)[0]
-        if name in self._reported or self._on_unreadable is None:
-            return
-        self._reported.add(name)
-        self._on_unreadable(line)
-
     async def other_locks(self) -> list[LockInfo]:
-        """Every readable lock but ours; unreadable ones are named once."""
-        return await list_locks(self.documents, skip=self.name, on_unreadable=self.note_unreadable)
+        """Every readable lock but ours."""
+        return await list_locks(self.documents, skip=self.name)
 
     def _document(self) -> bytes:
         user = current_user() or str(os.getuid())
