@@ -84,7 +84,8 @@ class PruneReport:
         if not p.get("packs"):
             return None
         line = (
-            f"{human_bytes(p['bytes'])} in {p['packs']} packs will be deleted by a prune after "
+            f"{human_bytes(p['bytes'])} in {p['packs']} pack{'s' if p['packs'] != 1 else ''} "
+            "will be deleted by a prune after "
             f"{utc_minute(p['deletable_after'])}"
         )
         if p["all_deletable_after"] > p["deletable_after"] + 60:
