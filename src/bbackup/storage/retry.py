@@ -1,8 +1,10 @@
 """A wrapper that retries Transient storage errors with exponential backoff and jitter.
 
-Only `Transient` is retried (5xx, throttling, timeouts, connection resets, truncated
-bodies); `NotFound`, `Permanent` and `Archived` fail at once. Every call is bounded in
-total time, so an unreachable endpoint fails in minutes, not hours.
+Only `Transient` is retried (5xx, throttling, timeouts, stalls, connection resets,
+truncated bodies); `NotFound`, `Permanent` and `Archived` fail at once. Every call is
+bounded in total time: no attempt starts after `max_elapsed`, and the backend bounds each
+attempt (S3: an I/O timeout without progress), so a store that stalls or fails every
+request ends the call within `max_elapsed` plus one attempt, not hours later.
 """
 
 from __future__ import annotations

@@ -22,10 +22,12 @@ from botocore import exceptions as boto_errors
 from bbackup.errors import BucketNotFound, Transient
 from bbackup.storage.base import ObjectInfo
 from bbackup.storage.s3_errors import error_code, http_status, translate_errors
+from bbackup.storage.s3_transfer import TransferDeadline, bounded, prepare_request, read_body
 
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
+#: Seconds a request may go without moving a block of its bytes (s3_transfer.py).
+IO_TIMEOUT = 60.0
 MAX_POOL_CONNECTIONS = 64
 #: Payloads above this size are hashed in a worker thread (hashlib releases the GIL).
 _HASH_IN_THREAD = 1 << 20
@@ -61,6 +63,7 @@ class S3Storage:
         region: str | None = None,
         path_style: bool | None = None,
         profile: str | None = None,
+        io_timeout: float = IO_TIMEOUT,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -78,6 +81,7 @@ class S3Storage:
         else:
             self.addressing_style = "path" if path_style else "virtual"
         self.profile = profile
+        self.io_timeout = io_timeout
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -129,7 +133,9 @@ class S3Storage:
             region_name=self.region,
             s3={"addressing_style": self.addressing_style},
             connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            # aiohttp's timeout on each socket read; the TransferDeadline around each
+            # request also bounds the upload and a trickling answer, which this does not.
+            read_timeout=self.io_timeout,
             # RetryingStorage owns retries (bounded total time, jitter); botocore must not
             # multiply them.
             retries={"mode": "standard", "total_max_attempts": 1},
@@ -149,6 +155,7 @@ class S3Storage:
             except BaseException:
                 await stack.aclose()
                 raise
+        client.meta.events.register("before-send.s3", prepare_request)
         self._stack, self._client, self._client_loop = stack, client, loop
 
     async def aclose(self) -> None:
@@ -171,6 +178,7 @@ class S3Storage:
 
     # -- Storage protocol ------------------------------------------------------------
 
+    @bounded("PutObject")
     async def put(
         self,
         name: str,
@@ -215,6 +223,7 @@ class S3Storage:
                 del params["IfNoneMatch"]
                 await client.put_object(**params)
 
+    @bounded("GetObject")
     async def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if length == 0:
             return b""
@@ -231,7 +240,7 @@ class S3Storage:
                     return b""  # the range starts at or after the end of the object
                 raise
             async with response["Body"] as body:
-                data = bytes(await body.read())
+                data = await read_body(body)
         expected = response.get("ContentLength")
         if expected is not None and len(data) != expected:
             raise Transient(
@@ -240,6 +249,7 @@ class S3Storage:
             )
         return data
 
+    @bounded("HeadObject")
     async def stat(self, name: str) -> ObjectInfo:
         client = await self._get_client()
         with self._translate_errors(name):
@@ -261,7 +271,8 @@ class S3Storage:
             # consumer must reach it unchanged.
             with self._translate_errors(prefix or "/"):
                 try:
-                    page = await pages.__anext__()
+                    async with self._page_deadline(prefix).running():
+                        page = await pages.__anext__()
                 except StopAsyncIteration:
                     return
             for entry in page.get("Contents", ()):
@@ -272,6 +283,11 @@ class S3Storage:
                     entry.get("StorageClass") or "STANDARD",
                 )
 
+    def _page_deadline(self, prefix: str) -> TransferDeadline:
+        describe = f"{prefix or '/'}: S3 ListObjectsV2 at {self.endpoint}"
+        return TransferDeadline(self.io_timeout, describe)
+
+    @bounded("DeleteObject")
     async def delete(self, name: str) -> None:
         client = await self._get_client()
         with self._translate_errors(name):
@@ -281,6 +297,7 @@ class S3Storage:
                 if error_code(exc) not in ("NoSuchKey", "404"):
                     raise
 
+    @bounded("RestoreObject")
     async def restore(self, name: str, days: int, tier: str) -> None:
         """Request a temporary readable copy of an archived object; a no-op otherwise."""
         client = await self._get_client()
