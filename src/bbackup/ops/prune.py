@@ -93,8 +93,8 @@ class PruneReport:
         line += f" (grace {human_duration(p['grace_seconds'])})"
         if p.get("waiting_for_locks"):
             line += (
-                f"; {p['waiting_for_locks']} of them only once the backups running now "
-                "have finished"
+                f"; {p['waiting_for_locks']} of them only once the commands holding locks "
+                "now (backups) have finished"
             )
         return line
 
