@@ -1,19 +1,50 @@
-"""Start-up: a command registers (and imports) only its own module, and finds itself."""
+"""Start-up: a command registers (and imports) only its own module, finds itself, and
+loads none of the operations of other commands."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
 import typer
 
 from bbackup.cli.app import COMMAND_MODULES, build_app
+
+#: The modules of bbackup.ops that carry each command's work, beyond which no command may
+#: load another's: a restore that loaded check code would pay for it at every start.
+OPERATIONS = {
+    "backup": {"bbackup.ops.backup"},
+    "restore": {"bbackup.ops.restore"},
+    "check": {"bbackup.ops.check"},
+    "ls": {"bbackup.ops.listing"},
+    "repair": {"bbackup.ops.repair"},
+    # forget --prune runs prune, and both are registered by one module.
+    "forget": {"bbackup.ops.forget", "bbackup.ops.prune"},
+    "prune": {"bbackup.ops.forget", "bbackup.ops.prune"},
+}
+ALL_OPERATIONS = set().union(*OPERATIONS.values())
+
+
+def modules_loaded_by(*argv: str) -> set[str]:
+    """The bbackup modules a fresh process has loaded after `bbackup ARGV`."""
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['bbackup', *{list(argv)!r}]\n"
+        "from bbackup.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('bbackup.'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.splitlines()[-1].split())
 
 
 def test_every_command_works_when_only_its_own_module_is_registered() -> None:
     full = typer.main.get_command(build_app())
     assert isinstance(full, typer.core.TyperGroup)
-    assert set(full.commands) == set(COMMAND_MODULES)
+    assert list(full.commands) == list(COMMAND_MODULES)  # the order --help lists them in
     for name, command in full.commands.items():
         alone = typer.main.get_command(build_app(name))
         assert isinstance(alone, typer.core.TyperGroup)
@@ -22,19 +53,13 @@ def test_every_command_works_when_only_its_own_module_is_registered() -> None:
         assert params == [p.name for p in command.params], name
 
 
-def test_a_backup_does_not_import_what_other_commands_need() -> None:
-    probe = (
-        "import sys\n"
-        "sys.argv = ['bbackup', 'backup', '--help']\n"
-        "from bbackup.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(' '.join(sorted(m for m in sys.modules if m.startswith('bbackup.'))))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    modules = result.stdout.splitlines()[-1].split()
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
+def test_a_command_loads_its_own_operations_and_no_other_commands(command: str) -> None:
+    modules = modules_loaded_by(command, "--help")
 
-    assert "bbackup.ops.backup" in modules
-    for other in ("bbackup.ops.prune", "bbackup.ops.restore", "bbackup.ops.check"):
-        assert other not in modules, other
+    own = f"bbackup.cli.{COMMAND_MODULES[command]}"
+    assert own in modules
+    others = {f"bbackup.cli.{m}" for m in COMMAND_MODULES.values()} - {own}
+    assert modules & others == set(), command
+    needed = OPERATIONS.get(command, set())
+    assert modules & ALL_OPERATIONS == needed, command

@@ -13,7 +13,7 @@ import pytest
 from cli_harness import PASSWORD, Cli, MakeTree, restored_path
 
 from bbackup.errors import ExitCode, IntegrityError
-from bbackup.ops import restore_files
+from bbackup.ops import restore_files, restore_target
 from bbackup.ops.restore import Restorer, RestoreSummary
 from bbackup.repository import open_repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
@@ -108,6 +108,44 @@ def test_files_from_many_reads_and_packs_restore_byte_and_metadata_identical(
     assert summary.files == 7 and summary.links == 1
 
 
+def test_directories_closed_and_opened_again_between_writes_restore_identical(
+    tmp_path: Path,
+    small_packs: Path,
+    cli: Cli,
+    make_tree: MakeTree,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Files of many directories share packs, so their writes interleave; with one idle
+    # directory descriptor kept, most opens walk down again from an open ancestor.
+    shared = os.urandom(MiB)
+    spec: dict[str, object] = {}
+    for i in range(6):
+        spec[f"d{i}"] = {
+            "deeper": {"a.bin": os.urandom(700 * 1024), "shared.bin": shared},
+            "b.txt": f"file {i}\n",
+            "empty": b"",
+        }
+    src = make_tree(tmp_path / "src", spec)  # type: ignore[arg-type]
+    os.link(src / "d0" / "deeper" / "a.bin", src / "d5" / "linked.bin")
+    for i, path in enumerate(sorted(src.rglob("*"), reverse=True)):
+        os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_123_456_789 + i))
+    assert cli("backup", "-r", small_packs, src).exit_code == 0
+    monkeypatch.setattr(restore_files, "MAX_OPEN_FILES", 1)
+    monkeypatch.setattr(restore_target, "MAX_OPEN_DIRECTORIES", 1)
+    before = set(os.listdir("/proc/self/fd"))
+
+    summary = restore(small_packs, tmp_path / "cache", tmp_path / "out", read_size=MiB)
+
+    assert summary.errors == 0, summary.error_list
+    restored = restored_path(tmp_path / "out", src)
+    assert file_states(restored) == file_states(src)
+    dirs = [p.relative_to(src) for p in src.rglob("*") if p.is_dir()]
+    assert [os.stat(restored / d).st_mtime_ns for d in dirs] == [
+        os.stat(src / d).st_mtime_ns for d in dirs
+    ]
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
 def test_restore_over_an_earlier_restore_replaces_every_file(
     tmp_path: Path, small_packs: Path, cli: Cli, make_tree: MakeTree
 ) -> None:
@@ -139,7 +177,7 @@ def test_a_path_that_cannot_be_written_is_reported_and_the_rest_is_restored(
     result = cli("restore", "latest", "-r", repo, "--target", target)
 
     assert result.exit_code == 1, result
-    assert "b.bin: cannot create" in result.stderr
+    assert "b.bin: cannot create: a non-empty directory is in the way" in result.stderr
     assert "Traceback" not in result.output
     assert (restored_path(target, src) / "a.txt").read_text() == "alpha\n"
 

@@ -15,19 +15,21 @@ from typing import Any
 import typer
 
 from bbackup import __version__
+from bbackup.cli.allocator import tune_allocator
 
-#: Top-level command → the module under bbackup.cli that registers it.
+#: Top-level command → the module under bbackup.cli that registers it, in the order
+#: `bbackup --help` lists them.
 COMMAND_MODULES = {
     "init": "repo_cmds",
-    "snapshots": "repo_cmds",
-    "ls": "repo_cmds",
-    "check": "repo_cmds",
+    "snapshots": "snapshots_cmd",
+    "ls": "ls_cmd",
+    "check": "check_cmd",
     "unlock": "repo_cmds",
     "backup": "backup_cmd",
     "restore": "restore_cmd",
-    "key": "key_cmds",
-    "forget": "retention_cmds",
     "prune": "retention_cmds",
+    "forget": "retention_cmds",
+    "key": "key_cmds",
     "repair": "repair_cmds",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
@@ -61,6 +63,8 @@ def build_app(command: str | None = None) -> typer.Typer:
     module = COMMAND_MODULES.get(command or "")
     for name in (module,) if module else _ALL_MODULES:
         importlib.import_module(f"bbackup.cli.{name}").register(application)
+    order = list(COMMAND_MODULES)
+    application.registered_commands.sort(key=lambda c: order.index(c.name or ""))
     return application
 
 
@@ -71,22 +75,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _tune_allocator() -> None:
-    """Serve buffers of 2 MiB and more (packs, ranged reads) with mmap, freed at once.
-
-    glibc raises its mmap threshold after the first large free, up to 32 MiB; from then
-    on every 16 MiB pack buffer is carved from per-thread heaps that fragment as buffers
-    move between reader, packer and upload threads (measured: restore peak RSS 196 → 128
-    MiB). A fixed threshold stops that. Elsewhere than glibc this does nothing.
-    """
-    from bbackup.cli.common import M_MMAP_THRESHOLD, set_malloc_option
-
-    set_malloc_option(M_MMAP_THRESHOLD, 2 * 1024 * 1024, "MALLOC_MMAP_THRESHOLD_")
-
-
 def main() -> None:
-    _tune_allocator()
-    build_app(sys.argv[1] if len(sys.argv) > 1 else None)(prog_name="bbackup")
+    command = sys.argv[1] if len(sys.argv) > 1 else None
+    tune_allocator(command)
+    build_app(command)(prog_name="bbackup")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,16 +9,9 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    GlobalOptions,
-    echo,
-    emit_json,
-    human_bytes,
-    repo_command,
-    warn,
-    warn_event,
-    with_repo,
-)
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn, warn_event
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import (
@@ -30,7 +23,6 @@ from bbackup.ops.backup import (
 )
 from bbackup.ops.scan import Excluder, Prescan
 from bbackup.repository import Repository
-from bbackup.storage import DEFAULT_CONNECTIONS
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -81,7 +73,6 @@ def register(app: typer.Typer) -> None:
             patterns += [
                 ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")
             ]
-        stack_scheme = opts.open_stack().url.scheme if opts.repo else "local"
         options = BackupOptions(
             paths=paths,
             tags=tag or [],
@@ -91,10 +82,6 @@ def register(app: typer.Typer) -> None:
             storage_class=storage_class,
             compression_level=compression,
             workers=workers,
-            # Local: two pack writes in flight overlap one pack's fsync with the next pack's
-            # write (15-25% faster than one); more only costs memory.
-            upload_slots=opts.connections
-            or (2 if stack_scheme == "local" else DEFAULT_CONNECTIONS[stack_scheme]),
         )
         if host:
             options.host = host
@@ -106,6 +93,7 @@ def register(app: typer.Typer) -> None:
                 warn(f"warning: {path}: {message}")
 
         async def work(repo: Repository) -> BackupSummary:
+            options.upload_slots = opts.connections or repo.stack.profile.upload_slots
             archiver = Archiver(
                 repo,
                 options,

@@ -2,61 +2,22 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    GlobalOptions,
-    echo,
-    emit_json,
-    prompt_password,
-    repo_command,
-    with_repo,
-)
+from bbackup.cli.key_cost import KdfMemoryOpt, KdfTimeOpt
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json
+from bbackup.cli.password import resolve_new_password
 from bbackup.crypto.keys import KdfCost
-from bbackup.errors import UsageError
 from bbackup.repository.keys import add_key, change_password, list_keys, remove_key
 
 NewPasswordFile = Annotated[
     str | None,
     typer.Option(envvar="BBACKUP_NEW_PASSWORD_FILE", help="Read the new password from a file."),
 ]
-
-#: The cost of a new key file's key derivation (README: "Key derivation cost").
-KdfMemoryOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--kdf-memory",
-        metavar="MIB",
-        help="Argon2id memory of the new key, 8-2048 MiB (default 64).",
-    ),
-]
-KdfTimeOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--kdf-time",
-        metavar="PASSES",
-        help="Argon2id passes of the new key, 1-1000 (default: as many as cost 0.5 s of CPU).",
-    ),
-]
-
-
-def new_password(path: str | None) -> str:
-    if path:
-        try:
-            value = Path(path).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read new password file {path}: {exc.strerror}") from exc
-    elif (env := os.environ.get("BBACKUP_NEW_PASSWORD")) is not None:
-        value = env
-    else:
-        value = prompt_password("New password", confirm=True)
-    if not value:
-        raise UsageError("an empty password is not allowed")
-    return value
 
 
 def register(app: typer.Typer) -> None:
@@ -93,7 +54,7 @@ def register(app: typer.Typer) -> None:
         kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
             opts,
-            lambda repo: add_key(repo, new_password(new_password_file), kdf),
+            lambda repo: add_key(repo, resolve_new_password(new_password_file), kdf),
             load_index=False,
         )
         _done(opts, "key_added", key_id, f"added key {key_id[:8]}")
@@ -115,7 +76,7 @@ def register(app: typer.Typer) -> None:
         kdf = KdfCost(kdf_memory, kdf_time)
         key_id = with_repo(
             opts,
-            lambda repo: change_password(repo, new_password(new_password_file), kdf),
+            lambda repo: change_password(repo, resolve_new_password(new_password_file), kdf),
             load_index=False,
         )
         _done(opts, "password_changed", key_id, f"password changed (new key {key_id[:8]})")

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from bbackup.cli.common import emit_json, human_bytes
+from bbackup.cli.output import emit_json, human_bytes
 
 
 @contextlib.asynccontextmanager

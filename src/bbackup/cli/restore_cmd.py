@@ -7,34 +7,15 @@ from typing import Annotated
 
 import typer
 
-from bbackup.cli.common import (
-    M_TRIM_THRESHOLD,
-    GlobalOptions,
-    echo,
-    emit_json,
-    human_bytes,
-    repo_command,
-    set_malloc_option,
-    warn,
-    with_repo,
-)
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn
 from bbackup.cli.progress import progress_reporter
-from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
-from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
-from bbackup.storage import DEFAULT_CONNECTIONS
-
-#: Reads of a local repository span at most this much of a pack: below glibc's mmap
-#: threshold (2 MiB, `app._tune_allocator`), so read buffers come from the heap and are
-#: reused instead of being mapped, faulted in page by page and unmapped again. Remote
-#: repositories read whole runs of needed blobs: there every request costs.
-LOCAL_READ_SIZE = 2 * 1024 * 1024 - 64 * 1024
-#: Freed heap memory glibc keeps instead of giving it back (its default is 128 KiB): the
-#: restore frees and allocates a few MiB per blob read, decrypted and decompressed, and a
-#: page given back is zero-filled and faulted in again on its next use.
-KEEP_FREED_BYTES = 64 * 1024 * 1024
 
 
 def register(app: typer.Typer) -> None:
@@ -62,17 +43,22 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            scheme = repo.stack.url.scheme
+            profile = repo.stack.profile
             restorer = Restorer(
                 repo,
                 snap,
                 target,
                 include=include,
                 workers=workers,
-                connections=opts.connections or DEFAULT_CONNECTIONS.get(scheme, 4),
-                read_size=LOCAL_READ_SIZE if scheme == "local" else None,
-                max_gap=MAX_RANGE_GAP if scheme == "local" else remote_range_gap(repo.config),
+                connections=opts.connections or profile.default_connections,
+                read_size=profile.read_size,
+                max_gap=(
+                    remote_range_gap(repo.config)
+                    if profile.range_gap is None
+                    else profile.range_gap
+                ),
                 on_error=on_error,
+                on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
             )
             start = time.monotonic()
 
@@ -90,8 +76,6 @@ def register(app: typer.Typer) -> None:
             summary.requests = repo.stack.counter.snapshot()
             return summary
 
-        # Freed heap is kept for reuse, never added to: peak memory is unchanged.
-        set_malloc_option(M_TRIM_THRESHOLD, KEEP_FREED_BYTES, "MALLOC_TRIM_THRESHOLD_")
         summary = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})

@@ -7,16 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from bbackup.cli.common import (
-    GlobalOptions,
-    echo,
-    emit_json,
-    human_bytes,
-    repo_command,
-    warn,
-    with_repo,
-)
-from bbackup.cli.repo_cmds import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.durations import Duration, parse_duration
 from bbackup.errors import UsageError
 from bbackup.ops.forget import ForgetGroup, apply_forget, describe_group, plan_forget

@@ -84,6 +84,8 @@ class Cipher:
     def open_blob(self, blob_type: BlobType, blob_id: bytes, sealed: bytes | memoryview) -> bytes:
         aead, ad = self._blob_key(blob_type, blob_id)
         view = memoryview(sealed)
+        if len(view) < BLOB_OVERHEAD:  # AESGCM refuses a short nonce with a ValueError
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is truncated")
         try:
             return aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], ad)
         except InvalidTag:

@@ -66,13 +66,24 @@ class UnsupportedKdf(ValueError):
 
 
 def params_from(document: dict[str, Any]) -> KdfParams:
-    """The KDF parameters a key file document names."""
+    """The KDF parameters a key file document names; UnsupportedKdf for an unknown KDF
+    (TypeError or KeyError if a parameter is missing or not an integer)."""
+    if not isinstance(document, dict):
+        raise TypeError("a key file is a JSON object")
     kdf = document.get("kdf")
     if kdf == "argon2id":
-        return Argon2idParams(int(document["t"]), int(document["m"]), int(document["p"]))
+        return Argon2idParams(*(_integer(document[k]) for k in ("t", "m", "p")))
     if kdf == "scrypt":
-        return ScryptParams(int(document["n"]), int(document["r"]), int(document["p"]))
-    raise UnsupportedKdf(f"unsupported key derivation function {kdf!r}")
+        return ScryptParams(*(_integer(document[k]) for k in ("n", "r", "p")))
+    named = repr(kdf) if isinstance(kdf, str) else f"of type {type(kdf).__name__}"
+    raise UnsupportedKdf(f"unsupported key derivation function {named}")
+
+
+def _integer(value: object) -> int:
+    # int() would take floats: JSON's 1e400 is inf, and int(inf) an OverflowError.
+    if type(value) is not int:
+        raise TypeError("KDF parameters are integers")
+    return value
 
 
 def _scrypt(params: ScryptParams, password: bytes, salt: bytes) -> bytes:
@@ -123,7 +134,7 @@ def derive_ahead(files: Sequence[bytes], password: str) -> None:
             params = params_from(document)
             salt = binascii.a2b_base64(document["salt"])
             box = binascii.a2b_base64(document["data"])
-        except (ValueError, KeyError, TypeError):  # binascii.Error is a ValueError
+        except (ValueError, KeyError, TypeError, RecursionError):  # binascii.Error: ValueError
             continue
         inputs: _Inputs = (type(params), params, secret, salt)
         with _ahead_lock:

@@ -57,8 +57,14 @@ class MasterKey:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MasterKey:
+        """The master key from its msgpack bytes; ValueError, KeyError or TypeError if they
+        do not hold two 32-byte keys and a 62-bit seed."""
         raw = msgpack.unpackb(data)
-        return cls(bytes(raw["enc"]), bytes(raw["id"]), int(raw["seed"]))
+        key = cls(raw["enc"], raw["id"], raw["seed"])
+        keys_ok = all(type(k) is bytes and len(k) == 32 for k in (key.encryption_key, key.id_key))
+        if not keys_ok or type(key.chunker_seed) is not int or not 0 <= key.chunker_seed < 2**62:
+            raise ValueError("a master key is two 32-byte keys and a 62-bit seed")
+        return key
 
 
 def _cpu_seconds(params: KdfParams, salt: bytes) -> float:
@@ -166,7 +172,9 @@ def describe_key_file(data: bytes) -> dict[str, Any]:
     """The unencrypted fields of a key file (for `key list`)."""
     try:
         document: dict[str, Any] = json.loads(data)
-    except ValueError as exc:
+        if not isinstance(document, dict):
+            raise ValueError("a key file is a JSON object")
+    except (ValueError, RecursionError) as exc:
         raise IntegrityError("key file is not valid JSON") from exc
     fields = ("created", "hostname", "username", "kdf", "n", "r", "t", "m", "p")
     return {k: document[k] for k in fields if k in document}
@@ -190,14 +198,17 @@ def parse_key_file(data: bytes) -> KeyFile:
         document = json.loads(data)
         if not isinstance(document, dict):
             raise IntegrityError("not a key file (JSON object) at all")
-        if document.get("version") != KEY_FILE_VERSION:
-            raise IntegrityError(f"unsupported key file version {document.get('version')!r}")
+        version = document.get("version")
+        if version != KEY_FILE_VERSION:
+            # No repr of a list or map: JSON nested deep enough makes repr recurse too far.
+            shown = type(version).__name__ if isinstance(version, list | dict) else repr(version)
+            raise IntegrityError(f"unsupported key file version {shown}")
         params = params_from(document)
         salt = base64.b64decode(document["salt"], validate=True)
         box = base64.b64decode(document["data"], validate=True)
     except UnsupportedKdf as exc:
         raise IntegrityError(str(exc)) from None
-    except (ValueError, KeyError, TypeError) as exc:  # binascii.Error is a ValueError
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # binascii.Error: ValueError
         raise IntegrityError("key file is malformed") from exc
     if not _sane(params):
         raise IntegrityError(f"key derivation parameters out of range: {params.fields()}")
@@ -215,7 +226,14 @@ def _sane(params: KdfParams) -> bool:
             and 8 * params.p <= params.m <= MAX_KDF_MEMORY_MIB * 1024
         )
     n, r, p = params
-    return 2 <= n <= 2**24 and n & (n - 1) == 0 and 1 <= r <= 64 and 1 <= p <= 64
+    memory = 128 * n * r  # more than the machine has is a MemoryError from the KDF
+    return (
+        2 <= n <= 2**24
+        and n & (n - 1) == 0
+        and 1 <= r <= 64
+        and 1 <= p <= 64
+        and memory <= MAX_KDF_MEMORY_MIB * 1024 * 1024
+    )
 
 
 def unwrap_key_file(key_file: KeyFile, password: str) -> MasterKey:
@@ -230,7 +248,10 @@ def unwrap_key_file(key_file: KeyFile, password: str) -> MasterKey:
         plain = AESGCM(wrapping_key).decrypt(box[:12], box[12:], WRAP_AD)
     except InvalidTag:
         raise WrongPassword() from None
-    return MasterKey.from_bytes(plain)
+    try:
+        return MasterKey.from_bytes(plain)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError("key file holds a malformed master key") from exc
 
 
 def open_key_file(data: bytes, password: str) -> MasterKey:

@@ -44,6 +44,8 @@ REMOTE_PACKS_IN_FLIGHT = 4
 #: The blobs of a pack are verified in batches of about this many bytes, so that every
 #: worker has work while another hashes the whole pack.
 BATCH_BYTES = 2 * 1024 * 1024
+#: What to do about a damaged or missing pack.
+REPAIR_PACKS_ADVICE = "run `bbackup repair packs`"
 
 
 class CheckedRepository(PackInventory, BlobLoader, DocumentStore, Protocol):
@@ -122,7 +124,7 @@ async def check_repository(
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
     if read_data is not None:
-        local = repo.stack.url.scheme in ("local", "memory")
+        local = not repo.stack.profile.remote
         packs_in_flight = connections or (
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )
@@ -141,10 +143,14 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
         name = pack_object_name(pack.blob_type, pack.pack_id)
         indexed_names.add(name)
         if name not in stored:
-            report.errors.append(f"{name}: pack is in the index but missing from the repository")
+            report.errors.append(
+                f"{name}: pack is in the index but missing from the repository; "
+                + REPAIR_PACKS_ADVICE
+            )
         elif stored[name] != pack.size:
             report.errors.append(
-                f"{name}: size {stored[name]} does not match the indexed size {pack.size}"
+                f"{name}: size {stored[name]} does not match the indexed size {pack.size}; "
+                + REPAIR_PACKS_ADVICE
             )
     unindexed = {name: stored[name] for name in sorted(set(stored) - indexed_names)}
     report.unindexed_packs = unindexed
@@ -176,7 +182,10 @@ async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
                 continue
             seen_trees.add(tree_id)
             if not repo.index.has(tree_id):
-                report.errors.append(f"tree {tree_id.hex()} ({where}): not in the index")
+                report.errors.append(
+                    f"tree {tree_id.hex()} ({where}): not in the index; "
+                    "run `bbackup repair snapshots`"
+                )
                 continue
             try:
                 tree = await load_tree(repo, tree_id)
@@ -196,7 +205,8 @@ async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
                             referenced.add(blob_id)
                             if not repo.index.has(blob_id):
                                 report.errors.append(
-                                    f"blob {blob_id.hex()} ({path}): not in the index"
+                                    f"blob {blob_id.hex()} ({path}): not in the index; "
+                                    "run `bbackup repair snapshots`"
                                 )
     report.trees = len(seen_trees)
     report.blobs_referenced = len(referenced)
@@ -230,7 +240,9 @@ async def _read_packs(
             report.bytes_read += len(data)
             problems = await _verify_pack(repo, pool, pack, data)
             del data
-            report.errors.extend(f"{name}: {p}" for p in problems)
+            # Each line says what heals it: repair packs keeps the pack's intact blobs and
+            # drops the damaged ones, so the next backup uploads them again.
+            report.errors.extend(f"{name}: {p}; {REPAIR_PACKS_ADVICE}" for p in problems)
             report.packs_read += 1
             if on_progress is not None:
                 on_progress(name)

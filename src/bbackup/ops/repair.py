@@ -1,29 +1,38 @@
-"""Repair index: rebuild the index from the headers of the stored packs.
+"""Repair index: rebuild the index from the headers of the stored packs. Repair packs:
+salvage the intact blobs of damaged packs and drop the damaged ones (`repair_packs`).
 
-Each pack's header is read by ranged reads of its end only. The new segments list every
-pack whose header opens (a damaged one keeps what a readable old segment said about it,
-else it is left for `repair packs`), and the last of them supersedes every segment there
-was, damaged ones included, which are deleted only after it is stored: a crash leaves
-either the old segments, the old and some new ones (duplicates, harmless), or the new ones.
+Repair index reads each pack's header by ranged reads of its end only. The new segments
+list every pack whose header opens (a damaged one keeps what a readable old segment said
+about it, else it is left for `repair packs`), and the last of them supersedes every
+segment there was, damaged ones included, which are deleted only after it is stored: a
+crash leaves either the old segments, the old and some new ones (duplicates, harmless),
+or the new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
-from bbackup.errors import IntegrityError, NotFound
+from bbackup.errors import IntegrityError, NotFound, UsageError
+from bbackup.ops.check import compare_header_with_index
 from bbackup.repository import (
+    BlobLoader,
+    BlobSaver,
+    BlobSaverSource,
     DocumentStore,
+    IndexEntry,
     IndexSegment,
     PackInfo,
     PackInventory,
+    PreparedBlob,
     RepositoryLock,
     pack_object_name,
+    verify_pack_id,
 )
 from bbackup.repository.index import INDEX_KIND
 from bbackup.repository.writer import SEGMENT_MAX_BLOBS
@@ -152,3 +161,218 @@ def _split(packs: list[PackInfo], marked: dict[str, float]) -> list[IndexSegment
         if pack.pack_id in marked:
             segments[-1].marked[pack.pack_id] = marked[pack.pack_id]
     return segments
+
+
+class SalvagedRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
+    """What repair packs needs: the stored packs and the index, blobs to verify, a blob
+    saver for the salvaged copies, and the lock documents."""
+
+
+@dataclass(slots=True)
+class RepairPacksReport:
+    dry_run: bool = False
+    packs_read: int = 0
+    bytes_read: int = 0
+    #: Damaged packs: name → what is wrong with each (as `check --read-data` says it).
+    damaged_packs: dict[str, list[str]] = field(default_factory=dict)
+    #: Intact blobs of damaged packs copied (or, in a dry run, to copy) into new packs.
+    blobs_salvaged: int = 0
+    #: Damaged blobs (hex IDs) dropped from the index: the next backup of their files
+    #: uploads them again. A blob with an intact copy in another pack is not listed.
+    blobs_lost: list[str] = field(default_factory=list)
+    packs_written: int = 0
+    bytes_written: int = 0
+    segments_written: list[str] = field(default_factory=list)
+    packs_deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _PackVerdict:
+    """One pack read whole: what is wrong with it, its intact and its damaged blobs."""
+
+    problems: list[str]
+    intact: list[PreparedBlob]  # sealed, as stored: copied without opening them again
+    damaged: list[bytes]
+
+
+async def repair_packs(
+    repo: SalvagedRepository,
+    *,
+    packs: Sequence[str] = (),
+    dry_run: bool = False,
+    connections: int = 4,
+    on_progress: Callable[[str], None] | None = None,
+) -> RepairPacksReport:
+    """Find damaged packs and take them out of the repository, keeping what is intact.
+
+    Every indexed pack (or those `packs` names: IDs, ID prefixes or object names) is read
+    whole and verified as `check --read-data` does: SHA-256 against its name, header
+    against the index, every blob against its ID. A pack that fails any of these is
+    damaged: its intact blobs are copied into new packs through the blob saver (as prune's
+    repack does; the saver stores their index segment), then new segments that list every
+    other pack supersede the old ones, and only then are the damaged packs deleted. A
+    crash before the last new segment leaves duplicates (harmless); after it, unindexed
+    packs that prune deletes. Damaged blobs are in no index any more, so no backup
+    deduplicates against them: the next backup of their files uploads them again.
+    Holds an exclusive lock: nothing may read or write the index meanwhile.
+    """
+    report = RepairPacksReport(dry_run=dry_run)
+    async with RepositoryLock(repo, exclusive=True, purpose="repair packs"):
+        await repo.load_index()
+        if repo.damaged_segments:
+            name, problem = next(iter(repo.damaged_segments.items()))
+            # The packs only it lists would vanish from the index this run writes.
+            raise IntegrityError(
+                f"{name}: {problem}: run `bbackup repair index` first; repair packs did nothing"
+            )
+        indexed = repo.index.all_packs()
+        pending = iter(_select_packs(list(indexed), packs))
+        writer: BlobSaver | None = None
+        damaged: dict[str, PackInfo] = {}
+        lost: set[bytes] = set()
+        salvaging = asyncio.Lock()
+
+        async def reader() -> None:
+            nonlocal writer
+            for pack_id in pending:  # shared: each pack goes to exactly one reader
+                pack = indexed[pack_id]
+                name = pack_object_name(pack.blob_type, pack_id)
+                verdict = await _verify_whole_pack(repo, name, pack, report)
+                if on_progress is not None:
+                    on_progress(name)
+                if not verdict.problems:
+                    continue
+                damaged[pack_id] = pack
+                report.damaged_packs[name] = verdict.problems
+                lost.update(verdict.damaged)
+                report.blobs_salvaged += len(verdict.intact)
+                if not dry_run:
+                    async with salvaging:  # one pack's blobs at a time into the saver
+                        if writer is None:
+                            writer = repo.new_writer(upload_slots=max(1, connections))
+                        await _salvage(writer, verdict)
+
+        try:
+            await asyncio.gather(*(reader() for _ in range(max(1, connections))))
+            if writer is not None:
+                await writer.flush()
+        except BaseException:
+            if writer is not None:
+                await writer.abort()  # what it uploaded stays unindexed: prune removes it
+            raise
+        report.damaged_packs = dict(sorted(report.damaged_packs.items()))
+        if writer is None:
+            report.blobs_lost = sorted(b.hex() for b in lost)
+            return report
+        report.packs_written = writer.stats.packs
+        report.bytes_written = writer.stats.bytes_stored
+        report.segments_written = list(writer.stats.segments)
+        report.segments_written += await _drop_from_index(repo, set(damaged))
+        for pack_id, pack in sorted(damaged.items()):
+            name = pack_object_name(pack.blob_type, pack_id)
+            await repo.delete_pack(name)
+            report.packs_deleted.append(name)
+        await repo.load_index()
+        report.blobs_lost = sorted(b.hex() for b in lost if not repo.index.has(b))
+    return report
+
+
+def _select_packs(indexed: list[str], wanted: Sequence[str]) -> list[str]:
+    """The indexed pack IDs to read: all, or those `wanted` names (ID, unique ID prefix
+    or object name such as data/ab/ab12…); UsageError for one that names no indexed pack."""
+    if not wanted:
+        return sorted(indexed)
+    chosen: set[str] = set()
+    for text in wanted:
+        prefix = text.strip().rsplit("/", 1)[-1].lower()
+        matches = [p for p in indexed if p.startswith(prefix)] if prefix else []
+        if len(matches) != 1:
+            why = "is ambiguous" if matches else "names no pack in the index"
+            raise UsageError(f"--pack {text}: {why}")
+        chosen.add(matches[0])
+    return sorted(chosen)
+
+
+async def _verify_whole_pack(
+    repo: SalvagedRepository, name: str, pack: PackInfo, report: RepairPacksReport
+) -> _PackVerdict:
+    """Read one pack whole and sort its indexed blobs into intact and damaged."""
+    try:
+        data = await repo.read_pack(name)
+    except NotFound:
+        return _PackVerdict(["pack is missing"], [], [b[0] for b in pack.blobs])
+    # Any other storage error propagates: a pack that cannot be read now is not known to
+    # be damaged, and nothing is dropped for it.
+    report.packs_read += 1
+    report.bytes_read += len(data)
+    return await asyncio.to_thread(_sort_blobs, repo, pack, data)
+
+
+def _sort_blobs(repo: SalvagedRepository, pack: PackInfo, data: bytes) -> _PackVerdict:
+    problems: list[str] = []
+    try:
+        verify_pack_id(pack.pack_id, data)
+    except IntegrityError as exc:
+        problems.append(str(exc).split(": ", 1)[-1])
+    try:
+        header = repo.parse_pack_header(data)
+    except IntegrityError as exc:
+        problems.append(f"header: {exc}")
+    else:
+        problems.extend(compare_header_with_index(pack, header))
+    view = memoryview(data)
+    intact: list[tuple[bytes, int, int, int]] = []
+    damaged: list[bytes] = []
+    for blob_id, offset, length, raw_length in pack.blobs:
+        # Where the index places it: the index is what readers follow, header or not.
+        entry = IndexEntry(pack.pack_id, pack.blob_type, offset, length, raw_length)
+        sealed = view[offset : offset + length]
+        try:
+            if len(sealed) != length:
+                raise IntegrityError(f"blob {blob_id.hex()[:16]} is truncated")
+            repo.decode_blob(blob_id, entry, sealed)
+        except IntegrityError as exc:
+            problems.append(str(exc))
+            damaged.append(blob_id)
+        else:
+            intact.append((blob_id, offset, length, raw_length))
+    if not problems:
+        return _PackVerdict(problems, [], [])  # nothing to salvage: keep no copies
+    blob_type = BlobType(pack.blob_type)
+    copies = [
+        PreparedBlob(blob_type, blob_id, bytes(view[off : off + length]), raw, sealed=True)
+        for blob_id, off, length, raw in intact
+    ]
+    return _PackVerdict(problems, copies, damaged)
+
+
+async def _salvage(writer: BlobSaver, verdict: _PackVerdict) -> None:
+    """Hand a damaged pack's intact blobs to the saver, sealed as they were stored (a
+    sealed blob does not depend on its pack), so nothing is deduplicated against the
+    damaged pack they come from."""
+    for blob in verdict.intact:
+        await writer.add(blob)
+    verdict.intact.clear()
+
+
+async def _drop_from_index(repo: SalvagedRepository, damaged: set[str]) -> list[str]:
+    """Write segments listing every indexed pack but the damaged ones, the last of them
+    superseding every segment the index was loaded from; return their names.
+
+    The salvaged copies are listed too (the saver added them to the index), so the index
+    never lacks them, whichever of their segments a crash leaves behind."""
+    packs = repo.index.all_packs()
+    kept = [packs[p] for p in sorted(packs) if p not in damaged]
+    marked = {p: t for p, t in repo.index.marked.items() if p not in damaged}
+    segments = _split(kept, marked)
+    names = []
+    for segment in segments[:-1]:
+        names.append(await repo.save_document("index", INDEX_KIND, segment.to_bytes()))
+    last = segments[-1]
+    old = repo.index_segments + repo.superseded_segments
+    last.supersedes = [name.rsplit("/", 1)[-1] for name in old]
+    names.append(await repo.write_superseding_segment(last))
+    return names

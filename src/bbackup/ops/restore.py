@@ -1,18 +1,19 @@
 """The restorer: rebuilds a snapshot's files, links and metadata under a target directory.
 
-Plan first (walk the trees, create directories and files that get no writes), then read
-the blobs each pack holds for the snapshot with a few ranged reads, decrypt and verify
-them in worker threads and write each to every place it belongs (`restore_files`: a file
-gets its metadata as its last blob lands). Special files and directories come last,
-deepest first, so nothing written afterwards disturbs a directory's times.
+Plan first (walk the trees, create directories, special files and files that get no
+writes), then read the blobs each pack holds for the snapshot with a few ranged reads,
+decrypt and verify them in worker threads and write each to every place it belongs
+(`restore_files`: a file gets its metadata as its last blob lands). Directories get
+theirs last, each after everything in it, so nothing written afterwards disturbs their
+times. Everything is reached from the target's descriptor without following a symlink
+(`restore_target`), so the restore never writes outside its target.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import os
-import stat
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +21,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError
-from bbackup.ops.restore_files import FileWriter, RestoredFile, creation_mode, set_metadata
+from bbackup.ops.restore_files import CREATE_FLAGS, FileWriter, RestoredFile, creation_mode
+from bbackup.ops.restore_target import (
+    SPECIAL_TYPES,
+    OpenDirectories,
+    RestoredDir,
+    clear_entry,
+    join_path,
+    make_directory,
+    make_special,
+    set_metadata,
+    set_metadata_at,
+)
 from bbackup.repository import BlobLoader, IndexEntry, pack_object_name
 from bbackup.repository.config import RepositoryConfig
-from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Snapshot
+from bbackup.snapshot.model import DIR, FILE, SOCKET, Node, Snapshot
 from bbackup.snapshot.store import load_tree
 
 #: Blobs of one pack further apart than this are fetched with separate ranged reads.
@@ -61,6 +73,9 @@ class RestoreSummary:
     bytes: int = 0
     errors: int = 0
     error_list: list[dict[str, str]] = field(default_factory=list)
+    #: Entries left out on purpose (sockets: nothing can be restored of them).
+    skipped: int = 0
+    skipped_list: list[dict[str, str]] = field(default_factory=list)
     duration_seconds: float = 0.0
     requests: dict[str, int] = field(default_factory=dict)
 
@@ -130,6 +145,7 @@ class Restorer:
         read_size: int | None = None,
         max_gap: int = MAX_RANGE_GAP,
         on_error: Callable[[str, str], None] | None = None,
+        on_warning: Callable[[str, str], None] | None = None,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
@@ -143,22 +159,28 @@ class Restorer:
         self.read_size = read_size
         self.max_gap = max_gap
         self.on_error = on_error
+        self.on_warning = on_warning
         self.progress = RestoreProgress()
         self.summary = RestoreSummary(snapshot_id=snapshot.id)
         self._files: list[RestoredFile] = []
-        self._dirs: list[tuple[bytes, Node]] = []
-        self._others: list[tuple[bytes, Node]] = []
-        self._hardlinks: dict[tuple[int, int], bytes] = {}
-        self._writer = FileWriter(chown=os.geteuid() == 0, on_error=self._error)
+        #: Directories to give metadata, each after everything below it.
+        self._dirs: list[RestoredDir] = []
+        self._hardlinks: dict[tuple[int, int], RestoredFile] = {}
+        self._directories = OpenDirectories(self.target)
+        self._writer = FileWriter(self._directories, chown=os.geteuid() == 0, on_error=self._error)
 
     async def run(self) -> RestoreSummary:
         started = time.monotonic()
-        os.makedirs(self.target, exist_ok=True)
-        await self._plan(self.snapshot.tree, b"", fresh=False)
-        await self._fetch_all(self._plan_reads())
-        await asyncio.to_thread(self._finish_others_and_dirs)
+        target_fd = self._directories.open_target()
+        try:
+            await self._plan(self.snapshot.tree, self._directories.root, target_fd, b"")
+            await self._fetch_all(self._plan_reads())
+            await asyncio.to_thread(self._finish_dirs)
+        finally:
+            self._directories.close_all()
         self.summary.duration_seconds = round(time.monotonic() - started, 3)
         self.summary.errors = len(self.summary.error_list)
+        self.summary.skipped = len(self.summary.skipped_list)
         return self.summary
 
     def _error(self, path: bytes, message: str) -> None:
@@ -166,6 +188,12 @@ class Restorer:
         self.summary.error_list.append({"path": text, "message": message})
         if self.on_error is not None:
             self.on_error(text, message)
+
+    def _skip(self, path: bytes, message: str) -> None:
+        text = os.fsdecode(path)
+        self.summary.skipped_list.append({"path": text, "message": message})
+        if self.on_warning is not None:
+            self.on_warning(text, message)
 
     def _wanted(self, rel: bytes) -> tuple[bool, bool]:
         """(restore this path, descend into it) under the include filter."""
@@ -180,57 +208,114 @@ class Restorer:
 
     # ---- planning ----------------------------------------------------------------------
 
-    async def _plan(self, tree_id: bytes, rel: bytes, *, fresh: bool) -> None:
-        """Walk a tree: make directories, note files. `fresh`: we just created the
-        directory at `rel`, so nothing in it can be in the way."""
+    async def _plan(
+        self,
+        tree_id: bytes,
+        directory: RestoredDir,
+        dir_fd: int,
+        rel: bytes,
+        *,
+        fresh: bool = False,
+    ) -> None:
+        """Walk a tree: make directories and special files, note files. `dir_fd` is
+        `directory`'s, held open for the walk. `fresh`: we just created the directory,
+        so nothing in it can be in the way."""
         tree = await load_tree(self.repo, tree_id)
         for node in tree.nodes:
-            if b"/" in node.name or node.name in (b"", b".", b".."):
-                raise BbackupError(f"refusing unsafe name {node.name!r} in snapshot tree")
-            child = rel + b"/" + node.name
+            name = node.name
+            if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
+                raise BbackupError(f"refusing unsafe name {name!r} in snapshot tree")
+            child = rel + b"/" + name
             wanted, descend = self._wanted(child)
-            dest = self.target + child
             if node.type == DIR:
                 if descend:
-                    created = True
-                    try:
-                        os.mkdir(dest, 0o700)
-                    except FileExistsError:
-                        created = False
-                    if wanted:
-                        self._dirs.append((dest, node))
-                    if node.subtree is not None:
-                        await self._plan(node.subtree, child, fresh=created)
+                    await self._plan_dir(directory, dir_fd, node, child, wanted=wanted)
             elif not wanted:
                 continue
-            elif node.type == FILE:
-                try:
-                    self._plan_file(dest, node, fresh=fresh)
-                except OSError as exc:
-                    self._error(dest, f"cannot create: {exc.strerror or exc}")
+            elif node.type == SOCKET:
+                self._skip(join_path(directory.path, name), "sockets are not restored")
             else:
-                self._others.append((dest, node))
+                try:
+                    if node.type == FILE:
+                        self._plan_file(directory, dir_fd, node, fresh=fresh)
+                    else:
+                        self._plan_special(directory, dir_fd, node, fresh=fresh)
+                except OSError as exc:
+                    kind = "" if node.type == FILE else f" {node.type}"
+                    message = f"cannot create{kind}: {exc.strerror or exc}"
+                    self._error(join_path(directory.path, name), message)
 
-    def _plan_file(self, dest: bytes, node: Node, *, fresh: bool) -> None:
+    async def _plan_dir(
+        self, parent: RestoredDir, parent_fd: int, node: Node, rel: bytes, *, wanted: bool
+    ) -> None:
+        directory = RestoredDir(parent, node.name, join_path(parent.path, node.name))
+        try:
+            created = make_directory(parent_fd, node.name)
+            dir_fd = self._directories.acquire(directory)
+        except OSError as exc:
+            self._error(directory.path, f"cannot create directory: {exc.strerror or exc}")
+            return
+        try:
+            if node.subtree is not None:
+                await self._plan(node.subtree, directory, dir_fd, rel, fresh=created)
+        finally:
+            self._directories.release(directory)
+        if wanted:
+            directory.node = node
+            self._dirs.append(directory)
+
+    def _plan_file(self, parent: RestoredDir, parent_fd: int, node: Node, *, fresh: bool) -> None:
         """Clear the way for a file; files with content are created by their first write."""
+        name = node.name
         if not fresh:
-            with contextlib.suppress(FileNotFoundError):
-                os.lstat(dest)
-                os.unlink(dest)  # restored files replace what is there, never merge with it
+            clear_entry(parent_fd, name)  # restored files replace what is there
         key = (node.device, node.inode)
-        if node.nlink > 1 and key in self._hardlinks:
-            os.link(self._hardlinks[key], dest)
+        first = self._hardlinks.get(key) if node.nlink > 1 else None
+        if first is not None:
+            first_fd = self._directories.acquire(first.parent)
+            try:
+                os.link(
+                    first.name,
+                    name,
+                    src_dir_fd=first_fd,
+                    dst_dir_fd=parent_fd,
+                    follow_symlinks=False,
+                )
+            finally:
+                self._directories.release(first.parent)
             self.summary.links += 1
             return
+        file = RestoredFile(parent, name, node, pending=len(node.content))
         if not node.content or node.nlink > 1:
             # Empty files get no write; a hard link's first path must exist to link to.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-            os.close(os.open(dest, flags, creation_mode(node)))
+            fd = os.open(name, CREATE_FLAGS, creation_mode(node), dir_fd=parent_fd)
+            file.created = True
+            try:
+                if not node.content:
+                    self._writer.finish_unwritten(file, fd)
+            finally:
+                os.close(fd)
         if node.nlink > 1:
-            self._hardlinks[key] = dest
-        self._files.append(RestoredFile(dest, node, pending=len(node.content)))
+            self._hardlinks[key] = file
+        if node.content:
+            self._files.append(file)
         self.summary.files += 1
         self.progress.bytes_total += node.size
+
+    def _plan_special(
+        self, parent: RestoredDir, parent_fd: int, node: Node, *, fresh: bool
+    ) -> None:
+        """Make a symlink, FIFO or device node in place of what is there, with its metadata."""
+        if node.type not in SPECIAL_TYPES:
+            raise OSError(errno.EINVAL, "not a type of entry this version can restore")
+        if not fresh:
+            clear_entry(parent_fd, node.name)
+        make_special(parent_fd, node.name, node)
+        try:
+            set_metadata_at(parent_fd, node.name, node, chown=self._writer.chown)
+        except OSError as exc:
+            message = f"cannot set metadata: {exc.strerror or exc}"
+            self._error(join_path(parent.path, node.name), message)
 
     def _plan_reads(self) -> list[PackRead]:
         """Every needed blob once, with all its places, grouped into reads pack by pack."""
@@ -272,11 +357,7 @@ class Restorer:
             self.summary.bytes += written
             self.progress.files = self._writer.finished
 
-        unwritten = [f for f in self._files if f.pending == 0]
-        tasks = [
-            asyncio.ensure_future(loop.run_in_executor(pool, self._finish_unwritten, unwritten)),
-            *(asyncio.ensure_future(one(read)) for read in reads),
-        ]
+        tasks = [asyncio.ensure_future(one(read)) for read in reads]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -310,40 +391,19 @@ class Restorer:
             written += len(plain) * len(blob.places)
         return written
 
-    def _finish_unwritten(self, files: list[RestoredFile]) -> None:
-        for file in files:
-            self._writer.finish_unwritten(file)
+    # ---- directories -------------------------------------------------------------------
 
-    # ---- special files and directories -------------------------------------------------
-
-    def _finish_others_and_dirs(self) -> None:
-        for dest, node in self._others:
+    def _finish_dirs(self) -> None:
+        """Directory metadata, each directory after everything below it (`_dirs` is in
+        that order), through its own descriptor."""
+        for directory in self._dirs:
+            assert directory.node is not None
             try:
-                self._create_special(dest, node)
+                fd = self._directories.acquire(directory)
+                try:
+                    set_metadata(fd, directory.node, chown=self._writer.chown)
+                finally:
+                    self._directories.release(directory)
             except OSError as exc:
-                self._error(dest, f"cannot create {node.type}: {exc.strerror or exc}")
-                continue
-            self._set_metadata(dest, node)
-        for dest, node in sorted(self._dirs, key=lambda d: d[0].count(b"/"), reverse=True):
-            self._set_metadata(dest, node)
+                self._error(directory.path, f"cannot set metadata: {exc.strerror or exc}")
             self.summary.dirs += 1
-
-    def _set_metadata(self, dest: bytes, node: Node) -> None:
-        try:
-            set_metadata(dest, node, chown=self._writer.chown)
-        except OSError as exc:
-            self._error(dest, f"cannot set metadata: {exc.strerror or exc}")
-
-    def _create_special(self, dest: bytes, node: Node) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if not os.path.isdir(dest) or os.path.islink(dest):
-                os.unlink(dest)
-        if node.type == SYMLINK:
-            os.symlink(node.link_target, dest)
-        elif node.type == FIFO:
-            os.mkfifo(dest, 0o600)
-        elif node.type in (CHARDEV, BLOCKDEV):
-            kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
-            os.mknod(dest, kind | 0o600, node.rdev)
-        else:
-            raise OSError(0, "sockets are not restored")

@@ -1,42 +1,63 @@
 """The restorer's file side: writes blobs into restored files from worker threads, keeps
 each file open while it has blobs still to come, and sets its metadata as the last lands.
 
-A file is opened once (not once per blob) and closed right after its metadata is set
-through the same descriptor, so no path is looked up twice and file metadata costs
-nothing at the end of a restore. Descriptors are capped: past the cap a file with blobs
-still to come is closed between writes and opened again by its next one.
+A file is opened once (not once per blob), from its directory's descriptor and never
+through a symlink, and closed right after its metadata is set through the same
+descriptor, so no path is looked up twice and file metadata costs nothing at the end of a
+restore. Descriptors are capped: past the cap a file with blobs still to come is closed
+between writes and opened again by its next one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import resource
 import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bbackup.errors import NoSpace
-from bbackup.snapshot.model import SYMLINK, Node
+from bbackup.ops.restore_target import (
+    OpenDirectories,
+    RestoredDir,
+    descriptor_limit,
+    join_path,
+    set_metadata,
+)
+from bbackup.snapshot.model import Node
 
 #: Files kept open between writes at most (and a quarter of the descriptor limit at most).
 MAX_OPEN_FILES = 256
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+#: A file's first open creates it: its name was cleared while planning, so whatever is
+#: there now was put there since (a symlink, a hard link to a file elsewhere) and is
+#: refused rather than written through. Later opens find the file this one made.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(slots=True, eq=False)
 class RestoredFile:
     """A regular file being restored: where it goes, what it was, what is still to come."""
 
-    path: bytes
+    parent: RestoredDir
+    name: bytes
     node: Node
     #: Writes still to come; the one that takes this to 0 sets the metadata.
     pending: int = 0
     fd: int = -1
     #: Threads writing through `fd` right now; it is closed only when none are.
     users: int = 0
+    #: It exists at its name, made by this restore (its first open, or while planning).
+    created: bool = False
+    #: A thread is creating it now: others wait for that rather than race it.
+    creating: bool = False
+    #: It could not be created: its other writes are dropped (the error is reported once).
+    failed: bool = False
+
+    @property
+    def path(self) -> bytes:
+        return join_path(self.parent.path, self.name)
 
 
 def creation_mode(node: Node) -> int:
@@ -45,47 +66,43 @@ def creation_mode(node: Node) -> int:
     return (stat.S_IMODE(node.mode) & 0o777) | 0o600
 
 
-def set_metadata(target: bytes | int, node: Node, *, chown: bool) -> None:
-    """Ownership, mode, xattrs and times, in the order that keeps each one: chown clears
-    set-id bits, so the mode comes after it, and the times come last. `target` is a path
-    (not followed if it is a symlink) or a descriptor open on the file.
-
-    Ownership and mode are only changed where they differ: each change is a journalled
-    inode update, and with many small files those dominate a restore."""
-    is_link = node.type == SYMLINK
-    by_path = isinstance(target, bytes)
-    st = os.stat(target, follow_symlinks=not by_path)
-    chowned = chown and (st.st_uid, st.st_gid) != (node.uid, node.gid)
-    if chowned:
-        os.chown(target, node.uid, node.gid, follow_symlinks=not by_path)
-    if not is_link and (chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(node.mode)):
-        os.chmod(target, stat.S_IMODE(node.mode))
-    for name, value in node.xattrs:
-        with contextlib.suppress(OSError):
-            os.setxattr(target, name, value, follow_symlinks=not by_path)
-    atime = node.atime_ns or node.mtime_ns  # directories carry no atime
-    os.utime(target, ns=(atime, node.mtime_ns), follow_symlinks=not by_path)
-
-
 class FileWriter:
     """Writes plaintext into restored files; thread-safe."""
 
-    def __init__(self, *, chown: bool, on_error: Callable[[bytes, str], None]) -> None:
+    def __init__(
+        self,
+        directories: OpenDirectories,
+        *,
+        chown: bool,
+        on_error: Callable[[bytes, str], None],
+    ) -> None:
+        self.directories = directories
         self.chown = chown
         self.on_error = on_error
         #: Files whose metadata has been set (or failed to be).
         self.finished = 0
         self._lock = threading.Lock()
+        self._created = threading.Condition(self._lock)
         self._open: set[RestoredFile] = set()
-        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft_limit == resource.RLIM_INFINITY:
-            soft_limit = MAX_OPEN_FILES * 4
-        self._max_open = max(1, min(MAX_OPEN_FILES, soft_limit // 4))
+        self._max_open = max(1, min(MAX_OPEN_FILES, descriptor_limit() // 4))
 
     def write(self, file: RestoredFile, data: bytes | memoryview, offset: int) -> None:
-        """Write `data` at `offset`; the file's last write also sets its metadata."""
+        """Write `data` at `offset`; the file's last write also sets its metadata. A file
+        that cannot be opened is reported once and gets no more writes; a failed write
+        stops the restore."""
+        if file.failed:
+            return
         try:
-            fd = self._acquire(file)
+            try:
+                fd = self._acquire(file)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise
+                with self._lock:
+                    first, file.failed = not file.failed, True
+                if first:
+                    self.on_error(file.path, f"cannot create: {exc.strerror or exc}")
+                return
             try:
                 view = memoryview(data)
                 while view:
@@ -100,9 +117,10 @@ class FileWriter:
                 raise NoSpace(f"{os.fsdecode(file.path)}: no space left on device") from exc
             raise
 
-    def finish_unwritten(self, file: RestoredFile) -> None:
-        """Set the metadata of a file that gets no writes (it was created while planning)."""
-        self._set_metadata(file, file.path)
+    def finish_unwritten(self, file: RestoredFile, fd: int) -> None:
+        """Set the metadata of a file that gets no writes, through the descriptor that
+        created it while planning."""
+        self._set_metadata(file, fd)
         with self._lock:
             self.finished += 1
 
@@ -117,15 +135,29 @@ class FileWriter:
     def _acquire(self, file: RestoredFile) -> int:
         with self._lock:
             file.users += 1
+            while file.creating:
+                self._created.wait()
             if file.fd >= 0:
                 return file.fd
+            create = file.creating = not file.created
         try:
-            fd = os.open(file.path, _OPEN_FLAGS, creation_mode(file.node))
+            parent_fd = self.directories.acquire(file.parent)
+            try:
+                flags = CREATE_FLAGS if create else _OPEN_FLAGS
+                fd = os.open(file.name, flags, creation_mode(file.node), dir_fd=parent_fd)
+            finally:
+                self.directories.release(file.parent)
         except BaseException:
             with self._lock:
                 file.users -= 1
+                if create:
+                    file.creating = False
+                    self._created.notify_all()
             raise
         with self._lock:
+            if create:
+                file.creating, file.created = False, True
+                self._created.notify_all()
             if file.fd < 0:
                 file.fd = fd
                 self._open.add(file)
@@ -154,8 +186,8 @@ class FileWriter:
             with self._lock:
                 self.finished += 1
 
-    def _set_metadata(self, file: RestoredFile, target: bytes | int) -> None:
+    def _set_metadata(self, file: RestoredFile, fd: int) -> None:
         try:
-            set_metadata(target, file.node, chown=self.chown)
+            set_metadata(fd, file.node, chown=self.chown)
         except OSError as exc:
             self.on_error(file.path, f"cannot set metadata: {exc.strerror or exc}")

@@ -25,11 +25,6 @@ CACHED_PREFIXES = ("index/", "snapshots/", "tree/")
 MEMORY_BUDGET = 64 * 1024 * 1024
 
 
-def default_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bbackup"
-
-
 def write_cache_file(
     path: Path, data: bytes | bytearray | memoryview, *, mode: int = 0o666
 ) -> None:
@@ -48,7 +43,7 @@ def write_cache_file(
 
 def keep_key_copy(path: Path, key_file: bytes) -> None:
     """Keep a copy of the key file that opened a remote repository at `path`, readable by
-    the owner only, unless it is there already (see `cli.early.unlock_hint`)."""
+    the owner only, unless it is there already (see `cache_paths.unlock_hint`)."""
     try:
         if path.read_bytes() == key_file:
             return

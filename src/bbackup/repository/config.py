@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 
-from bbackup.chunking import ChunkerParams, MiB
+from bbackup.chunking import ChunkerParams, KiB, MiB
 from bbackup.compression import DEFAULT_LEVEL
 from bbackup.errors import IntegrityError
 
@@ -45,9 +45,34 @@ class RepositoryConfig:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError("config: malformed") from exc
-        if config.version != FORMAT_VERSION:
+        if type(config.version) is int and config.version != FORMAT_VERSION:
             raise IntegrityError(
                 f"config: repository format version {config.version} is not supported "
                 f"by this bbackup (supports {FORMAT_VERSION})"
             )
+        try:
+            _check(config)
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(f"config: malformed: {exc}") from exc
         return config
+
+
+#: The chunk sizes FastCDC accepts: (min_size, avg_size, max_size) bounds, in bytes.
+_CHUNK_SIZE_BOUNDS = ((64, MiB), (256, 4 * MiB), (KiB, 16 * MiB))
+
+
+def _check(config: RepositoryConfig) -> None:
+    """Types and ranges of a decoded config; the repository ID names the cache directory."""
+    rid, chunker = config.repository_id, config.chunker
+    if not isinstance(rid, str) or len(rid) != 64 or rid.strip("0123456789abcdef"):
+        raise ValueError("the repository ID is 64 hex digits")
+    sizes = (chunker.min_size, chunker.avg_size, chunker.max_size)
+    numbers = (config.version, config.compression_level, config.pack_size, *sizes)
+    if not all(type(n) is int for n in numbers):
+        raise TypeError("config numbers are integers")
+    if not all(low <= n <= high for n, (low, high) in zip(sizes, _CHUNK_SIZE_BOUNDS, strict=True)):
+        raise ValueError("chunk sizes are outside what FastCDC accepts")
+    if not sizes[0] <= sizes[1] <= sizes[2]:
+        raise ValueError("chunk sizes are not in order")
+    if not MIN_PACK_SIZE <= config.pack_size <= MAX_PACK_SIZE:
+        raise ValueError("the pack size is outside 4-128 MiB")

@@ -6,6 +6,7 @@ docs/format.md describes the bytes; the in-memory map built from segments is `in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import msgpack
@@ -60,14 +61,16 @@ class IndexSegment:
             # tuple PackInfo holds, with no Python code per blob. encode_rows checks them
             # as the in-memory index will store them, so a segment that loads also indexes.
             raw = msgpack.unpackb(data, use_list=False)
+            if type(raw) is not dict or type(raw.get("marked", {})) is not dict:
+                raise TypeError("an index segment and its marks are maps")
             packs = []
             for pid, t, size, blobs in raw["packs"]:
                 blobs = list(blobs)
                 encode_rows(blobs, 0)
-                packs.append(PackInfo(str(pid), BlobType(t), pack_size(size), blobs))
-            marked = {str(k): float(v) for k, v in raw.get("marked", {}).items()}
-            return cls(packs, [str(s) for s in raw.get("supersedes", ())], marked)
-        except (ValueError, KeyError, TypeError) as exc:
+                packs.append(PackInfo(_object_id(pid), BlobType(t), pack_size(size), blobs))
+            marked = {_object_id(k): _seconds(v) for k, v in raw.get("marked", {}).items()}
+            return cls(packs, [_object_id(s) for s in raw.get("supersedes", ())], marked)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise IntegrityError("index segment is malformed") from exc
 
     @property
@@ -78,5 +81,18 @@ class IndexSegment:
 def pack_size(value: object) -> int:
     """`value` if it is a valid pack size (a non-negative int); ValueError otherwise."""
     if not isinstance(value, int) or value < 0:
-        raise ValueError(f"{value!r} is not a non-negative integer")
+        raise ValueError("a pack size is a non-negative integer")  # no repr: it may nest deep
     return value
+
+
+def _object_id(value: object) -> str:
+    """A pack or segment ID: 64 lowercase hex digits (it becomes part of an object name)."""
+    if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+        raise ValueError("a pack or segment ID is 64 hex digits")
+    return value
+
+
+def _seconds(value: object) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("a time is a finite number of seconds")
+    return float(value)

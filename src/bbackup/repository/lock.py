@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgpack
 
@@ -91,27 +92,40 @@ async def read_locks(
             documents.note_damage(name, unreadable[name])
             continue
         try:
-            locks.append(_parse_lock(name, payload))
-        except (ValueError, TypeError, KeyError) as exc:
-            unreadable[name] = f"not a lock document ({type(exc).__name__})"
-            documents.note_damage(name, unreadable[name])
+            locks.append(parse_lock(name, payload))
+        except IntegrityError as exc:
+            problem = f"not a lock document ({exc.__cause__ or exc})"
+            unreadable[name] = problem
+            documents.note_damage(name, problem)
     return locks, unreadable
 
 
-def _parse_lock(name: str, payload: bytes) -> LockInfo:
-    raw: dict[str, Any] = msgpack.unpackb(payload)
-    if not isinstance(raw, dict):
-        raise TypeError("not a map")
-    return LockInfo(
-        name,
-        str(raw["host"]),
-        int(raw["pid"]),
-        str(raw["user"]),
-        float(raw["time"]),
-        bool(raw["exclusive"]),
-        str(raw.get("purpose", "")),
-        float(raw["started"] if "started" in raw else raw["time"]),
-    )
+def parse_lock(name: str, payload: bytes) -> LockInfo:
+    """The lock document stored as `name`, from its payload; IntegrityError if malformed."""
+    try:
+        raw = msgpack.unpackb(payload)
+        if type(raw) is not dict:
+            raise TypeError("a lock is a map")
+        lock = LockInfo(
+            name,
+            raw["host"],
+            raw["pid"],
+            raw["user"],
+            raw["time"],
+            raw["exclusive"],
+            raw.get("purpose", ""),
+            raw["started"] if "started" in raw else raw["time"],
+        )
+        texts, times = (lock.host, lock.user, lock.purpose), (lock.time, lock.started)
+        if not all(type(t) is str for t in texts) or type(lock.exclusive) is not bool:
+            raise TypeError("a lock's host, user and purpose are text")
+        if type(lock.pid) is not int or not 0 < lock.pid < 2**31:  # os.kill takes a C int
+            raise ValueError("a lock's pid is a positive 32-bit integer")
+        if not all(type(t) in (int, float) and math.isfinite(t) for t in times):
+            raise ValueError("a lock's times are finite numbers")
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise IntegrityError(f"lock {name}: malformed") from exc
+    return dataclasses.replace(lock, time=float(lock.time), started=float(lock.started))
 
 
 class RepositoryLock:

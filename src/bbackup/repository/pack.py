@@ -123,12 +123,21 @@ def header_length(trailer: bytes) -> int:
 def parse_header(cipher: Cipher, sealed_header: bytes | memoryview) -> list[PackedBlob]:
     plain = cipher.open_document(HEADER_KIND, sealed_header)
     try:
-        return [
-            PackedBlob(BlobType(t), bytes(i), int(o), int(n), int(r))
-            for t, i, o, n, r in msgpack.unpackb(plain)
-        ]
+        rows = msgpack.unpackb(plain)
+        if type(rows) is not list:
+            raise TypeError("a pack header is a list")
+        return [_packed_blob(*row) for row in rows]
     except (ValueError, TypeError) as exc:
         raise IntegrityError("pack header is malformed") from exc
+
+
+def _packed_blob(t: object, i: object, o: object, n: object, r: object) -> PackedBlob:
+    """One header row, checked: (type, 32-byte ID, offset, length, raw length)."""
+    if not (isinstance(t, int) and isinstance(i, bytes) and len(i) == 32):
+        raise TypeError("a pack header row starts with a blob type and a 32-byte ID")
+    if not (isinstance(o, int) and isinstance(n, int) and isinstance(r, int)) or min(o, n, r) < 0:
+        raise TypeError("blob offsets and lengths are non-negative integers")
+    return PackedBlob(BlobType(t), i, o, n, r)
 
 
 def parse_pack(cipher: Cipher, data: bytes | bytearray | memoryview) -> list[PackedBlob]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bbackup.cache_paths import default_cache_root
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
 from bbackup.crypto.keys import (
@@ -34,7 +35,7 @@ from bbackup.errors import (
     RepositoryNotFound,
     WrongPassword,
 )
-from bbackup.repository.cache import CachingStorage, default_cache_root, keep_key_copy
+from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
 from bbackup.repository.pack import (
@@ -105,6 +106,7 @@ async def init_repository(
     """Create a repository: a master key, its first key file and the config.
     `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
     there, as `open_repository` does."""
+    await stack.create_container()
     storage = stack.storage
     try:
         await storage.stat(CONFIG_NAME)
@@ -244,9 +246,7 @@ class Repository:
             ),
             upload_slots=upload_slots or 4,
             data_storage_class=data_storage_class,
-            # The S3 backend sends bytes (aiohttp copies any other buffer): copying the pack
-            # once, up front, lets its map go before the upload instead of after.
-            stage_uploads=self.storage.location.startswith("s3://"),
+            stage_uploads=self.stack.profile.stage_uploads,
         )
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
@@ -464,7 +464,7 @@ async def open_repository(
     key file opens with it) or IntegrityError (every key file is damaged) otherwise.
 
     `remember_key`: keep a copy of the key file that opened it there (see
-    `cli.early.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
+    `cache_paths.unlock_hint`); `on_damaged_key`: told of each damaged key file, skipped
     (`intact_key_files`); `on_damage`: hears of each damaged object the repository skips,
     once."""
     storage = stack.storage

@@ -89,7 +89,7 @@ class Node:
         get = wire.get
         xattrs = get("x")
         content = get("c")
-        return cls(
+        node = cls(
             name=wire["n"],
             type=wire["t"],
             mode=get("m", 0),
@@ -106,14 +106,38 @@ class Node:
             nlink=get("l", 1),
             link_target=get("L", b""),
             rdev=get("r", 0),
-            xattrs=[(bytes(k), bytes(v)) for k, v in xattrs] if xattrs else [],
+            xattrs=[(k, v) for k, v in xattrs] if xattrs else [],
             content=list(content) if content else [],  # msgpack bin is bytes already
             subtree=get("T"),
         )
+        if not _well_typed(node):
+            raise TypeError("a tree node has a field of the wrong type")
+        return node
 
     @property
     def display_name(self) -> str:
         return self.name.decode("utf-8", "backslashreplace")
+
+
+def _well_typed(node: Node) -> bool:
+    """Every field of a decoded node has its declared type: a tree is authenticated, but
+    whoever holds the key writes it, and backup and restore rely on these types."""
+    content, xattrs, subtree = node.content, node.xattrs, node.subtree
+    return (
+        type(node.name) is type(node.link_target) is bytes
+        and type(node.type) is type(node.user) is type(node.group) is str
+        and type(node.mode) is type(node.uid) is type(node.gid) is int
+        and type(node.mtime_ns) is type(node.atime_ns) is type(node.ctime_ns) is int
+        and type(node.size) is type(node.inode) is type(node.device) is int
+        and type(node.nlink) is type(node.rdev) is int
+        and (not content or (set(map(type, content)) <= _BYTES and set(map(len, content)) <= _ID))
+        and (not xattrs or all(type(k) is type(v) is bytes for k, v in xattrs))
+        and (subtree is None or (type(subtree) is bytes and len(subtree) == 32))
+    )
+
+
+_BYTES = frozenset([bytes])
+_ID = frozenset([32])
 
 
 #: (field, wire key, default) for every optional Node field, in wire order.
@@ -142,7 +166,10 @@ class Tree:
     @classmethod
     def from_bytes(cls, data: bytes) -> Tree:
         try:
-            return cls([Node.from_wire(w) for w in msgpack.unpackb(data, raw=False)])
+            wires = msgpack.unpackb(data, raw=False)
+            if type(wires) is not list:
+                raise TypeError("a tree is a list of nodes")
+            return cls([Node.from_wire(w) for w in wires])
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IntegrityError("tree blob is malformed") from exc
 
@@ -194,24 +221,59 @@ class Snapshot:
     def from_bytes(cls, data: bytes, snapshot_id: str = "") -> Snapshot:
         try:
             w = msgpack.unpackb(data, raw=False)
-            return cls(
+            if type(w) is not dict:
+                raise TypeError("a snapshot is a map")
+            snapshot = cls(
                 time=datetime.fromisoformat(w["time"]),
                 host=w["host"],
                 user=w.get("user", ""),
-                paths=list(w["paths"]),
-                tags=list(w.get("tags", [])),
-                tree=bytes(w["tree"]),
+                paths=w["paths"],
+                tags=w.get("tags", []),
+                tree=w["tree"],
                 backup_type=w.get("type", "incremental"),
                 parent=w.get("parent"),
                 base=w.get("base"),
                 program_version=w.get("program_version", ""),
-                excludes=list(w.get("excludes", [])),
-                summary=dict(w.get("summary", {})),
+                excludes=w.get("excludes", []),
+                summary=w.get("summary", {}),
                 id=snapshot_id,
             )
+            if not _snapshot_well_typed(snapshot):
+                raise TypeError("a snapshot field has the wrong type")
         except (ValueError, TypeError, KeyError) as exc:
             raise IntegrityError(f"snapshot {snapshot_id[:8]} is malformed") from exc
+        return snapshot
 
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+
+def _snapshot_well_typed(s: Snapshot) -> bool:
+    """Every field of a decoded snapshot has its declared type, its time a time zone (times
+    are compared), and its summary is JSON (`snapshots --json` prints it)."""
+    return (
+        s.time.utcoffset() is not None
+        and type(s.host) is type(s.user) is type(s.backup_type) is type(s.program_version) is str
+        and all(
+            type(x) is list and set(map(type, x)) <= {str} for x in (s.paths, s.tags, s.excludes)
+        )
+        and type(s.tree) is bytes
+        and len(s.tree) == 32
+        and all(x is None or type(x) is str for x in (s.parent, s.base))
+        and type(s.summary) is dict
+        and _json_like(s.summary)
+    )
+
+
+def _json_like(value: object, depth: int = 0) -> bool:
+    """A value JSON can hold, nested at most 8 deep."""
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    if depth >= 8:
+        return False
+    if type(value) is list:
+        return all(_json_like(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _json_like(v, depth + 1) for k, v in value.items())
+    return False

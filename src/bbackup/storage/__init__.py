@@ -8,16 +8,16 @@ a *backend* talks to one kind of store; a *wrapper* decorates a Storage with one
 from __future__ import annotations
 
 from bbackup.storage.base import ARCHIVE_CLASSES, ObjectInfo, Storage, StorageWrapper
-from bbackup.storage.factory import DEFAULT_CONNECTIONS, StorageOptions, StorageStack, open_storage
+from bbackup.storage.factory import StorageOptions, StorageProfile, StorageStack, open_storage
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
 __all__ = [
     "ARCHIVE_CLASSES",
-    "DEFAULT_CONNECTIONS",
     "ObjectInfo",
     "RepositoryURL",
     "Storage",
     "StorageOptions",
+    "StorageProfile",
     "StorageStack",
     "StorageWrapper",
     "open_storage",

@@ -1,4 +1,5 @@
-"""The one place that builds a storage stack: URL → backend → wrappers.
+"""The one place that builds a storage stack: URL → backend → wrappers, and the one place
+that says what kind of store it is (`StorageProfile`): nothing else looks at the URL.
 
 RetryingStorage            retries Transient errors with backoff (tenacity)
   └ LimitedStorage         at most --connections calls in flight
@@ -8,8 +9,9 @@ RetryingStorage            retries Transient errors with backoff (tenacity)
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bbackup.errors import UsageError
@@ -18,7 +20,90 @@ from bbackup.storage.counting import CountingStorage
 from bbackup.storage.limit import LimitedStorage
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
-DEFAULT_CONNECTIONS = {"s3": 16, "local": 4, "memory": 4}
+
+@dataclass(frozen=True, slots=True)
+class StorageProfile:
+    """What kind of store a repository is in, and what follows from it for the callers:
+    how many requests to keep in flight, how to read and write, what it supports."""
+
+    #: Every request crosses a network and costs a round trip (and money).
+    remote: bool
+    #: Calls in flight when --connections is not given.
+    default_connections: int
+    #: Pack uploads a backup keeps in flight when --connections is not given.
+    upload_slots: int
+    #: Restore: the most of a pack one read spans; None: whole runs of needed blobs.
+    read_size: int | None
+    #: Restore: unneeded bytes between needed blobs that one read skips over rather than
+    #: split in two; None: one largest chunk of the repository (`ops.restore`).
+    range_gap: int | None
+    #: Uploads are handed over as bytes (the S3 client copies any other buffer).
+    stage_uploads: bool
+    #: Per-object storage classes (tiers) on put and in stat.
+    storage_classes: bool
+    #: Archived objects must be restored (a request, then a wait) before they are read.
+    restore_requests: bool
+    #: `put(..., if_absent=True)` is enforced by the store itself.
+    conditional_writes: bool
+    #: Objects may carry a retention date that forbids deleting them (object lock).
+    object_lock: bool
+
+
+_LOCAL = StorageProfile(
+    remote=False,
+    default_connections=4,
+    # Two pack writes in flight overlap one pack's fsync with the next pack's write
+    # (15-25% faster than one); more only costs memory.
+    upload_slots=2,
+    # Just below the 2 MiB mmap threshold set in cli/allocator.py: read buffers come from
+    # the heap and are reused instead of being mapped, faulted in page by page and
+    # unmapped again. A remote read spans whole runs of needed blobs: there every
+    # request costs.
+    read_size=2 * 1024 * 1024 - 64 * 1024,
+    range_gap=1024 * 1024,
+    stage_uploads=False,
+    storage_classes=False,
+    restore_requests=False,
+    conditional_writes=True,
+    object_lock=False,
+)
+
+#: The profile of each kind of backend, by `RepositoryURL.scheme`.
+PROFILES = {
+    "local": _LOCAL,
+    "memory": StorageProfile(
+        remote=False,
+        default_connections=4,
+        upload_slots=4,
+        read_size=_LOCAL.read_size,
+        range_gap=_LOCAL.range_gap,
+        stage_uploads=False,
+        storage_classes=False,
+        restore_requests=False,
+        conditional_writes=True,
+        object_lock=False,
+    ),
+    "s3": StorageProfile(
+        remote=True,
+        default_connections=16,
+        upload_slots=16,
+        read_size=None,
+        range_gap=None,
+        # aiohttp copies any buffer but bytes: copying the pack once, up front, lets its
+        # map go before the upload instead of after.
+        stage_uploads=True,
+        storage_classes=True,
+        restore_requests=True,
+        conditional_writes=True,  # If-None-Match: *
+        object_lock=True,
+    ),
+}
+
+
+async def _nothing_to_create() -> None:
+    return None
+
+
 #: How long one storage call is retried, by default.
 RETRY_SECONDS = 120.0
 
@@ -51,8 +136,18 @@ class StorageStack:
     storage: Storage
     counter: CountingStorage
     url: RepositoryURL
-    #: The bare backend (for backend-specific calls such as S3's ensure_bucket).
+    #: The bare backend, below every wrapper.
     backend: Storage
+    #: What kind of store this is (see `StorageProfile`).
+    profile: StorageProfile
+    #: Creates what holds the repository (an S3 bucket) if it is missing.
+    _create_container: Callable[[], Awaitable[None]] = _nothing_to_create
+
+    async def create_container(self) -> None:
+        """Create what holds the repository if it is missing and the store has one to
+        create (an S3 bucket); nothing for a directory, which `put` creates. Called by
+        `init` only: every other command fails on a missing bucket instead."""
+        await self._create_container()
 
 
 def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None) -> StorageStack:
@@ -64,6 +159,7 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     retry_seconds = options.retry_seconds or _seconds_from_env("BBACKUP_RETRY_SECONDS")
     io_timeout = options.io_timeout or _seconds_from_env("BBACKUP_IO_TIMEOUT_SECONDS")
     backend: Storage
+    create_container = _nothing_to_create
     if parsed.scheme == "local":
         from bbackup.storage.local import LocalStorage
 
@@ -86,14 +182,15 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
             profile=options.s3_profile,
             io_timeout=io_timeout or IO_TIMEOUT,
         )
+        create_container = functools.partial(backend.ensure_bucket, create=True)
     bare = backend
     if options.wrap_backend is not None:
         backend = options.wrap_backend(backend)
     counter = CountingStorage(backend)
-    connections = options.connections or DEFAULT_CONNECTIONS[parsed.scheme]
-    limited = LimitedStorage(counter, connections)
+    profile = PROFILES[parsed.scheme]
+    limited = LimitedStorage(counter, options.connections or profile.default_connections)
     storage = RetryingStorage(limited, max_elapsed=retry_seconds or RETRY_SECONDS)
-    return StorageStack(storage, counter, parsed, bare)
+    return StorageStack(storage, counter, parsed, bare, profile, create_container)
 
 
 def _seconds_from_env(variable: str) -> float | None:

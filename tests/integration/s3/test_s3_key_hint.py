@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cli_harness import CHEAPEST_KDF, PASSWORD, Cli, MakeTree, run_subprocess
 
-from bbackup.cli.early import unlock_hint
+from bbackup.cache_paths import unlock_hint
 from s3_server import TEST_CREDENTIALS, S3Bucket
 
 pytestmark = pytest.mark.s3

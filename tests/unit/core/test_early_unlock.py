@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bbackup.cli.early import cache_root, unlock_early, unlock_hint
+from bbackup.cache_paths import unlock_hint
+from bbackup.cli.early import unlock_early
 from bbackup.crypto import kdf
 from bbackup.crypto.kdf import Argon2idParams, derive_ahead
 from bbackup.crypto.keys import MasterKey, open_key_file, seal_key_file
 from bbackup.errors import WrongPassword
-from bbackup.repository.cache import default_cache_root
 
 FAST_ARGON2 = Argon2idParams(t=1, m=32, p=4)
 
@@ -176,12 +176,49 @@ def test_a_remembered_copy_is_ignored_with_no_cache_or_for_another_repository(
     assert derivations == []
 
 
-def test_the_cache_root_is_the_one_the_command_uses(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cache_root(["snapshots", "--cache-dir", "/c1"], {"BBACKUP_CACHE_DIR": "/c2"}) == "/c1"
-    assert cache_root(["snapshots"], {"BBACKUP_CACHE_DIR": "/c2"}) == "/c2"
-    assert cache_root(["snapshots"], os.environ) == str(default_cache_root())  # XDG_CACHE_HOME
+@pytest.mark.parametrize(
+    ("args", "env", "root"),
+    [
+        (["--cache-dir", "{tmp}/c1"], {"BBACKUP_CACHE_DIR": "{tmp}/c2"}, "{tmp}/c1"),
+        ([], {"BBACKUP_CACHE_DIR": "{tmp}/c2"}, "{tmp}/c2"),
+        ([], {"XDG_CACHE_HOME": "{tmp}/xdg"}, "{tmp}/xdg/bbackup"),
+        ([], {"HOME": "{tmp}/home"}, "{tmp}/home/.cache/bbackup"),
+    ],
+)
+def test_the_remembered_copy_is_read_from_the_cache_the_command_uses(
+    tmp_path: Path,
+    derivations: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: dict[str, str],
+    root: str,
+) -> None:
+    # --cache-dir, then BBACKUP_CACHE_DIR, then $XDG_CACHE_HOME/bbackup, then ~/.cache.
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cache_root(["snapshots"], os.environ) == str(default_cache_root())  # ~/.cache
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    master = MasterKey.generate()
+    stored = remembered_key_file(Path(root.format(tmp=tmp_path)), "s3://b/p", master, "pw")
+    derivations.clear()
+
+    argv = ["snapshots", "-r", "s3://b/p", *(a.format(tmp=tmp_path) for a in args)]
+    unlock_early(argv, {"BBACKUP_PASSWORD": "pw", **env})
+
+    assert open_key_file(stored, "pw") == master
+    assert len(derivations) == 1
+
+
+def test_the_early_derivation_can_be_switched_off(tmp_path: Path, derivations: list[bytes]) -> None:
+    local_key_file(tmp_path, MasterKey.generate(), "pw")
+    derivations.clear()
+
+    unlock_early(
+        ["snapshots", "-r", str(tmp_path / "repo")],
+        {"BBACKUP_PASSWORD": "pw", "BBACKUP_NO_EARLY_UNLOCK": "1"},
+    )
+
+    assert kdf._ahead == {}
+    assert derivations == []
 
 
 @pytest.mark.parametrize(

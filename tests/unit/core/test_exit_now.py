@@ -1,5 +1,5 @@
 """The `bbackup` entry point leaves without the interpreter's teardown once a command is
-done (`cli.early.exit_now`): what the command printed must still arrive in full, and the
+done (`cli.fast_exit.exit_now`): what the command printed must still arrive in full, and the
 exit status must be the one the command gave."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import sys
 
 import pytest
 
-from bbackup.cli.early import exit_status
+from bbackup.cli.fast_exit import exit_status
 
 #: As the command runs from a shell: stdout block-buffered when it is a pipe.
 BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
-def _child(code: str) -> subprocess.CompletedProcess[bytes]:
+def _child(code: str, **env: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-c", "from bbackup.cli.early import exit_now\n" + code],
+        [sys.executable, "-c", "from bbackup.cli.fast_exit import exit_now\n" + code],
         capture_output=True,
         timeout=60,
-        env=BUFFERED,
+        env={**BUFFERED, **env},
     )
 
 
@@ -41,6 +41,18 @@ def test_buffered_output_is_flushed_before_leaving() -> None:
     assert done.stderr == b"e"
 
 
+def test_switched_off_the_interpreter_exits_as_usual_with_the_same_result() -> None:
+    done = _child(
+        "import atexit, sys\natexit.register(lambda: print('teardown ran'))\n"
+        "sys.stdout.write('out\\n')\nexit_now(3)",
+        BBACKUP_NO_FAST_EXIT="1",
+    )
+    assert done.returncode == 3
+    assert done.stdout == b"out\nteardown ran\n"
+    fast = _child("import atexit\natexit.register(lambda: print('teardown ran'))\nexit_now(3)")
+    assert (fast.returncode, fast.stdout) == (3, b"")
+
+
 def test_a_message_goes_to_stderr_with_status_1() -> None:
     done = _child("exit_now('no repository given')")
     assert done.returncode == 1
@@ -52,7 +64,7 @@ def test_output_to_a_closed_pipe_gives_120() -> None:
         [
             sys.executable,
             "-c",
-            "import sys\nfrom bbackup.cli.early import exit_now\n"
+            "import sys\nfrom bbackup.cli.fast_exit import exit_now\n"
             "sys.stdout.write('unread')\nsys.stdin.read()\nexit_now(0)",
         ],
         stdin=subprocess.PIPE,

@@ -1,0 +1,62 @@
+"""`bbackup check`: verify the repository's structure and, optionally, its data."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Annotated, Any
+
+import typer
+
+from bbackup.cli.opening import with_repo
+from bbackup.cli.options import GlobalOptions, repo_command
+from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.errors import ExitCode
+from bbackup.ops.check import ReadDataSubset, check_repository
+from bbackup.repository import Repository
+
+
+def register(app: typer.Typer) -> None:
+    @repo_command(app, "check", help="Verify the repository's structure and, optionally, its data.")
+    def check(
+        opts: GlobalOptions,
+        read_data: Annotated[
+            bool, typer.Option("--read-data", help="Download and verify every pack.")
+        ] = False,
+        read_data_subset: Annotated[
+            str | None, typer.Option(help="Verify a subset: 10% or n/m.")
+        ] = None,
+    ) -> None:
+        subset = (
+            ReadDataSubset.parse(read_data_subset)
+            if read_data_subset
+            else (ReadDataSubset() if read_data else None)
+        )
+
+        async def work(repo: Repository) -> Any:
+            report = await check_repository(repo, read_data=subset, connections=opts.connections)
+            report.requests = repo.stack.counter.snapshot()
+            return report
+
+        # check verifies what the repository holds, never the local cache's copies: like
+        # restic's, it uses a fresh cache of its own, so each tree pack is fetched once.
+        with tempfile.TemporaryDirectory(prefix="bbackup-check-") as scratch:
+            opts.no_cache, opts.cache_dir = False, scratch
+            report = with_repo(opts, work)
+        if opts.json:
+            emit_json({"event": "check", **report.to_dict()})
+        else:
+            for w in report.warnings:
+                warn(f"warning: {w}")
+            for e in report.errors:
+                warn(f"error: {e}")
+            echo(
+                f"checked {report.snapshots} snapshots, {report.trees} trees, {report.packs} packs"
+                + (
+                    f", read {report.packs_read} packs ({human_bytes(report.bytes_read)})"
+                    if subset
+                    else ""
+                )
+            )
+            echo("no errors were found" if report.ok else f"{len(report.errors)} errors found")
+        if not report.ok:
+            raise typer.Exit(ExitCode.INTEGRITY)

@@ -1,0 +1,154 @@
+"""The options every repository command shares (flags and environment variables), and
+`repo_command`, which registers a command with them and with the one error → exit code
+mapping."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from bbackup.cli.output import error_exit
+from bbackup.storage import StorageOptions
+
+
+@dataclass(slots=True)
+class GlobalOptions:
+    """Options every repository command accepts (flags or environment variables)."""
+
+    repo: str | None
+    password_file: str | None
+    password_command: str | None
+    s3_endpoint: str | None
+    s3_region: str | None
+    s3_path_style: bool | None
+    connections: int | None
+    no_cache: bool
+    cache_dir: str | None
+    json: bool
+
+    def storage_options(self) -> StorageOptions:
+        return StorageOptions(
+            connections=self.connections,
+            s3_endpoint=self.s3_endpoint,
+            s3_region=self.s3_region,
+            s3_path_style=self.s3_path_style,
+        )
+
+
+_COMMON_PARAMS: list[tuple[str, Any, Any]] = [
+    (
+        "repo",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--repo", "-r", envvar="BBACKUP_REPOSITORY", help="Repository URL or path."
+            ),
+        ],
+        None,
+    ),
+    (
+        "password_file",
+        Annotated[
+            str | None,
+            typer.Option(envvar="BBACKUP_PASSWORD_FILE", help="Read the password from a file."),
+        ],
+        None,
+    ),
+    (
+        "password_command",
+        Annotated[
+            str | None,
+            typer.Option(
+                envvar="BBACKUP_PASSWORD_COMMAND", help="Run a command that prints the password."
+            ),
+        ],
+        None,
+    ),
+    (
+        "s3_endpoint",
+        Annotated[
+            str | None,
+            typer.Option(
+                envvar="BBACKUP_S3_ENDPOINT", help="S3 endpoint URL (else AWS_ENDPOINT_URL)."
+            ),
+        ],
+        None,
+    ),
+    (
+        "s3_region",
+        Annotated[str | None, typer.Option(envvar="BBACKUP_S3_REGION", help="S3 region.")],
+        None,
+    ),
+    (
+        "s3_path_style",
+        Annotated[
+            bool | None,
+            typer.Option(
+                "--s3-path-style/--s3-virtual-host",
+                help="S3 addressing style (default: path style for custom endpoints).",
+            ),
+        ],
+        None,
+    ),
+    (
+        "connections",
+        Annotated[
+            int | None,
+            typer.Option(min=1, max=256, help="Concurrent storage requests (S3 16, local 4)."),
+        ],
+        None,
+    ),
+    (
+        "no_cache",
+        Annotated[bool, typer.Option("--no-cache", help="Do not use the local cache.")],
+        False,
+    ),
+    (
+        "cache_dir",
+        Annotated[
+            str | None, typer.Option(envvar="BBACKUP_CACHE_DIR", help="Local cache directory.")
+        ],
+        None,
+    ),
+    ("json", Annotated[bool, typer.Option("--json", help="Machine-readable output.")], False),
+]
+
+
+def repo_command(
+    app: typer.Typer, name: str, **kwargs: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `fn(opts: GlobalOptions, ...)` as a command taking the common options too,
+    with bbackup errors turned into one-line messages and their exit codes."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        own = list(inspect.signature(fn).parameters.values())[1:]
+        hints = typing_hints(fn)
+        common_names = [n for n, _, _ in _COMMON_PARAMS]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> None:
+            opts = GlobalOptions(**{n: values.pop(n) for n in common_names})
+            with error_exit(opts.json):
+                fn(opts, **values)
+
+        params = [p.replace(annotation=hints[p.name]) for p in own] + [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for n, a, d in _COMMON_PARAMS
+        ]
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        del command.__wrapped__
+        app.command(name, **kwargs)(command)
+        return fn
+
+    return register
+
+
+def typing_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    return typing.get_type_hints(fn, include_extras=True)

@@ -1,0 +1,237 @@
+"""The restorer's hold on its target directory: every directory below the target is reached
+from the target's descriptor one name at a time with O_NOFOLLOW, and every entry is made,
+replaced and given its metadata relative to its directory's descriptor. So a symlink the
+restore did not make is never followed, and nothing outside the target changes. What is in
+the way is replaced, never written through; a non-empty directory where the snapshot has
+no directory is refused (docs/operations.md, "Restore into a non-empty target").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import stat
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from bbackup.snapshot.model import BLOCKDEV, CHARDEV, FIFO, SYMLINK, Node
+
+#: Flags that open a directory below the target: never through a symlink.
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Directory descriptors kept open (and an eighth of the descriptor limit at most), besides
+#: those in use. The blobs of one directory's files mostly arrive together, so a few
+#: suffice.
+MAX_OPEN_DIRECTORIES = 128
+
+
+def descriptor_limit() -> int:
+    """The soft limit on open descriptors (1024 if there is none)."""
+    soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1024 if soft_limit == resource.RLIM_INFINITY else soft_limit
+
+
+def join_path(parent: bytes, name: bytes) -> bytes:
+    """`parent/name`, for messages: the target may be `/`."""
+    return parent + name if parent.endswith(b"/") else parent + b"/" + name
+
+
+@dataclass(slots=True, eq=False)
+class RestoredDir:
+    """A directory below the target (or the target itself, without a parent)."""
+
+    parent: RestoredDir | None
+    name: bytes
+    #: Where it is, for messages: below the target, never opened by this path.
+    path: bytes
+    #: Its metadata to set once everything in it is done; None for a directory the
+    #: restore only passes through (outside the include filter).
+    node: Node | None = None
+    fd: int = -1
+    #: Threads using `fd` right now; it is closed only when none are.
+    users: int = 0
+
+
+class OpenDirectories:
+    """Descriptors of the target's directories, opened on demand, each from its parent's
+    descriptor, and kept for reuse: so a file is opened by one `openat` from its
+    directory, and a path is never walked again from the top. Thread-safe."""
+
+    def __init__(self, target: bytes) -> None:
+        self.root = RestoredDir(None, b"", target)
+        self._max_open = max(1, min(MAX_OPEN_DIRECTORIES, descriptor_limit() // 8))
+        self._lock = threading.Lock()
+        #: Every open directory but the target, least recently acquired first: past the
+        #: cap, the first ones nobody uses are closed.
+        self._open: OrderedDict[RestoredDir, None] = OrderedDict()
+
+    def open_target(self) -> int:
+        """Create the target if need be and open it, once, for the whole restore. The
+        target's own path may hold symlinks: the user named it."""
+        os.makedirs(self.root.path, exist_ok=True)
+        self.root.fd = os.open(self.root.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self.root.fd
+
+    def acquire(self, directory: RestoredDir) -> int:
+        """The directory's descriptor, open until the matching `release`."""
+        parent = directory.parent
+        if parent is None:
+            return directory.fd  # the target: open for the whole restore
+        with self._lock:
+            if directory.fd >= 0:
+                directory.users += 1
+                self._open.move_to_end(directory)
+                return directory.fd
+        parent_fd = self.acquire(parent)
+        try:
+            fd = os.open(directory.name, DIRECTORY_FLAGS, dir_fd=parent_fd)
+        finally:
+            self.release(parent)
+        unused: list[int] = []
+        with self._lock:
+            if directory.fd < 0:
+                directory.fd, fd = fd, -1
+            else:  # another thread opened it meanwhile
+                unused.append(fd)
+            directory.users += 1
+            self._open[directory] = None
+            opened = directory.fd
+            if len(self._open) > self._max_open:
+                unused += self._close_unused()
+        for fd in unused:
+            os.close(fd)
+        return opened
+
+    def release(self, directory: RestoredDir) -> None:
+        if directory.parent is not None:
+            with self._lock:
+                directory.users -= 1
+
+    def close_all(self) -> None:
+        """Close every descriptor; only once no thread uses any any more."""
+        with self._lock:
+            directories = [*self._open, self.root]
+            self._open.clear()
+        for directory in directories:
+            fd, directory.fd, directory.users = directory.fd, -1, 0
+            if fd >= 0:
+                os.close(fd)
+
+    def _close_unused(self) -> list[int]:
+        """Forget the least recently acquired directories nobody uses, down to the cap
+        (the lock is held); their descriptors, for the caller to close."""
+        excess = len(self._open) - self._max_open
+        closing: list[RestoredDir] = []
+        for directory in self._open:
+            if not directory.users:
+                closing.append(directory)
+                if len(closing) == excess:
+                    break
+        fds = []
+        for directory in closing:
+            del self._open[directory]
+            fds.append(directory.fd)
+            directory.fd = -1
+        return fds
+
+
+def clear_entry(dir_fd: int, name: bytes) -> None:
+    """Make way for something that is not a directory: whatever is at `name` is removed
+    without being followed; a non-empty directory is refused."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OSError(exc.errno, "a non-empty directory is in the way") from exc
+            raise
+
+
+def make_directory(dir_fd: int, name: bytes) -> bool:
+    """Make sure `name` is a real directory: a directory already there is kept, anything
+    else (a symlink above all) is replaced. True if it was made now, so nothing is in it."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        return True
+    except FileExistsError:
+        pass
+    if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        return False
+    os.unlink(name, dir_fd=dir_fd)
+    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    return True
+
+
+#: The node types `make_special` creates.
+SPECIAL_TYPES = frozenset({SYMLINK, FIFO, CHARDEV, BLOCKDEV})
+
+
+def make_special(dir_fd: int, name: bytes, node: Node) -> None:
+    """Create a symlink, FIFO or device node (the caller has cleared the way)."""
+    if node.type == SYMLINK:
+        if b"\0" in node.link_target:
+            raise OSError(errno.EINVAL, "symlink target holds a NUL byte")
+        os.symlink(node.link_target, name, dir_fd=dir_fd)
+    elif node.type == FIFO:
+        os.mkfifo(name, 0o600, dir_fd=dir_fd)
+    else:
+        kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+        os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
+
+
+def set_metadata(fd: int, node: Node, *, chown: bool) -> None:
+    """Ownership, mode, xattrs and times of an open file or directory, in the order that
+    keeps each one: chown clears set-id bits, so the mode comes after it, and the times
+    come last.
+
+    Ownership and mode are only changed where they differ: each change is a journalled
+    inode update, and with many small files those dominate a restore."""
+    st = os.fstat(fd)
+    chowned = chown and (st.st_uid, st.st_gid) != (node.uid, node.gid)
+    if chowned:
+        os.chown(fd, node.uid, node.gid)
+    if chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(node.mode):
+        os.chmod(fd, stat.S_IMODE(node.mode))
+    for name, value in node.xattrs:
+        with contextlib.suppress(OSError):
+            os.setxattr(fd, name, value)
+    atime = node.atime_ns or node.mtime_ns  # directories carry no atime
+    os.utime(fd, ns=(atime, node.mtime_ns))
+
+
+def set_metadata_at(dir_fd: int, name: bytes, node: Node, *, chown: bool) -> None:
+    """Metadata of the symlink or special file `name` in `dir_fd`, never following it:
+    such files cannot be opened for it (a device's open has effects, a FIFO's blocks).
+    Linux keeps no mode of a symlink's own, so a symlink's mode is left alone."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    chowned = chown and (st.st_uid, st.st_gid) != (node.uid, node.gid)
+    if chowned:
+        os.chown(name, node.uid, node.gid, dir_fd=dir_fd, follow_symlinks=False)
+    is_link = stat.S_ISLNK(st.st_mode)
+    if not is_link and (chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(node.mode)):
+        _chmod_entry(dir_fd, name, stat.S_IMODE(node.mode))
+    # The directory's descriptor stands in for its path; `name` itself is not followed.
+    path = b"/proc/self/fd/%d/%s" % (dir_fd, name)
+    for key, value in node.xattrs:
+        with contextlib.suppress(OSError):
+            os.setxattr(path, key, value, follow_symlinks=False)
+    atime = node.atime_ns or node.mtime_ns
+    os.utime(name, ns=(atime, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _chmod_entry(dir_fd: int, name: bytes, mode: int) -> None:
+    """chmod without following `name`: through an O_PATH descriptor of the entry itself
+    (what glibc's fchmodat(AT_SYMLINK_NOFOLLOW) does from 2.32 on; earlier ones refuse)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if stat.S_ISLNK(os.fstat(fd).st_mode):
+            return  # replaced by a symlink since: it has no mode to set
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)

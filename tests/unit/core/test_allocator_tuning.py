@@ -1,0 +1,59 @@
+"""The allocator tuning (`cli/allocator.py`): with it, a buffer of 2 MiB or more is
+mapped (and unmapped at once when freed) even after glibc would have raised its mmap
+threshold; BBACKUP_NO_MALLOC_TUNING=1, or glibc's own variable, leaves glibc's default."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import ctypes, sys
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+from bbackup.cli.allocator import tune_allocator
+tune_allocator("backup")
+big = bytearray(8 * 1024 * 1024)  # mapped; freeing it raises glibc's own threshold
+del big
+before = libc.mallinfo2().hblkhd
+buffer = bytearray(3 * 1024 * 1024)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+try:
+    ctypes.CDLL(None).mallinfo2  # noqa: B018 (glibc 2.33 and later)
+except (OSError, AttributeError):
+    pytest.skip("needs glibc's mallinfo2 to see where memory comes from", allow_module_level=True)
+
+
+def mapped_bytes_of_a_3_mib_buffer(**env: str) -> int:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(done.stdout)
+
+
+def test_large_buffers_are_mapped_after_a_large_free() -> None:
+    assert mapped_bytes_of_a_3_mib_buffer() >= 3 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"BBACKUP_NO_MALLOC_TUNING": "1"}, {"MALLOC_MMAP_THRESHOLD_": str(4 * 1024 * 1024)}],
+)
+def test_the_tuning_is_left_out_when_switched_off(env: dict[str, str]) -> None:
+    assert mapped_bytes_of_a_3_mib_buffer(**env) == 0
