@@ -11,7 +11,7 @@ import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.cli.output import echo, emit_json, warn, warn_event
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import (
@@ -22,6 +22,7 @@ from bbackup.ops.backup import (
     normalize_paths,
 )
 from bbackup.ops.scan import Excluder, Prescan
+from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 
 
@@ -94,7 +95,12 @@ def register(app: typer.Typer) -> None:
 
         async def work(repo: Repository) -> BackupSummary:
             options.upload_slots = opts.connections or repo.stack.profile.upload_slots
-            archiver = Archiver(repo, options, on_error=on_error)
+            archiver = Archiver(
+                repo,
+                options,
+                on_error=on_error,
+                on_warning=lambda w: warn_event(f"warning: {w}", opts.json),
+            )
             start = time.monotonic()
 
             def sample() -> dict[str, object]:
@@ -134,6 +140,11 @@ def register(app: typer.Typer) -> None:
                 f"processed {summary.total_files} files, {human_bytes(summary.total_bytes)} "
                 f"in {summary.duration_seconds:.1f}s"
             )
+            if summary.packs_adopted:
+                echo(
+                    f"Resumed: adopted {summary.packs_adopted} packs "
+                    f"({human_bytes(summary.bytes_adopted)}) left by an interrupted backup"
+                )
             echo(f"snapshot {summary.snapshot_id[:8]} saved ({summary.type})")
         if summary.errors:
             if not opts.json:

@@ -9,9 +9,10 @@ import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.cli.output import echo, emit_json, warn
 from bbackup.errors import ExitCode
 from bbackup.ops.check import ReadDataSubset, check_repository
+from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 
 

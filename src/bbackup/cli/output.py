@@ -76,11 +76,3 @@ def warn_event(text: str, as_json: bool) -> None:
     if as_json:
         text = json.dumps({"event": "warning", "message": text.removeprefix("warning: ")})
     warn(text)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"  # pragma: no cover

@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from bbackup.cli.output import emit_json, human_bytes
+from bbackup.cli.output import emit_json
+from bbackup.report_format import human_bytes
 
 
 @contextlib.asynccontextmanager

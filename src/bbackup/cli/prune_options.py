@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from bbackup.cli.output import echo, emit_json, human_bytes
+from bbackup.cli.output import echo, emit_json
 from bbackup.durations import parse_duration
 from bbackup.errors import UsageError
+from bbackup.report_format import human_bytes
 
 if TYPE_CHECKING:
     from bbackup.ops.prune import PruneReport
@@ -44,6 +45,8 @@ def print_prune(report: PruneReport, as_json: bool) -> None:
     echo(f"{verb} {human_bytes(report.bytes_reclaimed)}")
     if report.bytes_repacked_written:
         echo(f"repacked into {human_bytes(report.bytes_repacked_written)} of new packs")
+    if pending := report.pending_line():
+        echo(pending)
     if report.early_delete_charge_usd:
         echo(
             f"early-deletion charge for objects younger than their storage class minimum: "

@@ -14,7 +14,13 @@ from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
 from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
-from bbackup.repository import Repository, RepositoryConfig, init_repository, remove_stale_locks
+from bbackup.repository import (
+    RemovedLocks,
+    Repository,
+    RepositoryConfig,
+    init_repository,
+    remove_stale_locks,
+)
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 
 
@@ -64,11 +70,16 @@ def register(app: typer.Typer) -> None:
     def unlock(
         opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
     ) -> None:
-        async def work(repo: Repository) -> int:
+        async def work(repo: Repository) -> RemovedLocks:
+            repo.on_damage = None  # unlock names the unreadable locks it removes
             return await remove_stale_locks(repo, all_locks=remove_all)
 
         removed = with_repo(opts, work, load_index=False)
         if opts.json:
-            emit_json({"event": "unlock", "removed": removed})
+            emit_json(
+                {"event": "unlock", "removed": removed.count, "unreadable": removed.unreadable}
+            )
         else:
-            echo(f"removed {removed} locks")
+            for name, problem in removed.unreadable.items():
+                echo(f"removed {name}: not a readable lock ({problem})")
+            echo(f"removed {removed.count} locks")

@@ -9,11 +9,12 @@ import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json, human_bytes, warn
+from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
 from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
+from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 

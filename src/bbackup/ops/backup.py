@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from bbackup import __version__
 from bbackup.errors import BbackupError
+from bbackup.ops.adopt import adopt_packs
 from bbackup.ops.backup_batching import FileBatcher
 from bbackup.ops.backup_changes import select_parent
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
@@ -82,12 +83,14 @@ class Archiver:
         options: BackupOptions,
         *,
         on_error: Callable[[str, str], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         if options.backup_type not in BACKUP_TYPES:
             raise BbackupError(f"unknown backup type {options.backup_type!r}")
         self.repo = repo
         self.options = options
         self.on_error = on_error
+        self.on_warning = on_warning
         self.progress = BackupProgress()
         self.summary = BackupSummary(type=options.backup_type)
         self.excluder = Excluder(options.excludes)
@@ -99,11 +102,18 @@ class Archiver:
         missing = [p for p in paths if not await asyncio.to_thread(os.path.lexists, p)]
         if missing:
             raise BbackupError(f"{missing[0]}: no such file or directory")
-        async with RepositoryLock(self.repo, exclusive=False, purpose="backup"):
+        async with RepositoryLock(self.repo, exclusive=False, purpose="backup") as lock:
             # Read the index and the snapshots only once our lock is visible: a prune that
             # cannot see the lock yet may delete any pack no snapshot uses, so nothing
-            # read before it may be deduplicated against or reused from a parent.
-            await self.repo.load_index()
+            # read before it may be deduplicated against or reused from a parent. The
+            # pack listing (one LIST per 1000 packs) runs beside the index load, so an
+            # unchanged backup does not wait for it (docs/performance.md, "Adoption").
+            stored, _ = await asyncio.gather(self.repo.list_packs(), self.repo.load_index())
+            adoption = await adopt_packs(
+                self.repo, stored, lock.seen_locks, on_warning=self._warning
+            )
+            self.summary.packs_adopted = adoption.packs
+            self.summary.bytes_adopted = adoption.bytes
             snapshots = await load_snapshots(self.repo)
             parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
             fulls = [
@@ -202,6 +212,10 @@ class Archiver:
         self.progress.errors += 1
         if self.on_error is not None:
             self.on_error(text, message)
+
+    def _warning(self, line: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(line)
 
     def _task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task that is cancelled if the backup fails before it is awaited."""

@@ -37,6 +37,9 @@ class BackupSummary:
     bytes_added: int = 0
     bytes_stored: int = 0
     packs_written: int = 0
+    #: Packs an interrupted backup left unindexed that this one indexed and reused.
+    packs_adopted: int = 0
+    bytes_adopted: int = 0
     errors: int = 0
     error_list: list[dict[str, str]] = field(default_factory=list)
     duration_seconds: float = 0.0

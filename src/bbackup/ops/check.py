@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
+from bbackup.report_format import human_bytes
 from bbackup.repository import (
     BlobLoader,
     DocumentStore,
@@ -63,6 +64,8 @@ class CheckReport:
     bytes_read: int = 0
     #: Storage requests of the whole run by kind (filled in by the caller that owns the stack).
     requests: dict[str, int] = field(default_factory=dict)
+    #: Stored packs that no index lists: name → size (one summary line in `warnings`).
+    unindexed_packs: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -149,13 +152,20 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
                 f"{name}: size {stored[name]} does not match the indexed size {pack.size}; "
                 + REPAIR_PACKS_ADVICE
             )
-    why = (
-        "a damaged index segment may list it; run `bbackup repair index`"
-        if inventory.damaged_segments
-        else "left by an interrupted backup; prune removes it"
-    )
-    for name in sorted(set(stored) - indexed_names):
-        report.warnings.append(f"{name}: pack is not in any index ({why})")
+    unindexed = {name: stored[name] for name in sorted(set(stored) - indexed_names)}
+    report.unindexed_packs = unindexed
+    if unindexed:
+        # One line however many: an interrupted backup leaves hundreds.
+        why = (
+            "a damaged index segment may list them; run `bbackup repair index`"
+            if inventory.damaged_segments
+            else "left by interrupted backups; the next backup adopts them, or prune "
+            "removes them after the grace period"
+        )
+        report.warnings.append(
+            f"{len(unindexed)} packs ({human_bytes(sum(unindexed.values()))}) are not in any "
+            f"index: {why}"
+        )
 
 
 async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:

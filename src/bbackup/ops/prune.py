@@ -36,6 +36,7 @@ from bbackup.ops.prune_plan import (
     PrunePlan,
     plan_prune,
 )
+from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
     BlobLoader,
     BlobSaverSource,
@@ -45,7 +46,6 @@ from bbackup.repository import (
     PackInventory,
     PreparedBlob,
     RepositoryLock,
-    list_locks,
     pack_object_name,
 )
 from bbackup.snapshot.model import DIR, FILE
@@ -75,6 +75,28 @@ class PruneReport:
     early_delete_charge_usd: float = 0.0
     decisions: list[dict[str, Any]] = field(default_factory=list)
     duration_seconds: float = 0.0
+    #: Space a later prune reclaims (marked or kept for the grace period), and when.
+    pending: dict[str, Any] = field(default_factory=dict)
+
+    def pending_line(self) -> str | None:
+        """One line saying how much a later prune deletes and from when; None if nothing."""
+        p = self.pending
+        if not p.get("packs"):
+            return None
+        line = (
+            f"{human_bytes(p['bytes'])} in {p['packs']} pack{'s' if p['packs'] != 1 else ''} "
+            "will be deleted by a prune after "
+            f"{utc_minute(p['deletable_after'])}"
+        )
+        if p["all_deletable_after"] > p["deletable_after"] + 60:
+            line += f" (all of it after {utc_minute(p['all_deletable_after'])})"
+        line += f" (grace {human_duration(p['grace_seconds'])})"
+        if p.get("waiting_for_locks"):
+            line += (
+                f"; {p['waiting_for_locks']} of them only once the commands holding locks "
+                "now (backups) have finished"
+            )
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +107,7 @@ class PruneReport:
             "early_delete_charge_usd": self.early_delete_charge_usd,
             "decisions": self.decisions,
             "duration_seconds": self.duration_seconds,
+            "pending": self.pending,
         }
 
 
@@ -118,9 +141,9 @@ async def _stored_packs(packs: PackInventory) -> dict[str, ObjectInfo]:
     return {info.name.rsplit("/", 1)[-1]: info for info in await packs.list_packs()}
 
 
-async def _oldest_other_lock(documents: DocumentStore, own: str | None) -> float | None:
+async def _oldest_other_lock(own: RepositoryLock) -> float | None:
     starts = []
-    for lock in await list_locks(documents, skip=own):
+    for lock in await own.other_locks():
         if lock.stale:
             continue
         if lock.purpose == "prune":
@@ -218,7 +241,7 @@ async def _prune_pass(
     assert lock.name is not None
     fence = await repo.document_mtime(lock.name)
     now = time.time()
-    oldest_other_lock = await _oldest_other_lock(repo, lock.name)
+    oldest_other_lock = await _oldest_other_lock(lock)
     await repo.load_index()
     if repo.damaged_segments:
         name, problem = next(iter(repo.damaged_segments.items()))
@@ -236,6 +259,7 @@ async def _prune_pass(
     )
     plan = plan_prune(inp)
     report = _report(plan, options.dry_run)
+    report.pending = pending_deletions(plan, inp)
     if plan.missing_used:
         raise IntegrityError(
             f"{len(plan.missing_used)} packs that snapshots use are missing "
@@ -276,12 +300,46 @@ def _combine(first: PruneReport, second: PruneReport) -> PruneReport:
         totals = merged.packs.setdefault(d["action"], {"packs": 0, "bytes": 0})
         totals["packs"] += 1
         totals["bytes"] += d["size"]
+    merged.pending = second.pending
     merged.bytes_reclaimed = first.bytes_reclaimed + second.bytes_reclaimed
     merged.bytes_repacked_written = first.bytes_repacked_written
     merged.early_delete_charge_usd = round(
         sum(d["early_delete_charge_usd"] for d in merged.decisions), 6
     )
     return merged
+
+
+def pending_deletions(plan: PrunePlan, inp: PruneInput) -> dict[str, Any]:
+    """The packs a later prune deletes if nothing uses them meanwhile: marked now, kept
+    marked, or unindexed and kept; with the earliest and latest moment each becomes
+    deletable (its mark or its store time plus the grace period)."""
+    states = {p.pack_id: p for p in inp.packs}
+    times: list[float] = []
+    size = waiting = 0
+    for d in plan.decisions:
+        state = states[d.pack_id]
+        if d.action in (MARK, REPACK):
+            when = inp.now + inp.grace
+        elif d.action == KEEP_MARKED and state.marked_at is not None:
+            when = state.marked_at + inp.grace
+        elif d.action == KEEP and not state.indexed:
+            when = state.mtime + inp.grace
+        else:
+            continue
+        if when <= inp.now:  # kept only because a lock holder may still need it
+            waiting += 1
+        times.append(max(when, inp.now))
+        size += d.size
+    if not times:
+        return {}
+    return {
+        "packs": len(times),
+        "bytes": size,
+        "deletable_after": min(times),
+        "all_deletable_after": max(times),
+        "grace_seconds": inp.grace,
+        "waiting_for_locks": waiting,
+    }
 
 
 def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:

@@ -178,8 +178,9 @@ def plan_prune(inp: PruneInput) -> PrunePlan:
                 decide(KEEP, "not in any index and younger than the grace period")
             elif inp.fence is not None and pack.mtime >= inp.fence:
                 decide(KEEP, "not in any index; stored after this prune looked at the locks")
-            elif not nobody_older_than(pack.mtime):
-                decide(KEEP, "not in any index; a backup that started before it is running")
+            elif inp.oldest_other_lock is not None:
+                # Any running backup may adopt it (ops/adopt.py) after we read the index.
+                decide(KEEP, "not in any index; a running backup may adopt it")
             else:
                 decide(DELETE, "not in any index (left by an interrupted run)", fee=True)
             continue

@@ -2,7 +2,9 @@
 
 Shared locks (backup, restore, check) coexist; an exclusive lock excludes everything.
 A lock not refreshed for STALE_AFTER seconds belongs to a dead process and is ignored
-(and removed by `unlock`). Lock documents are encrypted like every other document.
+(and removed by `unlock`). Lock documents are encrypted like every other document; an
+object under locks/ that does not open or parse as one is named once, ignored, and removed
+by `unlock`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgpack
 
 from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
-from bbackup.repository.repository import current_user
+from bbackup.repository.repository import DamagedDocument, current_user
 from bbackup.repository.roles import DocumentStore
 
 LOCK_KIND = "lock"
@@ -62,16 +64,40 @@ class LockInfo:
 
 
 async def list_locks(documents: DocumentStore, *, skip: str | None = None) -> list[LockInfo]:
-    """Every readable lock; `skip` (our own lock's name) is not even downloaded."""
+    """Every readable lock; `skip` (our own lock's name) is not even downloaded. An object
+    that is not a readable lock never blocks anyone: it is named once, as damage, and left
+    out."""
+    locks, _ = await read_locks(documents, skip=skip)
+    return locks
+
+
+async def read_locks(
+    documents: DocumentStore, *, skip: str | None = None
+) -> tuple[list[LockInfo], dict[str, str]]:
+    """(every readable lock, {name: what is wrong} for every object that is not one)."""
     locks = []
+    unreadable: dict[str, str] = {}
     for name in await documents.list_names("locks/"):
         if name == skip:
             continue
         try:
-            locks.append(parse_lock(name, await documents.load_document(name, LOCK_KIND)))
-        except (NotFound, IntegrityError):
-            continue  # removed meanwhile, or unreadable: not ours to judge here
-    return locks
+            payload = await documents.load_document(name, LOCK_KIND)
+        except NotFound:
+            continue  # removed meanwhile
+        except DamagedDocument as exc:
+            unreadable[name] = exc.problem  # load_document has named it
+            continue
+        except IntegrityError as exc:
+            unreadable[name] = str(exc)
+            documents.note_damage(name, unreadable[name])
+            continue
+        try:
+            locks.append(parse_lock(name, payload))
+        except IntegrityError as exc:
+            problem = f"not a lock document ({exc.__cause__ or exc})"
+            unreadable[name] = problem
+            documents.note_damage(name, problem)
+    return locks, unreadable
 
 
 def parse_lock(name: str, payload: bytes) -> LockInfo:
@@ -112,6 +138,12 @@ class RepositoryLock:
         self.name: str | None = None
         self.started = time.time()
         self._refresher: asyncio.Task[None] | None = None
+        #: The other readable locks, as last listed (on entry: after ours was stored).
+        self.seen_locks: list[LockInfo] = []
+
+    async def other_locks(self) -> list[LockInfo]:
+        """Every readable lock but ours."""
+        return await list_locks(self.documents, skip=self.name)
 
     def _document(self) -> bytes:
         user = current_user() or str(os.getuid())
@@ -147,7 +179,8 @@ class RepositoryLock:
         return self
 
     async def _check_conflicts(self) -> None:
-        for lock in await list_locks(self.documents, skip=self.name):
+        self.seen_locks = await self.other_locks()
+        for lock in self.seen_locks:
             if lock.stale:
                 continue
             if self.exclusive or lock.exclusive:
@@ -173,11 +206,28 @@ class RepositoryLock:
         await self._release()
 
 
-async def remove_stale_locks(documents: DocumentStore, *, all_locks: bool = False) -> int:
-    """Delete stale locks (or every lock with `all_locks`); return how many."""
-    removed = 0
-    for lock in await list_locks(documents):
+@dataclass(slots=True)
+class RemovedLocks:
+    """What `remove_stale_locks` deleted."""
+
+    locks: list[str] = field(default_factory=list)
+    #: Objects under locks/ that were not readable locks: name → what was wrong.
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.locks) + len(self.unreadable)
+
+
+async def remove_stale_locks(documents: DocumentStore, *, all_locks: bool = False) -> RemovedLocks:
+    """Delete stale locks (or every lock with `all_locks`) and every object under locks/
+    that is not a readable lock (it can hold nobody's place)."""
+    locks, unreadable = await read_locks(documents)
+    removed = RemovedLocks(unreadable=unreadable)
+    for lock in locks:
         if all_locks or lock.stale:
             await documents.delete_document(lock.name)
-            removed += 1
+            removed.locks.append(lock.name)
+    for name in unreadable:
+        await documents.delete_document(name)
     return removed

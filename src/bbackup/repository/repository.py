@@ -52,7 +52,7 @@ CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/")
 DAMAGE_ADVICE = {
     "index/": "skipped; run `bbackup repair index`",
     "snapshots/": "skipped; the other snapshots are not affected",
-    "locks/": "skipped",
+    "locks/": "ignored; `bbackup unlock` removes it",
     "tree/": "snapshots whose directories sit in its damaged part cannot be read",
 }
 #: Bytes read from a pack's end to reach its header in one request (a pack of 16 MiB in

@@ -109,6 +109,11 @@ class DocumentStore(Protocol):
         """Delete a snapshot or lock document; deleting a missing one is not an error."""
         ...
 
+    def note_damage(self, name: str, problem: str) -> None:
+        """Name a damaged object once, with what is wrong (a document `load_document`
+        could open but its reader cannot use)."""
+        ...
+
     async def document_mtime(self, name: str) -> float:
         """When the store wrote the document, by the store's clock (the clock pack times
         are in)."""

@@ -130,8 +130,13 @@ CASES = {
         Case(pack(indexed=False, age_hours=25), lock_hours_ago=26),
         KEEP,
     ),
-    "unindexed pack is deleted when the only other lock is younger than the pack": (
+    # A backup that started after the pack may adopt it once we have read the index.
+    "unindexed pack is kept while any other lock is live, even one younger than the pack": (
         Case(pack(indexed=False, age_hours=25), lock_hours_ago=1),
+        KEEP,
+    ),
+    "unindexed pack older than the grace period is deleted when no one else holds a lock": (
+        Case(pack(indexed=False, age_hours=25)),
         DELETE,
     ),
     "unindexed pack with grace 0 and a lock older than the pack is kept": (
