@@ -1,18 +1,21 @@
 """Run the real bbackup CLI and SIGKILL it at a chosen storage operation, for the kill tests.
 
-    python tests/kill_runner.py [--kill OP:PREFIX:N:WHEN] [--trace FILE] -- BBACKUP_ARGS...
+    python tests/kill_runner.py [--kill OP:PREFIX:N:WHEN] [--trace FILE] [--put-delay S] -- ARGS
 
 `--kill put:data/:2:after` kills the process right after the second PUT of an object whose
 name starts with `data/` returns (OP is put, delete or get; PREFIX may be empty; WHEN is
 before or after). `--trace FILE` appends one `OP NAME` line per storage operation, flushed
-at once, so a test can see how far a killed run got. The switch lives here, in test code:
-it wraps the request-counting layer that every storage stack has directly above its
+at once, so a test can see how far a killed run got. `--put-delay 0.2` makes every PUT
+wait that long first (a slow uplink), so other processes overlap the run.
+
+The switches live here, in test code: this wraps the request-counting layer that every storage stack has directly above its
 backend, so local and S3 repositories die at the same points and production code knows
 nothing of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import runpy
 import signal
@@ -49,7 +52,7 @@ class KillPoint:
         return f"{self.op}:{self.prefix}:{self.n}:{self.when}"
 
 
-def install(kill: KillPoint | None, trace: Path | None) -> None:
+def install(kill: KillPoint | None, trace: Path | None, put_delay: float = 0.0) -> None:
     """Wrap CountingStorage's put/delete/get so they trace and die where asked."""
     seen = 0
     trace_file = trace.open("a", buffering=1) if trace is not None else None
@@ -64,6 +67,8 @@ def install(kill: KillPoint | None, trace: Path | None) -> None:
         async def operation(self: CountingStorage, name: str, *args: Any, **kwargs: Any) -> Any:
             nonlocal seen
             hit = False
+            if op == "put" and put_delay:
+                await asyncio.sleep(put_delay)
             if kill is not None and kill.op == op and name.startswith(kill.prefix):
                 seen += 1
                 hit = seen == kill.n
@@ -97,18 +102,21 @@ def entry_point() -> Callable[[], object] | None:
 
 def main(argv: list[str]) -> None:
     if "--" not in argv:
-        raise SystemExit("usage: kill_runner.py [--kill OP:PREFIX:N:WHEN] [--trace FILE] -- ARGS")
+        raise SystemExit("usage: kill_runner.py [--kill P] [--trace F] [--put-delay S] -- ARGS")
     split = argv.index("--")
     own, args = argv[:split], argv[split + 1 :]
     kill = trace = None
+    put_delay = 0.0
     for flag, value in zip(own[::2], own[1::2], strict=True):
         if flag == "--kill":
             kill = KillPoint.parse(value)
         elif flag == "--trace":
             trace = Path(value)
+        elif flag == "--put-delay":
+            put_delay = float(value)
         else:
             raise SystemExit(f"kill_runner: unknown option {flag}")
-    install(kill, trace)
+    install(kill, trace, put_delay)
     sys.argv = ["bbackup", *args]
     run = entry_point()
     if run is None:

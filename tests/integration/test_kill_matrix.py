@@ -6,7 +6,9 @@ The kill comes from tests/kill_runner.py, which runs the real CLI and kills it a
 storage operation of a kind; the stale lock a killed process leaves needs no `unlock`: a
 lock of a dead process on this host is stale at once (repository/lock.py). Single-point
 kills of backup and prune with deeper assertions live in test_interrupted.py and
-prune/test_prune_killed.py; several backups beside a prune is the last test here.
+prune/test_prune_killed.py; one backup beside prunes, and a backup inside a prune, in
+prune/test_prune_beside_backup_s3.py and prune/test_prune_races.py; several hosts backing
+up at once beside a prune loop is the last test here.
 (`copy` does not exist yet, so it has no kill points.)
 """
 
@@ -307,3 +309,59 @@ def test_backup_with_one_connection_does_not_hang(tmp_path: Path, base: BaseRepo
         except subprocess.TimeoutExpired:
             pytest.fail(f"backup --connections 1 hung (attempt {attempt + 1})")
         assert done.returncode == 0, done.stderr
+
+
+def test_three_hosts_back_up_at_once_beside_a_prune_loop(
+    tmp_path: Path, base: BaseRepository, cli: Cli
+) -> None:
+    """Three hosts back up (over a slow uplink) while forget and prune --grace 0s loop;
+    each host re-adds a file whose only snapshot the loop forgets, so prune sees its pack
+    unused while a backup deduplicates against it."""
+    repo = shutil.copytree(base.repo, tmp_path / "repo")
+    first = next(iter(base.snapshots))
+    sources = {
+        f"host-{n}": write_files(
+            tmp_path / f"src-{n}",
+            {"one.bin": base.snapshots[first]["one.bin"], f"own-{n}.bin": os.urandom(FILE)},
+        )
+        for n in range(3)
+    }
+    logs = []
+    backups = []
+    for host, src in sources.items():
+        backup_args = ["backup", "-r", str(repo), "--host", host, "--json"]
+        out = (tmp_path / f"{host}.out").open("w")  # a file: a full pipe would stall it
+        logs.append(out)
+        backups.append(
+            subprocess.Popen(
+                [sys.executable, KILL_RUNNER, "--put-delay", "0.3", "--", *backup_args, src],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    prunes_beside_backups = 0
+    try:
+        while any(b.poll() is None for b in backups):
+            assert cli("forget", "-r", repo, "--keep-last", "1").exit_code == 0
+            assert cli("prune", "-r", repo, "--grace", "0s").exit_code == 0
+            prunes_beside_backups += any(b.poll() is None for b in backups)
+    finally:
+        for backup in backups:
+            if backup.poll() is None:
+                backup.kill()
+            backup.wait()
+        for out in logs:
+            out.close()
+
+    assert [b.returncode for b in backups] == [0, 0, 0], [
+        (tmp_path / f"{host}.out").read_text() for host in sources
+    ]
+    assert prunes_beside_backups >= 1
+    assert cli("prune", "-r", repo, "--grace", "0s").exit_code == 0
+    assert cli("check", "-r", repo, "--read-data").exit_code == 0
+    for host, src in sources.items():
+        summary = CliResult(0, (tmp_path / f"{host}.out").read_text(), "").event("summary")
+        target = tmp_path / f"restore-{host}"
+        assert cli("restore", summary["snapshot_id"], "-r", repo, "--target", target).exit_code == 0
+        assert read_files(restored_path(target, src)) == read_files(src), host
