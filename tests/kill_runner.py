@@ -8,9 +8,9 @@ before or after). `--trace FILE` appends one `OP NAME` line per storage operatio
 at once, so a test can see how far a killed run got. `--put-delay 0.2` makes every PUT
 wait that long first (a slow uplink), so other processes overlap the run.
 
-The switches live here, in test code: this wraps the request-counting layer that every storage stack has directly above its
-backend, so local and S3 repositories die at the same points and production code knows
-nothing of it.
+The switches live here, in test code: this wraps the request-counting layer that every
+storage stack has directly above its backend, so local and S3 repositories die at the
+same points and production code knows nothing of it.
 """
 
 from __future__ import annotations
