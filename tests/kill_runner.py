@@ -83,10 +83,8 @@ def install(kill: KillPoint | None, trace: Path | None, put_delay: float = 0.0) 
 
         return operation
 
-    # Setting attributes on the class: mypy cannot see through it, and needs not.
-    CountingStorage.put = wrap("put", CountingStorage.put)  # type: ignore[method-assign]
-    CountingStorage.delete = wrap("delete", CountingStorage.delete)  # type: ignore[method-assign]
-    CountingStorage.get = wrap("get", CountingStorage.get)  # type: ignore[method-assign]
+    for op in ("put", "delete", "get"):
+        setattr(CountingStorage, op, wrap(op, getattr(CountingStorage, op)))
 
 
 def entry_point() -> Callable[[], object] | None:
