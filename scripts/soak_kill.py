@@ -148,7 +148,9 @@ class Soak:
         self.steps += 1
         command = self.rng.choice(COMMANDS)
         op = self.rng.choice(KILL_OPS[command])
-        point = f"{op}:{self.rng.randint(1, 4)}:{self.rng.choice(['before', 'after'])}"
+        # Mostly early operations: most commands make only a few of each kind.
+        n = self.rng.choice([1, 1, 1, 2, 2, 3, 4])
+        point = f"{op}:{n}:{self.rng.choice(['before', 'after'])}"
         before = self.live_snapshots()
         if command == "backup":
             self.edit_source()
