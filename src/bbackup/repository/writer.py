@@ -20,6 +20,7 @@ import hashlib
 import mmap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bbackup.compression import compress
@@ -95,6 +96,12 @@ class BlobWriter:
         self._pack_slots = threading.Semaphore(slots)
         self._max_spare_maps = slots
         self._spare_maps: list[mmap.mmap] = []
+        # `add` runs a `put` that may wait for a pack slot here, never in the event loop's
+        # default executor: slots come back through `_dispose` and the local backend's
+        # writes, which run in that executor, so a default executor filled with waiting
+        # puts would never get one back (a deadlock the kill matrix found with one
+        # connection, i.e. two slots). One thread: waiting puts queue behind it.
+        self._waiting_puts = ThreadPoolExecutor(1, thread_name_prefix="bb-put")
         self._uploads: set[asyncio.Task[None]] = set()
         self._unindexed: list[PackInfo] = []
         self._unindexed_blobs = 0
@@ -148,7 +155,7 @@ class BlobWriter:
         if completed is not None:
             await asyncio.to_thread(self._finish, completed)
         if placed is None:
-            await asyncio.to_thread(self.put, blob)
+            await self._loop.run_in_executor(self._waiting_puts, self.put, blob)
         elif len(blob.payload) > 256 * 1024:
             await asyncio.to_thread(self._seal_into, blob, *placed)
         else:
@@ -319,6 +326,7 @@ class BlobWriter:
             await asyncio.wait(set(self._uploads))
         with self._lock:
             self._spare_maps.clear()
+        self._waiting_puts.shutdown(wait=False)
         self._raise_if_failed()
         await self.write_segment()
 
@@ -336,6 +344,7 @@ class BlobWriter:
             await asyncio.wait(set(self._uploads))
         for pack in self._close_all():  # the last writer of any other drops it
             self._dispose(pack)
+        self._waiting_puts.shutdown(wait=False)
 
 
 def _stored_length(blob: PreparedBlob) -> int:
