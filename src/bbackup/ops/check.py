@@ -27,12 +27,12 @@ from bbackup.repository import (
     PackedBlob,
     PackInfo,
     PackInventory,
-    Repository,
     pack_object_name,
     verify_pack_id,
 )
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
+from bbackup.storage import StorageProfile
 
 #: Packs --read-data reads at once, each held whole until it is verified (16 MiB or more).
 #: A local disk reads a pack in a fraction of the time verifying it takes, so one pack read
@@ -49,7 +49,11 @@ REPAIR_PACKS_ADVICE = "run `bbackup repair packs`"
 
 
 class CheckedRepository(PackInventory, BlobLoader, DocumentStore, Protocol):
-    """What check reads: the stored packs and the index, blobs, and snapshot documents."""
+    """What check reads: the stored packs and the index, blobs, and snapshot documents,
+    and what kind of store holds them (how many packs to read at once)."""
+
+    @property
+    def profile(self) -> StorageProfile: ...
 
 
 @dataclass(slots=True)
@@ -109,22 +113,19 @@ class ReadDataSubset:
 
 
 async def check_repository(
-    repo: Repository,
+    repo: CheckedRepository,
     *,
     read_data: ReadDataSubset | None = None,
     workers: int = 2,
     connections: int | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> CheckReport:
-    """Check the repository; `connections` packs at most are read (and held) at once.
-
-    Only this entry point sees the Repository, for what kind of store it is; the checks
-    themselves use its roles."""
+    """Check the repository; `connections` packs at most are read (and held) at once."""
     report = CheckReport()
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
     if read_data is not None:
-        local = not repo.stack.profile.remote
+        local = not repo.profile.remote
         packs_in_flight = connections or (
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )

@@ -39,7 +39,7 @@ from bbackup.repository.roles import (
     PackInventory,
 )
 from bbackup.repository.writer import BlobWriter, document_name
-from bbackup.storage import ObjectInfo, Storage, StorageStack
+from bbackup.storage import ObjectInfo, Storage, StorageProfile, StorageStack
 
 CONFIG_NAME = "config"
 CONFIG_KIND = "config"
@@ -112,6 +112,11 @@ class Repository:
     @property
     def location(self) -> str:
         return self.stack.storage.location
+
+    @property
+    def profile(self) -> StorageProfile:
+        """What kind of store this is (remote or local, its sizes and capabilities)."""
+        return self.stack.profile
 
     # ---- index -------------------------------------------------------------------------
 
