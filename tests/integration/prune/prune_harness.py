@@ -80,3 +80,32 @@ def replace_tree(root: Path, files: dict[str, bytes]) -> Path:
         if not path.exists() or path.read_bytes() != data:
             path.write_bytes(data)
     return root
+
+
+# `bbackup prune` that, once it has planned (the first time), runs a whole
+# `bbackup backup` given as argv[1] (a JSON list of arguments) before carrying on.
+PRUNE_WITH_BACKUP_AFTER_PLAN = """
+import json, subprocess, sys
+
+import bbackup.ops.prune
+
+backup_args = json.loads(sys.argv[1])
+plan_prune = bbackup.ops.prune.plan_prune
+ran = []
+
+
+def plan_then_backup(inp):
+    plan = plan_prune(inp)
+    if not ran:
+        ran.append(True)
+        done = subprocess.run([sys.executable, "-m", "bbackup", *backup_args])
+        assert done.returncode == 0, done
+    return plan
+
+
+bbackup.ops.prune.plan_prune = plan_then_backup
+from bbackup.cli.app import main
+
+sys.argv = ["bbackup", *sys.argv[2:]]
+main()
+"""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli_harness import Cli, MakeTree
 from interrupted_harness import kill_backup_before_index, stored
-from prune_harness import MiB, ok, read_files, restore_files
+from prune_harness import PRUNE_WITH_BACKUP_AFTER_PLAN, MiB, ok, read_files, restore_files
 
 # `bbackup backup` that runs a whole `bbackup prune` (argv[1], a JSON list of arguments)
 # at the point argv[2] names: "before-adopting" (its lock is stored, the index loaded and
@@ -47,34 +47,6 @@ bbackup.ops.backup.adopt_packs = adopt_beside_a_prune
 from bbackup.cli.app import main
 
 sys.argv = ["bbackup", *sys.argv[3:]]
-main()
-"""
-
-# `bbackup prune` that, once it has planned (the first time), runs a whole `bbackup
-# backup` (argv[1], a JSON list of arguments) before carrying on.
-PRUNE_WITH_BACKUP_AFTER_PLAN = """
-import json, subprocess, sys
-
-import bbackup.ops.prune
-
-backup_args = json.loads(sys.argv[1])
-plan_prune = bbackup.ops.prune.plan_prune
-ran = []
-
-
-def plan_then_backup(inp):
-    plan = plan_prune(inp)
-    if not ran:
-        ran.append(True)
-        done = subprocess.run([sys.executable, "-m", "bbackup", *backup_args])
-        assert done.returncode == 0, done
-    return plan
-
-
-bbackup.ops.prune.plan_prune = plan_then_backup
-from bbackup.cli.app import main
-
-sys.argv = ["bbackup", *sys.argv[2:]]
 main()
 """
 

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 from cli_harness import Cli
-from prune_harness import MiB, backup_at, ok, read_files, replace_tree, restore_files
+from prune_harness import (
+    PRUNE_WITH_BACKUP_AFTER_PLAN,
+    MiB,
+    backup_at,
+    ok,
+    read_files,
+    replace_tree,
+    restore_files,
+)
 
 # `bbackup backup` that, just before it takes its repository lock (after it opened the
 # repository), runs a whole `bbackup prune` given as argv[1] (a JSON list of arguments).
@@ -35,34 +43,6 @@ class LockAfterAPrune(Lock):
 
 
 bbackup.ops.backup.RepositoryLock = LockAfterAPrune
-from bbackup.cli.app import main
-
-sys.argv = ["bbackup", *sys.argv[2:]]
-main()
-"""
-
-# `bbackup prune` that, once it has planned (the first time), runs a whole
-# `bbackup backup` given as argv[1] (a JSON list of arguments) before carrying on.
-PRUNE_WITH_BACKUP_AFTER_PLAN = """
-import json, subprocess, sys
-
-import bbackup.ops.prune
-
-backup_args = json.loads(sys.argv[1])
-plan_prune = bbackup.ops.prune.plan_prune
-ran = []
-
-
-def plan_then_backup(inp):
-    plan = plan_prune(inp)
-    if not ran:
-        ran.append(True)
-        done = subprocess.run([sys.executable, "-m", "bbackup", *backup_args])
-        assert done.returncode == 0, done
-    return plan
-
-
-bbackup.ops.prune.plan_prune = plan_then_backup
 from bbackup.cli.app import main
 
 sys.argv = ["bbackup", *sys.argv[2:]]
