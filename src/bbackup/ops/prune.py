@@ -47,6 +47,7 @@ from bbackup.repository import (
     PreparedBlob,
     RepositoryLock,
     pack_object_name,
+    require_intact_index,
 )
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
@@ -243,12 +244,8 @@ async def _prune_pass(
     now = time.time()
     oldest_other_lock = await _oldest_other_lock(lock)
     await repo.load_index()
-    if repo.damaged_segments:
-        name, problem = next(iter(repo.damaged_segments.items()))
-        # The packs only it lists would look unindexed, and unindexed packs are deleted.
-        raise IntegrityError(
-            f"{name}: {problem}: run `bbackup repair index` first; prune did nothing"
-        )
+    # The packs only it lists would look unindexed, and unindexed packs are deleted.
+    require_intact_index(repo.damaged_segments, "prune")
     inp, stored = await gather_input(
         repo,
         options,

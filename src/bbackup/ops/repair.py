@@ -32,6 +32,7 @@ from bbackup.repository import (
     PreparedBlob,
     RepositoryLock,
     pack_object_name,
+    require_intact_index,
     verify_pack_id,
 )
 from bbackup.repository.index import INDEX_KIND
@@ -222,12 +223,8 @@ async def repair_packs(
     report = RepairPacksReport(dry_run=dry_run)
     async with RepositoryLock(repo, exclusive=True, purpose="repair packs"):
         await repo.load_index()
-        if repo.damaged_segments:
-            name, problem = next(iter(repo.damaged_segments.items()))
-            # The packs only it lists would vanish from the index this run writes.
-            raise IntegrityError(
-                f"{name}: {problem}: run `bbackup repair index` first; repair packs did nothing"
-            )
+        # The packs only it lists would vanish from the index this run writes.
+        require_intact_index(repo.damaged_segments, "repair packs")
         indexed = repo.index.all_packs()
         pending = iter(_select_packs(list(indexed), packs))
         writer: BlobSaver | None = None

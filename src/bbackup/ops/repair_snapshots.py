@@ -18,6 +18,7 @@ from bbackup.repository import (
     DocumentStore,
     PackInventory,
     RepositoryLock,
+    require_intact_index,
 )
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, Tree
 from bbackup.snapshot.store import (
@@ -81,12 +82,8 @@ async def repair_snapshots(
     report = RepairSnapshotsReport(dry_run=dry_run)
     async with RepositoryLock(repo, exclusive=True, purpose="repair snapshots"):
         await repo.load_index()
-        if repo.damaged_segments:
-            name, problem = next(iter(repo.damaged_segments.items()))
-            # The blobs only it lists look lost: files would be dropped that are intact.
-            raise IntegrityError(
-                f"{name}: {problem}: run `bbackup repair index` first; repair snapshots did nothing"
-            )
+        # The blobs only it lists look lost: files would be dropped that are intact.
+        require_intact_index(repo.damaged_segments, "repair snapshots")
         snapshots, _damaged = await read_snapshots(repo)
         report.snapshots_checked = len(snapshots)
         writer = None if dry_run else repo.new_writer()

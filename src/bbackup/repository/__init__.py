@@ -15,7 +15,7 @@ from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
 from bbackup.repository.lock import RemovedLocks, RepositoryLock, list_locks, remove_stale_locks
 from bbackup.repository.opening import init_repository, open_repository
 from bbackup.repository.pack import PackedBlob, pack_object_name, parse_pack, verify_pack_id
-from bbackup.repository.repository import Repository, current_user
+from bbackup.repository.repository import Repository, current_user, require_intact_index
 from bbackup.repository.roles import (
     BlobLoader,
     BlobSaver,
@@ -50,5 +50,6 @@ __all__ = [
     "pack_object_name",
     "parse_pack",
     "remove_stale_locks",
+    "require_intact_index",
     "verify_pack_id",
 ]

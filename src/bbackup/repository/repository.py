@@ -80,6 +80,16 @@ def current_user() -> str:
         return ""
 
 
+def require_intact_index(damaged_segments: dict[str, str], command: str) -> None:
+    """Refuse to go on while an index segment is damaged (`run repair index first`): the
+    packs and blobs only it lists would look unindexed or lost to `command`."""
+    if damaged_segments:
+        name, problem = next(iter(damaged_segments.items()))
+        raise IntegrityError(
+            f"{name}: {problem}: run `bbackup repair index` first; {command} did nothing"
+        )
+
+
 class Repository:
     """An open repository. Use `open_repository` to get one.
 
