@@ -9,4 +9,6 @@ echo "== ruff check";          ruff check src tests scripts
 echo "== ruff format --check"; ruff format --check src tests scripts
 echo "== mypy --strict src";   mypy
 echo "== import-linter";       lint-imports
-echo "== pytest";              pytest -q -p no:cacheprovider "$@"
+# Two workers: the suite is mostly subprocesses and moto round trips, so it runs in about
+# two thirds of the single-process time on the 2-core CI machine.
+echo "== pytest";              pytest -q -p no:cacheprovider -n "${BBACKUP_TEST_WORKERS:-2}" "$@"
