@@ -1,0 +1,166 @@
+"""Issue #13 D: damage `check --read-data` finds is not inherited. Check records it in the
+repository, so a full backup of the same source on any host uploads the damaged blob
+again instead of deduplicating against it, and the new snapshot restores byte for byte;
+plain `check` keeps naming the packs until `repair packs` has dealt with them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from cli_harness import PASSWORD, Cli, CliResult, MakeTree, restored_path
+
+from bbackup.errors import AccessDenied
+from bbackup.ops.check import CheckReport, ReadDataSubset, check_repository
+from bbackup.repository import open_repository
+from bbackup.storage import open_storage
+from bbackup.storage.fault import FaultyStorage
+
+MiB = 1024 * 1024
+
+
+def ok(result: CliResult) -> CliResult:
+    assert result.exit_code == 0, result
+    return result
+
+
+def data_packs(repo: Path) -> list[Path]:
+    return sorted(p for p in (repo / "data").rglob("*") if p.is_file())
+
+
+def source_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def flip_bit(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def records(repo: Path) -> list[Path]:
+    return sorted(p for p in (repo / "damaged").glob("*")) if (repo / "damaged").is_dir() else []
+
+
+def restores_whole(cli: Cli, repo: Path, snapshot: str, src: Path, target: Path) -> bool:
+    restored = cli("restore", "-r", repo, snapshot, "--target", target)
+    return restored.exit_code == 0 and source_files(restored_path(target, src)) == source_files(src)
+
+
+@pytest.fixture
+def damaged(tmp_path: Path, cli: Cli, make_tree: MakeTree) -> tuple[Path, Path, str]:
+    """A repository with one backup whose largest data pack has a flipped bit inside a
+    blob; (repository, source, that pack's object name)."""
+    repo = tmp_path / "repo"
+    ok(cli("init", "-r", repo, "--pack-size", "4"))
+    src = make_tree(
+        tmp_path / "src",
+        {"big.bin": os.urandom(5 * MiB), "a.txt": "alpha\n", "d": {"y.bin": os.urandom(MiB)}},
+    )
+    ok(cli("backup", "-r", repo, src))
+    largest = max(data_packs(repo), key=lambda p: p.stat().st_size)
+    flip_bit(largest, largest.stat().st_size // 3)  # inside a blob: the header is at the end
+    return repo, src, largest.relative_to(repo).as_posix()
+
+
+def test_a_full_backup_after_check_finds_damage_uploads_the_blob_again_and_restores(
+    tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, src, pack = damaged
+    ok(cli("check", "-r", repo))  # same size, same header: only reading the data tells
+
+    checked = cli("check", "-r", repo, "--read-data")
+    assert checked.exit_code == 13, checked
+    assert pack in checked.stderr and "bbackup repair packs" in checked.stderr
+    [record] = records(repo)
+    assert f"damaged/{record.name}" in checked.stdout
+
+    # Plain check now names the pack too (and a second check records nothing new).
+    plain = cli("check", "-r", repo, "--json")
+    assert plain.exit_code == 13, plain
+    report = plain.event("check")
+    assert report["recorded_damage"] == [pack] and report["damage_record"] is None
+    [line] = [e for e in report["errors"] if "recorded as damaged" in e]
+    assert pack in line and "bbackup repair packs" in line
+    assert records(repo) == [record]
+
+    # Another host, with a cache of its own, backs up the same source in full.
+    summary = ok(
+        cli(
+            "backup", "-r", repo, "--cache-dir", tmp_path / "other", "--type", "full", "--json", src
+        )
+    ).event("summary")
+    assert summary["bytes_added"] > 0  # the damaged blob, uploaded again
+    assert restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
+
+    # Repair drops the damaged pack and the record; everything reads back intact.
+    repaired = ok(cli("repair", "packs", "-r", repo, "--json")).event("repair_packs")
+    assert list(repaired["damaged_packs"]) == [pack]
+    assert repaired["blobs_lost"] == []  # the backup re-uploaded the only damaged blob
+    assert records(repo) == []
+    ok(cli("check", "-r", repo, "--read-data"))
+
+
+def test_a_second_host_sees_the_record_and_an_incremental_backup_reads_the_file_again(
+    tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, src, _pack = damaged
+    assert cli("check", "-r", repo, "--read-data").exit_code == 13
+    # The same host and paths: an incremental backup whose parent has the damaged blob.
+    other_cache = tmp_path / "host-2"
+    summary = ok(cli("backup", "-r", repo, "--cache-dir", other_cache, "--json", src)).event(
+        "summary"
+    )
+    assert summary["parent"] is not None and summary["bytes_added"] > 0
+    assert restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
+    # The old snapshot reads its blob from the good copy now as well.
+    [old] = [
+        s["id"]
+        for s in ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+        if s["id"] != summary["snapshot_id"]
+    ]
+    assert restores_whole(cli, repo, old, src, tmp_path / "old")
+
+
+def test_without_the_record_a_full_backup_inherits_the_damage(
+    tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    """What the record prevents: without it the backup deduplicates against the damaged
+    blob, exits 0 and writes a snapshot that does not restore."""
+    repo, src, _pack = damaged
+    summary = ok(cli("backup", "-r", repo, "--type", "full", "--json", src)).event("summary")
+    assert summary["bytes_added"] == 0
+    assert not restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
+
+
+def test_check_that_cannot_write_still_reports_the_damage(
+    cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, _src, pack = damaged
+
+    async def check_read_only() -> CheckReport:
+        stack = open_storage(str(repo))
+        # The store refuses writes under damaged/, as one behind a read-only credential.
+        refusing = FaultyStorage(
+            stack.storage,
+            fail_rate=1.0,
+            only=lambda name: name.startswith("damaged/") and name != "damaged/",
+            error=AccessDenied,
+        )
+        try:
+            opened = await open_repository(
+                dataclasses.replace(stack, storage=refusing), PASSWORD, use_cache=False
+            )
+            return await check_repository(opened, read_data=ReadDataSubset())
+        finally:
+            await stack.storage.aclose()
+
+    report = asyncio.run(check_read_only())
+
+    assert not report.ok and any(e.startswith(pack) for e in report.errors)
+    [line] = [w for w in report.warnings if "could not record" in w]
+    assert "repair packs" in line
+    assert report.damage_record is None and records(repo) == []
