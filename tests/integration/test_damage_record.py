@@ -164,3 +164,21 @@ def test_check_that_cannot_write_still_reports_the_damage(
     [line] = [w for w in report.warnings if "could not record" in w]
     assert "repair packs" in line
     assert report.damage_record is None and records(repo) == []
+
+
+def test_a_restore_that_meets_the_damaged_blob_records_it_too(
+    tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, src, pack = damaged
+    [old] = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+
+    restored = cli("restore", "-r", repo, old["id"], "--target", tmp_path / "out")
+    assert restored.exit_code == 13, restored
+    assert f"{pack}: damaged, recorded in damaged/" in restored.stderr
+    assert len(records(repo)) == 1
+
+    summary = ok(cli("backup", "-r", repo, "--type", "full", "--json", src)).event("summary")
+    assert summary["bytes_added"] > 0
+    assert restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
+    plain = cli("check", "-r", repo)
+    assert plain.exit_code == 13 and "recorded as damaged" in plain.stderr, plain

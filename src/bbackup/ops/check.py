@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
+from bbackup.ops.damage_record import DamageNotRecorded, record_damage
 from bbackup.report_format import human_bytes
 from bbackup.repository import (
     BlobLoader,
@@ -35,7 +36,6 @@ from bbackup.repository import (
     PackInfo,
     PackInventory,
     merge_locations,
-    not_yet_recorded,
     pack_object_name,
     verify_pack_id,
 )
@@ -203,17 +203,10 @@ async def _record_damage(
     """Store a damage record of what no record names yet, so that every host stops
     deduplicating against it. A store that refuses the write (a read-only credential) is
     one warning: check still reports the damage."""
-    recorded = merge_locations(r.packs for r in repo.damage_records.values())
-    new = not_yet_recorded(found, recorded)
-    if not new:
-        return
     try:
-        report.damage_record = await repo.save_damage_record(DamageRecord(new, found_by=found_by))
-    except (BbackupError, OSError) as exc:
-        report.warnings.append(
-            f"could not record the damaged packs in the repository ({exc}): backups may "
-            "still deduplicate against them until `bbackup repair packs` has run"
-        )
+        report.damage_record = await record_damage(repo, found, found_by)
+    except DamageNotRecorded as exc:
+        report.warnings.append(str(exc))
 
 
 async def _check_packs_exist(
