@@ -182,3 +182,23 @@ def test_a_restore_that_meets_the_damaged_blob_records_it_too(
     assert restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
     plain = cli("check", "-r", repo)
     assert plain.exit_code == 13 and "recorded as damaged" in plain.stderr, plain
+
+
+def test_prune_keeps_the_good_copy_and_drops_the_damaged_pack(
+    tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, src, pack = damaged
+    [old] = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    assert cli("check", "-r", repo, "--read-data").exit_code == 13
+    new = ok(cli("backup", "-r", repo, "--type", "full", "--json", src)).event("summary")
+
+    # Repacking the damaged pack copies its intact blobs only: the damaged one is read
+    # from its good copy, so both snapshots keep every blob.
+    ok(cli("prune", "-r", repo, "--grace", "0s"))
+    assert not (repo / pack).exists()
+
+    ok(cli("check", "-r", repo, "--read-data"))  # the record names a pack that is gone
+    assert restores_whole(cli, repo, new["snapshot_id"], src, tmp_path / "new")
+    assert restores_whole(cli, repo, old["id"], src, tmp_path / "old")
+    repaired = ok(cli("repair", "packs", "-r", repo, "--json")).event("repair_packs")
+    assert len(repaired["records_removed"]) == 1 and records(repo) == []
