@@ -107,13 +107,13 @@ def test_a_full_backup_after_check_finds_damage_uploads_the_blob_again_and_resto
 def test_a_second_host_sees_the_record_and_an_incremental_backup_reads_the_file_again(
     tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
 ) -> None:
-    repo, src, _pack = damaged
+    repo, src, pack = damaged
     assert cli("check", "-r", repo, "--read-data").exit_code == 13
     # The same host and paths: an incremental backup whose parent has the damaged blob.
     other_cache = tmp_path / "host-2"
-    summary = ok(cli("backup", "-r", repo, "--cache-dir", other_cache, "--json", src)).event(
-        "summary"
-    )
+    backup = ok(cli("backup", "-r", repo, "--cache-dir", other_cache, "--json", src))
+    assert f"1 pack is recorded as damaged ({pack})" in backup.stderr
+    summary = backup.event("summary")
     assert summary["parent"] is not None and summary["bytes_added"] > 0
     assert restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
     # The old snapshot reads its blob from the good copy now as well.
@@ -131,8 +131,9 @@ def test_without_the_record_a_full_backup_inherits_the_damage(
     """What the record prevents: without it the backup deduplicates against the damaged
     blob, exits 0 and writes a snapshot that does not restore."""
     repo, src, _pack = damaged
+    packs = data_packs(repo)
     summary = ok(cli("backup", "-r", repo, "--type", "full", "--json", src)).event("summary")
-    assert summary["bytes_added"] == 0
+    assert data_packs(repo) == packs  # no file content uploaded: all deduplicated
     assert not restores_whole(cli, repo, summary["snapshot_id"], src, tmp_path / "new")
 
 
@@ -202,3 +203,22 @@ def test_prune_keeps_the_good_copy_and_drops_the_damaged_pack(
     assert restores_whole(cli, repo, old["id"], src, tmp_path / "old")
     repaired = ok(cli("repair", "packs", "-r", repo, "--json")).event("repair_packs")
     assert len(repaired["records_removed"]) == 1 and records(repo) == []
+
+
+def test_repair_of_another_pack_leaves_the_record_and_a_dry_run_changes_nothing(
+    cli: Cli, damaged: tuple[Path, Path, str]
+) -> None:
+    repo, _src, pack = damaged
+    assert cli("check", "-r", repo, "--read-data").exit_code == 13
+    [record] = records(repo)
+    intact = next(p for p in data_packs(repo) if p.relative_to(repo).as_posix() != pack)
+
+    other = ok(cli("repair", "packs", "-r", repo, "--pack", intact.name, "--json"))
+    assert other.event("repair_packs")["records_removed"] == []
+    dry = ok(cli("repair", "packs", "-r", repo, "--dry-run", "--json"))
+    assert dry.event("repair_packs")["records_removed"] == []
+    assert records(repo) == [record]
+
+    named = ok(cli("repair", "packs", "-r", repo, "--pack", pack, "--json"))
+    assert named.event("repair_packs")["records_removed"] == [f"damaged/{record.name}"]
+    assert records(repo) == []

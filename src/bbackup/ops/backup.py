@@ -222,7 +222,8 @@ class Archiver:
         if damaged:
             names = ", ".join(pack_object_name(packs[p].blob_type, p) for p in damaged[:3])
             self._warning(
-                f"{len(damaged)} packs are recorded as damaged ({names}"
+                f"{len(damaged)} pack{'s are' if len(damaged) > 1 else ' is'} recorded as "
+                f"damaged ({names}"
                 f"{' …' if len(damaged) > 3 else ''}): their damaged blobs are uploaded "
                 "again; run `bbackup repair packs`"
             )

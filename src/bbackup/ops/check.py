@@ -177,8 +177,9 @@ def _report_recorded_damage(
     )
     if report.recorded_damage:
         first = recorded[min(recorded)]
+        count = len(report.recorded_damage)
         report.errors.append(
-            f"{len(report.recorded_damage)} packs are recorded as damaged "
+            f"{count} pack{'s are' if count > 1 else ' is'} recorded as damaged "
             f"({_names(report.recorded_damage)}; found by {first.describe()}): backups "
             f"upload their damaged blobs again; {REPAIR_PACKS_ADVICE}"
         )
@@ -187,7 +188,8 @@ def _report_recorded_damage(
     )
     if intact:
         report.warnings.append(
-            f"{len(intact)} packs recorded as damaged read intact now ({_names(intact)}); "
+            f"{len(intact)} pack{'s' if len(intact) > 1 else ''} recorded as damaged read "
+            f"intact now ({_names(intact)}); "
             "`bbackup repair packs` removes the record"
         )
 

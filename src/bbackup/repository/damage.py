@@ -18,10 +18,6 @@ from bbackup.errors import IntegrityError
 
 DAMAGE_KIND = "damage"
 DAMAGE_PREFIX = "damaged/"
-#: A record lists at most this many packs and blobs (a check that finds more writes
-#: several records): bounds what a reader allocates for one document.
-MAX_RECORD_ENTRIES = 1_000_000
-
 #: pack ID → the IDs of the blobs that failed verification at their place in that pack
 #: (empty: the pack itself is damaged, e.g. its header or name, but no blob is known bad).
 DamagedLocations = dict[str, frozenset[bytes]]
@@ -52,7 +48,8 @@ class DamageRecord:
     @classmethod
     def from_bytes(cls, data: bytes) -> DamageRecord:
         try:
-            raw = msgpack.unpackb(data, max_bin_len=32, max_array_len=MAX_RECORD_ENTRIES)
+            # msgpack bounds every length by the document's size; bins are at most an ID.
+            raw = msgpack.unpackb(data, max_bin_len=32)
             if type(raw) is not dict or raw.get("version") != 1:
                 raise ValueError("a damage record is a map of version 1")
             packs = raw["packs"]
