@@ -6,7 +6,6 @@ them. docs/format.md ("Damage records") describes the bytes.
 
 from __future__ import annotations
 
-import math
 import socket
 import time
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,9 @@ from bbackup.errors import IntegrityError
 
 DAMAGE_KIND = "damage"
 DAMAGE_PREFIX = "damaged/"
+#: The last second a record's time may name (9999-12-31 23:59:59 UTC): any later one
+#: cannot be shown as a date.
+_LATEST = 253_402_300_799
 #: pack ID → the IDs of the blobs that failed verification at their place in that pack
 #: (empty: the pack itself is damaged, e.g. its header or name, but no blob is known bad).
 DamagedLocations = dict[str, frozenset[bytes]]
@@ -61,8 +63,8 @@ class DamageRecord:
                     raise ValueError("a damaged pack's blobs are a list of 32-byte IDs")
                 found[_pack_id(pack_id)] = frozenset(blobs)
             when, host, found_by = raw["time"], raw["host"], raw.get("found_by", "")
-            if type(when) not in (int, float) or not math.isfinite(when):
-                raise ValueError("a damage record's time is a finite number")
+            if type(when) not in (int, float) or not 0 <= when <= _LATEST:
+                raise ValueError("a damage record's time is seconds from 1970 to 9999")
             if type(host) is not str or type(found_by) is not str:
                 raise TypeError("a damage record's host and finder are text")
         except (ValueError, KeyError, TypeError, OverflowError) as exc:
