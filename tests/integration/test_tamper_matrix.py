@@ -1,21 +1,25 @@
 """The tamper matrix: every kind of stored object (config, key file, data pack, tree pack,
-index segment, snapshot document) flipped, truncated, deleted, renamed and replayed under
-another name. Whatever was done, no command crashes or hangs, `check --read-data` never
-calls a damaged repository healthy, a restore never exits 0 with wrong bytes, and damage
-to one snapshot's objects never costs another snapshot."""
+index segment, snapshot document, damage record) flipped, truncated, deleted, renamed and
+replayed under another name. Whatever was done, no command crashes or hangs, `check
+--read-data` never calls a damaged repository healthy, a restore never exits 0 with wrong
+bytes, and damage to one snapshot's objects never costs another snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_harness import Cli, CliResult, MakeTree, restored_path
+from cli_harness import PASSWORD, Cli, CliResult, MakeTree, restored_path
+
+from bbackup.repository import DamageRecord, open_repository
+from bbackup.storage import open_storage
 
 MiB = 1024 * 1024
-KINDS = ("config", "keys", "data", "tree", "index", "snapshots")
+KINDS = ("config", "keys", "data", "tree", "index", "snapshots", "damaged")
 ACTIONS = ("flip", "truncate", "delete", "rename", "replay")
 #: The exit codes a damaged repository may answer with: not found, wrong password (a
 #: key file gone), integrity error.
@@ -65,7 +69,21 @@ def _build(root: Path, cli: Cli, make_tree: MakeTree) -> Template:
     picked = {prefix: sorted(paths)[0] for prefix, paths in objects.items()}
     picked["config"] = repo / "config"
     [picked["keys"]] = _files(repo, "keys")
+    asyncio.run(_record_damage_of_a_gone_pack(repo))
+    [picked["damaged"]] = _files(repo, "damaged")
     return Template(repo, src_a, src_b, snap_a, snap_b, picked)
+
+
+async def _record_damage_of_a_gone_pack(repo: Path) -> None:
+    """A damage record as `check --read-data` writes one, naming a pack that `repair
+    packs` or prune has since removed: intact, it changes nothing."""
+    stack = open_storage(str(repo))
+    try:
+        opened = await open_repository(stack, PASSWORD, use_cache=False)
+        gone = DamageRecord({"f" * 64: frozenset({b"\x01" * 32})}, found_by="check --read-data")
+        await opened.save_damage_record(gone)
+    finally:
+        await stack.storage.aclose()
 
 
 @pytest.fixture
@@ -136,6 +154,7 @@ def test_tampering_is_named_costs_only_what_needs_it_and_never_restores_wrong_by
     _assert_clean(checked)
     harmless = (kind, action) in {
         ("snapshots", "delete"),
+        ("damaged", "delete"),
         ("keys", "replay"),
         ("data", "replay"),
         ("tree", "replay"),
@@ -144,7 +163,8 @@ def test_tampering_is_named_costs_only_what_needs_it_and_never_restores_wrong_by
         # A deleted snapshot document is a forgotten snapshot; a copy of a key file is
         # named as misnamed and skipped, and the original still opens the repository; a
         # copy of a pack is an unindexed pack whose blobs still open only under their own
-        # IDs (named by check, removed by prune).
+        # IDs (named by check, removed by prune); a deleted damage record is one that
+        # `repair packs` has dealt with.
         assert checked.exit_code in {0, 13}, checked
         if kind in ("data", "tree"):
             assert "not in any index" in checked.output, checked

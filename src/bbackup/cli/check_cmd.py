@@ -58,6 +58,11 @@ def register(app: typer.Typer) -> None:
                     else ""
                 )
             )
+            if report.damage_record:
+                echo(
+                    f"recorded the damaged packs in {report.damage_record}: backups on every "
+                    "host upload their damaged blobs again until `bbackup repair packs` runs"
+                )
             echo("no errors were found" if report.ok else f"{len(report.errors)} errors found")
         if not report.ok:
             raise typer.Exit(ExitCode.INTEGRITY)

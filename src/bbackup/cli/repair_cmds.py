@@ -104,6 +104,8 @@ def register(app: typer.Typer) -> None:
             for problem in problems:
                 warn(f"{name}: {problem}")
         echo(f"read {report.packs_read} packs; {len(report.damaged_packs)} damaged")
+        if report.records_removed:
+            echo(f"removed {len(report.records_removed)} damage records it has dealt with")
         if not report.damaged_packs:
             echo("no damaged packs were found; nothing to do")
             return

@@ -13,6 +13,7 @@ from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
+from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
@@ -72,7 +73,11 @@ def register(app: typer.Typer) -> None:
                     "seconds": time.monotonic() - start,
                 }
 
-            async with progress_reporter(sample, as_json=opts.json, label="restore"):
+            # A blob that fails verification is recorded, so backups upload it again.
+            async with (
+                recording_damage(repo, "restore", warn),
+                progress_reporter(sample, as_json=opts.json, label="restore"),
+            ):
                 summary = await restorer.run()
             summary.requests = repo.stack.counter.snapshot()
             return summary

@@ -29,7 +29,7 @@ from bbackup.ops.backup_summary import BackupProgress, BackupSummary
 from bbackup.ops.backup_tree import TreeWalker, virtual_tree
 from bbackup.ops.chunk_pipeline import ChunkPipeline
 from bbackup.ops.scan import Excluder, Prescan
-from bbackup.repository import Repository, RepositoryLock, current_user
+from bbackup.repository import Repository, RepositoryLock, current_user, pack_object_name
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots, save_snapshot
 
@@ -113,6 +113,7 @@ class Archiver:
                 self.repo, stored, lock.seen_locks, on_warning=self._warning
             )
             self.summary.packs_adopted = adoption.packs
+            self._warn_recorded_damage()
             self.summary.bytes_adopted = adoption.bytes
             snapshots = await load_snapshots(self.repo)
             parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
@@ -212,6 +213,20 @@ class Archiver:
         self.progress.errors += 1
         if self.on_error is not None:
             self.on_error(text, message)
+
+    def _warn_recorded_damage(self) -> None:
+        """Say once that damage records are in force (load_index applied them: no blob
+        they name is deduplicated against, so a file that uses one is uploaded again)."""
+        packs = self.repo.index.all_packs()
+        damaged = sorted(p for p in self.repo.index.damaged if p in packs)
+        if damaged:
+            names = ", ".join(pack_object_name(packs[p].blob_type, p) for p in damaged[:3])
+            self._warning(
+                f"{len(damaged)} pack{'s are' if len(damaged) > 1 else ' is'} recorded as "
+                f"damaged ({names}"
+                f"{' …' if len(damaged) > 3 else ''}): their damaged blobs are uploaded "
+                "again; run `bbackup repair packs`"
+            )
 
     def _warning(self, line: str) -> None:
         if self.on_warning is not None:

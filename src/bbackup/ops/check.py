@@ -6,6 +6,11 @@ lists exists with the indexed size. Read-data: every
 (or a sample of) pack is downloaded once, its SHA-256 name verified, its header compared
 with the index and every blob decrypted and checked against its ID. Damage is reported by
 object name; packs that no index lists (left by an interrupted backup) are only warnings.
+
+Damaged packs found (missing, the wrong size, or failing --read-data) are written down
+in a damage record (`repository.damage`), the one thing check writes: from then on no
+backup on any host deduplicates against their damaged blobs, until `repair packs` has
+dealt with them. Packs an earlier record names are reported until then too.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
+from bbackup.ops.damage_record import DamageNotRecorded, record_damage
 from bbackup.report_format import human_bytes
 from bbackup.repository import (
     BlobLoader,
+    DamagedLocations,
+    DamageRecord,
     DocumentStore,
     IndexEntry,
     PackedBlob,
     PackInfo,
     PackInventory,
+    merge_locations,
     pack_object_name,
     verify_pack_id,
 )
@@ -70,6 +79,10 @@ class CheckReport:
     requests: dict[str, int] = field(default_factory=dict)
     #: Stored packs that no index lists: name → size (one summary line in `warnings`).
     unindexed_packs: dict[str, int] = field(default_factory=dict)
+    #: Packs that earlier damage records name and `repair packs` has not dealt with yet.
+    recorded_damage: list[str] = field(default_factory=list)
+    #: The damage record this check stored (None: nothing new was found, or not stored).
+    damage_record: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -122,18 +135,85 @@ async def check_repository(
 ) -> CheckReport:
     """Check the repository; `connections` packs at most are read (and held) at once."""
     report = CheckReport()
-    await _check_packs_exist(repo, report)
+    damaged: dict[str, frozenset[bytes]] = {}  # pack ID → blobs known damaged in it
+    await _check_packs_exist(repo, report, damaged)
     await _check_snapshots(repo, report)
+    read: set[str] = set()
     if read_data is not None:
         local = not repo.profile.remote
         packs_in_flight = connections or (
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )
-        await _read_packs(repo, report, read_data, workers, packs_in_flight, on_progress)
+        await _read_packs(
+            repo, report, read_data, workers, packs_in_flight, on_progress, damaged, read
+        )
+    _report_recorded_damage(repo, report, read, damaged)
+    # Blobs that failed on the way too: in a tree pack the structure check read, and
+    # those --read-data found (also named per pack in `damaged`, maybe with no blob).
+    found = merge_locations([damaged, repo.found_damage()])
+    await _record_damage(repo, report, found, "check --read-data" if read_data else "check")
     return report
 
 
-async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> None:
+def _report_recorded_damage(
+    repo: CheckedRepository,
+    report: CheckReport,
+    read: set[str],
+    damaged: dict[str, frozenset[bytes]],
+) -> None:
+    """One line for the packs earlier damage records name that are still indexed (a
+    record of a pack that is gone has done its work) and that this run did not read
+    (those it read are reported as they are now: damaged, or intact in a warning)."""
+    for name, problem in repo.unreadable_damage_records.items():
+        report.errors.append(f"{name}: {problem}; run `bbackup repair packs`")
+    packs = repo.index.all_packs()
+    recorded: dict[str, DamageRecord] = {}
+    for record in repo.damage_records.values():
+        for pack_id in record.packs:
+            if pack_id in packs:
+                recorded.setdefault(pack_id, record)
+    report.recorded_damage = sorted(
+        pack_object_name(packs[p].blob_type, p) for p in recorded if p not in read
+    )
+    if report.recorded_damage:
+        first = recorded[min(recorded)]
+        count = len(report.recorded_damage)
+        report.errors.append(
+            f"{count} pack{'s are' if count > 1 else ' is'} recorded as damaged "
+            f"({_names(report.recorded_damage)}; found by {first.describe()}): backups "
+            f"upload their damaged blobs again; {REPAIR_PACKS_ADVICE}"
+        )
+    intact = sorted(
+        pack_object_name(packs[p].blob_type, p) for p in recorded if p in read and p not in damaged
+    )
+    if intact:
+        report.warnings.append(
+            f"{len(intact)} pack{'s' if len(intact) > 1 else ''} recorded as damaged read "
+            f"intact now ({_names(intact)}); "
+            "`bbackup repair packs` removes the record"
+        )
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+async def _record_damage(
+    repo: CheckedRepository, report: CheckReport, found: DamagedLocations, found_by: str
+) -> None:
+    """Store a damage record of what no record names yet, so that every host stops
+    deduplicating against it. A store that refuses the write (a read-only credential) is
+    one warning: check still reports the damage."""
+    try:
+        report.damage_record = await record_damage(repo, found, found_by)
+    except DamageNotRecorded as exc:
+        report.warnings.append(str(exc))
+
+
+async def _check_packs_exist(
+    inventory: PackInventory, report: CheckReport, damaged: dict[str, frozenset[bytes]]
+) -> None:
     for name, problem in inventory.damaged_segments.items():
         report.errors.append(f"{name}: {problem}; run `bbackup repair index`")
     stored = {info.name: info.size for info in await inventory.list_packs()}
@@ -153,6 +233,10 @@ async def _check_packs_exist(inventory: PackInventory, report: CheckReport) -> N
                 f"{name}: size {stored[name]} does not match the indexed size {pack.size}; "
                 + REPAIR_PACKS_ADVICE
             )
+        else:
+            continue
+        # None of its blobs can be trusted without reading it: none is deduplicated.
+        damaged[pack.pack_id] = frozenset(blob[0] for blob in pack.blobs)
     unindexed = {name: stored[name] for name in sorted(set(stored) - indexed_names)}
     report.unindexed_packs = unindexed
     if unindexed:
@@ -220,7 +304,11 @@ async def _read_packs(
     workers: int,
     packs_in_flight: int,
     on_progress: Callable[[str], None] | None,
+    damaged: dict[str, frozenset[bytes]],
+    read: set[str],
 ) -> None:
+    """Read and verify the packs `subset` selects; add each damaged one to `damaged`
+    (its failed blobs come from `found_damage`) and each one read to `read`."""
     packs = repo.index.all_packs()
     pending = iter(subset.select(list(packs)))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-check")
@@ -244,6 +332,9 @@ async def _read_packs(
             # Each line says what heals it: repair packs keeps the pack's intact blobs and
             # drops the damaged ones, so the next backup uploads them again.
             report.errors.extend(f"{name}: {p}; {REPAIR_PACKS_ADVICE}" for p in problems)
+            if problems:
+                damaged.setdefault(pack_id, frozenset())
+            read.add(pack_id)
             report.packs_read += 1
             if on_progress is not None:
                 on_progress(name)

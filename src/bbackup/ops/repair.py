@@ -185,6 +185,8 @@ class RepairPacksReport:
     bytes_written: int = 0
     segments_written: list[str] = field(default_factory=list)
     packs_deleted: list[str] = field(default_factory=list)
+    #: Damage records removed: every pack each names was read (or is gone from the index).
+    records_removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,7 +228,9 @@ async def repair_packs(
         # The packs only it lists would vanish from the index this run writes.
         require_intact_index(repo.damaged_segments, "repair packs")
         indexed = repo.index.all_packs()
-        pending = iter(_select_packs(list(indexed), packs))
+        selected = _select_packs(list(indexed), packs)
+        pending = iter(selected)
+        read = set(selected)  # a pack that cannot be read raises: nothing is removed
         writer: BlobSaver | None = None
         damaged: dict[str, PackInfo] = {}
         lost: set[bytes] = set()
@@ -263,6 +267,8 @@ async def repair_packs(
         report.damaged_packs = dict(sorted(report.damaged_packs.items()))
         if writer is None:
             report.blobs_lost = sorted(b.hex() for b in lost)
+            if not dry_run and not damaged:
+                await _remove_records(repo, set(indexed), read, report)
             return report
         report.packs_written = writer.stats.packs
         report.bytes_written = writer.stats.bytes_stored
@@ -272,9 +278,27 @@ async def repair_packs(
             name = pack_object_name(pack.blob_type, pack_id)
             await repo.delete_pack(name)
             report.packs_deleted.append(name)
+        await _remove_records(repo, set(indexed), read, report)
         await repo.load_index()
         report.blobs_lost = sorted(b.hex() for b in lost if not repo.index.has(b))
     return report
+
+
+async def _remove_records(
+    repo: SalvagedRepository, indexed: set[str], read: set[str], report: RepairPacksReport
+) -> None:
+    """Delete the damage records this run has dealt with: each pack a record names was
+    read now (found intact, or damaged and taken out of the index) or is no longer
+    indexed. Unreadable records go too, once every pack has been read: whatever they
+    named was found again. Last, so a crash before leaves them (and their protection)."""
+    for name, record in sorted(repo.damage_records.items()):
+        if all(p in read or p not in indexed for p in record.packs):
+            await repo.delete_document(name)
+            report.records_removed.append(name)
+    if read >= indexed:
+        for name in sorted(repo.unreadable_damage_records):
+            await repo.delete_document(name)
+            report.records_removed.append(name)
 
 
 def _select_packs(indexed: list[str], wanted: Sequence[str]) -> list[str]:

@@ -11,6 +11,13 @@ saver, a document store, a pack inventory), which a Repository plays.
 from __future__ import annotations
 
 from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.damage import (
+    DAMAGE_PREFIX,
+    DamagedLocations,
+    DamageRecord,
+    merge_locations,
+    not_yet_recorded,
+)
 from bbackup.repository.index import Index, IndexEntry, IndexSegment, PackInfo
 from bbackup.repository.lock import RemovedLocks, RepositoryLock, list_locks, remove_stale_locks
 from bbackup.repository.opening import init_repository, open_repository
@@ -26,10 +33,13 @@ from bbackup.repository.roles import (
 from bbackup.repository.writer import BlobWriter, PreparedBlob, WriteStats
 
 __all__ = [
+    "DAMAGE_PREFIX",
     "BlobLoader",
     "BlobSaver",
     "BlobSaverSource",
     "BlobWriter",
+    "DamageRecord",
+    "DamagedLocations",
     "DocumentStore",
     "Index",
     "IndexEntry",
@@ -46,6 +56,8 @@ __all__ = [
     "current_user",
     "init_repository",
     "list_locks",
+    "merge_locations",
+    "not_yet_recorded",
     "open_repository",
     "pack_object_name",
     "parse_pack",

@@ -5,6 +5,12 @@ Prune's first phase *marks* unreferenced packs: a marked pack stays listed (with
 it was marked) so its blobs can still be read, but backups do not deduplicate against it,
 so no new snapshot starts to depend on a pack that is about to be deleted.
 
+Damage records (`damage`) name *damaged locations*: a blob at its place in one pack that
+failed verification. A damaged location is in neither table: a backup does not find the
+blob there (so it uploads it again), and `lookup` returns a good copy wherever one is,
+falling back to the damaged location only when there is no other (the read then fails and
+names the pack, as it would have).
+
 Memory (issue #5, "Scale": millions of blobs, so no Python object per blob): every
 (pack, blob) pair the segments list is a 48-byte *row* (`_table` describes rows and hash
 tables). Rows are numbered from 1 in the order packs are added, and each pack's rows are
@@ -34,6 +40,7 @@ from __future__ import annotations
 import sys
 import threading
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import chain
 from typing import NamedTuple
@@ -129,6 +136,11 @@ class Index:
         self._marked_built = 0  # _marked_table is as of this many changes
         self.packs: Mapping[str, PackInfo] = _PackView(self, _LIVE)
         self.marked_packs: Mapping[str, PackInfo] = _PackView(self, _MARKED)
+        # Damaged locations (`set_damaged`): kept out of both tables, found last.
+        self._damaged: dict[str, frozenset[bytes]] = {}
+        self._damaged_rows: list[int] = []  # sorted
+        self._damaged_table: Table = empty_table(0, 0)
+        self._damaged_built = -1  # _damaged_table is as of this many rows (-1: never)
 
     # ---- blobs --------------------------------------------------------------------------
 
@@ -163,18 +175,95 @@ class Index:
         row = table[0][probe(table, self._rows, blob_id, h)] >> TAG_BITS
         if not row and self.marked:
             row = find(self._marked_lookup(), self._rows, blob_id, h)
+        if not row and self._damaged_rows:
+            row = find(self._damaged_lookup(), self._rows, blob_id, h)
         if not row:
             raise IntegrityError(f"blob {blob_id.hex()} is not in the index")
         return self._entry(row)
 
     def has(self, blob_id: bytes) -> bool:
-        """True if the blob can be read (live or marked pack)."""
+        """True if the index lists the blob (live or marked pack, or only at a damaged
+        location: `check` reports those as damage, not as missing)."""
         if blob_id in self:
             return True
-        return (
-            bool(self.marked)
-            and find(self._marked_lookup(), self._rows, blob_id, hash(blob_id)) != 0
-        )
+        h = hash(blob_id)
+        if self.marked and find(self._marked_lookup(), self._rows, blob_id, h):
+            return True
+        if self._damaged_rows:
+            return find(self._damaged_lookup(), self._rows, blob_id, h) != 0
+        return False
+
+    # ---- damaged locations --------------------------------------------------------------
+
+    @property
+    def damaged(self) -> Mapping[str, frozenset[bytes]]:
+        """Pack ID → blobs known damaged there (from damage records, `set_damaged`)."""
+        return self._damaged
+
+    def set_damaged(self, locations: Mapping[str, frozenset[bytes]]) -> None:
+        """Treat these (pack, blob) places as damaged: never deduplicated against, read
+        only when no other copy exists. Replaces any earlier set. Call it before other
+        threads read the index (as load_index does): the live table is rebuilt."""
+        with self._lock:
+            self._damaged = {p: frozenset(b) for p, b in locations.items() if b}
+            rows: list[int] = []
+            for pack_id in self._damaged:
+                p = self._pack_numbers.get(pack_id)
+                if p is not None:
+                    rows.extend(self._damaged_rows_of(p))
+            rows.sort()
+            self._damaged_rows = rows
+            self._damaged_built = -1
+            self._rebuild_tables()
+
+    def _damaged_rows_of(self, p: int) -> list[int]:
+        blobs = self._damaged.get(self._pack_ids[p])
+        if not blobs:
+            return []
+        first, end = self._pack_rows[p], self._pack_rows[p + 1]
+        return [
+            row
+            for row, blob_id in enumerate(ids_of(self._rows, first, end), first)
+            if blob_id in blobs
+        ]
+
+    def _rebuild_tables(self) -> None:
+        """Enter every live pack's rows again (without damaged ones), in pack order."""
+        ranges = array("Q")
+        for p in self._live_order:
+            first, end = self._pack_rows[p], self._pack_rows[p + 1]
+            if first != end:
+                ranges += array("Q", (first, end))
+        self._live = empty_table(0, 0)
+        self._live_count = 0
+        self._pending = ranges
+        self._enter_pending()
+        self._marked_changes += 1
+
+    def _without_damaged(self, first: int, end: int) -> Iterator[tuple[int, int]]:
+        """The row range [first, end) split around damaged rows."""
+        rows = self._damaged_rows
+        i = bisect_left(rows, first)
+        while i < len(rows) and rows[i] < end:
+            if rows[i] > first:
+                yield first, rows[i]
+            first = rows[i] + 1
+            i += 1
+        if first < end:
+            yield first, end
+
+    def _damaged_lookup(self) -> Table:
+        """The table of damaged locations (first copy of each), rebuilt if they changed."""
+        if self._damaged_built != len(self._damaged_rows):
+            with self._lock:
+                rows = self._damaged_rows
+                if self._damaged_built != len(rows):
+                    table = empty_table(len(rows), self._pack_rows[-1])
+                    for row in rows:
+                        insert(table, self._rows, ids_of(self._rows, row, row + 1), row)
+                    self._damaged_table = table
+                    self._damaged_built = len(rows)
+        return self._damaged_table
 
     def blob_ids(self) -> Iterator[bytes]:
         return (blob_id for blob_id, _row in self._live_rows())
@@ -271,6 +360,8 @@ class Index:
         self._pack_sizes.append(size)
         self._pack_state.append(0)
         self._pack_numbers[pack.pack_id] = p
+        if pack.pack_id in self._damaged:  # rows of a new pack come after every other
+            self._damaged_rows.extend(self._damaged_rows_of(p))
         return p
 
     def _enter_pending(self) -> None:
@@ -284,8 +375,11 @@ class Index:
             table = self._live
             if not has_room(table, entries, max(batch)):
                 table = self._live = rehash(table, self._rows, entries, max(batch))
+            ranges: Iterable[tuple[int, int]] = zip(batch[::2], batch[1::2], strict=True)
+            if self._damaged_rows:
+                ranges = [r for f, e in ranges for r in self._without_damaged(f, e)]
             added = 0
-            for first, end in runs(zip(batch[::2], batch[1::2], strict=True)):
+            for first, end in runs(ranges):
                 added += insert(table, self._rows, ids_of(self._rows, first, end), first)
             self._live_count += added
             del self._pending[:count]  # only now: until then, other lookups wait
@@ -300,6 +394,8 @@ class Index:
                         (self._pack_rows[p], self._pack_rows[p + 1])
                         for p in map(self._pack_numbers.__getitem__, list(self.marked))
                     ]
+                    if self._damaged_rows:
+                        ranges = [r for f, e in ranges for r in self._without_damaged(f, e)]
                     rows = sum(end - first for first, end in ranges)
                     table = empty_table(rows, self._pack_rows[-1])
                     for first, end in runs(ranges):

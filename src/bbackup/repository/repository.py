@@ -12,15 +12,23 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
 from bbackup.crypto.keys import MasterKey
-from bbackup.errors import IntegrityError
+from bbackup.errors import IntegrityError, NotFound
 from bbackup.repository.cache import CachingStorage
 from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.damage import (
+    DAMAGE_KIND,
+    DAMAGE_PREFIX,
+    DamagedLocations,
+    DamageRecord,
+    merge_locations,
+)
 from bbackup.repository.index import INDEX_KIND, Index, IndexEntry, IndexSegment
 from bbackup.repository.key_files import read_key_files
 from bbackup.repository.pack import (
@@ -47,12 +55,13 @@ CONFIG_KIND = "config"
 #: checks the name, so a copied, renamed or replayed document is refused. (Key files are
 #: named so too and checked where they are read, `intact_key_files`; see docs/format.md,
 #: "Names are bound to content".)
-CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/")
+CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/", DAMAGE_PREFIX)
 #: What to do about each kind of damaged document, said once with its name.
 DAMAGE_ADVICE = {
     "index/": "skipped; run `bbackup repair index`",
     "snapshots/": "skipped; the other snapshots are not affected",
     "locks/": "ignored; `bbackup unlock` removes it",
+    DAMAGE_PREFIX: "ignored; `bbackup repair packs` finds the damage again and removes it",
     "tree/": "snapshots whose directories sit in its damaged part cannot be read",
 }
 #: Bytes read from a pack's end to reach its header in one request (a pack of 16 MiB in
@@ -115,9 +124,15 @@ class Repository:
         self._index_segments: list[str] = []
         self._superseded_segments: list[str] = []
         self._damaged_segments: dict[str, str] = {}
+        self._damage_records: dict[str, DamageRecord] = {}
+        self._unreadable_records: dict[str, str] = {}
         self.on_damage = on_damage
         #: Every damaged object this process has come across: name → what is wrong.
         self.damaged: dict[str, str] = {}
+        #: Blobs that failed verification in `decode_blob`, by pack ID (restore records
+        #: them: `found_damage`).
+        self._failed_blobs: dict[str, set[bytes]] = {}
+        self._failed_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -134,7 +149,9 @@ class Repository:
         """Read every index segment, skipping those a newer segment supersedes and those
         that are damaged or misnamed (named through `on_damage`, and listed in
         `damaged_segments`): the packs only they list look unindexed until `repair index`."""
-        names = await self.list_names("index/")
+        names, records = await asyncio.gather(
+            self.list_names("index/"), self._read_damage_records()
+        )
         loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
         segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
         superseded = {s for segment in segments.values() for s in segment.supersedes}
@@ -149,7 +166,10 @@ class Repository:
             else:
                 damaged[name] = result.problem
                 self.note_damage(name, result.problem)
+        if records:
+            index.set_damaged(merge_locations(r.packs for r in records.values()))
         self.index = index
+        self._damage_records = records
         self._index_segments = used
         self._superseded_segments = skipped
         self._damaged_segments = damaged
@@ -163,6 +183,41 @@ class Repository:
                 raise DamagedDocument(name, f"damaged ({exc})") from None
         except DamagedDocument as exc:
             return exc
+
+    async def _read_damage_records(self) -> dict[str, DamageRecord]:
+        """Every readable damage record; a damaged one is named, listed in
+        `unreadable_damage_records` and skipped."""
+        records = {}
+        self._unreadable_records = {}
+        for name in await self.list_names(DAMAGE_PREFIX):
+            try:
+                payload = await self.load_document(name, DAMAGE_KIND)
+                records[name] = DamageRecord.from_bytes(payload)
+            except NotFound:
+                continue  # removed by `repair packs` since it was listed
+            except DamagedDocument as exc:  # already named by load_document
+                self._unreadable_records[name] = exc.problem
+            except IntegrityError as exc:
+                self._unreadable_records[name] = f"damaged ({exc})"
+                self.note_damage(name, self._unreadable_records[name])
+        return records
+
+    @property
+    def unreadable_damage_records(self) -> dict[str, str]:
+        return dict(self._unreadable_records)
+
+    @property
+    def damage_records(self) -> dict[str, DamageRecord]:
+        """The damage records the last load_index read: name → record."""
+        return dict(self._damage_records)
+
+    async def save_damage_record(self, record: DamageRecord) -> str:
+        return await self.save_document(DAMAGE_PREFIX.rstrip("/"), DAMAGE_KIND, record.to_bytes())
+
+    def found_damage(self) -> DamagedLocations:
+        """The blobs that failed verification in this process, by pack ID."""
+        with self._failed_lock:
+            return {p: frozenset(b) for p, b in self._failed_blobs.items()}
 
     @property
     def index_segments(self) -> list[str]:
@@ -218,14 +273,20 @@ class Repository:
         )
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
-        """Open, decompress and verify one blob. Thread-safe; CPU-bound."""
-        payload = self.cipher.open_blob(entry.blob_type, blob_id, sealed)
+        """Open, decompress and verify one blob (a failure is remembered for
+        `found_damage`). Thread-safe; CPU-bound."""
         try:
-            plain = decompress(payload, entry.raw_length)
-        except Exception as exc:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]}: cannot decompress") from exc
-        if len(plain) != entry.raw_length or self.cipher.blob_id(plain) != blob_id:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]}: content does not match its ID")
+            payload = self.cipher.open_blob(entry.blob_type, blob_id, sealed)
+            try:
+                plain = decompress(payload, entry.raw_length)
+            except Exception as exc:
+                raise IntegrityError(f"blob {blob_id.hex()[:16]}: cannot decompress") from exc
+            if len(plain) != entry.raw_length or self.cipher.blob_id(plain) != blob_id:
+                raise IntegrityError(f"blob {blob_id.hex()[:16]}: content does not match its ID")
+        except IntegrityError:
+            with self._failed_lock:
+                self._failed_blobs.setdefault(entry.pack_id, set()).add(blob_id)
+            raise
         return plain
 
     async def load_blob(self, blob_id: bytes) -> bytes:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.damage import DAMAGE_PREFIX, DamagedLocations, DamageRecord
 from bbackup.repository.index import Index, IndexEntry, IndexSegment
 from bbackup.repository.pack import PackedBlob
 from bbackup.repository.writer import PreparedBlob, WriteStats
@@ -22,7 +23,7 @@ from bbackup.storage import ObjectInfo
 PACK_PREFIXES = ("data/", "tree/")
 #: Where encrypted documents live that may be deleted by name (index segments go through
 #: `PackInventory.write_superseding_segment`; the config and key files never by name).
-DELETABLE_DOCUMENT_PREFIXES = ("snapshots/", "locks/")
+DELETABLE_DOCUMENT_PREFIXES = ("snapshots/", "locks/", DAMAGE_PREFIX)
 
 
 class BlobLoader(Protocol):
@@ -46,6 +47,11 @@ class BlobLoader(Protocol):
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:
         """Open, decompress and verify one sealed blob. Thread-safe; CPU-bound."""
+        ...
+
+    def found_damage(self) -> DamagedLocations:
+        """The blobs that failed verification in this process (`decode_blob`, `load_blob`),
+        by pack ID: what a damage record would name."""
         ...
 
 
@@ -171,4 +177,19 @@ class PackInventory(Protocol):
     async def write_superseding_segment(self, segment: IndexSegment) -> str:
         """Store `segment`, then delete the segments it supersedes; return its name. A crash
         between the two leaves segments that every reader skips."""
+        ...
+
+    @property
+    def damage_records(self) -> dict[str, DamageRecord]:
+        """The damage records the last `load_index` read (name → record); the index
+        already treats the places they name as damaged."""
+        ...
+
+    @property
+    def unreadable_damage_records(self) -> dict[str, str]:
+        """Damage records the last `load_index` could not read: name → what is wrong."""
+        ...
+
+    async def save_damage_record(self, record: DamageRecord) -> str:
+        """Store a damage record; return its name (delete one with `delete_document`)."""
         ...

@@ -19,6 +19,7 @@ from pyfastcdc import FastCDC
 from valid_objects import (
     MASTER,
     configs,
+    damage_records,
     index_segments,
     lock_payloads,
     pack_header_rows,
@@ -28,7 +29,7 @@ from valid_objects import (
 
 from bbackup.crypto.aead import BlobType, Cipher
 from bbackup.errors import IntegrityError
-from bbackup.repository import IndexSegment, RepositoryConfig, parse_pack
+from bbackup.repository import DamageRecord, IndexSegment, RepositoryConfig, parse_pack
 from bbackup.repository.index import Index
 from bbackup.repository.lock import LockInfo, parse_lock
 from bbackup.repository.pack import HEADER_KIND, PackedBlob
@@ -245,6 +246,30 @@ def test_lock_parser_gives_integrity_error_or_a_usable_lock_for_damaged_locks(
         assert_usable_lock(lock)
 
 
+# ---- damage records -----------------------------------------------------------------------
+
+
+def assert_usable_damage_record(record: DamageRecord) -> None:
+    assert record.packs and all(is_hex_id(p) for p in record.packs)
+    assert all(type(b) is frozenset and all(is_id(i) for i in b) for b in record.packs.values())
+    assert math.isfinite(record.time) and type(record.time) is float
+    assert type(record.host) is str and type(record.found_by) is str
+    # What load_index and check do next: mark the places in an index, describe it.
+    index = Index()
+    index.set_damaged(record.packs)
+    assert record.describe()
+    assert DamageRecord.from_bytes(record.to_bytes()) == record
+
+
+@given(damaged(damage_records.map(DamageRecord.to_bytes)))
+def test_damage_record_parser_gives_integrity_error_or_a_usable_record_for_damaged_records(
+    payload: bytes,
+) -> None:
+    record = parsed_or_integrity_error(DamageRecord.from_bytes, payload)
+    if record is not None:
+        assert_usable_damage_record(record)
+
+
 # ---- arbitrary bytes, to every parser ----------------------------------------------------
 
 
@@ -259,6 +284,7 @@ def test_every_payload_parser_gives_integrity_error_or_a_well_formed_object_for_
         (lambda p: Snapshot.from_bytes(p, ""), assert_well_formed_snapshot),
         (RepositoryConfig.from_bytes, assert_usable_config),
         (lambda p: parse_lock(LOCK_NAME, p), assert_usable_lock),
+        (DamageRecord.from_bytes, assert_usable_damage_record),
     ]:
         parsed = parsed_or_integrity_error(parse, payload)
         if parsed is not None:

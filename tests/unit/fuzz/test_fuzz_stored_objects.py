@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from valid_objects import (
     MASTER,
     configs,
+    damage_records,
     index_segments,
     lock_payloads,
     snapshots,
@@ -23,7 +24,14 @@ from valid_objects import (
 from bbackup.compression import compress, decompress
 from bbackup.crypto.aead import BLOB_OVERHEAD, BlobType, Cipher
 from bbackup.errors import IntegrityError
-from bbackup.repository import IndexSegment, RepositoryConfig, parse_pack, verify_pack_id
+from bbackup.repository import (
+    DamageRecord,
+    IndexSegment,
+    RepositoryConfig,
+    parse_pack,
+    verify_pack_id,
+)
+from bbackup.repository.damage import DAMAGE_KIND
 from bbackup.repository.index import INDEX_KIND
 from bbackup.repository.lock import LOCK_KIND, parse_lock
 from bbackup.repository.pack import PackBuilder
@@ -95,6 +103,7 @@ def test_every_stored_object_reader_rejects_arbitrary_bytes_with_integrity_error
         lambda b: Snapshot.from_bytes(CIPHER.open_document(SNAPSHOT_KIND, b), "ab" * 32),
         lambda b: RepositoryConfig.from_bytes(CIPHER.open_document(CONFIG_KIND, b)),
         lambda b: parse_lock("locks/" + "cd" * 32, CIPHER.open_document(LOCK_KIND, b)),
+        lambda b: DamageRecord.from_bytes(CIPHER.open_document(DAMAGE_KIND, b)),
         lambda b: read_tree(b"\x07" * 32, b),
     ]:
         with pytest.raises(IntegrityError):
@@ -147,6 +156,14 @@ def test_lock_reader_rejects_damaged_bytes_with_integrity_error(
 ) -> None:
     with pytest.raises(IntegrityError):
         parse_lock("locks/" + "cd" * 32, CIPHER.open_document(LOCK_KIND, stored))
+
+
+@given(damaged_documents(DAMAGE_KIND, damage_records.map(DamageRecord.to_bytes)))
+def test_damage_record_reader_rejects_damaged_bytes_with_integrity_error(
+    stored: bytes,
+) -> None:
+    with pytest.raises(IntegrityError):
+        DamageRecord.from_bytes(CIPHER.open_document(DAMAGE_KIND, stored))
 
 
 def sealed_tree(tree: Tree) -> tuple[bytes, bytes]:

@@ -1,5 +1,6 @@
 """Hypothesis strategies for valid repository objects (trees, snapshots, index segments,
-config, locks, pack headers, key files), the starting points the fuzz tests damage."""
+config, locks, pack headers, key files, damage records), the starting points the fuzz
+tests damage."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from bbackup.chunking import ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.crypto.kdf import Argon2idParams, ScryptParams
 from bbackup.crypto.keys import MasterKey
-from bbackup.repository import IndexSegment, PackInfo, RepositoryConfig
+from bbackup.repository import DamageRecord, IndexSegment, PackInfo, RepositoryConfig
 from bbackup.snapshot.model import (
     BLOCKDEV,
     CHARDEV,
@@ -149,4 +150,12 @@ lock_payloads = st.builds(
 #: Pack headers: (type, ID, offset, sealed length, raw length) of each blob, as packed.
 pack_header_rows = st.lists(
     st.tuples(st.sampled_from([0, 1]), blob_ids, u32, st.integers(28, 4096), u32), max_size=5
+)
+
+damage_records = st.builds(
+    DamageRecord,
+    packs=st.dictionaries(hex_ids, st.frozensets(blob_ids, max_size=3), min_size=1, max_size=3),
+    time=st.floats(0, 4e9),
+    host=short_text,
+    found_by=st.sampled_from(["check", "check --read-data", "restore"]),
 )
