@@ -1,11 +1,11 @@
 """`bbackup dump`: one file of a snapshot as its bytes, or a subtree as a tar or zip
 stream, written front to back to a stream that need not be seekable (stdout).
 
-The trees are walked first. Then the blobs are read in the order the stream needs them:
-a run of neighbouring blobs of one pack is one ranged read (as restore plans them; a
-file's chunks, and a directory's small files, mostly sit in order in one pack), several
-reads are in flight ahead of the writer, blobs are decoded in worker threads, and one
-thread writes the archive.
+The trees are walked first. Then the stream is cut into stretches of about 16 MiB, and
+each stretch's blobs are fetched as restore fetches a whole restore (`plan_reads`: each
+pack's needed blobs in pack order, neighbours in one ranged read, each blob once), a few
+stretches ahead of the writer, decoded in worker threads; one thread writes the archive,
+taking the blobs in stream order.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import BinaryIO
 
 from bbackup.errors import IntegrityError, UsageError
 from bbackup.ops.dump_archive import archive_writer
-from bbackup.ops.restore import MAX_BYTES_IN_FLIGHT, MAX_RANGE_GAP, NeededBlob, PackRead
+from bbackup.ops.restore import (
+    MAX_BYTES_IN_FLIGHT,
+    MAX_RANGE_GAP,
+    NeededBlob,
+    PackRead,
+    plan_reads,
+)
 from bbackup.repository import BlobLoader, Index, pack_object_name
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
 from bbackup.snapshot.store import load_tree
@@ -119,49 +125,89 @@ def plan_content(index: Index, entries: list[DumpEntry], *, hard_links: bool) ->
     return blob_ids
 
 
-def plan_stream_reads(
-    index: Index, blob_ids: list[bytes], *, max_gap: int, max_bytes: int | None
-) -> list[PackRead]:
-    """Group blobs, in the order given, into ranged reads: a blob joins the read before it
-    if it lies in the same pack after it, at most `max_gap` unneeded bytes further, and
-    the read stays within `max_bytes` (None: no limit). Unlike restore's `plan_reads`,
-    the order is the stream's, never the pack's."""
-    reads: list[PackRead] = []
+#: Plaintext bytes of one stretch of the stream whose reads are planned together.
+BATCH_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class StreamBatch:
+    """A stretch of the stream: its blob IDs in stream order (repeats included), and the
+    ranged reads that fetch each of them once, planned pack by pack in pack order."""
+
+    blob_ids: list[bytes]
+    reads: list[PackRead]
+
+
+def plan_batches(
+    index: Index,
+    blob_ids: list[bytes],
+    *,
+    max_gap: int,
+    max_bytes: int | None,
+    batch_bytes: int = BATCH_BYTES,
+) -> list[StreamBatch]:
+    """Cut the stream into stretches of about `batch_bytes` of plaintext and plan each
+    one's reads as restore plans a whole restore (`plan_reads`): the order in which a
+    backup packed blobs is seldom the order of names in a tree, so a stretch is read in
+    pack order and handed out in stream order."""
+    batches: list[StreamBatch] = []
+    needed: dict[bytes, NeededBlob] = {}
+    ids: list[bytes] = []
+    size = 0
+
+    def close_batch() -> None:
+        by_pack: dict[str, list[NeededBlob]] = {}
+        for blob in needed.values():
+            by_pack.setdefault(blob.entry.pack_id, []).append(blob)
+        reads = [
+            read
+            for blobs in by_pack.values()
+            for read in plan_reads(blobs, max_gap=max_gap, max_bytes=max_bytes)
+        ]
+        batches.append(StreamBatch(list(ids), reads))
+        needed.clear()
+        ids.clear()
+
     for blob_id in blob_ids:
-        entry = index.lookup(blob_id)
-        if reads:
-            read = reads[-1]
-            last = read.blobs[-1].entry
-            if (
-                entry.pack_id == last.pack_id
-                and read.end <= entry.offset <= read.end + max_gap
-                and (max_bytes is None or entry.offset + entry.length - read.start <= max_bytes)
-            ):
-                read.blobs.append(NeededBlob(blob_id, entry))
-                continue
-        reads.append(PackRead([NeededBlob(blob_id, entry)]))
-    return reads
+        if blob_id not in needed:
+            entry = index.lookup(blob_id)
+            needed[blob_id] = NeededBlob(blob_id, entry)
+            size += entry.raw_length
+        ids.append(blob_id)
+        if size >= batch_bytes:
+            close_batch()
+            size = 0
+    if ids:
+        close_batch()
+    return batches
 
 
 class OrderedBlobReader:
-    """The plaintext of planned reads, one read at a time in order, with up to `window`
-    reads fetched and decoded ahead."""
+    """The plaintext of planned batches, one batch at a time in stream order, with up to
+    `window` batches fetched and decoded ahead and at most `connections` reads at once."""
 
     def __init__(
-        self, loader: BlobLoader, reads: list[PackRead], *, window: int, pool: ThreadPoolExecutor
+        self,
+        loader: BlobLoader,
+        batches: list[StreamBatch],
+        *,
+        window: int,
+        connections: int,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self.loader = loader
-        self.reads = deque(reads)
+        self.batches = deque(batches)
         self.window = max(1, window)
+        self.slots = asyncio.Semaphore(max(1, connections))
         self.pool = pool
         self.pending: deque[asyncio.Task[list[bytes]]] = deque()
 
     def _fill(self) -> None:
-        while self.reads and len(self.pending) < self.window:
-            self.pending.append(asyncio.ensure_future(self._fetch(self.reads.popleft())))
+        while self.batches and len(self.pending) < self.window:
+            self.pending.append(asyncio.ensure_future(self._fetch(self.batches.popleft())))
 
-    async def next_read(self) -> list[bytes]:
-        """The plaintexts of the next read's blobs, in order."""
+    async def next_batch(self) -> list[bytes]:
+        """The plaintexts of the next batch's blobs, in stream order."""
         self._fill()
         if not self.pending:
             raise IntegrityError("dump: the stream asked for more blobs than were planned")
@@ -169,24 +215,35 @@ class OrderedBlobReader:
         self._fill()
         return blobs
 
-    async def _fetch(self, read: PackRead) -> list[bytes]:
+    async def _fetch(self, batch: StreamBatch) -> list[bytes]:
+        plain: dict[bytes, bytes] = {}
+        reads = [asyncio.ensure_future(self._fetch_read(read, plain)) for read in batch.reads]
+        try:
+            await asyncio.gather(*reads)
+        finally:
+            for read in reads:
+                read.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+        return [plain[blob_id] for blob_id in batch.blob_ids]
+
+    async def _fetch_read(self, read: PackRead, plain: dict[bytes, bytes]) -> None:
         first = read.blobs[0].entry
         name = pack_object_name(first.blob_type, first.pack_id)
-        data = await self.loader.read_pack(name, read.start, read.end - read.start)
+        async with self.slots:
+            data = await self.loader.read_pack(name, read.start, read.end - read.start)
         if len(data) != read.end - read.start:
             raise IntegrityError(f"pack {first.pack_id}: {name} is truncated")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, self._decode, data, read)
+        plain.update(await loop.run_in_executor(self.pool, self._decode, data, read))
 
-    def _decode(self, data: bytes, read: PackRead) -> list[bytes]:
+    def _decode(self, data: bytes, read: PackRead) -> dict[bytes, bytes]:
         view = memoryview(data)
-        start = read.start
-        blobs = []
+        decoded = {}
         for blob in read.blobs:
-            at = blob.entry.offset - start
+            at = blob.entry.offset - read.start
             sealed = view[at : at + blob.entry.length]
-            blobs.append(self.loader.decode_blob(blob.blob_id, blob.entry, sealed))
-        return blobs
+            decoded[blob.blob_id] = self.loader.decode_blob(blob.blob_id, blob.entry, sealed)
+        return decoded
 
     async def aclose(self) -> None:
         """Stop every read in flight."""
@@ -197,17 +254,18 @@ class OrderedBlobReader:
 
 
 class _BlobFeed:
-    """The writer thread's side: blobs one at a time, each read fetched from the event
+    """The writer thread's side: blobs one at a time, each batch taken from the event
     loop when the one before is used up."""
 
-    def __init__(self, next_read: Callable[[], list[bytes]]) -> None:
-        self._next_read = next_read
+    def __init__(self, next_batch: Callable[[], list[bytes]]) -> None:
+        self._next_batch = next_batch
         self._blobs: deque[bytes] = deque()
 
     def content(self, node: Node) -> Iterator[bytes]:
+        """A file's blobs (its node's content list), in order."""
         for _ in node.content:
             while not self._blobs:
-                self._blobs.extend(self._next_read())
+                self._blobs.extend(self._next_batch())
             yield self._blobs.popleft()
 
 
@@ -238,13 +296,13 @@ async def dump(
         entries = await walk_entries(loader, top, snapshot.tree)
     index = loader.index
     blob_ids = plan_content(index, entries, hard_links=summary.kind == "tar")
-    reads = plan_stream_reads(index, blob_ids, max_gap=max_gap, max_bytes=read_size)
-    read_bytes = read_size or loader.config.pack_size
-    window = min(connections, max(2, MAX_BYTES_IN_FLIGHT // read_bytes))
+    batches = plan_batches(index, blob_ids, max_gap=max_gap, max_bytes=read_size)
+    # A batch in flight holds its fetched ranges and its plaintext: bound both.
+    window = max(2, MAX_BYTES_IN_FLIGHT // (2 * BATCH_BYTES))
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-dump")
-    reader = OrderedBlobReader(loader, reads, window=window, pool=pool)
-    feed = _BlobFeed(lambda: asyncio.run_coroutine_threadsafe(reader.next_read(), loop).result())
+    reader = OrderedBlobReader(loader, batches, window=window, connections=connections, pool=pool)
+    feed = _BlobFeed(lambda: asyncio.run_coroutine_threadsafe(reader.next_batch(), loop).result())
 
     def warn(entry_path: bytes, message: str) -> None:
         text = os.fsdecode(entry_path)
