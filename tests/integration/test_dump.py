@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from cli_harness import PASSWORD, Cli, MakeTree, restored_path
+from tree_metadata import tree_metadata
 
 from bbackup.ops.dump import dump
 from bbackup.repository import open_repository
@@ -71,26 +72,6 @@ def backed_up(src: Path, repo: Path, cli: Cli) -> Path:
     return repo
 
 
-def metadata(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry under `root` (and `root`): type and permission bits, ns mtime, content
-    or symlink target, and which entries share an inode (hard links)."""
-    inodes: dict[int, str] = {}
-    out: dict[str, tuple[object, ...]] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        rel = os.fsdecode(bytes(path.relative_to(root))) if path != root else "."
-        if stat.S_ISREG(st.st_mode):
-            body: object = path.read_bytes()
-            if st.st_nlink > 1:
-                body = (body, "same inode as " + inodes.setdefault(st.st_ino, rel))
-        elif stat.S_ISLNK(st.st_mode):
-            body = os.readlink(path)
-        else:
-            body = None
-        out[rel] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, body)
-    return out
-
-
 def test_dump_of_a_file_writes_exactly_its_bytes(src: Path, backed_up: Path) -> None:
     result = run_dump("-r", backed_up, "latest", src / "big.bin")
 
@@ -111,7 +92,7 @@ def test_dump_of_a_directory_as_tar_extracts_to_the_same_files_and_metadata(
         ["tar", "-x", "--xattrs", "--numeric-owner", "-C", out], input=result.stdout, check=True
     )
 
-    assert metadata(restored_path(out, src)) == metadata(src)
+    assert tree_metadata(restored_path(out, src)) == tree_metadata(src)
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
         big = archive.getmember(os.path.relpath(src / "big.bin", "/"))
         link = archive.getmember(os.path.relpath(src / "notes.txt", "/"))
