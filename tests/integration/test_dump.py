@@ -6,6 +6,7 @@ quietly; every pack byte is read at most once."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import itertools
 import os
@@ -21,6 +22,7 @@ import pytest
 from cli_harness import PASSWORD, Cli, MakeTree, restored_path
 from tree_metadata import tree_metadata
 
+from bbackup.errors import IntegrityError
 from bbackup.ops.dump import dump
 from bbackup.repository import open_repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
@@ -221,3 +223,49 @@ def test_dump_reads_each_pack_byte_at_most_once(
         assert name != next_name or end <= next_start, f"{name} read twice around {next_start}"
     stored = sum(p.stat().st_size for p in (backed_up / "data").rglob("*") if p.is_file())
     assert sum(end - start for _, start, end in spans) <= stored
+
+
+def damage_the_biggest_data_pack(repo: Path) -> None:
+    packs = sorted((p for p in (repo / "data").rglob("*") if p.is_file()), key=os.path.getsize)
+    damaged = packs[-1]  # the pack holding most of big.bin
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(data))
+
+
+def test_damaged_data_ends_the_dump_with_exit_13_and_a_tar_no_reader_accepts(
+    src: Path, backed_up: Path
+) -> None:
+    damage_the_biggest_data_pack(backed_up)
+
+    result = run_dump("-r", backed_up, "latest", src, "--no-cache")
+
+    assert result.returncode == 13, result.stderr
+    assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr
+    listed = subprocess.run(["tar", "-t"], input=result.stdout, capture_output=True)
+    assert listed.returncode == 2 and b"Unexpected EOF" in listed.stderr, listed
+
+
+def test_damaged_data_leaves_a_zip_without_its_central_directory(
+    src: Path, backed_up: Path
+) -> None:
+    damage_the_biggest_data_pack(backed_up)
+    sink = io.BytesIO()
+
+    async def main() -> None:
+        stack = open_storage(str(backed_up))
+        try:
+            repo = await open_repository(stack, PASSWORD, use_cache=False)
+            snapshot = find_snapshot(await load_snapshots(repo), "latest")
+            await dump(repo, snapshot, str(src), sink, archive="zip")
+        finally:
+            await stack.storage.aclose()
+
+    with pytest.raises(IntegrityError):
+        asyncio.run(main())
+    gc.collect()  # a ZipFile that is collected writes its central directory unless told not to
+
+    assert sink.getvalue()
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(sink)

@@ -320,12 +320,16 @@ async def dump(
             summary.entries = 1
             return
         writer = archive_writer(summary.kind, sink, warn)
-        for entry in entries:
-            content = feed.content(entry.node)
-            if writer.add(entry.path, entry.node, content, entry.size, entry.link_to):
-                summary.entries += 1
-                if entry.node.type == FILE and entry.link_to is None:
-                    summary.bytes += entry.size
+        try:
+            for entry in entries:
+                content = feed.content(entry.node)
+                if writer.add(entry.path, entry.node, content, entry.size, entry.link_to):
+                    summary.entries += 1
+                    if entry.node.type == FILE and entry.link_to is None:
+                        summary.bytes += entry.size
+        except BaseException:
+            writer.abandon()
+            raise
         writer.close()
 
     try:

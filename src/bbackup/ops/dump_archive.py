@@ -52,8 +52,12 @@ class ArchiveWriter(Protocol):
         ...
 
     def close(self) -> None:
-        """End the archive; only after every entry was written (a failed dump leaves a
-        truncated archive that every reader rejects, never a short one that looks whole)."""
+        """End the archive, after every entry was written."""
+        ...
+
+    def abandon(self) -> None:
+        """Give up after a failure without ending the archive: a failed dump leaves a
+        truncated archive that every reader rejects, never a short one that looks whole."""
         ...
 
 
@@ -127,6 +131,9 @@ class TarWriter:
         self._write(bytes(end + (-(self.offset + end) % self.RECORD)))
         self.sink.flush()
 
+    def abandon(self) -> None:
+        """Nothing to do: the end-of-archive blocks are simply never written."""
+
 
 class ZipWriter:
     """A zip written front to back (data descriptors where the stream cannot seek).
@@ -174,10 +181,15 @@ class ZipWriter:
         return True
 
     def close(self) -> None:
-        self.zip.close()
         fp = self.zip.fp
+        self.zip.close()
         if fp is not None:
             fp.flush()
+
+    def abandon(self) -> None:
+        # ZipFile writes its central directory when closed, even by the garbage collector:
+        # without a file to write to, it writes nothing, and the zip stays unreadable.
+        self.zip.fp = None
 
 
 def _pax_time(ns: int) -> str:
