@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
                     else profile.range_gap
                 ),
                 workers=workers,
+                archive_allowed=not out.isatty(),
                 on_warning=lambda p, message: warn_event(f"warning: {p}: {message}", opts.json),
             )
 

@@ -280,19 +280,26 @@ async def dump(
     read_size: int | None = None,
     max_gap: int = MAX_RANGE_GAP,
     workers: int = 2,
+    archive_allowed: bool = True,
     on_warning: Callable[[str, str], None] | None = None,
 ) -> DumpSummary:
     """Write `path` of `snapshot` to `sink`: a regular file's bytes unless `archive`
     ("tar" or "zip") is asked for; anything else as a tar (default) or zip archive of it
     and everything below it, named by their paths in the snapshot without the leading
-    "/". PathNotInSnapshot if there is no such path. On a failure the archive is left
-    truncated (no end), so no reader takes it for whole."""
+    "/". PathNotInSnapshot if there is no such path; UsageError if an archive it would
+    be and `archive_allowed` is False (stdout is a terminal). On a failure the archive is
+    left truncated (no end), so no reader takes it for whole."""
     top = await find_entry(loader, snapshot, path)
     if archive is None and top is not None and top.node.type == FILE:
         summary = DumpSummary("file")
         entries = [top]
     else:
         summary = DumpSummary(archive or "tar")
+        if not archive_allowed:
+            raise UsageError(
+                f"refusing to write a {summary.kind} archive to a terminal: "
+                "redirect stdout to a file or a pipe"
+            )
         entries = await walk_entries(loader, top, snapshot.tree)
     index = loader.index
     blob_ids = plan_content(index, entries, hard_links=summary.kind == "tar")
