@@ -201,13 +201,16 @@ class OrderedBlobReader:
         self.slots = asyncio.Semaphore(max(1, connections))
         self.pool = pool
         self.pending: deque[asyncio.Task[list[bytes]]] = deque()
+        self.closed = False
 
     def _fill(self) -> None:
-        while self.batches and len(self.pending) < self.window:
+        while not self.closed and self.batches and len(self.pending) < self.window:
             self.pending.append(asyncio.ensure_future(self._fetch(self.batches.popleft())))
 
     async def next_batch(self) -> list[bytes]:
         """The plaintexts of the next batch's blobs, in stream order."""
+        if self.closed:  # the writer outlived the dump (cancelled): let it stop
+            raise asyncio.CancelledError()
         self._fill()
         if not self.pending:
             raise IntegrityError("dump: the stream asked for more blobs than were planned")
@@ -246,7 +249,8 @@ class OrderedBlobReader:
         return decoded
 
     async def aclose(self) -> None:
-        """Stop every read in flight."""
+        """Stop every read in flight, and start no more."""
+        self.closed = True
         for task in self.pending:
             task.cancel()
         await asyncio.gather(*self.pending, return_exceptions=True)
