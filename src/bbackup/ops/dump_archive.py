@@ -68,7 +68,11 @@ def member_name(path: bytes) -> str:
 
 
 class TarWriter:
-    """A streamed POSIX pax tar, as `tar -c --format=pax --xattrs` would write it."""
+    """A streamed POSIX pax tar, as `tar -c --format=pax --xattrs` would write it.
+
+    tarfile makes each header (`TarInfo.tobuf`); the framing around the data (padding to
+    512 bytes, the end-of-archive blocks) is written here, so each blob goes to the
+    stream whole instead of through `TarFile.addfile`'s 16 KiB read-and-copy loop."""
 
     RECORD = tarfile.RECORDSIZE
 
