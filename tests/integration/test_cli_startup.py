@@ -16,6 +16,8 @@ from bbackup.cli.app import COMMAND_MODULES, build_app
 OPERATIONS = {
     "backup": {"bbackup.ops.backup"},
     "restore": {"bbackup.ops.restore"},
+    # dump plans its pack reads with restore's planner.
+    "dump": {"bbackup.ops.dump", "bbackup.ops.restore"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
     # repair packs verifies packs exactly as check --read-data does, with check's code.

@@ -27,6 +27,7 @@ COMMAND_MODULES = {
     "unlock": "repo_cmds",
     "backup": "backup_cmd",
     "restore": "restore_cmd",
+    "dump": "dump_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
     "key": "key_cmds",
