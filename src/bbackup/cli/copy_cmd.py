@@ -4,7 +4,6 @@ with `--from-*` options and BBACKUP_FROM_* variables of its own."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Annotated
 
@@ -15,76 +14,21 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn, warn_event
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
-from bbackup.errors import ExitCode, UsageError
+from bbackup.cli.source_repo import (
+    FromPasswordCommandOpt,
+    FromPasswordFileOpt,
+    FromRepoOpt,
+    FromS3EndpointOpt,
+    FromS3PathStyleOpt,
+    FromS3RegionOpt,
+    source_options,
+)
+from bbackup.errors import ExitCode
 from bbackup.ops.copy import Copier, CopyOptions, CopySummary, describe
 from bbackup.ops.restore import remote_range_gap
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
-
-FromRepoOpt = Annotated[
-    str | None,
-    typer.Option("--from-repo", envvar="BBACKUP_FROM_REPOSITORY", help="Repository to copy from."),
-]
-FromPasswordFileOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="BBACKUP_FROM_PASSWORD_FILE",
-        help="Read the source's password from a file (else BBACKUP_FROM_PASSWORD).",
-    ),
-]
-FromPasswordCommandOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="BBACKUP_FROM_PASSWORD_COMMAND",
-        help="Run a command that prints the source's password.",
-    ),
-]
-FromS3EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        envvar="BBACKUP_FROM_S3_ENDPOINT",
-        help="The source's S3 endpoint URL (else the target's, as --s3-endpoint).",
-    ),
-]
-FromS3RegionOpt = Annotated[
-    str | None, typer.Option(envvar="BBACKUP_FROM_S3_REGION", help="The source's S3 region.")
-]
-FromS3PathStyleOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--from-s3-path-style/--from-s3-virtual-host",
-        help="The source's S3 addressing style (as --s3-path-style).",
-    ),
-]
-
-
-def source_options(
-    opts: GlobalOptions,
-    repo: str | None,
-    password_file: str | None,
-    password_command: str | None,
-    s3_endpoint: str | None,
-    s3_region: str | None,
-    s3_path_style: bool | None,
-) -> GlobalOptions:
-    """The options that open the source: the `--from-*` ones in place of the target's;
-    connections, cache and output as for the target."""
-    if not repo:
-        raise UsageError(
-            "no source repository given: pass --from-repo or set BBACKUP_FROM_REPOSITORY"
-        )
-    return dataclasses.replace(
-        opts,
-        repo=repo,
-        password_file=password_file,
-        password_command=password_command,
-        s3_endpoint=s3_endpoint,
-        s3_region=s3_region,
-        s3_path_style=s3_path_style,
-        password_variable="BBACKUP_FROM_PASSWORD",
-        password_prompt="Password of the source repository",
-    )
 
 
 def register(app: typer.Typer) -> None:
