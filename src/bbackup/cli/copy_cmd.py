@@ -21,6 +21,7 @@ from bbackup.cli.source_repo import (
     FromS3EndpointOpt,
     FromS3PathStyleOpt,
     FromS3RegionOpt,
+    open_source,
     source_options,
 )
 from bbackup.errors import ExitCode
@@ -123,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> CopySummary:
             try:
-                source = await open_repo(source_opts, source_stack, load_index=False)
+                source = await open_source(source_opts, source_stack)
                 target = await open_repo(opts, target_stack, load_index=False)
                 return await work(source, target)
             finally:

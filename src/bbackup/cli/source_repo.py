@@ -13,8 +13,9 @@ from bbackup.chunking import ChunkerParams
 from bbackup.cli.opening import open_repo, open_stack, run_async
 from bbackup.cli.options import GlobalOptions
 from bbackup.crypto.keys import MasterKey
-from bbackup.errors import UsageError
+from bbackup.errors import NoPasswordSource, UsageError
 from bbackup.repository import Repository
+from bbackup.storage import StorageStack
 
 FromRepoOpt = Annotated[
     str | None,
@@ -81,6 +82,18 @@ def source_options(
     )
 
 
+async def open_source(source_opts: GlobalOptions, stack: StorageStack) -> Repository:
+    """Open the source repository (its index not loaded)."""
+    try:
+        return await open_repo(source_opts, stack, load_index=False)
+    except NoPasswordSource:
+        raise NoPasswordSource(
+            "No password for the source repository: set BBACKUP_FROM_PASSWORD, "
+            "BBACKUP_FROM_PASSWORD_FILE, --from-password-file or --from-password-command, "
+            "or run on a terminal."
+        ) from None
+
+
 def shared_chunker_key(source_opts: GlobalOptions) -> tuple[MasterKey, ChunkerParams]:
     """For `init --copy-chunker-params`: a new master key with the source's chunker seed
     and blob-ID key (its own encryption key), and the source's chunk sizes. A repository
@@ -90,7 +103,7 @@ def shared_chunker_key(source_opts: GlobalOptions) -> tuple[MasterKey, ChunkerPa
 
     async def main() -> Repository:
         try:
-            return await open_repo(source_opts, stack, load_index=False)
+            return await open_source(source_opts, stack)
         finally:
             await stack.storage.aclose()
 
