@@ -163,3 +163,22 @@ def test_copy_refuses_bad_input_with_its_exit_code(
     assert itself.exit_code == ExitCode.USAGE
     assert "the same repository" in itself.stderr
     assert copied_originals(cli, repo) == []
+
+
+def test_a_source_snapshot_with_missing_data_is_not_copied_and_the_others_are(
+    tmp_path: Path, cli: Cli, source: Source, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The newest data pack holds only more.bin, which only the second snapshot has.
+    packs = sorted((source.repo / "data").rglob("*"), key=lambda p: p.stat().st_mtime_ns)
+    newest = [p for p in packs if p.is_file()][-1]
+    newest.unlink()
+
+    result = cli("copy", "-r", repo, *source.from_args())
+
+    assert result.exit_code == ExitCode.INTEGRITY, result
+    first, second = source.snapshot_ids
+    assert f"copied snapshot {first[:8]}" in result.stdout
+    assert f"snapshot {second[:8]} not copied: data/" in result.stderr
+    assert f"{newest.name}: pack is missing" in result.stderr
+    assert copied_originals(cli, repo) == [first]
+    ok(cli("check", "-r", repo, "--read-data"))

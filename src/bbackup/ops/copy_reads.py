@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from bbackup.errors import IntegrityError
+from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
 from bbackup.repository import BlobLoader, pack_object_name
 
@@ -76,7 +76,10 @@ class SourceBlobReader:
     async def _fetch(self, read: PackRead) -> bytes:
         first = read.blobs[0].entry
         name = pack_object_name(first.blob_type, first.pack_id)
-        data = await self.source.read_pack(name, read.start, read.end - read.start)
+        try:
+            data = await self.source.read_pack(name, read.start, read.end - read.start)
+        except NotFound:
+            raise IntegrityError(f"{name}: pack is missing") from None
         self.bytes_read += len(data)
         if len(data) != read.end - read.start:
             raise IntegrityError(f"{name}: pack is truncated")
