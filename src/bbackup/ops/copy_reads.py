@@ -37,7 +37,7 @@ class SourceBlobReader:
         self.source = source
         self.max_gap = max_gap
         self.read_size = read_size
-        self._slots = asyncio.Semaphore(max(1, connections))
+        self.connections = max(1, connections)
         self._pool = pool
         #: Bytes fetched from the source's packs so far.
         self.bytes_read = 0
@@ -57,20 +57,27 @@ class SourceBlobReader:
             for read in plan_reads(blobs, max_gap=self.max_gap, max_bytes=self.read_size)
         ]
         plain: dict[bytes, bytes] = {}
+        if not reads:
+            return plain
         loop = asyncio.get_running_loop()
+        queue = iter(reads)
 
-        async def one(read: PackRead) -> None:
-            async with self._slots:
+        async def worker() -> None:
+            for read in queue:  # shared: each read is taken by one worker
                 data = await self._fetch(read)
-            plain.update(await loop.run_in_executor(self._pool, self._decode, read, data))
+                plain.update(await loop.run_in_executor(self._pool, self._decode, read, data))
 
-        tasks = [asyncio.ensure_future(one(read)) for read in reads]
+        workers = [
+            asyncio.ensure_future(worker()) for _ in range(min(self.connections, len(reads)))
+        ]
         try:
-            await asyncio.gather(*tasks)
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # the first failure, if any
         finally:
-            for task in tasks:
+            for task in workers:  # after a failure, stop reading at once
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(workers)
         return plain
 
     async def _fetch(self, read: PackRead) -> bytes:
