@@ -26,7 +26,7 @@ from bbackup.repository import BlobSaver
 
 #: Plaintext read from the source per batch (many small files, or part of a large one);
 #: one batch is read while the one before is stored.
-BATCH_BYTES = 32 * MiB
+BATCH_BYTES = 16 * MiB
 
 
 class CopyMode(enum.Enum):
@@ -54,16 +54,16 @@ class Rechunker:
         self._chunker = chunker
         self._held = b""
 
-    def cut(self, pieces: Sequence[bytes], *, last: bool) -> list[bytes]:
-        """The chunks complete once `pieces` follow what came before; all of them if
-        `last`."""
+    def cut(self, pieces: Sequence[bytes], *, last: bool) -> list[memoryview]:
+        """The chunks complete once `pieces` follow what came before (views of one
+        immutable buffer); all of them if `last`."""
         data = b"".join([self._held, *pieces])
-        chunks: list[bytes] = []
+        chunks: list[memoryview] = []
         end = 0
         for chunk in self._chunker.chunk_buffer(data):
             if not last and end + len(chunk) == len(data):
                 break  # may be cut short by the data's end: held back
-            chunks.append(bytes(chunk))
+            chunks.append(chunk)
             end += len(chunk)
         self._held = data[end:]
         return chunks
@@ -177,7 +177,7 @@ class ContentCopier:
             if self.mode is CopyMode.RECHUNK:
                 assert self._chunker is not None
                 rechunker = rechunkers.setdefault(window.key, Rechunker(self._chunker))
-                chunks = rechunker.cut(pieces, last=window.last)
+                chunks: Sequence[bytes | memoryview] = rechunker.cut(pieces, last=window.last)
                 if window.last:
                     del rechunkers[window.key]
             else:
