@@ -4,15 +4,20 @@ with the documented exit codes."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cli_harness import PASSWORD, Cli, CliResult, MakeTree, restored_path
 from copy_harness import SOURCE_PASSWORD, Source, make_source, picture
 
+from bbackup.crypto.keys import MasterKey
 from bbackup.errors import ExitCode
+from bbackup.repository import RepositoryConfig, init_repository, open_repository
+from bbackup.storage import open_storage
 
 KILL_RUNNER = Path(__file__).resolve().parent.parent / "kill_runner.py"
 
@@ -137,6 +142,35 @@ def test_copy_between_repositories_sharing_their_chunker_keeps_blob_ids(
     restore = tmp_path / "restore"
     ok(cli("restore", "latest", "-r", shared, "--target", restore, "--tag", "weekly"))
     assert picture(restored_path(restore, source.src)) == picture(source.src)
+
+
+def test_copy_between_repositories_sharing_only_the_chunker_seed_hashes_chunks_again(
+    tmp_path: Path, cli: Cli, source: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "target"
+
+    async def init_with_the_source_chunker() -> None:
+        source_stack, target_stack = open_storage(str(source.repo)), open_storage(str(target))
+        try:
+            opened = await open_repository(source_stack, SOURCE_PASSWORD, load_index=False)
+            master = replace(MasterKey.generate(), chunker_seed=opened.master.chunker_seed)
+            config = RepositoryConfig(chunker=opened.config.chunker)
+            await init_repository(target_stack, PASSWORD, config, master=master)
+        finally:
+            await source_stack.storage.aclose()
+            await target_stack.storage.aclose()
+
+    asyncio.run(init_with_the_source_chunker())
+
+    summary = ok(cli("copy", "-r", target, *source.from_args(), "--json")).event("summary")
+
+    assert summary["mode"] == "rehash"
+    check_both(cli, source, target, monkeypatch)
+    restore = tmp_path / "restore"
+    ok(cli("restore", "latest", "-r", target, "--target", restore))
+    assert picture(restored_path(restore, source.src)) == picture(source.src)
+    again = ok(cli("backup", "-r", target, "--type", "full", "--json", source.src))
+    assert again.event("summary")["bytes_added"] < 64 * 1024
 
 
 def test_copy_refuses_bad_input_with_its_exit_code(
