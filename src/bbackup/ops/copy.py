@@ -242,6 +242,7 @@ class Copier:
                 self.summary.failed.append({"source": snapshot.id, "message": str(exc)})
                 self._on_failed(snapshot, str(exc))
                 continue
+            self.memo.trim()
             copies[snapshot.id] = copy
             self.summary.copied.append({"source": snapshot.id, "target": copy.id})
             self._on_copied(snapshot, copy)

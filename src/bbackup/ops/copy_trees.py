@@ -25,6 +25,11 @@ from bbackup.snapshot.store import load_tree
 TreePair = tuple[bytes, bytes]
 
 
+#: Entries the memo keeps across snapshots at most (about 200 bytes each); beyond, it
+#: starts again, and later snapshots lean on their earlier copies (`pair`) alone.
+MEMO_MAX_ENTRIES = 1_000_000
+
+
 @dataclass(slots=True)
 class CopyMemo:
     """What the target holds complete: source tree ID → target tree ID, and content key
@@ -37,20 +42,21 @@ class CopyMemo:
         self.trees.clear()
         self.contents.clear()
 
-
-@dataclass(slots=True)
-class _SourceTree:
-    raw: bytes
-    tree: Tree
+    def trim(self) -> None:
+        """Bound the memory it takes: clear it once it holds MEMO_MAX_ENTRIES."""
+        if len(self.trees) + len(self.contents) > MEMO_MAX_ENTRIES:
+            self.clear()
 
 
 @dataclass(slots=True)
 class TreePlan:
-    """The source trees of one snapshot that must be written again, and the contents
-    (content key → source blob IDs) the target does not have yet."""
+    """The source trees of one snapshot that must be written again (their stored bytes,
+    which take a few times less memory than parsed trees, and their subtrees), and the
+    contents (content key → source blob IDs) the target does not have yet."""
 
     root: bytes
-    trees: dict[bytes, _SourceTree] = field(default_factory=dict)
+    trees: dict[bytes, bytes] = field(default_factory=dict)
+    subtrees: dict[bytes, list[bytes]] = field(default_factory=dict)
     contents: dict[bytes, list[bytes]] = field(default_factory=dict)
 
 
@@ -76,7 +82,8 @@ class TreeCopier:
             level = {}
             for (tree_id, _), counterparts in zip(todo.items(), earlier, strict=True):
                 tree = _parse(tree_id, raw[tree_id])
-                plan.trees[tree_id] = _SourceTree(raw[tree_id], tree)
+                plan.trees[tree_id] = raw[tree_id]
+                plan.subtrees[tree_id] = _subtrees(tree)
                 for node in tree.nodes:
                     self._plan_node(node, counterparts.get(node.name), plan, level)
         return plan
@@ -135,13 +142,14 @@ class TreeCopier:
             tree_id, children_done = stack.pop()
             if tree_id in self.memo.trees:
                 continue
-            source = plan.trees[tree_id]
             if not children_done:
                 stack.append((tree_id, True))
-                stack += [(s, False) for s in _subtrees(source.tree) if s not in self.memo.trees]
+                stack += [(s, False) for s in plan.subtrees[tree_id] if s not in self.memo.trees]
                 continue
+            raw = plan.trees[tree_id]
+            tree = _parse(tree_id, raw)
             changed = False
-            for node in source.tree.nodes:
+            for node in tree.nodes:
                 if node.type == DIR and node.subtree is not None:
                     new = self.memo.trees[node.subtree]
                     changed |= new != node.subtree
@@ -151,7 +159,7 @@ class TreeCopier:
                     changed |= content != node.content
                     node.content = content
             # Unchanged (the same IDs in both): its own bytes, so its ID stays the same too.
-            data = source.tree.to_bytes() if changed else source.raw
+            data = tree.to_bytes() if changed else raw
             prepared = writer.prepare(BlobType.TREE, data)
             await writer.add(prepared)
             self.memo.trees[tree_id] = prepared.blob_id
