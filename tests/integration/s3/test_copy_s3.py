@@ -84,3 +84,37 @@ def test_copy_to_s3_keeps_every_snapshot_and_a_new_machine_restores_it_identical
     again = cli("backup", "-r", url, "--type", "full", "--json", source.src)
     assert again.exit_code == 0, again
     assert again.event("summary")["bytes_added"] < 64 * 1024
+
+
+def test_copy_from_s3_reaches_the_source_with_its_own_options_and_keeps_the_first_original(
+    tmp_path: Path,
+    cli: Cli,
+    make_tree: MakeTree,
+    s3_bucket: S3Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = make_source(tmp_path, cli, make_tree, monkeypatch)
+    url = s3_bucket.url
+    assert cli("init", "-r", url).exit_code == 0
+    assert cli("copy", "-r", url, *source.from_args(), source.snapshot_ids[0]).exit_code == 0
+    monkeypatch.delenv("BBACKUP_S3_ENDPOINT")  # the source's endpoint only from its option
+    back = tmp_path / "back-on-site"
+    assert cli("init", "-r", back).exit_code == 0
+    monkeypatch.setenv("BBACKUP_FROM_PASSWORD", PASSWORD)
+
+    result = cli(
+        "copy", "-r", back, "--from-repo", url, "--from-s3-endpoint", s3_bucket.endpoint,
+        "--from-s3-region", "us-east-1", "--from-s3-path-style", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result
+    listing = cli("snapshots", "-r", back, "--json").event("snapshots")
+    assert [s["original"] for s in listing["snapshots"]] == source.snapshot_ids[:1]
+    # The copy of a copy is recognised as a copy of the first snapshot: nothing to do.
+    monkeypatch.delenv("BBACKUP_FROM_PASSWORD")  # it would come before the password file
+    again = cli("copy", "-r", back, *source.from_args(), source.snapshot_ids[0])
+    assert "nothing to copy" in again.stdout, again
+    target = tmp_path / "restore"
+    assert cli("restore", "latest", "-r", back, "--target", target).exit_code == 0
+    first = picture(restored_path(target, source.src))
+    assert "more.bin" not in first and first["big.bin"] == picture(source.src)["big.bin"]
