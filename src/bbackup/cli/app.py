@@ -29,9 +29,9 @@ COMMAND_MODULES = {
     "restore": "restore_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
+    "copy": "copy_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
-    "copy": "copy_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
