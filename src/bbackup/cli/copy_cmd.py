@@ -106,9 +106,11 @@ def register(app: typer.Typer) -> None:
             start = time.monotonic()
 
             def sample() -> dict[str, object]:
+                files, copied_bytes = copier.progress()
                 return {
                     "snapshots": len(copier.summary.copied),
-                    "bytes": copier.bytes_copied,
+                    "files": files,
+                    "bytes": copied_bytes,
                     "seconds": time.monotonic() - start,
                 }
 

@@ -155,10 +155,11 @@ class Copier:
         self.reader: SourceBlobReader | None = None
         self.contents: ContentCopier | None = None
 
-    @property
-    def bytes_copied(self) -> int:
-        """Plaintext bytes of file contents handled so far (for progress)."""
-        return self.contents.bytes_copied if self.contents is not None else 0
+    def progress(self) -> tuple[int, int]:
+        """File contents and their plaintext bytes copied so far."""
+        if self.contents is None:
+            return 0, 0
+        return self.contents.files_copied, self.contents.bytes_copied
 
     async def run(self) -> CopySummary:
         started = time.monotonic()

@@ -105,8 +105,9 @@ class ContentCopier:
         self._has_blob = has_blob
         self._store_pool = store_pool
         self._batch_bytes = batch_bytes
-        #: Plaintext bytes of source blobs handled so far.
+        #: Plaintext bytes of source blobs, and file contents, handled so far.
         self.bytes_copied = 0
+        self.files_copied = 0
 
     async def copy(
         self, contents: dict[bytes, list[bytes]], writer: BlobSaver
@@ -182,6 +183,7 @@ class ContentCopier:
                     del rechunkers[window.key]
             else:
                 chunks = pieces
+            self.files_copied += window.last
             ids = out[window.key]
             for i, chunk in enumerate(chunks):
                 prepared = writer.prepare(BlobType.DATA, chunk)
