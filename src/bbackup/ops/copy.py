@@ -98,32 +98,18 @@ def _origin(snapshot: Snapshot) -> str:
     return snapshot.original or snapshot.id
 
 
-def _same_fields(a: Snapshot, b: Snapshot) -> bool:
-    return (a.time, a.host, a.user, a.paths, a.tags, a.backup_type) == (
-        b.time,
-        b.host,
-        b.user,
-        b.paths,
-        b.tags,
-        b.backup_type,
-    )
+def _identity(snapshot: Snapshot) -> tuple[object, ...]:
+    """What a snapshot and its copies share: origin, time, host, user, paths, tags, type."""
+    s = snapshot
+    return (_origin(s), s.time, s.host, s.user, tuple(s.paths), tuple(s.tags), s.backup_type)
 
 
 def find_copies(sources: Sequence[Snapshot], targets: Sequence[Snapshot]) -> dict[str, Snapshot]:
     """Source snapshot ID → its copy among `targets`: a snapshot of the same origin (the
     `original` ID, or the ID of one that has none) with the same time, host, user, paths,
     tags and type. A source snapshot re-tagged since is copied again, as restic does."""
-    by_origin: dict[str, list[Snapshot]] = {}
-    for target in targets:
-        by_origin.setdefault(_origin(target), []).append(target)
-    copies = {}
-    for source in sources:
-        match = next(
-            (t for t in by_origin.get(_origin(source), ()) if _same_fields(source, t)), None
-        )
-        if match is not None:
-            copies[source.id] = match
-    return copies
+    by_identity = {_identity(t): t for t in targets}
+    return {s.id: by_identity[_identity(s)] for s in sources if _identity(s) in by_identity}
 
 
 class Copier:
@@ -215,11 +201,10 @@ class Copier:
         filters = self.options.filters
         if not self.options.references:
             return [s for s in snapshots if filters.matches(s)]
-        chosen = {
-            s.id: s
-            for ref in self.options.references
-            for s in [find_snapshot(snapshots, ref, filters)]
-        }
+        chosen: dict[str, Snapshot] = {}
+        for reference in self.options.references:
+            snapshot = find_snapshot(snapshots, reference, filters)
+            chosen[snapshot.id] = snapshot
         return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
     async def _copy_all(self) -> None:
