@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         host: HostOpt = None,
         tag: TagOpt = None,
         path: PathOpt = None,
-        workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt threads.")] = 2,
+        workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt and store threads.")] = 2,
     ) -> None:
         source_opts = source_options(
             opts,

@@ -150,7 +150,7 @@ class Copier:
     async def run(self) -> CopySummary:
         started = time.monotonic()
         pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-copy-read")
-        store_pool = ThreadPoolExecutor(1, thread_name_prefix="bb-copy-store")
+        store_pool = ThreadPoolExecutor(self.options.workers, thread_name_prefix="bb-copy-store")
         try:
             async with (
                 RepositoryLock(self.source, exclusive=False, purpose="copy"),
@@ -194,6 +194,7 @@ class Copier:
             raw_length=lambda blob_id: self.source.index.lookup(blob_id).raw_length,
             has_blob=target.index.__contains__,
             store_pool=store_pool,
+            store_threads=options.workers,
         )
 
     def _select(self, snapshots: list[Snapshot]) -> list[Snapshot]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ class ContentCopier:
     """Stores file contents of the source in the target; `copy` gives each its new blob IDs.
 
     `has_blob` says whether the target already holds a blob (REUSE: those are not read).
-    `store_pool` must be a pool of its own: `BlobSaver.put` may wait there for a pack slot.
+    `store_pool` (of `store_threads` threads) must be a pool of its own: `BlobSaver.put` may
+    wait there for a pack slot. Its threads store the files of a batch side by side.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class ContentCopier:
         raw_length: Callable[[bytes], int],
         has_blob: Callable[[bytes], bool],
         store_pool: ThreadPoolExecutor,
+        store_threads: int = 1,
         batch_bytes: int = BATCH_BYTES,
     ) -> None:
         if mode is CopyMode.RECHUNK and chunker is None:
@@ -104,6 +107,8 @@ class ContentCopier:
         self._raw_length = raw_length
         self._has_blob = has_blob
         self._store_pool = store_pool
+        self._store_threads = max(1, store_threads)
+        self._counting = threading.Lock()
         self._batch_bytes = batch_bytes
         #: Plaintext bytes of source blobs, and file contents, handled so far.
         self.bytes_copied = 0
@@ -125,8 +130,13 @@ class ContentCopier:
                 plain = await fetch
                 following = next(batches, None)
                 fetch = asyncio.ensure_future(self._read(following)) if following else None
-                await loop.run_in_executor(
-                    self._store_pool, self._store, batch, plain, writer, out, rechunkers
+                await asyncio.gather(
+                    *(
+                        loop.run_in_executor(
+                            self._store_pool, self._store, group, plain, writer, out, rechunkers
+                        )
+                        for group in self._groups(batch)
+                    )
                 )
                 batch = following
         finally:
@@ -160,6 +170,15 @@ class ContentCopier:
         if batch:
             yield batch
 
+    def _groups(self, batch: list[_Window]) -> list[list[_Window]]:
+        """The batch split for the store threads, each file's windows in one group (they
+        are cut in order); a file's next windows come in a later batch."""
+        threads = self._store_threads
+        groups: list[list[_Window]] = [[] for _ in range(threads)]
+        for window in batch:
+            groups[hash(window.key) % threads].append(window)
+        return [group for group in groups if group]
+
     async def _read(self, batch: list[_Window]) -> dict[bytes, bytes]:
         return await self.reader.read_blobs(b for window in batch for b in window.blobs)
 
@@ -174,7 +193,9 @@ class ContentCopier:
         """Cut (where needed), hash, compress, seal and pack one batch (the store thread)."""
         for window in batch:
             pieces = [plain[b] for b in window.blobs]
-            self.bytes_copied += sum(map(len, pieces))
+            with self._counting:
+                self.bytes_copied += sum(map(len, pieces))
+                self.files_copied += window.last
             if self.mode is CopyMode.RECHUNK:
                 assert self._chunker is not None
                 rechunker = rechunkers.setdefault(window.key, Rechunker(self._chunker))
@@ -183,7 +204,6 @@ class ContentCopier:
                     del rechunkers[window.key]
             else:
                 chunks = pieces
-            self.files_copied += window.last
             ids = out[window.key]
             for i, chunk in enumerate(chunks):
                 prepared = writer.prepare(BlobType.DATA, chunk)
