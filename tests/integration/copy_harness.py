@@ -3,6 +3,7 @@ and a field-by-field picture of a directory tree to compare a restore with its s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ def make_source(
     (src / "notes" / "link").symlink_to("../big.bin")
     (src / "dangling").symlink_to("nowhere")
     (src / "notes" / "b.txt").chmod(0o600)
+    with contextlib.suppress(OSError):  # where the file system has user xattrs
+        os.setxattr(src / "notes" / "a.txt", "user.origin", b"copied along")
     (src / "big.bin").chmod(0o751)
     password_file = tmp_path / "source-password"
     password_file.write_text(SOURCE_PASSWORD + "\n")
@@ -78,8 +81,8 @@ def set_times(root: Path) -> None:
 
 
 def picture(root: Path) -> dict[str, tuple[Any, ...]]:
-    """Every entry under `root`: type and permission bits, mtime in ns, and the bytes of a
-    file or the target of a symlink."""
+    """Every entry under `root`: type and permission bits, owner, mtime in ns, extended
+    attributes, and the bytes of a file or the target of a symlink."""
     found: dict[str, tuple[Any, ...]] = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
@@ -89,7 +92,14 @@ def picture(root: Path) -> dict[str, tuple[Any, ...]]:
             what = path.read_bytes()
         else:
             what = None
-        found[path.relative_to(root).as_posix()] = (st.st_mode, st.st_mtime_ns, what)
+        try:
+            names = sorted(os.listxattr(path, follow_symlinks=False))
+            xattrs = [(n, os.getxattr(path, n, follow_symlinks=False)) for n in names]
+        except OSError:
+            xattrs = []
+        found[path.relative_to(root).as_posix()] = (
+            st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, xattrs, what
+        )  # fmt: skip
     return found
 
 
