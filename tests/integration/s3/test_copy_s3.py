@@ -10,12 +10,19 @@ from pathlib import Path
 
 import pytest
 from cli_harness import PASSWORD, Cli, MakeTree, restored_path, run_subprocess
-from copy_harness import SOURCE_PASSWORD, make_source, picture, snapshot_fields
+from copy_harness import SOURCE_PASSWORD, Source, make_source, picture, snapshot_fields
 from s3_harness import bucket_objects
 
 from s3_server import TEST_CREDENTIALS, S3Bucket
 
 pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def source(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, monkeypatch: pytest.MonkeyPatch
+) -> Source:
+    return make_source(tmp_path, cli, make_tree, monkeypatch)
 
 
 def stored_keys(bucket: S3Bucket) -> list[str]:
@@ -24,13 +31,8 @@ def stored_keys(bucket: S3Bucket) -> list[str]:
 
 
 def test_copy_to_s3_keeps_every_snapshot_and_a_new_machine_restores_it_identically(
-    tmp_path: Path,
-    cli: Cli,
-    make_tree: MakeTree,
-    s3_bucket: S3Bucket,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, cli: Cli, source: Source, s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = make_source(tmp_path, cli, make_tree, monkeypatch)
     url = s3_bucket.url
     assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
 
@@ -87,13 +89,8 @@ def test_copy_to_s3_keeps_every_snapshot_and_a_new_machine_restores_it_identical
 
 
 def test_copy_from_s3_reaches_the_source_with_its_own_options_and_keeps_the_first_original(
-    tmp_path: Path,
-    cli: Cli,
-    make_tree: MakeTree,
-    s3_bucket: S3Bucket,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, cli: Cli, source: Source, s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = make_source(tmp_path, cli, make_tree, monkeypatch)
     url = s3_bucket.url
     assert cli("init", "-r", url).exit_code == 0
     assert cli("copy", "-r", url, *source.from_args(), source.snapshot_ids[0]).exit_code == 0
