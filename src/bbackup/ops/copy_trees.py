@@ -11,6 +11,7 @@ copy's tree without being read, as a backup reuses its parent's.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bbackup.crypto.aead import BlobType
@@ -77,8 +78,10 @@ class TreeCopier:
         while level:
             known = self.memo.trees
             todo = {s: p for s, p in level.items() if s not in known and s not in plan.trees}
-            raw = await self.reader.read_blobs([*todo, *(p[0] for p in todo.values() if p)])
-            earlier = await asyncio.gather(*(self._earlier(p, raw) for p in todo.values()))
+            raw, earlier_raw = await asyncio.gather(
+                self.reader.read_blobs(todo), self._read_earlier(todo.values())
+            )
+            earlier = await asyncio.gather(*(self._earlier(p, earlier_raw) for p in todo.values()))
             level = {}
             for (tree_id, _), counterparts in zip(todo.items(), earlier, strict=True):
                 tree = _parse(tree_id, raw[tree_id])
@@ -116,18 +119,29 @@ class TreeCopier:
                 return
             plan.contents[key] = node.content
 
+    async def _read_earlier(self, pairs: Iterable[TreePair | None]) -> dict[bytes, bytes]:
+        """The earlier source trees of `pairs`; none if one cannot be read (they only
+        spare work)."""
+        try:
+            return await self.reader.read_blobs(p[0] for p in pairs if p is not None)
+        except IntegrityError:
+            return {}
+
     async def _earlier(
         self, pair: TreePair | None, raw: dict[bytes, bytes]
     ) -> dict[bytes, tuple[Node, Node]]:
         """Name → (node in the earlier source tree, node in its copy) for every name both
-        hold with the same type; nothing if the copy's tree cannot be read."""
-        if pair is None:
+        hold with the same type; nothing if either tree cannot be read."""
+        if pair is None or pair[0] not in raw:
             return {}
         try:
             copied = await load_tree(self.target, pair[1])
         except IntegrityError:
             return {}  # damaged in the target: copy as if there were no earlier copy
-        earlier = {n.name: n for n in _parse(pair[0], raw[pair[0]]).nodes}
+        try:
+            earlier = {n.name: n for n in _parse(pair[0], raw[pair[0]]).nodes}
+        except IntegrityError:
+            return {}
         return {
             n.name: (earlier[n.name], n)
             for n in copied.nodes
