@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "dump": "dump_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
+    "copy": "copy_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
 }

@@ -27,7 +27,12 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 async def open_repo(
     opts: GlobalOptions, stack: StorageStack, *, load_index: bool = True
 ) -> Repository:
-    password = resolve_password(opts.password_file, opts.password_command)
+    password = resolve_password(
+        opts.password_file,
+        opts.password_command,
+        variable=opts.password_variable,
+        prompt=opts.password_prompt,
+    )
     return await open_repository(
         stack,
         password,

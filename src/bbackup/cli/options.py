@@ -31,6 +31,9 @@ class GlobalOptions:
     no_cache: bool
     cache_dir: str | None
     json: bool
+    #: Where the password comes from besides the options (`copy` opens its source so).
+    password_variable: str = "BBACKUP_PASSWORD"
+    password_prompt: str = "Password"
 
     def storage_options(self) -> StorageOptions:
         return StorageOptions(

@@ -21,10 +21,13 @@ def read_password_file(path: str) -> str:
         return f.read().rstrip("\r\n")
 
 
-def password_without_asking(password_file: str | None, environ: Mapping[str, str]) -> str | None:
-    """The password from BBACKUP_PASSWORD, else from `password_file`; None if neither is
-    given (a password command or a prompt comes next). OSError if the file is unreadable."""
-    if (value := environ.get("BBACKUP_PASSWORD")) is not None:
+def password_without_asking(
+    password_file: str | None, environ: Mapping[str, str], variable: str = "BBACKUP_PASSWORD"
+) -> str | None:
+    """The password from `variable` (BBACKUP_PASSWORD; `copy`'s source: BBACKUP_FROM_PASSWORD),
+    else from `password_file`; None if neither is given (a password command or a prompt comes
+    next). OSError if the file is unreadable."""
+    if (value := environ.get(variable)) is not None:
         return value
     if password_file:
         return read_password_file(password_file)
@@ -37,10 +40,12 @@ def resolve_password(
     *,
     confirm: bool = False,
     prompt: str = "Password",
+    variable: str = "BBACKUP_PASSWORD",
 ) -> str:
-    """The password of a repository command: env, file, command, then a TTY prompt."""
+    """The password of a repository command: env `variable`, file, command, then a TTY
+    prompt."""
     try:
-        value = password_without_asking(password_file, os.environ)
+        value = password_without_asking(password_file, os.environ, variable)
     except OSError as exc:
         raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
     if value is not None:

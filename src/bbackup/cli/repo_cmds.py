@@ -6,12 +6,22 @@ from typing import Annotated
 
 import typer
 
-from bbackup.chunking import MiB
+from bbackup.chunking import ChunkerParams, MiB
 from bbackup.cli.key_cost import KdfMemoryOpt, KdfTimeOpt
 from bbackup.cli.opening import key_hint, open_stack, run_async, with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
+from bbackup.cli.source_repo import (
+    FromPasswordCommandOpt,
+    FromPasswordFileOpt,
+    FromRepoOpt,
+    FromS3EndpointOpt,
+    FromS3PathStyleOpt,
+    FromS3RegionOpt,
+    shared_chunker_key,
+    source_options,
+)
 from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
 from bbackup.repository import (
@@ -32,10 +42,32 @@ def register(app: typer.Typer) -> None:
         compression: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
         kdf_memory: KdfMemoryOpt = None,
         kdf_time: KdfTimeOpt = None,
+        copy_chunker_params: Annotated[
+            bool, typer.Option(help="Chunk and name blobs as --from-repo does (see copy).")
+        ] = False,
+        from_repo: FromRepoOpt = None,
+        from_password_file: FromPasswordFileOpt = None,
+        from_password_command: FromPasswordCommandOpt = None,
+        from_s3_endpoint: FromS3EndpointOpt = None,
+        from_s3_region: FromS3RegionOpt = None,
+        from_s3_path_style: FromS3PathStyleOpt = None,
     ) -> None:
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
         kdf = KdfCost(kdf_memory, kdf_time)
+        master, chunker = None, ChunkerParams()
+        if copy_chunker_params:
+            master, chunker = shared_chunker_key(
+                source_options(
+                    opts,
+                    from_repo,
+                    from_password_file,
+                    from_password_command,
+                    from_s3_endpoint,
+                    from_s3_region,
+                    from_s3_path_style,
+                )
+            )
         password = resolve_password(
             opts.password_file,
             opts.password_command,
@@ -46,9 +78,16 @@ def register(app: typer.Typer) -> None:
 
         async def main() -> RepositoryConfig:
             try:
-                config = RepositoryConfig(compression_level=compression, pack_size=pack_size * MiB)
+                config = RepositoryConfig(
+                    chunker=chunker, compression_level=compression, pack_size=pack_size * MiB
+                )
                 return await init_repository(
-                    stack, password, config, kdf=kdf, remember_key=key_hint(opts, stack)
+                    stack,
+                    password,
+                    config,
+                    kdf=kdf,
+                    remember_key=key_hint(opts, stack),
+                    master=master,
                 )
             finally:
                 await stack.storage.aclose()

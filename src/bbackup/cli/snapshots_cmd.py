@@ -28,6 +28,7 @@ def snapshot_json(s: Snapshot) -> dict[str, Any]:
         "tree": s.tree.hex(),
         "parent": s.parent,
         "base": s.base,
+        "original": s.original,
         "program_version": s.program_version,
         "summary": s.summary,
     }

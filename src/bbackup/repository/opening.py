@@ -49,10 +49,11 @@ async def init_repository(
     *,
     kdf: KdfCost = DEFAULT_KDF,
     remember_key: Path | None = None,
+    master: MasterKey | None = None,
 ) -> RepositoryConfig:
-    """Create a repository: a master key, its first key file and the config.
-    `kdf`: the key file's derivation cost; `remember_key`: keep a copy of the key file
-    there, as `open_repository` does."""
+    """Create a repository: a master key (`master`, else a new one), its first key file
+    and the config. `kdf`: the key file's derivation cost; `remember_key`: keep a copy of
+    the key file there, as `open_repository` does."""
     await stack.create_container()
     storage = stack.storage
     try:
@@ -62,7 +63,7 @@ async def init_repository(
     else:
         raise RepositoryAlreadyExists(f"a repository already exists at {storage.location}")
     config = config or RepositoryConfig()
-    master = MasterKey.generate()
+    master = master or MasterKey.generate()
     key_file = seal_key_file(
         master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
     )

@@ -196,6 +196,9 @@ class Snapshot:
     program_version: str = ""
     excludes: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: For a copy made by `bbackup copy`: the ID of the snapshot first backed up (kept
+    #: through copies of copies); None for a snapshot made by a backup.
+    original: str | None = None
     #: The snapshot's ID (SHA-256 of its stored bytes); set once stored or loaded.
     id: str = ""
 
@@ -214,6 +217,8 @@ class Snapshot:
             "excludes": self.excludes,
             "summary": self.summary,
         }
+        if self.original is not None:  # absent from others: their bytes (IDs) stay as ever
+            wire["original"] = self.original
         packed: bytes = msgpack.packb(wire, use_bin_type=True)
         return packed
 
@@ -236,6 +241,7 @@ class Snapshot:
                 program_version=w.get("program_version", ""),
                 excludes=w.get("excludes", []),
                 summary=w.get("summary", {}),
+                original=w.get("original"),
                 id=snapshot_id,
             )
             if not _snapshot_well_typed(snapshot):
@@ -260,7 +266,7 @@ def _snapshot_well_typed(s: Snapshot) -> bool:
         )
         and type(s.tree) is bytes
         and len(s.tree) == 32
-        and all(x is None or type(x) is str for x in (s.parent, s.base))
+        and all(x is None or type(x) is str for x in (s.parent, s.base, s.original))
         and type(s.summary) is dict
         and _json_like(s.summary)
     )
