@@ -29,9 +29,7 @@ from bbackup.ops.lifecycle_rules import (
 )
 from bbackup.storage import PROVIDERS, detect_provider
 
-AWS_RULES = ClassRules(
-    "AWS S3", PROVIDERS["aws"].transition_classes, PROVIDERS["aws"].minimum_days
-)
+AWS_RULES = ClassRules("AWS S3", PROVIDERS["aws"].transition_classes, PROVIDERS["aws"].minimum_days)
 
 
 def ladder(*steps: str, abort: int | None = 1, noncurrent: int | None = None) -> Ladder:
@@ -245,7 +243,7 @@ def test_an_explicit_provider_wins_and_an_unknown_one_is_a_usage_error() -> None
 
 
 def test_b2_and_gcs_have_no_lifecycle_api_and_are_told_what_to_do_instead() -> None:
-    with pytest.raises(UsageError, match="Lifecycle Settings.*daysFromHidingToDeleting"):
+    with pytest.raises(UsageError, match=r"Lifecycle Settings.*daysFromHidingToDeleting"):
         plan_lifecycle("repo", ladder("GLACIER:90"), PROVIDERS["b2"])
     with pytest.raises(UsageError, match="gcloud storage buckets update"):
         plan_lifecycle("repo", ladder("COLDLINE:90"), PROVIDERS["gcs"])
