@@ -107,7 +107,8 @@ def expand_blocks(body: dict[str, Any], block_type: str, scope: Scope) -> list[d
             if unquote(label) != block_type:
                 continue
             for item in scope.expression(spec["for_each"][2:-1]):
-                blocks += [(content, scope.with_iterator(block_type, item)) for content in spec["content"]]
+                inner = scope.with_iterator(block_type, item)
+                blocks += [(content, inner) for content in spec["content"]]
     return [evaluate_block(b, s) for b, s in blocks]
 
 
