@@ -115,20 +115,23 @@ PROVIDERS: Mapping[str, Provider] = MappingProxyType(
             hosts=("backblazeb2.com",),
             storage_classes=(),
             any_transition_class=False,
-            lifecycle_api=False,
+            # Since 2025 B2's S3 API takes lifecycle configurations and maps them onto
+            # its own per-prefix rules: Expiration → hide, NoncurrentVersionExpiration →
+            # delete, AbortIncompleteMultipartUpload → cancel unfinished large files.
+            lifecycle_api=True,
             lifecycle_transitions=False,
-            lifecycle_abort_multipart=False,
-            lifecycle_noncurrent=False,
+            lifecycle_abort_multipart=True,
+            lifecycle_noncurrent=True,
             restore_requests=False,
             object_lock=True,
             lifecycle_advice=(
-                "Backblaze B2's S3 API has no lifecycle configuration and B2 has one storage "
-                "class, so there is nothing to tier. Its own lifecycle settings (B2 web "
-                "console: Buckets > Lifecycle Settings, or `b2 bucket update --lifecycle-rule"
-                "`) only hide and delete old file versions: set daysFromHidingToDeleting "
-                "(e.g. 30) with fileNamePrefix set to the repository's prefix to drop "
-                "replaced versions, and never daysFromUploadingToHiding, which would hide "
-                "live packs. B2 cancels unfinished large files on its own."
+                "Backblaze B2 has one storage class, so there is nothing to tier: its "
+                "lifecycle rules (S3 API, B2 console Buckets > Lifecycle Settings, or the "
+                "native API's lifecycleRules) only hide and delete file versions. B2 "
+                "buckets are always versioned, so space freed by prune comes back only "
+                "when old versions are deleted: use --noncurrent-days N (B2's "
+                "daysFromHidingToDeleting), and never a rule with daysFromUploadingToHiding "
+                "on the repository's prefix, which would hide live packs."
             ),
         ),
         "r2": Provider(

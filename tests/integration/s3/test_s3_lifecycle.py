@@ -169,11 +169,15 @@ def test_an_invalid_ladder_is_refused_before_the_bucket_is_touched(
 def test_a_store_without_the_lifecycle_api_is_told_what_to_do_instead(
     cli: Cli, s3_bucket: S3Bucket
 ) -> None:
-    result = cli("lifecycle", "apply", "-r", s3_bucket.url, "--s3-provider", "b2")
+    with server_requests() as requests:
+        result = cli("lifecycle", "apply", "-r", s3_bucket.url, "--s3-provider", "gcs")
 
     assert result.exit_code == 2, result
-    assert "Backblaze B2 has no S3 lifecycle API" in result.stderr
-    assert "daysFromHidingToDeleting" in result.stderr
+    assert "Google Cloud Storage (S3 interoperability API) has no S3 lifecycle API" in (
+        result.stderr
+    )
+    assert "gcloud storage buckets update" in result.stderr
+    assert requests == []
 
 
 def test_lifecycle_of_a_local_repository_is_a_usage_error(cli: Cli, tmp_path: Any) -> None:

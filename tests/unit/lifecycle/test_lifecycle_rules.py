@@ -242,11 +242,21 @@ def test_an_explicit_provider_wins_and_an_unknown_one_is_a_usage_error() -> None
         detect_provider(None, "dropbox")
 
 
-def test_b2_and_gcs_have_no_lifecycle_api_and_are_told_what_to_do_instead() -> None:
-    with pytest.raises(UsageError, match=r"Lifecycle Settings.*daysFromHidingToDeleting"):
-        plan_lifecycle("repo", ladder("GLACIER:90"), PROVIDERS["b2"])
+def test_gcs_has_no_s3_lifecycle_api_and_is_told_what_to_do_instead() -> None:
     with pytest.raises(UsageError, match="gcloud storage buckets update"):
         plan_lifecycle("repo", ladder("COLDLINE:90"), PROVIDERS["gcs"])
+
+
+def test_b2_cannot_tier_but_takes_the_clean_up_rules() -> None:
+    with pytest.raises(UsageError, match=r"Backblaze B2 cannot transition.*one storage class"):
+        plan_lifecycle("repo", ladder("GLACIER:90"), PROVIDERS["b2"])
+
+    plan = plan_lifecycle("repo", ladder(noncurrent=30), PROVIDERS["b2"])
+
+    assert [r["ID"] for r in plan.rules] == [
+        "bbackup-abort-multipart:repo/",
+        "bbackup-noncurrent:repo/",
+    ]
 
 
 def test_minio_takes_any_tier_name_but_no_abort_rule_and_says_how_to_add_tiers() -> None:
