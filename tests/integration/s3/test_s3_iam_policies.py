@@ -1,6 +1,6 @@
 """The three IAM policies of infra/policies/, enforced for real by moto: a backup credential
 backs up but cannot forget or prune (exit 17, the bucket unchanged); a restore-only
-credential restores byte-identical files but cannot back up (exit 17, the bucket
+credential lists and restores byte-identical files but cannot back up (exit 17, the bucket
 unchanged); the maintenance credential does what the others cannot."""
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ def test_a_restore_credential_restores_but_cannot_back_up(
     assert restored.exit_code == 0, restored
     target = restored_path(tmp_path / "out", src)
     assert (target / "report.bin").read_bytes() == (src / "report.bin").read_bytes()
+    assert as_user("restore", "snapshots", "-r", url).exit_code == 0
+    listed = as_user("restore", "ls", "-r", url, "latest")
+    assert listed.exit_code == 0 and "report.bin" in listed.stdout, listed
 
     (src / "new.txt").write_text("never stored\n")
     assert_denied(as_user("restore", "backup", "-r", url, src))
