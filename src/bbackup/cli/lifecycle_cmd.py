@@ -204,7 +204,7 @@ def _plan(
 
 def _print_notes(plan: LifecyclePlan, as_json: bool) -> None:
     for note in plan.notes:
-        warn_event(f"note: {note}", as_json)
+        warn_event(note if as_json else f"note: {note}", as_json)
 
 
 def _where(stack: StorageStack) -> dict[str, Any]:

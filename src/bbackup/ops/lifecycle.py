@@ -75,9 +75,8 @@ def plan_lifecycle(prefix: str, ladder: Ladder, provider: Provider) -> Lifecycle
         )
     if ladder.abort_multipart_days and not provider.lifecycle_abort_multipart:
         notes.append(
-            f"{provider.label} does not take rules that abort unfinished multipart uploads; "
-            "none is written. bbackup writes every object in one PUT and leaves none "
-            "behind itself."
+            f"{provider.label} does not take rules that abort unfinished multipart uploads, "
+            "so none is written (bbackup itself writes every object in one PUT)"
         )
         ladder = Ladder(ladder.transitions, None, ladder.noncurrent_days)
     rules = ClassRules(provider.label, provider.transition_classes, provider.minimum_days)
