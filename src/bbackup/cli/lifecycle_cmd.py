@@ -4,7 +4,8 @@ data/ packs, abort unfinished multipart uploads and expire noncurrent versions."
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -23,6 +24,8 @@ from bbackup.ops.lifecycle import (
 from bbackup.ops.lifecycle_changes import ADD, CHANGE, describe_rule
 from bbackup.ops.lifecycle_rules import Ladder, lifecycle_configuration, parse_transition
 from bbackup.storage import Provider, StorageStack, open_storage
+
+T = TypeVar("T")
 
 TransitionOpt = Annotated[
     list[str] | None,
@@ -178,8 +181,10 @@ def _bucket(stack: StorageStack) -> BucketLifecycle:
     return backend
 
 
-def _run(stack: StorageStack, work: Any) -> Any:
-    async def main() -> Any:
+def _run(stack: StorageStack, work: Coroutine[Any, Any, T]) -> T:
+    """Run one bucket request to its end and close the storage whatever happens."""
+
+    async def main() -> T:
         try:
             return await work
         finally:

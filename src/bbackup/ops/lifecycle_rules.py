@@ -108,8 +108,8 @@ def validate_ladder(ladder: Ladder, rules: ClassRules) -> list[str]:
         if rules.classes is not None and step.storage_class not in rules.classes:
             offered = ", ".join(sorted(rules.classes)) or "none"
             raise UsageError(
-                f"{where}: {rules.provider} has no storage class {step.storage_class} "
-                f"(it offers: {offered})"
+                f"{where}: {rules.provider} has no storage class {step.storage_class} to move "
+                f"objects to (lifecycle transitions can name: {offered})"
             )
         if step.days <= previous.days and previous.storage_class != "STANDARD":
             raise UsageError(
