@@ -185,3 +185,16 @@ def test_lifecycle_of_a_local_repository_is_a_usage_error(cli: Cli, tmp_path: An
 
     assert result.exit_code == 2, result
     assert "lifecycle rules belong to S3 buckets" in result.stderr
+
+
+def test_applying_no_rules_removes_ours_and_deletes_the_empty_configuration(
+    cli: Cli, s3_bucket: S3Bucket
+) -> None:
+    assert cli("lifecycle", "apply", "-r", s3_bucket.url, *LADDER).exit_code == 0
+
+    result = cli("lifecycle", "apply", "-r", s3_bucket.url, "--abort-multipart-days", "0")
+
+    assert result.exit_code == 0, result
+    assert "remove 2 rules" in result.stdout
+    shown = cli("lifecycle", "show", "-r", s3_bucket.url)
+    assert "has no lifecycle rules" in shown.stdout, shown
