@@ -144,6 +144,13 @@ def test_show_explains_ours_and_foreign_rules_and_warns_of_a_dangerous_one(
     )
     assert any("WARNING: rule expire-everything deletes objects" in line for line in lines)
 
+    as_json = cli("lifecycle", "show", "-r", s3_bucket.url, "--json").event("lifecycle")
+    owners = {r["rule"]["ID"]: r["description"].split(" (")[1] for r in as_json["rules"]}
+    assert owners["expire-everything"].startswith("foreign")
+    assert owners["bbackup-tiering:repo/"].startswith("bbackup, this repository")
+    (hazard,) = [h for r in as_json["rules"] for h in r["hazards"]]
+    assert hazard.startswith("rule expire-everything deletes objects of this repository")
+
 
 def test_show_of_a_bucket_without_rules_says_so(cli: Cli, s3_bucket: S3Bucket) -> None:
     result = cli("lifecycle", "show", "-r", s3_bucket.url)
