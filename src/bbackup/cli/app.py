@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "copy": "copy_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
+    "lifecycle": "lifecycle_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -264,6 +264,7 @@ async def _prune_pass(
         )
     if options.dry_run:
         return report
+    await _require_delete_permission(repo)
     repack_ids = [d.pack_id for d in plan.by_action(REPACK)]
     if repack_ids:
         step(f"repacking {len(repack_ids)} packs")
@@ -281,6 +282,20 @@ async def _prune_pass(
 
     await asyncio.gather(*(delete(d.pack_id) for d in deletions))
     return report
+
+
+#: A document name nothing can have (names are SHA-256 of the stored bytes), under a
+#: directory no crash test counts deletions in.
+_DELETE_PROBE = "snapshots/" + "0" * 64
+
+
+async def _require_delete_permission(repo: DocumentStore) -> None:
+    """Fail before prune changes anything if the credential may not delete (a backup-only
+    one, infra/policies/backup.json): otherwise its new index segment would already be
+    stored when the first deletion is refused. Deleting a missing object is allowed and
+    changes nothing (on a versioned bucket it leaves a delete marker, invisible to
+    listings)."""
+    await repo.delete_document(_DELETE_PROBE)
 
 
 def _combine(first: PruneReport, second: PruneReport) -> PruneReport:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from bbackup.storage.base import ARCHIVE_CLASSES, ObjectInfo, Storage, StorageWrapper
 from bbackup.storage.factory import StorageOptions, StorageProfile, StorageStack, open_storage
+from bbackup.storage.providers import PROVIDERS, Provider, detect_provider
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
 __all__ = [
     "ARCHIVE_CLASSES",
+    "PROVIDERS",
     "ObjectInfo",
+    "Provider",
     "RepositoryURL",
     "Storage",
     "StorageOptions",
     "StorageProfile",
     "StorageStack",
     "StorageWrapper",
+    "detect_provider",
     "open_storage",
     "parse_repository_url",
 ]

@@ -9,6 +9,7 @@ RetryingStorage            retries Transient errors with backoff (tenacity)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from bbackup.errors import UsageError
 from bbackup.storage.base import Storage
 from bbackup.storage.counting import CountingStorage
 from bbackup.storage.limit import LimitedStorage
+from bbackup.storage.providers import Provider, detect_provider
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
 
@@ -47,6 +49,8 @@ class StorageProfile:
     conditional_writes: bool
     #: Objects may carry a retention date that forbids deleting them (object lock).
     object_lock: bool
+    #: The S3-compatible provider and what it can do (`storage.providers`); None: not S3.
+    provider: Provider | None = None
 
 
 _LOCAL = StorageProfile(
@@ -117,6 +121,9 @@ class StorageOptions:
     s3_region: str | None = None
     s3_path_style: bool | None = None
     s3_profile: str | None = None
+    #: The S3 provider by name (`storage.providers.PROVIDERS`), when the endpoint's host
+    #: does not say (default: BBACKUP_S3_PROVIDER, else detected from the endpoint).
+    s3_provider: str | None = None
     #: Upper bound on the time spent retrying one call before giving up
     #: (default: BBACKUP_RETRY_SECONDS, else 120).
     retry_seconds: float | None = None
@@ -160,6 +167,7 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     io_timeout = options.io_timeout or _seconds_from_env("BBACKUP_IO_TIMEOUT_SECONDS")
     backend: Storage
     create_container = _nothing_to_create
+    profile = PROFILES[parsed.scheme]
     if parsed.scheme == "local":
         from bbackup.storage.local import LocalStorage
 
@@ -171,12 +179,20 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     else:
         from bbackup.storage.s3 import IO_TIMEOUT, S3Storage
 
+        endpoint_url = (
+            options.s3_endpoint
+            or os.environ.get("BBACKUP_S3_ENDPOINT")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        profile = provider_profile(
+            detect_provider(
+                endpoint_url, options.s3_provider or os.environ.get("BBACKUP_S3_PROVIDER")
+            )
+        )
         backend = S3Storage(
             parsed.bucket,
             parsed.prefix,
-            endpoint_url=options.s3_endpoint
-            or os.environ.get("BBACKUP_S3_ENDPOINT")
-            or os.environ.get("AWS_ENDPOINT_URL"),
+            endpoint_url=endpoint_url,
             region=options.s3_region,
             path_style=options.s3_path_style,
             profile=options.s3_profile,
@@ -187,10 +203,21 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     if options.wrap_backend is not None:
         backend = options.wrap_backend(backend)
     counter = CountingStorage(backend)
-    profile = PROFILES[parsed.scheme]
     limited = LimitedStorage(counter, options.connections or profile.default_connections)
     storage = RetryingStorage(limited, max_elapsed=retry_seconds or RETRY_SECONDS)
     return StorageStack(storage, counter, parsed, bare, profile, create_container)
+
+
+def provider_profile(provider: Provider) -> StorageProfile:
+    """The S3 profile with what `provider` supports: storage classes, restore requests,
+    object lock."""
+    return dataclasses.replace(
+        PROFILES["s3"],
+        storage_classes=bool(provider.storage_classes),
+        restore_requests=provider.restore_requests,
+        object_lock=provider.object_lock,
+        provider=provider,
+    )
 
 
 def _seconds_from_env(variable: str) -> float | None:

@@ -14,12 +14,12 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from botocore import exceptions as boto_errors
 
-from bbackup.errors import BucketNotFound, Transient
+from bbackup.errors import BucketNotFound, Permanent, Transient
 from bbackup.storage.base import ObjectInfo
 from bbackup.storage.s3_errors import error_code, http_status, translate_errors
 from bbackup.storage.s3_transfer import TransferDeadline, bounded, prepare_request, read_body
@@ -31,6 +31,9 @@ IO_TIMEOUT = 60.0
 MAX_POOL_CONNECTIONS = 64
 #: Payloads above this size are hashed in a worker thread (hashlib releases the GIL).
 _HASH_IN_THREAD = 1 << 20
+
+#: Lifecycle rules in S3's LifecycleConfiguration shape (the `Rules` list).
+LifecycleRules = list[dict[str, Any]]
 
 _RESTORE_RE = re.compile(r'ongoing-request\s*=\s*"(true|false)"', re.IGNORECASE)
 
@@ -339,6 +342,49 @@ class S3Storage:
             except boto_errors.ClientError as exc:
                 if error_code(exc) != "BucketAlreadyOwnedByYou":
                     raise
+
+    async def get_lifecycle_rules(self) -> LifecycleRules:
+        """The bucket's lifecycle rules in S3's LifecycleConfiguration shape; [] if none."""
+        client = await self._get_client()
+        with self._translate_errors(None), self._unsupported("GetBucketLifecycleConfiguration"):
+            async with self._bucket_deadline("GetBucketLifecycleConfiguration").running():
+                try:
+                    response = await client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+                except boto_errors.ClientError as exc:
+                    if error_code(exc) == "NoSuchLifecycleConfiguration":
+                        return []
+                    raise
+        return list(response.get("Rules") or ())
+
+    async def put_lifecycle_rules(self, rules: LifecycleRules) -> None:
+        """Replace the bucket's lifecycle rules (all of them: merging is the caller's job);
+        no rules deletes the configuration, which S3 cannot store empty."""
+        client = await self._get_client()
+        operation = "PutBucketLifecycleConfiguration" if rules else "DeleteBucketLifecycle"
+        with self._translate_errors(None), self._unsupported(operation):
+            async with self._bucket_deadline(operation).running():
+                if rules:
+                    await client.put_bucket_lifecycle_configuration(
+                        Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}
+                    )
+                else:
+                    await client.delete_bucket_lifecycle(Bucket=self.bucket)
+
+    def _bucket_deadline(self, operation: str) -> TransferDeadline:
+        return TransferDeadline(self.io_timeout, f"S3 {operation} at {self.endpoint}")
+
+    @contextlib.contextmanager
+    def _unsupported(self, operation: str) -> Iterator[None]:
+        """Say plainly that a store lacks a bucket API, rather than quoting its error."""
+        try:
+            yield
+        except boto_errors.ClientError as exc:
+            if error_code(exc) not in ("NotImplemented", "MethodNotAllowed", "501", "405"):
+                raise
+            raise Permanent(
+                f"the store at {self.endpoint} does not support S3 {operation} "
+                f"({error_code(exc)}): see docs/providers.md for what to do instead"
+            ) from exc
 
     async def abort_multipart_uploads(self, older_than: float = 0.0) -> int:
         """Abort incomplete multipart uploads under the prefix started more than
