@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -119,8 +119,11 @@ async def check_repository(
     workers: int = 2,
     connections: int | None = None,
     on_progress: Callable[[str], None] | None = None,
+    before_reads: Callable[[list[str]], Awaitable[object]] | None = None,
 ) -> CheckReport:
-    """Check the repository; `connections` packs at most are read (and held) at once."""
+    """Check the repository; `connections` packs at most are read (and held) at once.
+    `before_reads` gets the names of the packs --read-data reads before any is read (to
+    thaw archived ones)."""
     report = CheckReport()
     await _check_packs_exist(repo, report)
     await _check_snapshots(repo, report)
@@ -129,7 +132,9 @@ async def check_repository(
         packs_in_flight = connections or (
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )
-        await _read_packs(repo, report, read_data, workers, packs_in_flight, on_progress)
+        await _read_packs(
+            repo, report, read_data, workers, packs_in_flight, on_progress, before_reads
+        )
     return report
 
 
@@ -220,9 +225,13 @@ async def _read_packs(
     workers: int,
     packs_in_flight: int,
     on_progress: Callable[[str], None] | None,
+    before_reads: Callable[[list[str]], Awaitable[object]] | None = None,
 ) -> None:
     packs = repo.index.all_packs()
-    pending = iter(subset.select(list(packs)))
+    selected = subset.select(list(packs))
+    if before_reads is not None:
+        await before_reads([pack_object_name(packs[p].blob_type, p) for p in selected])
+    pending = iter(selected)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-check")
 
     async def reader() -> None:
