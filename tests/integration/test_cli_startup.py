@@ -23,6 +23,7 @@ OPERATIONS = {
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},
+    "stats": {"bbackup.ops.stats"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "restore": "restore_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
+    "stats": "stats_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
 }

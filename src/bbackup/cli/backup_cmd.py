@@ -105,6 +105,7 @@ def register(app: typer.Typer) -> None:
 
         async def work(repo: Repository) -> BackupSummary:
             options.upload_slots = opts.connections or repo.stack.profile.upload_slots
+            options.request_counts = repo.stack.counter.snapshot
             archiver = Archiver(
                 repo,
                 options,
