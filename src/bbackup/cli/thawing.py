@@ -14,7 +14,7 @@ import typer
 
 from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.price_table import load_prices
-from bbackup.errors import Archived, UsageError
+from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.pricing import RESTORE_TIERS, ThawEstimate, tier_offered
 from bbackup.ops.thaw import (
     DEFAULT_POLL_SECONDS,
@@ -113,7 +113,21 @@ async def thaw_before_reading(
     already = len(survey.archived) - len(requested)
     slowest = survey.estimate.wait_hours
     if not options.wait:
-        raise Archived(_come_back_message(survey.estimate, len(requested), already, slowest))
+        message = _come_back_message(survey.estimate, len(requested), already, slowest)
+        if as_json:
+            emit_json(
+                {
+                    "event": "thaw_requested",
+                    "requested": [o.name for o in requested],
+                    "already_under_way": already,
+                    "wait_hours": list(slowest) if slowest else None,
+                    "exit_code": ExitCode.ARCHIVED,
+                    "message": message,
+                }
+            )
+        else:
+            warn(message)
+        raise typer.Exit(ExitCode.ARCHIVED)
     what = f"requested {len(requested)} restores" if requested else "requested nothing new"
     if already:
         what += f", {already} already under way"

@@ -83,8 +83,9 @@ DEFAULT_PRICES = PriceTable(
             "bulk": TierPrice(0.0, 0.0, (5.0, 12.0)),
         },
         "DEEP_ARCHIVE": {
-            "standard": TierPrice(0.02, 0.10, (9.0, 12.0)),
-            "bulk": TierPrice(0.0025, 0.025, (24.0, 48.0)),
+            # AWS promises only an upper bound for DEEP_ARCHIVE ("within 12/48 hours").
+            "standard": TierPrice(0.02, 0.10, (0.0, 12.0)),
+            "bulk": TierPrice(0.0025, 0.025, (0.0, 48.0)),
         },
     },
     transfer_out_per_gb=0.09,
