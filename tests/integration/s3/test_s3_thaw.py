@@ -89,12 +89,12 @@ def backup_in_glacier(cli: Cli, url: str, *paths: Path) -> None:
 def test_restore_thaws_only_the_packs_the_included_files_need(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
 ) -> None:
-    src = make_tree(tmp_path / "src", {"old": {"a.bin": os.urandom(6 * MiB)}})
+    src = make_tree(tmp_path / "src", {"old": {"a.bin": os.urandom(MiB)}})
     url = s3_bucket.url
     assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
     backup_in_glacier(cli, url, src)
     old_packs = set(data_keys(s3_bucket))
-    make_tree(src / "new", {"b.bin": os.urandom(3 * MiB), "c.txt": "see\n"})
+    make_tree(src / "new", {"b.bin": os.urandom(MiB), "c.txt": "see\n"})
     backup_in_glacier(cli, url, src)
     new_packs = set(data_keys(s3_bucket)) - old_packs
     assert old_packs and new_packs
@@ -126,7 +126,7 @@ def test_no_wait_exits_19_and_an_interrupted_wait_requests_nothing_again(
     new_machine: None,
     restore_progression: None,
 ) -> None:
-    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(5 * MiB), "b.txt": "bee\n"})
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(MiB), "b.txt": "bee\n"})
     url = s3_bucket.url
     assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
     backup_in_glacier(cli, url, src)
@@ -186,7 +186,7 @@ def test_no_wait_exits_19_and_an_interrupted_wait_requests_nothing_again(
 def test_dry_run_estimate_equals_the_hand_calculation_and_requests_nothing(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
 ) -> None:
-    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(9 * MiB), "b.txt": "bee\n"})
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(5 * MiB), "b.txt": "bee\n"})
     url = s3_bucket.url
     assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
     backup_in_glacier(cli, url, src)
@@ -216,7 +216,7 @@ def test_dry_run_estimate_equals_the_hand_calculation_and_requests_nothing(
     assert glacier["retrieval_usd"] == pytest.approx(gb * 0.01, abs=1e-6)
     assert glacier["request_usd"] == pytest.approx(n * (0.05 + 0.0004) / 1000, abs=1e-6)
     assert glacier["temporary_copy_usd"] == pytest.approx(gb * 0.023 * 7 / 30, abs=1e-6)
-    assert glacier["early_deletion_usd"] == pytest.approx(gb * 0.0036 * 90 / 30, rel=1e-3)
+    assert glacier["early_deletion_usd"] == pytest.approx(gb * 0.0036 * 90 / 30, abs=1e-6)
     assert glacier["wait_hours"] == [3.0, 5.0]
     assert estimate["thaw_usd"] == pytest.approx(
         gb * 0.01 + n * 0.0504 / 1000 + gb * 0.023 * 7 / 30, abs=1e-5
@@ -230,7 +230,7 @@ def test_dry_run_estimate_equals_the_hand_calculation_and_requests_nothing(
 def test_dry_run_uses_the_price_file_and_says_so(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
 ) -> None:
-    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(2 * MiB)})
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(MiB)})
     url = s3_bucket.url
     assert cli("init", "-r", url).exit_code == 0
     backup_in_glacier(cli, url, src)
