@@ -162,7 +162,7 @@ def _classify(
     if kind is Archived:
         return Archived(
             f"{name}: object is in an archive storage class (GLACIER, DEEP_ARCHIVE) and not "
-            "restored; `bbackup restore` and `check --read-data` request its restore"
+            "restored; restore it first (`bbackup restore` and `check --read-data` do)"
         )
     if kind is NotFound:
         return NotFound(f"{name}: not found" if name else f"not found: {detail}")
