@@ -252,3 +252,28 @@ def test_dry_run_uses_the_price_file_and_says_so(
     bad = cli("restore", "latest", "-r", url, "-t", tmp_path / "t", "--dry-run")
     assert bad.exit_code == 2, bad
     assert "unknown key 'storage'" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_instant_classes_are_read_directly_and_deep_archive_refuses_expedited(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
+) -> None:
+    src = make_tree(tmp_path / "src", {"ir": {"a.bin": os.urandom(MiB)}})
+    url = s3_bucket.url
+    assert cli("init", "-r", url).exit_code == 0
+    assert cli("backup", "-r", url, "--storage-class", "glacier_ir", src).exit_code == 0
+    make_tree(src / "deep", {"b.bin": os.urandom(MiB)})
+    assert cli("backup", "-r", url, "--storage-class", "DEEP_ARCHIVE", src).exit_code == 0
+    classes = sorted(e.get("StorageClass") for e in bucket_objects(s3_bucket, "repo/data/"))
+    assert classes == ["DEEP_ARCHIVE", "GLACIER_IR"]
+    target = tmp_path / "restore"
+
+    with server_requests() as requests:
+        instant = cli("restore", "latest", "-r", url, "-t", target, "-i", str(src / "ir"))
+        expedited = cli("restore", "latest", "-r", url, "-t", target, "--restore-tier", "expedited")
+
+    assert instant.exit_code == 0, instant
+    assert source_files(restored_path(target, src)) == {"ir/a.bin": (src / "ir/a.bin").read_bytes()}
+    assert "archived" not in instant.output
+    assert expedited.exit_code == 2, expedited
+    assert "--restore-tier expedited is not offered for DEEP_ARCHIVE" in expedited.stderr
+    assert requested_restores(requests, s3_bucket) == []
