@@ -167,10 +167,18 @@ async def wait_for_restores(
             on_progress(progress)
         await asyncio.sleep(interval)
         names = list(pending)
+        lost = []
         for name, info in zip(names, await _bounded(repo.stat_pack, names), strict=True):
             if not info.archived:
                 progress.ready += 1
                 progress.bytes_ready += pending.pop(name).size
+            elif info.restore_state is None:
+                lost.append(name)
+        if lost:
+            # Neither under way nor ready: the restored copy expired before this run got
+            # to it, or the request never took. Ask again rather than wait forever.
+            await _bounded(lambda n: repo.request_pack_restore(n, options.days, options.tier), lost)
+            progress.requested += len(lost)
         interval = min(interval * 2, options.max_poll_seconds)
     progress.next_look_seconds = 0.0
     if on_progress is not None:
