@@ -183,7 +183,7 @@ def test_no_wait_exits_19_and_an_interrupted_wait_requests_nothing_again(
     assert requested_restores(requests, s3_bucket) == []
 
 
-def test_dry_run_estimate_equals_the_hand_calculation_and_requests_nothing(
+def test_dry_run_estimate_equals_the_hand_calculation_from_the_price_table(
     tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
 ) -> None:
     src = make_tree(tmp_path / "src", {"a.bin": os.urandom(5 * MiB), "b.txt": "bee\n"})
@@ -226,30 +226,19 @@ def test_dry_run_estimate_equals_the_hand_calculation_and_requests_nothing(
     assert estimate["tiers"]["bulk"]["thaw_usd"] == pytest.approx(gb * 0.023 * 7 / 30, abs=1e-5)
     assert estimate["prices"]["taken"] == "2025-01-15"
 
-
-def test_dry_run_uses_the_price_file_and_says_so(
-    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
-) -> None:
-    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(MiB)})
-    url = s3_bucket.url
-    assert cli("init", "-r", url).exit_code == 0
-    backup_in_glacier(cli, url, src)
-    (size,) = [e["Size"] for e in bucket_objects(s3_bucket, "repo/data/")]
+    # A price file overrides the table, and every estimate names its prices.
     prices = Path(os.environ["XDG_CONFIG_HOME"]) / "bbackup" / "prices.toml"
     prices.parent.mkdir(parents=True)
     prices.write_text(
         '[prices]\nsource = "our contract"\ntaken = "2026-11-01"\n'
         "[prices.restore.GLACIER.bulk]\nper_gb = 0.5\nper_1000_requests = 1000\n"
     )
-
-    result = cli("restore", "latest", "-r", url, "-t", tmp_path / "t", "--dry-run")
-
-    assert result.exit_code == 0, result
-    retrieval = size / 2**30 * 0.5
-    assert f"retrieval ${retrieval:.4f}, requests $1.00," in result.stdout
-    assert "prices: our contract, taken 2026-11-01" in result.stdout
+    ours = cli("restore", "latest", "-r", url, "-t", target, "--dry-run")
+    assert ours.exit_code == 0, ours
+    assert f"retrieval ${gb * 0.5:.4f}, requests ${n:.2f}," in ours.stdout
+    assert "prices: our contract, taken 2026-11-01" in ours.stdout
     prices.write_text("[prices]\nsource = 1\n[prices.class.GLACIER]\nstorage = 2\n")
-    bad = cli("restore", "latest", "-r", url, "-t", tmp_path / "t", "--dry-run")
+    bad = cli("restore", "latest", "-r", url, "-t", target, "--dry-run")
     assert bad.exit_code == 2, bad
     assert "unknown key 'storage'" in bad.stderr and "Traceback" not in bad.output
 
