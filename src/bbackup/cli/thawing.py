@@ -99,7 +99,7 @@ async def thaw_before_reading(
         }
     )
     if dry_run:
-        _report_estimate(survey.estimate, as_json)
+        _report_estimate(survey.estimate, as_json, priced=repo.profile.remote)
         return False
     if not survey.archived:
         return True
@@ -186,7 +186,7 @@ def _come_back_message(
     )
 
 
-def _report_estimate(estimate: ThawEstimate, as_json: bool) -> None:
+def _report_estimate(estimate: ThawEstimate, as_json: bool, *, priced: bool = True) -> None:
     if as_json:
         emit_json({"event": "thaw_estimate", **estimate.to_dict()})
         return
@@ -203,6 +203,9 @@ def _report_estimate(estimate: ThawEstimate, as_json: bool) -> None:
             if c.restored:
                 how += f", {c.restored} restored"
         echo(f"  {c.storage_class:<14} {c.objects:>6} packs {human_bytes(c.bytes):>12}  {how}")
+    if not priced:
+        echo("a local repository: nothing to thaw, nothing to pay")
+        return
     retrieval = sum(c.retrieval_usd for c in estimate.classes)
     requests = sum(c.request_usd for c in estimate.classes)
     copies = sum(c.temporary_copy_usd for c in estimate.classes)
