@@ -57,18 +57,17 @@ class Archive:
 
 
 def test_wait_backs_off_looks_only_at_pending_packs_and_re_requests_a_lost_restore() -> None:
-    archive = Archive({"data/aa/quick": 1, "data/bb/slow": 6, "data/cc/expired": 0})
+    archive = Archive({"data/aa/quick": 1, "data/bb/slow": 6, "data/cc/ready": 0})
     options = ThawOptions(tier="bulk", days=2, poll_seconds=0.001)
     seen: list[tuple[int, float]] = []
 
     async def run() -> ThawProgress:
         survey = await survey_packs(
-            archive, ["data/aa/quick", "data/bb/slow", "data/cc/expired", "data/ff/hot"],
+            archive, ["data/aa/quick", "data/bb/slow", "data/cc/ready", "data/ff/hot"],
             DEFAULT_PRICES, tier="bulk", days=2,
         )  # fmt: skip
         # The survey's HEAD saw all three under way (the third is ready already).
         assert [o.name for o in survey.to_request] == []
-        archive.looks_left["data/cc/expired"] = None  # its copy expires meanwhile
         requested = await request_restores(archive, survey, options)
         assert requested == []
 
