@@ -13,7 +13,8 @@ from bbackup.cli.output import echo, emit_json
 from bbackup.cli.price_table import load_prices
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import UsageError
-from bbackup.ops.pricing import MonthlyCost, PriceTable, monthly_cost
+from bbackup.ops.cost_estimates import MonthlyCost, monthly_cost
+from bbackup.ops.pricing import PriceTable
 from bbackup.ops.stats import MODES, RepositoryStats, repository_stats
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository

@@ -15,7 +15,8 @@ import typer
 from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.price_table import load_prices
 from bbackup.errors import ExitCode, UsageError
-from bbackup.ops.pricing import RESTORE_TIERS, ThawEstimate, tier_offered
+from bbackup.ops.cost_estimates import ThawEstimate
+from bbackup.ops.pricing import RESTORE_TIERS, tier_offered
 from bbackup.ops.thaw import (
     DEFAULT_POLL_SECONDS,
     ArchivedPackSource,

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from bbackup.ops.pricing import ArchivedObject, PriceTable, ThawEstimate, estimate_thaw
+from bbackup.ops.cost_estimates import ArchivedObject, ThawEstimate, estimate_thaw
+from bbackup.ops.pricing import PriceTable
 from bbackup.repository import BlobLoader, pack_object_name
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import load_tree

@@ -9,14 +9,8 @@ import tomllib
 import pytest
 
 from bbackup.errors import UsageError
-from bbackup.ops.pricing import (
-    DEFAULT_PRICES,
-    ArchivedObject,
-    estimate_thaw,
-    monthly_cost,
-    price_table_from_toml,
-    tier_offered,
-)
+from bbackup.ops.cost_estimates import ArchivedObject, estimate_thaw, monthly_cost
+from bbackup.ops.pricing import DEFAULT_PRICES, price_table_from_toml, tier_offered
 from bbackup.storage import ARCHIVE_CLASSES
 
 GIB = 2**30
