@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from bbackup.errors import NotFound
 from bbackup.ops.cost_estimates import ArchivedObject, ThawEstimate, estimate_thaw
 from bbackup.ops.pricing import PriceTable
 from bbackup.repository import BlobLoader, pack_object_name
@@ -29,6 +30,8 @@ from bbackup.storage import ARCHIVE_CLASSES, ObjectInfo, StorageProfile
 #: look, up to 16 times the first and at most MAX_POLL_SECONDS.
 DEFAULT_POLL_SECONDS = 60.0
 MAX_POLL_SECONDS = 900.0
+#: Needed packs up to this many are looked up with a HEAD each rather than a listing.
+HEAD_INSTEAD_OF_LISTING = 64
 #: Restore requests and state HEADs in flight at once (the storage limiter bounds it too).
 _CONCURRENT_REQUESTS = 16
 
@@ -113,10 +116,17 @@ async def survey_packs(
     restore state of the archived ones from a HEAD each. Nothing is requested."""
     now = time.time() if now is None else now
     wanted = set(names)
-    listed = {info.name: info for info in await repo.list_packs() if info.name in wanted}
-    archived = [info.name for info in listed.values() if info.storage_class in ARCHIVE_CLASSES]
-    # A listing does not say whether a restore is under way; a HEAD of the archived does.
-    states = dict(zip(archived, await _bounded(repo.stat_pack, archived), strict=True))
+    if len(wanted) <= HEAD_INSTEAD_OF_LISTING:
+        # A few packs (one file of a large repository): a HEAD each says everything, where
+        # a listing would page through every pack.
+        found = await _bounded(_stat_if_present(repo), sorted(wanted))
+        listed = {info.name: info for info in found if info is not None}
+        states = dict(listed)
+    else:
+        listed = {info.name: info for info in await repo.list_packs() if info.name in wanted}
+        archived = [i.name for i in listed.values() if i.storage_class in ARCHIVE_CLASSES]
+        # A listing does not say whether a restore is under way; a HEAD of the archived does.
+        states = dict(zip(archived, await _bounded(repo.stat_pack, archived), strict=True))
     objects = [
         ArchivedObject(
             info.name,
@@ -129,6 +139,18 @@ async def survey_packs(
     ]
     estimate = estimate_thaw(objects, prices, tier=tier, days=days, archive_classes=ARCHIVE_CLASSES)
     return ThawSurvey(objects, estimate)
+
+
+def _stat_if_present(
+    repo: ArchivedPackSource,
+) -> Callable[[str], Awaitable[ObjectInfo | None]]:
+    async def stat(name: str) -> ObjectInfo | None:
+        try:
+            return await repo.stat_pack(name)
+        except NotFound:
+            return None  # the read reports it, as it would without a thaw
+
+    return stat
 
 
 async def request_restores(

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
+import bbackup.ops.thaw
 from bbackup.ops.pricing import DEFAULT_PRICES
 from bbackup.ops.thaw import (
     MAX_POLL_SECONDS,
@@ -39,6 +42,8 @@ class Archive:
         ]
 
     async def stat_pack(self, name: str) -> ObjectInfo:
+        if name not in self.looks_left:
+            return ObjectInfo(name, 500, 0.0, "STANDARD")
         self.heads.append(name)
         left = self.looks_left[name]
         if left is None:
@@ -56,7 +61,12 @@ class Archive:
             self.looks_left[name] = 1
 
 
-def test_wait_backs_off_looks_only_at_pending_packs_and_re_requests_a_lost_restore() -> None:
+@pytest.mark.parametrize("lookup", ["head each", "one listing"])
+def test_wait_backs_off_and_looks_only_at_pending_packs(
+    lookup: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if lookup == "one listing":
+        monkeypatch.setattr(bbackup.ops.thaw, "HEAD_INSTEAD_OF_LISTING", 0)
     archive = Archive({"data/aa/quick": 1, "data/bb/slow": 6, "data/cc/ready": 0})
     options = ThawOptions(tier="bulk", days=2, poll_seconds=0.001)
     seen: list[tuple[int, float]] = []
