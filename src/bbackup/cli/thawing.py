@@ -86,8 +86,8 @@ async def thaw_before_reading(
     dry_run: bool = False,
 ) -> bool:
     """Make the packs `names` readable before a command reads them: print the estimate,
-    request the restores not yet requested and wait for all (or, with --no-wait, raise
-    Archived). Returns False for a dry run: the estimate is printed and nothing is asked."""
+    request the restores not yet requested and wait for all (or, with --no-wait, exit 19).
+    Returns False for a dry run: the estimate is printed and nothing is asked."""
     if not dry_run and not repo.profile.restore_requests:
         return True
     prices = load_prices()
@@ -105,9 +105,10 @@ async def thaw_before_reading(
     if not survey.archived:
         return True
     if unoffered:
+        offered = [t for t in RESTORE_TIERS if all(tier_offered(prices, c, t) for c in unoffered)]
         raise UsageError(
             f"--restore-tier {options.tier} is not offered for {', '.join(unoffered)}; "
-            "use standard or bulk"
+            f"use {' or '.join(offered) or 'another tier'}"
         )
     _report_estimate(survey.estimate, as_json)
     requested = await request_restores(repo, survey, options)
@@ -176,15 +177,15 @@ def _come_back_message(
         )
     if already:
         parts.append(f"{already} restores were already under way")
-    when = ""
-    if hours is not None:
+    if hours is None:
+        when = ": run the same command again later"
+    else:
+        after = utc_minute(time.time() + hours[1] * 3600)
         when = (
-            f"; expect them within {_hours(hours)}, after about "
-            f"{utc_minute(time.time() + hours[1] * 3600)}"
+            f"; expect them within {_hours(hours)}, after about {after}: "
+            "run the same command again then"
         )
-    return (
-        "; ".join(parts) + when + ": run the same command again then (nothing is requested twice)"
-    )
+    return "; ".join(parts) + when + " (nothing is requested twice)"
 
 
 def _report_estimate(estimate: ThawEstimate, as_json: bool, *, priced: bool = True) -> None:
