@@ -133,10 +133,14 @@ async def thaw_before_reading(
     what = f"requested {len(requested)} restores" if requested else "requested nothing new"
     if already:
         what += f", {already} already under way"
-    warn(
+    message = (
         f"waiting for {len(survey.archived)} archived packs to be restored ({what}); "
         "interrupting is safe: a re-run resumes without new requests"
     )
+    if as_json:
+        emit_json({"event": "thaw_waiting", "message": message})
+    else:
+        warn(message)
 
     def on_progress(progress: ThawProgress) -> None:
         values: dict[str, Any] = {

@@ -112,8 +112,9 @@ async def survey_packs(
     days: int,
     now: float | None = None,
 ) -> ThawSurvey:
-    """Look up the needed packs `names`: their storage class from one listing, and the
-    restore state of the archived ones from a HEAD each. Nothing is requested."""
+    """Look up the needed packs `names`: their storage class from one listing and the
+    restore state of the archived ones from a HEAD each (a few packs: a HEAD each and no
+    listing). Nothing is requested."""
     now = time.time() if now is None else now
     wanted = set(names)
     if len(wanted) <= HEAD_INSTEAD_OF_LISTING:
