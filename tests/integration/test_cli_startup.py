@@ -27,6 +27,7 @@ OPERATIONS = {
     "prune": {"bbackup.ops.prune"},
     # copy reads the source's packs with restore's read planning.
     "copy": {"bbackup.ops.copy", "bbackup.ops.restore"},
+    "stats": {"bbackup.ops.stats"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

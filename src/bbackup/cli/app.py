@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "prune": "prune_cmd",
     "forget": "forget_cmd",
     "copy": "copy_cmd",
+    "stats": "stats_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
     "lifecycle": "lifecycle_cmd",

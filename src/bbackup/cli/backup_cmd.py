@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,11 +59,20 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--time", help="Record this time (ISO 8601).")
         ] = None,
         storage_class: Annotated[
-            str | None, typer.Option(help="Storage class for data packs (S3).")
+            str | None,
+            typer.Option(
+                metavar="CLASS",
+                help="Storage class for data packs (S3), e.g. STANDARD_IA, GLACIER_IR, GLACIER "
+                "or DEEP_ARCHIVE; everything else stays STANDARD.",
+            ),
         ] = None,
         compression: Annotated[int | None, typer.Option(help="zstd level for this run.")] = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 2,
     ) -> None:
+        if storage_class is not None:
+            storage_class = storage_class.strip().upper()
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", storage_class):
+                raise UsageError(f"--storage-class {storage_class!r}: not a storage class name")
         if backup_type not in BACKUP_TYPES:
             raise UsageError(f"--type must be one of {', '.join(BACKUP_TYPES)}")
         patterns = list(exclude or [])
@@ -95,6 +105,7 @@ def register(app: typer.Typer) -> None:
 
         async def work(repo: Repository) -> BackupSummary:
             options.upload_slots = opts.connections or repo.stack.profile.upload_slots
+            options.request_counts = repo.stack.counter.snapshot
             archiver = Archiver(
                 repo,
                 options,

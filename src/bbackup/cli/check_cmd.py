@@ -10,6 +10,7 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn
+from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.check import ReadDataSubset, check_repository
 from bbackup.report_format import human_bytes
@@ -26,7 +27,11 @@ def register(app: typer.Typer) -> None:
         read_data_subset: Annotated[
             str | None, typer.Option(help="Verify a subset: 10% or n/m.")
         ] = None,
+        restore_tier: TierOpt = "bulk",
+        restore_days: DaysOpt = 3,
+        no_wait: NoWaitOpt = False,
     ) -> None:
+        thaw = thaw_options(restore_tier, restore_days, no_wait)
         subset = (
             ReadDataSubset.parse(read_data_subset)
             if read_data_subset
@@ -34,7 +39,14 @@ def register(app: typer.Typer) -> None:
         )
 
         async def work(repo: Repository) -> Any:
-            report = await check_repository(repo, read_data=subset, connections=opts.connections)
+            report = await check_repository(
+                repo,
+                read_data=subset,
+                connections=opts.connections,
+                before_reads=lambda names: thaw_before_reading(
+                    repo, names, thaw, as_json=opts.json
+                ),
+            )
             report.requests = repo.stack.counter.snapshot()
             return report
 

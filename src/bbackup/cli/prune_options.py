@@ -10,6 +10,7 @@ from bbackup.cli.output import echo, emit_json
 from bbackup.durations import parse_duration
 from bbackup.errors import UsageError
 from bbackup.report_format import human_bytes
+from bbackup.storage import ARCHIVE_CLASSES
 
 if TYPE_CHECKING:
     from bbackup.ops.prune import PruneReport
@@ -41,6 +42,17 @@ def print_prune(report: PruneReport, as_json: bool) -> None:
         totals = report.packs.get(action)
         if totals:
             echo(f"{action:>16}: {totals['packs']:>6} packs {human_bytes(totals['bytes']):>12}")
+    archived = [
+        d
+        for d in report.decisions
+        if d["action"] == "keep" and d["storage_class"] in ARCHIVE_CLASSES and d["used_bytes"]
+    ]
+    if archived:
+        echo(
+            f"kept {len(archived)} partly unused packs in an archive tier "
+            f"({human_bytes(sum(d['size'] for d in archived))}): prune never reads archived "
+            "packs to repack them"
+        )
     verb = "would reclaim" if report.dry_run else "reclaimed"
     echo(f"{verb} {human_bytes(report.bytes_reclaimed)}")
     if report.bytes_repacked_written:

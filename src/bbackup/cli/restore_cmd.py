@@ -12,9 +12,11 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.thaw import packs_for_restore
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
@@ -34,17 +36,28 @@ def register(app: typer.Typer) -> None:
         tag: TagOpt = None,
         path: PathOpt = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt/write threads.")] = 2,
+        restore_tier: TierOpt = "bulk",
+        restore_days: DaysOpt = 3,
+        no_wait: NoWaitOpt = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Print what the restore reads and costs; stop.")
+        ] = False,
     ) -> None:
+        thaw = thaw_options(restore_tier, restore_days, no_wait)
+
         def on_error(p: str, message: str) -> None:
             if opts.json:
                 emit_json({"event": "error", "path": p, "message": message})
             else:
                 warn(f"warning: {p}: {message}")
 
-        async def work(repo: Repository) -> RestoreSummary:
+        async def work(repo: Repository) -> RestoreSummary | None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
+            packs = await packs_for_restore(repo, snap.tree, include or [])
+            if not await thaw_before_reading(repo, packs, thaw, as_json=opts.json, dry_run=dry_run):
+                return None
             profile = repo.stack.profile
             restorer = Restorer(
                 repo,
@@ -83,6 +96,8 @@ def register(app: typer.Typer) -> None:
             return summary
 
         summary = with_repo(opts, work)
+        if summary is None:
+            return
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:

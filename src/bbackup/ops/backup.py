@@ -62,6 +62,8 @@ class BackupOptions:
     upload_slots: int = 4
     #: Directories listed ahead, while the repository was being opened (stopped by run).
     prescan: Prescan | None = None
+    #: The storage requests made so far, recorded in the snapshot's summary (`stats --cost`).
+    request_counts: Callable[[], dict[str, int]] | None = None
 
 
 def normalize_paths(paths: Sequence[str]) -> list[str]:
@@ -205,6 +207,12 @@ class Archiver:
         summary = self.summary.to_dict()
         for transient in ("snapshot_id", "requests", "error_list"):
             summary.pop(transient, None)
+        if self.options.request_counts is not None:
+            requests = dict(self.options.request_counts())
+            requests["PUT"] = requests.get("PUT", 0) + 1  # the snapshot document itself
+            summary["requests"] = requests
+        if self.options.storage_class:
+            summary["storage_class"] = self.options.storage_class
         return summary
 
     def _error(self, path: bytes, message: str) -> None:

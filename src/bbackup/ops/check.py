@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -132,8 +132,11 @@ async def check_repository(
     workers: int = 2,
     connections: int | None = None,
     on_progress: Callable[[str], None] | None = None,
+    before_reads: Callable[[list[str]], Awaitable[object]] | None = None,
 ) -> CheckReport:
-    """Check the repository; `connections` packs at most are read (and held) at once."""
+    """Check the repository; `connections` packs at most are read (and held) at once.
+    `before_reads` gets the names of the packs --read-data reads before any is read (to
+    thaw archived ones)."""
     report = CheckReport()
     damaged: dict[str, frozenset[bytes]] = {}  # pack ID → blobs known damaged in it
     await _check_packs_exist(repo, report, damaged)
@@ -145,7 +148,15 @@ async def check_repository(
             LOCAL_PACKS_IN_FLIGHT if local else REMOTE_PACKS_IN_FLIGHT
         )
         await _read_packs(
-            repo, report, read_data, workers, packs_in_flight, on_progress, damaged, read
+            repo,
+            report,
+            read_data,
+            workers,
+            packs_in_flight,
+            on_progress,
+            damaged,
+            read,
+            before_reads,
         )
     _report_recorded_damage(repo, report, read, damaged)
     # Blobs that failed on the way too: in a tree pack the structure check read, and
@@ -306,11 +317,15 @@ async def _read_packs(
     on_progress: Callable[[str], None] | None,
     damaged: dict[str, frozenset[bytes]],
     read: set[str],
+    before_reads: Callable[[list[str]], Awaitable[object]] | None = None,
 ) -> None:
     """Read and verify the packs `subset` selects; add each damaged one to `damaged`
     (its failed blobs come from `found_damage`) and each one read to `read`."""
     packs = repo.index.all_packs()
-    pending = iter(subset.select(list(packs)))
+    selected = subset.select(list(packs))
+    if before_reads is not None:
+        await before_reads([pack_object_name(packs[p].blob_type, p) for p in selected])
+    pending = iter(selected)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-check")
 
     async def reader() -> None:

@@ -309,6 +309,17 @@ class Repository:
     async def list_packs(self) -> list[ObjectInfo]:
         return [info for prefix in PACK_PREFIXES async for info in self.storage.list(prefix)]
 
+    async def stat_pack(self, name: str) -> ObjectInfo:
+        """One pack's size, storage class and archive restore state, from the store."""
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        return await self.storage.stat(name)
+
+    async def request_pack_restore(self, name: str, days: int, tier: str) -> None:
+        """Ask the store for a readable copy of an archived pack for `days` (a no-op for a
+        pack that is not archived, or whose restore is already under way)."""
+        _require_prefix(name, PACK_PREFIXES, "pack")
+        await self.storage.restore(name, days, tier)
+
     def parse_pack_header(self, data: bytes | bytearray | memoryview) -> list[PackedBlob]:
         return parse_pack(self.cipher, data)
 

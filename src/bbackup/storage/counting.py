@@ -9,7 +9,8 @@ from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
 
 
 class CountingStorage(StorageWrapper):
-    """Counts PUT, GET, HEAD, LIST and DELETE calls and bytes moved.
+    """Counts PUT, GET, HEAD, LIST, DELETE and RESTORE (archive restore request) calls and
+    bytes moved.
 
     It sits below the retry wrapper, so every attempt that reaches the backend counts.
     A listing counts one LIST per 1000 objects, as S3 paginates it.
@@ -20,7 +21,7 @@ class CountingStorage(StorageWrapper):
         self.counts: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, int]:
-        keys = ("PUT", "GET", "HEAD", "LIST", "DELETE", "bytes_up", "bytes_down")
+        keys = ("PUT", "GET", "HEAD", "LIST", "DELETE", "RESTORE", "bytes_up", "bytes_down")
         return {key: self.counts[key] for key in keys}
 
     async def put(
@@ -57,3 +58,7 @@ class CountingStorage(StorageWrapper):
     async def delete(self, name: str) -> None:
         self.counts["DELETE"] += 1
         await self.inner.delete(name)
+
+    async def restore(self, name: str, days: int, tier: str) -> None:
+        self.counts["RESTORE"] += 1
+        await self.inner.restore(name, days, tier)

@@ -161,7 +161,8 @@ def _classify(
         kind = Transient
     if kind is Archived:
         return Archived(
-            f"{name}: object is in an archive storage class and not restored; restore it first"
+            f"{name}: object is in an archive storage class (GLACIER, DEEP_ARCHIVE) and not "
+            "restored; restore it first (`bbackup restore` and `check --read-data` do)"
         )
     if kind is NotFound:
         return NotFound(f"{name}: not found" if name else f"not found: {detail}")
