@@ -1,4 +1,5 @@
-"""`bbackup restore SNAPSHOT --target DIR`: restore a snapshot."""
+"""`bbackup restore SNAPSHOT --target DIR`: restore a snapshot, or the part of it the
+patterns select, past damaged data, with --dry-run, --verify, --overwrite and --delete."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.errors import ExitCode
 from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.restore_compare import Overwrite
+from bbackup.ops.restore_select import PathFilter
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
@@ -27,18 +30,56 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")],
         include: Annotated[
             list[str] | None,
-            typer.Option("--include", "-i", help="Only restore this path (repeatable)."),
+            typer.Option(
+                "--include", "-i", help="Only restore paths matching this pattern (repeatable)."
+            ),
         ] = None,
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--exclude", "-e", help="Do not restore paths matching this pattern (repeatable)."
+            ),
+        ] = None,
+        overwrite: Annotated[
+            Overwrite,
+            typer.Option(help="What to do with entries already in the target."),
+        ] = Overwrite.IF_CHANGED,
+        delete: Annotated[
+            bool,
+            typer.Option(
+                "--delete", help="Remove entries in the target that the snapshot does not have."
+            ),
+        ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run", help="Say what would be written and downloaded; write nothing."
+            ),
+        ] = False,
+        verify: Annotated[
+            bool,
+            typer.Option(
+                "--verify", help="Read restored files back and compare with the snapshot."
+            ),
+        ] = False,
         host: HostOpt = None,
         tag: TagOpt = None,
         path: PathOpt = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt/write threads.")] = 2,
     ) -> None:
+        PathFilter(include or (), exclude or ())  # a bad pattern fails before anything opens
+
         def on_error(p: str, message: str) -> None:
             if opts.json:
                 emit_json({"event": "error", "path": p, "message": message})
             else:
                 warn(f"warning: {p}: {message}")
+
+        def on_plan(p: str, action: str) -> None:
+            if opts.json:
+                emit_json({"event": "planned", "path": p, "action": action})
+            elif action != "unchanged":
+                echo(f"would {action} {p}")
 
         async def work(repo: Repository) -> RestoreSummary:
             snap = find_snapshot(
@@ -50,6 +91,11 @@ def register(app: typer.Typer) -> None:
                 snap,
                 target,
                 include=include,
+                exclude=exclude,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                delete=delete,
+                verify=verify,
                 workers=workers,
                 connections=opts.connections or profile.default_connections,
                 read_size=profile.read_size,
@@ -60,6 +106,7 @@ def register(app: typer.Typer) -> None:
                 ),
                 on_error=on_error,
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
+                on_plan=on_plan,
             )
             start = time.monotonic()
 
@@ -81,10 +128,52 @@ def register(app: typer.Typer) -> None:
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:
-            echo(
-                f"restored snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
-                f"{summary.dirs} directories, {human_bytes(summary.bytes)} "
-                f"in {summary.duration_seconds:.1f}s"
-            )
+            report(summary)
+        if summary.integrity_failed:
+            raise typer.Exit(ExitCode.INTEGRITY)
         if summary.errors:
             raise typer.Exit(ExitCode.ERROR)
+
+
+def report(summary: RestoreSummary) -> None:
+    """The human summary: damage and verify failures on stderr, one result line."""
+    for tree in summary.damaged_trees:
+        warn(
+            f"damaged: {tree['path']}: its listing cannot be read ({tree['message']}); "
+            "nothing below it was restored"
+        )
+    for file in summary.damaged:
+        lost = file["blobs"]
+        causes = sorted({f"{b['pack'] or 'index'}: {b['problem']}" for b in lost})
+        warn(
+            f"damaged: {file['path']}: {len(lost)} blob(s) lost ({'; '.join(causes)}), "
+            f"kept as {file['kept_as']}"
+        )
+    for failure in summary.verify_failures:
+        warn(f"verify failed: {failure['path']}: {failure['message']}")
+    others = [
+        f"{summary.unchanged} unchanged" if summary.unchanged else "",
+        f"{summary.kept} kept" if summary.kept else "",
+        f"{summary.deleted} {'to delete' if summary.dry_run else 'deleted'}"
+        if summary.deleted
+        else "",
+        f"{len(summary.damaged)} damaged" if summary.damaged else "",
+    ]
+    extra = "".join(f", {part}" for part in others if part)
+    if summary.dry_run:
+        echo(
+            f"dry run of snapshot {summary.snapshot_id[:8]}: would write {summary.files} files "
+            f"({human_bytes(summary.bytes)}), {summary.dirs} directories{extra}; would download "
+            f"{human_bytes(summary.bytes_to_download)}; nothing was changed"
+        )
+        return
+    echo(
+        f"restored snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
+        f"{summary.dirs} directories, {human_bytes(summary.bytes)}{extra} "
+        f"in {summary.duration_seconds:.1f}s"
+    )
+    if summary.verified_files or summary.verify_failures:
+        echo(
+            f"verified {summary.verified_files} files ({human_bytes(summary.verified_bytes)})"
+            + (f", {len(summary.verify_failures)} differ" if summary.verify_failures else "")
+        )
