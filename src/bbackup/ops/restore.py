@@ -610,7 +610,8 @@ class Restorer:
             try:
                 plain = self.repo.decode_blob(blob.blob_id, entry, sealed)
             except IntegrityError as exc:
-                self._lose_blob(blob, str(exc).removeprefix(f"blob {blob.blob_id.hex()[:16]}: "))
+                problem = str(exc).removeprefix(f"blob {blob.blob_id.hex()[:16]}")
+                self._lose_blob(blob, problem.lstrip(": "))
                 continue
             for file, offset in blob.places:
                 self._writer.write(file, plain, offset)
