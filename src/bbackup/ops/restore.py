@@ -251,9 +251,12 @@ class Restorer:
         if not selection.damaged_trees:
             # A pattern may only have missed what a damaged tree hides: then the damage
             # is the news.
+            if self.delete and not all(p.matches for p in self.path_filter.excludes):
+                # With --delete an exclude may be there for the target's entries alone.
+                await asyncio.to_thread(self._match_target_entries, selection.root)
             self.path_filter.require_matches(self.snapshot.id)
         if self.dry_run:
-            await asyncio.to_thread(self._plan_dir, selection.root, self._directories.root, None)
+            await asyncio.to_thread(self._plan_dry_run, selection.root)
             reads = self._plan_reads()
             self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
             self.summary.bytes = self.progress.bytes_total
@@ -296,11 +299,36 @@ class Restorer:
 
     # ---- planning ----------------------------------------------------------------------
 
-    def _plan_dir(self, selected: SelectedDir, directory: RestoredDir, dir_fd: int | None) -> None:
+    def _plan_dry_run(self, root: SelectedDir) -> None:
+        """Plan without writing: the target, if it exists, is only looked at."""
+        try:
+            target_fd: int | None = os.open(
+                self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+        except FileNotFoundError:
+            target_fd = None
+        try:
+            self._plan_dir(root, self._directories.root, target_fd)
+        finally:
+            if target_fd is not None:
+                os.close(target_fd)
+
+    def _plan_dir(
+        self,
+        selected: SelectedDir,
+        directory: RestoredDir,
+        dir_fd: int | None,
+        *,
+        fresh: bool = False,
+    ) -> None:
         """Plan everything selected in one directory (a worker thread). `dir_fd` is the
         directory's, held open for the walk; None with --dry-run where it does not exist
-        yet, so everything in it would be created."""
-        if self.delete and dir_fd is not None and selected.backed_up and not selected.damaged:
+        yet, so everything in it would be created. `fresh`: the restore just made it, so
+        nothing is in it."""
+        fresh = fresh or dir_fd is None
+        deleting = self.delete and selected.backed_up and not selected.damaged
+        if deleting and not fresh:
+            assert dir_fd is not None
             self._delete_extraneous(selected, directory, dir_fd)
         for entry in selected.entries:
             if isinstance(entry, SelectedDir):
@@ -311,10 +339,10 @@ class Restorer:
                 self._skip(path, "sockets are not restored")
                 continue
             try:
-                existing, link_target = self._existing(dir_fd, entry)
+                existing, link_target = (None, None) if fresh else self._existing(dir_fd, entry)
                 action = decide(self.overwrite, entry, existing, link_target)
                 if entry.type == FILE:
-                    self._plan_file(directory, dir_fd, entry, existing, action)
+                    self._plan_file(directory, dir_fd, entry, existing, action, fresh=fresh)
                 else:
                     self._plan_special(directory, dir_fd, entry, existing, action)
             except OSError as exc:
@@ -344,13 +372,13 @@ class Restorer:
             return
         assert parent_fd is not None
         try:
-            make_directory(parent_fd, name)
+            created = make_directory(parent_fd, name)
             fd = self._directories.acquire(directory)
         except OSError as exc:
             self._error(directory.path, f"cannot create directory: {exc.strerror or exc}")
             return
         try:
-            self._plan_dir(selected, directory, fd)
+            self._plan_dir(selected, directory, fd, fresh=created)
         finally:
             self._directories.release(directory)
         if selected.wanted:
@@ -379,6 +407,8 @@ class Restorer:
         node: Node,
         existing: os.stat_result | None,
         action: Action,
+        *,
+        fresh: bool,
     ) -> None:
         """Decide about one file; files with content are created by their first write,
         under their partial name, and renamed once complete."""
@@ -399,27 +429,28 @@ class Restorer:
                 self._update_in_place(parent_fd, file)
             return
         self._planned(path, "write")
-        self.summary.files += 1
-        self.progress.bytes_total += node.size
-        if self.dry_run:
-            return
-        assert parent_fd is not None
-        if existing is not None:
-            if stat.S_ISDIR(existing.st_mode):
-                clear_entry(parent_fd, name)  # a file cannot be renamed over a directory
-            clear_entry(parent_fd, file.partial)  # left by an interrupted restore
         key = (node.device, node.inode)
         first = self._hardlinks.get(key) if node.nlink > 1 else None
+        if first is None:
+            self.summary.files += 1
+            self.progress.bytes_total += node.size
+        if not self.dry_run:
+            assert parent_fd is not None
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                clear_entry(parent_fd, name)  # a file cannot be renamed over a directory
+            if not fresh:
+                clear_entry(parent_fd, file.partial)  # left by an interrupted restore
         if first is not None:
             self._links.append((first, parent, name))
-            self.summary.files -= 1
-            self.progress.bytes_total -= node.size
             return
         if node.nlink > 1:
             self._hardlinks[key] = file
         if node.content:
             self._files.append(file)
             return
+        if self.dry_run:
+            return
+        assert parent_fd is not None
         # An empty file is complete once created: it goes straight to its name.
         if existing is not None:
             clear_entry(parent_fd, name)
@@ -520,6 +551,36 @@ class Restorer:
                 remove_entry(dir_fd, name)
             except OSError as exc:
                 self._error(path, f"cannot delete: {exc.strerror or exc}")
+
+    def _match_target_entries(self, root: SelectedDir) -> None:
+        """Try the excludes on the entries --delete would look at, read-only, so an
+        exclude that only keeps a target entry from deletion counts as matching."""
+
+        def walk(selected: SelectedDir, dir_fd: int) -> None:
+            if selected.backed_up and not selected.damaged:
+                for text in os.listdir(dir_fd):
+                    name = os.fsencode(text)
+                    if name not in selected.names:
+                        self.path_filter.excluded(selected.rel + b"/" + name)
+            for entry in selected.entries:
+                if isinstance(entry, SelectedDir) and entry.node is not None:
+                    try:
+                        fd = os.open(entry.node.name, DIRECTORY_FLAGS, dir_fd=dir_fd)
+                    except OSError:
+                        continue
+                    try:
+                        walk(entry, fd)
+                    finally:
+                        os.close(fd)
+
+        try:
+            target_fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            walk(root, target_fd)
+        finally:
+            os.close(target_fd)
 
     def _plan_reads(self) -> list[PackRead]:
         """Every needed blob once, with all its places, grouped into reads pack by pack.
