@@ -11,10 +11,17 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 
+from bbackup.repository import IndexEntry
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, FIFO, FILE, SYMLINK, Node
 
 #: The keyed blob hash of a plaintext (`Repository.blob_id`).
 BlobHasher = Callable[[bytes], bytes]
+
+
+def blob_layout(lookup: Callable[[bytes], IndexEntry], node: Node) -> list[tuple[bytes, int]]:
+    """(blob ID, plaintext length) of each blob of a file's content, in order;
+    IntegrityError if the index lacks one."""
+    return [(blob_id, lookup(blob_id).raw_length) for blob_id in node.content]
 
 
 class Overwrite(enum.StrEnum):
