@@ -271,7 +271,7 @@ class RestorePlanner:
             self._planned(path, "unchanged")
             if not self.dry_run:
                 assert parent_fd is not None
-                self._update_in_place(parent_fd, file)
+                self._update_in_place(parent_fd, file, existing)
             return
         self._planned(path, "write")
         key = (node.device, node.inode)
@@ -321,9 +321,26 @@ class RestorePlanner:
             os.close(fd)
         return Action.REPLACE if mismatched else Action.UNCHANGED
 
-    def _update_in_place(self, parent_fd: int, file: RestoredFile) -> None:
+    def _update_in_place(
+        self, parent_fd: int, file: RestoredFile, existing: os.stat_result | None
+    ) -> None:
         """An unchanged file keeps its content; its owner, mode and times become the
-        snapshot's (it has no other links: `decide` saw to that)."""
+        snapshot's (it has no other links: `decide` saw to that). One whose `lstat`
+        already shows them is not even opened: a restore run again over a large tree
+        costs one stat per file."""
+        node = file.node
+        if (
+            existing is not None
+            and not node.xattrs
+            and existing.st_mtime_ns == node.mtime_ns
+            and stat.S_IMODE(existing.st_mode) == stat.S_IMODE(node.mode)
+            and (
+                not self.writer.chown or (existing.st_uid, existing.st_gid) == (node.uid, node.gid)
+            )
+        ):
+            file.done = True
+            self.present.append(file)
+            return
         try:
             fd = os.open(file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
             try:

@@ -113,9 +113,12 @@ class PathFilter:
         """NothingMatched for the first pattern that matched no entry."""
         for pattern in [*self.includes, *self.excludes]:
             if not pattern.matches:
+                hint = ""
+                if "/" in pattern.text and not pattern.text.startswith(("/", "*")):
+                    hint = " (a pattern with '/' matches the whole absolute path)"
                 raise NothingMatched(
                     f"{pattern.flag} {pattern.text!r} matches nothing in snapshot "
-                    f"{snapshot_id[:8]}; nothing was restored"
+                    f"{snapshot_id[:8]}{hint}; nothing was restored"
                 )
 
 
@@ -185,7 +188,11 @@ async def select_entries(
         for node in tree.nodes:
             name = node.name
             if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
-                raise IntegrityError(f"refusing unsafe name {name!r} in snapshot tree")
+                # Only a damaged or forged tree holds one: it could point out of the target.
+                where = os.fsdecode(directory.rel or b"/")
+                problem = f"refusing unsafe name {name!r} in snapshot tree"
+                selection.damaged_trees.append(DamagedTree(where, tree_id.hex(), problem))
+                continue
             rel = directory.rel + b"/" + name
             if path_filter.excluded(rel):
                 continue
