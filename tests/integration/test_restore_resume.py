@@ -62,3 +62,56 @@ def test_an_interrupted_restore_resumes_and_downloads_little_again(
     assert summary["files"] == len(source) - len(complete)
     downloaded = summary["requests"]["bytes_down"]
     assert downloaded < missing + full_download // 10, (downloaded, missing, full_download)
+
+
+def test_a_large_file_cut_off_part_way_is_finished_from_its_partial_file(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree
+) -> None:
+    repo = tmp_path / "repo"
+    assert cli("init", "-r", repo, "--pack-size", "4").exit_code == 0
+    content = os.urandom(14 * 1024 * KiB)  # a dozen blobs over four packs
+    src = make_tree(tmp_path / "src", {"disk.img": content})
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    out = tmp_path / "out"
+    killed = subprocess.run(
+        [sys.executable, KILL_RUNNER, "--kill", "get:data/:3:before", "--",
+         "restore", "latest", "-r", repo, "--target", out, "--connections", "1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    restored = restored_path(out, src)
+    assert not (restored / "disk.img").exists()
+    assert (restored / "disk.img.bbackup-partial").exists()
+
+    again = cli("restore", "latest", "-r", repo, "--target", out, "--json")
+
+    assert again.exit_code == 0, again
+    assert (restored / "disk.img").read_bytes() == content
+    assert not (restored / "disk.img.bbackup-partial").exists()
+    summary = again.event("summary")
+    reused = summary["bytes_reused"]
+    assert reused > len(content) // 4
+    assert summary["bytes"] == len(content) - reused
+    missing = len(content) - reused
+    assert summary["requests"]["bytes_down"] < missing + len(content) // 10
+
+
+def test_a_partial_name_linked_to_a_file_outside_is_not_written_through(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree
+) -> None:
+    repo = tmp_path / "repo"
+    assert cli("init", "-r", repo).exit_code == 0
+    content = os.urandom(300 * KiB)
+    src = make_tree(tmp_path / "src", {"f.bin": content})
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    outside = make_tree(tmp_path / "outside", {"secret": content[:1000] + b"outside"})
+    restored = restored_path(tmp_path / "out", src)
+    restored.mkdir(parents=True)
+    os.link(outside / "secret", restored / "f.bin.bbackup-partial")
+
+    result = cli("restore", "latest", "-r", repo, "--target", tmp_path / "out")
+
+    assert result.exit_code == 0, result
+    assert (restored / "f.bin").read_bytes() == content
+    assert (outside / "secret").read_bytes() == content[:1000] + b"outside"
+    assert (outside / "secret").stat().st_nlink == 1

@@ -235,7 +235,7 @@ class Restorer:
         lookup = self.repo.index.lookup
         for file in self._plan.files:
             offset: int | None = 0
-            for blob_id in file.node.content:
+            for i, blob_id in enumerate(file.node.content):
                 blob = needed.get(blob_id)
                 if blob is None and blob_id not in self._lost:
                     try:
@@ -246,7 +246,8 @@ class Restorer:
                     self._lost_places.append((file, blob_id))
                     offset = None
                     continue
-                blob.places.append((file, offset))
+                if i not in file.reused:
+                    blob.places.append((file, offset))
                 offset += blob.entry.raw_length
         by_pack: dict[str, list[NeededBlob]] = {}
         for blob in needed.values():

@@ -72,6 +72,10 @@ class RestoredFile:
     failed: bool = False
     #: Blobs that could not be read: the file stays at its partial name.
     missing: list[bytes] = field(default_factory=list)
+    #: Indices (in its content list) of blobs its partial file already held in place.
+    reused: frozenset[int] = frozenset()
+    #: (device, inode) of its partial file once made or checked: every reopen must find it.
+    identity: tuple[int, int] | None = None
     #: It is complete, at its final name, with its metadata.
     done: bool = False
 
@@ -148,6 +152,23 @@ class FileWriter:
             file.missing.append(blob_id)
         self.write(file, b"", 0)
 
+    def finish_reused(self, file: RestoredFile) -> None:
+        """Finish a file whose partial file already holds every blob (a restore stopped
+        before renaming it): its metadata, then its name."""
+        parent_fd = self.directories.acquire(file.parent)
+        try:
+            fd = os.open(file.partial, _OPEN_FLAGS, dir_fd=parent_fd)
+        finally:
+            self.directories.release(file.parent)
+        self._check_identity(file, fd, create=False)
+        try:
+            self._set_metadata(file, fd)
+        finally:
+            os.close(fd)
+        self._rename_complete(file)
+        with self._lock:
+            self.finished += 1
+
     def finish_unwritten(self, file: RestoredFile, fd: int) -> None:
         """Set the metadata of a file that gets no writes, through the descriptor that
         created it while planning."""
@@ -179,6 +200,7 @@ class FileWriter:
                 fd = os.open(file.partial, flags, creation_mode(file.node), dir_fd=parent_fd)
             finally:
                 self.directories.release(file.parent)
+            self._check_identity(file, fd, create=create)
         except BaseException:
             with self._lock:
                 file.users -= 1
@@ -197,6 +219,18 @@ class FileWriter:
             spare, fd = fd, file.fd  # another thread opened it meanwhile
         os.close(spare)
         return fd
+
+    def _check_identity(self, file: RestoredFile, fd: int, *, create: bool) -> None:
+        """Make sure a reopened file is the one this restore made or checked: the inode
+        it had then, with no other link. Someone who can write into the target could
+        otherwise swap in a hard link to a file outside it between two opens."""
+        st = os.fstat(fd)
+        identity = (st.st_dev, st.st_ino)
+        if create or file.identity is None:
+            file.identity = identity
+        elif identity != file.identity or st.st_nlink != 1:
+            os.close(fd)
+            raise OSError(errno.EEXIST, "replaced by something else while being restored")
 
     def _release(self, file: RestoredFile, *, written: bool) -> None:
         with self._lock:

@@ -60,6 +60,8 @@ class RestoreSummary:
     links: int = 0
     #: Plaintext bytes written (with --dry-run: that would be).
     bytes: int = 0
+    #: Plaintext bytes an interrupted restore's partial files already held in place.
+    bytes_reused: int = 0
     #: Bytes of pack ranges the restore reads (with --dry-run: would read).
     bytes_to_download: int = 0
     #: Entries already identical to the snapshot's (--overwrite if-changed): not written.
@@ -283,19 +285,22 @@ class RestorePlanner:
             assert parent_fd is not None
             if existing is not None and stat.S_ISDIR(existing.st_mode):
                 clear_entry(parent_fd, name)  # a file cannot be renamed over a directory
-            if not fresh:
-                clear_entry(parent_fd, file.partial)  # left by an interrupted restore
-        if first is not None:
-            self.links.append((first, parent, name))
-            return
-        if node.nlink > 1:
+        if node.nlink > 1 and first is None:
             self._hardlinks[key] = file
-        if node.content:
+        if first is None and node.content:
+            if not fresh:
+                assert parent_fd is not None
+                self._reuse_partial(parent_fd, file)
             self.files.append(file)
             return
         if self.dry_run:
             return
         assert parent_fd is not None
+        if not fresh:
+            clear_entry(parent_fd, file.partial)  # left by an interrupted restore
+        if first is not None:
+            self.links.append((first, parent, name))
+            return
         # An empty file is complete once created: it goes straight to its name.
         if existing is not None:
             clear_entry(parent_fd, name)
@@ -305,6 +310,56 @@ class RestorePlanner:
             self.writer.finish_unwritten(file, fd)
         finally:
             os.close(fd)
+
+    def _reuse_partial(self, parent_fd: int, file: RestoredFile) -> None:
+        """A partial file an interrupted (or damaged) restore left for this file: the
+        blobs it already holds at their places are kept and not downloaded again, the
+        rest is written into it. Anything else there (a symlink, a file with other
+        links, nothing useful) is removed, never written through."""
+        try:
+            st = os.stat(file.partial, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        reused: frozenset[int] = frozenset()
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            reused = self._blobs_in_place(parent_fd, file)
+        if not reused:
+            if not self.dry_run:
+                clear_entry(parent_fd, file.partial)
+            return
+        file.reused = reused
+        file.pending -= len(reused)
+        file.created = not self.dry_run
+        layout = blob_layout(self.repo.index.lookup, file.node)
+        kept = sum(layout[i][1] for i in reused)
+        self.summary.bytes_reused += kept
+        self.progress.bytes_total -= kept
+        if file.pending == 0 and not self.dry_run:
+            self.writer.finish_reused(file)
+
+    def _blobs_in_place(self, parent_fd: int, file: RestoredFile) -> frozenset[int]:
+        """Indices of the file's blobs its partial file holds at their places (a worker
+        thread); the partial is cut to the file's size if longer."""
+        access = os.O_RDONLY if self.dry_run else os.O_RDWR
+        flags = access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            layout = blob_layout(self.repo.index.lookup, file.node)
+            fd = os.open(file.partial, flags, dir_fd=parent_fd)
+        except (OSError, IntegrityError):
+            return frozenset()
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                return frozenset()  # swapped since the lstat
+            mismatched, _ = mismatched_blobs(fd, layout, self.repo.blob_id)
+            if not self.dry_run and st.st_size > file.node.size:
+                os.ftruncate(fd, file.node.size)
+            file.identity = (st.st_dev, st.st_ino)
+        except OSError:
+            return frozenset()
+        finally:
+            os.close(fd)
+        return frozenset(range(len(layout))) - frozenset(mismatched)
 
     def _compare(self, parent_fd: int | None, file: RestoredFile) -> Action:
         """--overwrite if-changed for a file of the right size but another mtime: its
