@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 from bbackup.errors import IntegrityError
 from bbackup.ops.restore_compare import Action, Overwrite, blob_layout, decide, mismatched_blobs
-from bbackup.ops.restore_files import CREATE_FLAGS, FileWriter, RestoredFile, creation_mode
+from bbackup.ops.restore_files import (
+    CREATE_FLAGS,
+    FileWriter,
+    RestoredFile,
+    creation_mode,
+    partial_name,
+)
 from bbackup.ops.restore_select import PathFilter, SelectedDir
 from bbackup.ops.restore_target import (
     DIRECTORY_FLAGS,
@@ -444,10 +450,15 @@ class RestorePlanner:
         self, selected: SelectedDir, directory: RestoredDir, dir_fd: int
     ) -> None:
         """--delete: remove what this directory holds and the snapshot's listing of it
-        lacks, where the patterns would have selected it; never following a symlink."""
+        lacks, where the patterns would have selected it; never following a symlink.
+        The partial files of the files about to be restored here stay: an interrupted
+        restore's blobs in them are reused."""
+        resumable = {
+            partial_name(e.name) for e in selected.entries if isinstance(e, Node) and e.type == FILE
+        }
         for text in sorted(os.listdir(dir_fd)):
             name = os.fsencode(text)
-            if name in selected.names:
+            if name in selected.names or name in resumable:
                 continue
             rel = selected.rel + b"/" + name
             if self.path_filter.excluded(rel, count=False):
