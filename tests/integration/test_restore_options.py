@@ -11,6 +11,7 @@ import pytest
 from cli_harness import Cli, CliResult, MakeTree, restored_path
 
 from bbackup.errors import ExitCode
+from bbackup.ops import restore_files
 
 KiB = 1024
 OLD_NS = 1_600_000_000_000_000_000
@@ -266,3 +267,39 @@ def test_verify_reads_back_every_restored_file(
     assert summary["verify_failures"] == []
     human = restore(cli, repo, out, "--verify")  # unchanged files are verified too
     assert "verified 6 files" in human.stdout
+
+
+def test_verify_names_a_file_that_differs_from_the_snapshot_and_exits_13(
+    tmp_path: Path,
+    repo: Path,
+    cli: Cli,
+    snapshot_of: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = snapshot_of
+    real_rename = restore_files.FileWriter._rename_complete
+
+    def corrupt_then_rename(
+        self: restore_files.FileWriter, file: restore_files.RestoredFile
+    ) -> None:
+        # A disk that returns other bytes than were written, as seen by the read back.
+        if file.name == b"d.bin":
+            parent_fd = self.directories.acquire(file.parent)
+            try:
+                fd = os.open(file.partial, os.O_WRONLY, dir_fd=parent_fd)
+                os.pwrite(fd, b"\0\0\0", 100 * KiB)
+                os.close(fd)
+            finally:
+                self.directories.release(file.parent)
+        real_rename(self, file)
+
+    monkeypatch.setattr(restore_files.FileWriter, "_rename_complete", corrupt_then_rename)
+    out = tmp_path / "out"
+
+    result = restore(cli, repo, out, "--verify")
+
+    assert result.exit_code == ExitCode.INTEGRITY, result
+    bad = restored_path(out, src) / "docs" / "d.bin"
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("verify failed")]
+    assert line.startswith(f"verify failed: {bad}: content differs from the snapshot")
+    assert "verified 5 files" in result.stdout and "1 differ" in result.stdout
