@@ -283,10 +283,11 @@ class Restorer:
             self.summary.bytes += written
             self.progress.files = self._writer.finished
 
-        if self._lost_places:
-            await loop.run_in_executor(pool, self._lose_places, self._lost_places)
-        tasks = [asyncio.ensure_future(one(read)) for read in reads]
+        tasks: list[asyncio.Future[None]] = []
         try:
+            if self._lost_places:
+                await loop.run_in_executor(pool, self._lose_places, self._lost_places)
+            tasks = [asyncio.ensure_future(one(read)) for read in reads]
             await asyncio.gather(*tasks)
         finally:
             # After a failure, stop reading at once rather than when the loop closes.

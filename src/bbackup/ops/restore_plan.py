@@ -49,6 +49,11 @@ class RestoreProgress:
     started: float = field(default_factory=time.monotonic)
 
 
+#: Opens a file already in the target to read it: never through a symlink, never
+#: blocking on a FIFO swapped in since its lstat.
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 class RestoreSource(BlobLoader, Protocol):
     """What a restore reads: blobs, and the keyed hash that tells whether a file already
     in the target (or one just written, for --verify) holds them."""
@@ -346,7 +351,7 @@ class RestorePlanner:
     def _blobs_in_place(self, parent_fd: int, file: RestoredFile) -> frozenset[int]:
         """Indices of the file's blobs its partial file holds at their places (a worker
         thread); the partial is cut to the file's size if longer."""
-        access = os.O_RDONLY if self.dry_run else os.O_RDWR
+        access = os.O_RDONLY if self.dry_run else os.O_RDWR  # a longer one is cut
         flags = access | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             layout = blob_layout(self.repo.index.lookup, file.node)
@@ -373,7 +378,7 @@ class RestorePlanner:
         assert parent_fd is not None
         try:
             layout = blob_layout(self.repo.index.lookup, file.node)
-            fd = os.open(file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            fd = os.open(file.name, _READ_FLAGS, dir_fd=parent_fd)
         except (OSError, IntegrityError):
             return Action.REPLACE
         try:
@@ -403,8 +408,12 @@ class RestorePlanner:
             self.present.append(file)
             return
         try:
-            fd = os.open(file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            fd = os.open(file.name, _READ_FLAGS, dir_fd=parent_fd)
             try:
+                st = os.fstat(fd)
+                if st.st_nlink != 1 or (existing is not None and st.st_ino != existing.st_ino):
+                    # Swapped since the lstat (for a link to a file outside, perhaps).
+                    raise OSError(errno.EEXIST, "replaced by something else while restoring")
                 set_metadata(fd, file.node, chown=self.writer.chown)
             finally:
                 os.close(fd)

@@ -33,8 +33,10 @@ def check_pattern(pattern: str, flag: str) -> str:
     """`pattern` if it is a valid glob, else a UsageError naming it: an empty pattern, or a
     '[' that opens a character class it never closes (fnmatch would quietly take it for a
     literal '[' and match nothing)."""
-    if not pattern.strip() or pattern.strip() == "/":
+    if not pattern.strip():
         raise UsageError(f"{flag} {pattern!r}: empty pattern")
+    if not pattern.strip("/"):
+        raise UsageError(f"{flag} {pattern!r}: matches the whole snapshot; leave it out")
     i = 0
     while i < len(pattern):
         if pattern[i] == "[":
