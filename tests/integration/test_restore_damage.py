@@ -86,7 +86,9 @@ def test_a_missing_and_a_bit_flipped_pack_cost_only_the_files_that_need_them(
     for path in lost:
         where = restored_path(tmp_path / "out2", Path(path))
         [line] = [x for x in lines if x.startswith(f"damaged: {where}: ")]
-        assert line.endswith(f"kept as {where}.bbackup-partial"), line
+        assert line.endswith(f"; kept as {where}.bbackup-partial"), line
+        ids = [b.blob_id.hex()[:16] for b in layout.files[path]]
+        assert f"lost 1 blob(s): {ids[0]} (" in line
     assert sum(x.startswith("damaged: ") for x in human.stderr.splitlines()) == len(lost)
     assert "Traceback" not in human.output
 

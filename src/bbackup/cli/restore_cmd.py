@@ -144,9 +144,10 @@ def report(summary: RestoreSummary) -> None:
         )
     for file in summary.damaged:
         lost = file["blobs"]
-        causes = sorted({f"{b['pack'] or 'index'}: {b['problem']}" for b in lost})
+        named = [f"{b['id'][:16]} ({b['pack'] or 'index'}: {b['problem']})" for b in lost[:3]]
+        more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
         warn(
-            f"damaged: {file['path']}: {len(lost)} blob(s) lost ({'; '.join(causes)}), "
+            f"damaged: {file['path']}: lost {len(lost)} blob(s): {', '.join(named)}{more}; "
             f"kept as {file['kept_as']}"
         )
     for failure in summary.verify_failures:
