@@ -439,6 +439,8 @@ class Restorer:
             self.summary.damaged.append(
                 {"path": os.fsdecode(path), "kept_as": os.fsdecode(kept), "blobs": blobs}
             )
+        # `files` counts the files restored whole; a damaged one is not.
+        self.summary.files -= len(reported)
 
 
 __all__ = [

@@ -65,7 +65,8 @@ class RestoreSource(BlobLoader, Protocol):
 class RestoreSummary:
     snapshot_id: str = ""
     dry_run: bool = False
-    #: Regular files written (or, with --dry-run, that would be).
+    #: Regular files restored whole (with --dry-run: that would be written); damaged
+    #: ones are in `damaged` instead, hard links in `links`.
     files: int = 0
     dirs: int = 0
     links: int = 0
