@@ -103,10 +103,12 @@ class PathFilter:
         is tried, so that each one's matches are counted."""
         if not self.includes:
             return True
-        return [p.match(path, count=count) for p in self.includes].count(True) > 0
+        matched = [p.match(path, count=count) for p in self.includes]  # no short cut
+        return any(matched)
 
     def excluded(self, path: bytes, *, count: bool = True) -> bool:
-        return [p.match(path, count=count) for p in self.excludes].count(True) > 0
+        matched = [p.match(path, count=count) for p in self.excludes]  # no short cut
+        return any(matched)
 
     def may_include_below(self, directory: bytes) -> bool:
         return any(p.may_match_below(directory) for p in self.includes)
@@ -172,11 +174,14 @@ async def select_entries(
 ) -> Selection:
     """Walk the snapshot's trees once and keep what the filter selects."""
     backed_up = backed_up_paths(snapshot)
-    root = SelectedDir(None, b"", wanted=False, included=not path_filter.includes, backed_up=False)
-    selection = Selection(root)
 
     def is_backed_up(rel: bytes) -> bool:
         return any(rel == p or rel.startswith(p + b"/") or not p for p in backed_up)
+
+    root = SelectedDir(
+        None, b"", wanted=False, included=not path_filter.includes, backed_up=is_backed_up(b"")
+    )
+    selection = Selection(root)
 
     async def walk(directory: SelectedDir, tree_id: bytes) -> None:
         try:
