@@ -44,6 +44,7 @@ class ExitCode:
     UNREACHABLE = 18
     ARCHIVED = 19
     NO_SPACE = 20
+    NO_MATCH = 21
     INTERRUPTED = 130
 
 

@@ -287,14 +287,16 @@ def test_a_link_planted_where_a_file_is_about_to_be_created_is_refused(
 
     def pwrite_after_planting(fd: int, data: bytes, offset: int) -> int:
         # Someone with write access to the target puts a hard link to a file outside
-        # it, or a symlink, at the names of files not created yet.
+        # it, or a symlink, at the names files not created yet are written under (a file
+        # at its final name is replaced by the rename that puts the complete one there).
         if not planted:
             for n in names:
-                if not (restored / n).exists():
+                partial = restored / f"{n}.bbackup-partial"
+                if not (restored / n).exists() and not partial.exists():
                     if len(planted) % 2:
-                        (restored / n).symlink_to(outside / "secret")
+                        partial.symlink_to(outside / "secret")
                     else:
-                        os.link(outside / "file", restored / n)
+                        os.link(outside / "file", partial)
                     planted.append(n)
         return real_pwrite(fd, data, offset)
 

@@ -1,5 +1,6 @@
 """`restore --dry-run` on a local repository: it names the packs the restore would read,
-says there is nothing to thaw or pay, and writes nothing."""
+says there is nothing to thaw or pay, what it would write and download, and writes
+nothing."""
 
 from __future__ import annotations
 
@@ -25,4 +26,7 @@ def test_dry_run_on_a_local_repository_reads_nothing_and_writes_nothing(
     assert standard["objects"] == len(list((repo / "data").rglob("*/*")))
     assert standard["to_request"] == 0 and estimate["wait_hours"] is None
     assert not target.exists()
-    assert [e for e in result.events() if e.get("event") == "summary"] == []
+    # The same dry run also says what the restore would write and download.
+    summary = result.event("summary")
+    assert summary["dry_run"] is True and summary["files"] == 2
+    assert summary["bytes_to_download"] > 100_000

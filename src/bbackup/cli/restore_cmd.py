@@ -1,4 +1,5 @@
-"""`bbackup restore SNAPSHOT --target DIR`: restore a snapshot."""
+"""`bbackup restore SNAPSHOT --target DIR`: restore a snapshot, or the part of it the
+patterns select, past damaged data, with --dry-run, --verify, --overwrite and --delete."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading
 from bbackup.errors import ExitCode
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.restore_compare import Overwrite
+from bbackup.ops.restore_select import PathFilter
 from bbackup.ops.thaw import packs_for_restore
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
@@ -30,8 +33,40 @@ def register(app: typer.Typer) -> None:
         target: Annotated[str, typer.Option("--target", "-t", help="Directory to restore into.")],
         include: Annotated[
             list[str] | None,
-            typer.Option("--include", "-i", help="Only restore this path (repeatable)."),
+            typer.Option(
+                "--include", "-i", help="Only restore paths matching this pattern (repeatable)."
+            ),
         ] = None,
+        exclude: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--exclude", "-e", help="Do not restore paths matching this pattern (repeatable)."
+            ),
+        ] = None,
+        overwrite: Annotated[
+            Overwrite,
+            typer.Option(help="What to do with entries already in the target."),
+        ] = Overwrite.IF_CHANGED,
+        delete: Annotated[
+            bool,
+            typer.Option(
+                "--delete", help="Remove entries in the target that the snapshot does not have."
+            ),
+        ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Say what would be written and downloaded, and what thawing archived "
+                "packs would cost; write and request nothing.",
+            ),
+        ] = False,
+        verify: Annotated[
+            bool,
+            typer.Option(
+                "--verify", help="Read restored files back and compare with the snapshot."
+            ),
+        ] = False,
         host: HostOpt = None,
         tag: TagOpt = None,
         path: PathOpt = None,
@@ -39,11 +74,10 @@ def register(app: typer.Typer) -> None:
         restore_tier: TierOpt = "bulk",
         restore_days: DaysOpt = 3,
         no_wait: NoWaitOpt = False,
-        dry_run: Annotated[
-            bool, typer.Option("--dry-run", help="Print what the restore reads and costs; stop.")
-        ] = False,
     ) -> None:
         thaw = thaw_options(restore_tier, restore_days, no_wait)
+        # A bad pattern fails before anything opens.
+        PathFilter(include or (), exclude or ())
 
         def on_error(p: str, message: str) -> None:
             if opts.json:
@@ -51,12 +85,23 @@ def register(app: typer.Typer) -> None:
             else:
                 warn(f"warning: {p}: {message}")
 
+        def on_plan(p: str, action: str) -> None:
+            if opts.json:
+                emit_json({"event": "planned", "path": p, "action": action})
+            elif action != "unchanged":
+                echo(f"would {action} {p}")
+
         async def work(repo: Repository) -> RestoreSummary | None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            packs = await packs_for_restore(repo, snap.tree, include or [])
-            if not await thaw_before_reading(repo, packs, thaw, as_json=opts.json, dry_run=dry_run):
+            # Archived packs are thawed before anything is written (the filter is a fresh
+            # one: the Restorer's own counts which patterns matched).
+            packs = await packs_for_restore(repo, snap, PathFilter(include or (), exclude or ()))
+            readable = await thaw_before_reading(
+                repo, packs, thaw, as_json=opts.json, dry_run=dry_run
+            )
+            if not readable and not dry_run:
                 return None
             profile = repo.stack.profile
             restorer = Restorer(
@@ -64,6 +109,11 @@ def register(app: typer.Typer) -> None:
                 snap,
                 target,
                 include=include,
+                exclude=exclude,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                delete=delete,
+                verify=verify,
                 workers=workers,
                 connections=opts.connections or profile.default_connections,
                 read_size=profile.read_size,
@@ -74,6 +124,7 @@ def register(app: typer.Typer) -> None:
                 ),
                 on_error=on_error,
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
+                on_plan=on_plan,
             )
             start = time.monotonic()
 
@@ -101,10 +152,53 @@ def register(app: typer.Typer) -> None:
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:
-            echo(
-                f"restored snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
-                f"{summary.dirs} directories, {human_bytes(summary.bytes)} "
-                f"in {summary.duration_seconds:.1f}s"
-            )
+            report(summary)
+        if summary.integrity_failed:
+            raise typer.Exit(ExitCode.INTEGRITY)
         if summary.errors:
             raise typer.Exit(ExitCode.ERROR)
+
+
+def report(summary: RestoreSummary) -> None:
+    """The human summary: damage and verify failures on stderr, one result line."""
+    for tree in summary.damaged_trees:
+        warn(
+            f"damaged: {tree['path']}: its listing cannot be read ({tree['message']}); "
+            "nothing below it was restored"
+        )
+    for file in summary.damaged:
+        lost = file["blobs"]
+        named = [f"{b['id'][:16]} ({b['pack'] or 'index'}: {b['problem']})" for b in lost[:3]]
+        more = f" and {len(lost) - 3} more" if len(lost) > 3 else ""
+        warn(
+            f"damaged: {file['path']}: lost {len(lost)} blob(s): {', '.join(named)}{more}; "
+            f"kept as {file['kept_as']}"
+        )
+    for failure in summary.verify_failures:
+        warn(f"verify failed: {failure['path']}: {failure['message']}")
+    others = [
+        f"{summary.unchanged} unchanged" if summary.unchanged else "",
+        f"{summary.kept} kept" if summary.kept else "",
+        f"{summary.deleted} {'to delete' if summary.dry_run else 'deleted'}"
+        if summary.deleted
+        else "",
+        f"{len(summary.damaged)} damaged" if summary.damaged else "",
+    ]
+    extra = "".join(f", {part}" for part in others if part)
+    if summary.dry_run:
+        echo(
+            f"dry run of snapshot {summary.snapshot_id[:8]}: would write {summary.files} files "
+            f"({human_bytes(summary.bytes)}), {summary.dirs} directories{extra}; would download "
+            f"{human_bytes(summary.bytes_to_download)}; nothing was changed"
+        )
+        return
+    echo(
+        f"restored snapshot {summary.snapshot_id[:8]}: {summary.files} files, "
+        f"{summary.dirs} directories, {human_bytes(summary.bytes)}{extra} "
+        f"in {summary.duration_seconds:.1f}s"
+    )
+    if summary.verified_files or summary.verify_failures:
+        echo(
+            f"verified {summary.verified_files} files ({human_bytes(summary.verified_bytes)})"
+            + (f", {len(summary.verify_failures)} differ" if summary.verify_failures else "")
+        )

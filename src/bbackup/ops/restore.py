@@ -1,42 +1,42 @@
 """The restorer: rebuilds a snapshot's files, links and metadata under a target directory.
 
-Plan first (walk the trees, create directories, special files and files that get no
-writes), then read the blobs each pack holds for the snapshot with a few ranged reads,
-decrypt and verify them in worker threads and write each to every place it belongs
-(`restore_files`: a file gets its metadata as its last blob lands). Directories get
-theirs last, each after everything in it, so nothing written afterwards disturbs their
-times. Everything is reached from the target's descriptor without following a symlink
-(`restore_target`), so the restore never writes outside its target.
+Select first (`restore_select`: walk the trees through the patterns), then plan
+(`restore_plan`: decide per path what `--overwrite` does with what is there, make
+directories and special files, remove what `--delete` removes), then read the blobs each
+pack holds for the snapshot with a few ranged reads, decrypt and verify them in worker
+threads and write each to every place it belongs (`restore_files`: a file gets its
+metadata as its last blob lands). Directories get theirs last, each after everything in
+it, so nothing written afterwards disturbs their times. Everything is reached from the
+target's descriptor without following a symlink (`restore_target`), so the restore never
+writes outside its target.
+
+A blob that cannot be read (its pack missing or damaged) costs only the files that need it:
+they are kept as `NAME.bbackup-partial` and listed in the summary with the blobs they lack.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from bbackup.errors import BbackupError, IntegrityError
-from bbackup.ops.restore_files import CREATE_FLAGS, FileWriter, RestoredFile, creation_mode
+from bbackup.errors import IntegrityError, NotFound
+from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
+from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
+from bbackup.ops.restore_plan import RestorePlanner, RestoreProgress, RestoreSource, RestoreSummary
+from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.ops.restore_target import (
-    SPECIAL_TYPES,
     OpenDirectories,
-    RestoredDir,
     clear_entry,
     join_path,
-    make_directory,
-    make_special,
     set_metadata,
-    set_metadata_at,
 )
-from bbackup.repository import BlobLoader, IndexEntry, pack_object_name
+from bbackup.repository import IndexEntry, pack_object_name
 from bbackup.repository.config import RepositoryConfig
-from bbackup.snapshot.model import DIR, FILE, SOCKET, Node, Snapshot
-from bbackup.snapshot.store import load_tree
+from bbackup.snapshot.model import Snapshot
 
 #: Blobs of one pack further apart than this are fetched with separate ranged reads.
 MAX_RANGE_GAP = 1024 * 1024
@@ -54,33 +54,6 @@ def remote_range_gap(config: RepositoryConfig) -> int:
 
 #: Bytes of fetched ranges held at once, at most (besides the blobs being decoded).
 MAX_BYTES_IN_FLIGHT = 96 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class RestoreProgress:
-    files: int = 0
-    bytes_written: int = 0
-    bytes_total: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(slots=True)
-class RestoreSummary:
-    snapshot_id: str = ""
-    files: int = 0
-    dirs: int = 0
-    links: int = 0
-    bytes: int = 0
-    errors: int = 0
-    error_list: list[dict[str, str]] = field(default_factory=list)
-    #: Entries left out on purpose (sockets: nothing can be restored of them).
-    skipped: int = 0
-    skipped_list: list[dict[str, str]] = field(default_factory=list)
-    duration_seconds: float = 0.0
-    requests: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -130,30 +103,45 @@ def plan_reads(
     return reads
 
 
+#: A path's action, for --dry-run listings: (path, "write" | "delete" | ...).
+PlanListener = Callable[[str, str], None]
+
+
 class Restorer:
-    """Restores one snapshot (or a subtree of it) into a target directory."""
+    """Restores one snapshot (or the part of it the patterns select) into a target."""
 
     def __init__(
         self,
-        repo: BlobLoader,
+        repo: RestoreSource,
         snapshot: Snapshot,
         target: str,
         *,
-        include: list[str] | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        overwrite: Overwrite = Overwrite.IF_CHANGED,
+        dry_run: bool = False,
+        delete: bool = False,
+        verify: bool = False,
         workers: int = 2,
         connections: int = 4,
         read_size: int | None = None,
         max_gap: int = MAX_RANGE_GAP,
         on_error: Callable[[str, str], None] | None = None,
         on_warning: Callable[[str, str], None] | None = None,
+        on_plan: PlanListener | None = None,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
-        `max_gap`: unneeded bytes between needed blobs that one read spans."""
+        `max_gap`: unneeded bytes between needed blobs that one read spans. The patterns
+        are checked here: an invalid one is a UsageError before anything is read."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
-        self.include = [os.fsencode(p.rstrip("/")) for p in include or []]
+        self.path_filter = PathFilter(include or (), exclude or ())
+        self.overwrite = overwrite
+        self.dry_run = dry_run
+        self.delete = delete
+        self.verify = verify
         self.workers = workers
         self.connections = max(1, connections)
         self.read_size = read_size
@@ -161,23 +149,67 @@ class Restorer:
         self.on_error = on_error
         self.on_warning = on_warning
         self.progress = RestoreProgress()
-        self.summary = RestoreSummary(snapshot_id=snapshot.id)
-        self._files: list[RestoredFile] = []
-        #: Directories to give metadata, each after everything below it.
-        self._dirs: list[RestoredDir] = []
-        self._hardlinks: dict[tuple[int, int], RestoredFile] = {}
+        self.summary = RestoreSummary(snapshot_id=snapshot.id, dry_run=dry_run)
+        #: Blobs that could not be read: ID → (pack or "", what is wrong).
+        self._lost: dict[bytes, tuple[str, str]] = {}
+        #: Places no read fills: (file, blob), each counted as landed with a hole.
+        self._lost_places: list[tuple[RestoredFile, bytes]] = []
+        #: Hard links to damaged files: (path, where kept, the file).
+        self._damaged_links: list[tuple[bytes, bytes, RestoredFile]] = []
         self._directories = OpenDirectories(self.target)
         self._writer = FileWriter(self._directories, chown=os.geteuid() == 0, on_error=self._error)
+        self._plan = RestorePlanner(
+            repo,
+            self.target,
+            path_filter=self.path_filter,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            delete=delete,
+            directories=self._directories,
+            writer=self._writer,
+            summary=self.summary,
+            progress=self.progress,
+            on_error=self._error,
+            on_skip=self._skip,
+            on_plan=None if on_plan is None else lambda p, a: on_plan(os.fsdecode(p), a),
+        )
 
     async def run(self) -> RestoreSummary:
+        """Restore; NothingMatched (before anything is written) if a pattern matches no
+        entry of the snapshot."""
         started = time.monotonic()
-        target_fd = self._directories.open_target()
-        try:
-            await self._plan(self.snapshot.tree, self._directories.root, target_fd, b"")
-            await self._fetch_all(self._plan_reads())
-            await asyncio.to_thread(self._finish_dirs)
-        finally:
-            self._directories.close_all()
+        selection = await select_entries(self.repo, self.snapshot, self.path_filter)
+        self.summary.damaged_trees = [
+            {"path": t.path, "tree": t.tree, "message": t.message} for t in selection.damaged_trees
+        ]
+        if not selection.damaged_trees:
+            # A pattern may only have missed what a damaged tree hides: then the damage
+            # is the news.
+            if self.delete and not all(p.matches for p in self.path_filter.excludes):
+                # With --delete an exclude may be there for the target's entries alone.
+                await asyncio.to_thread(self._plan.match_target_entries, selection.root)
+            self.path_filter.require_matches(self.snapshot.id)
+        if self.dry_run:
+            await asyncio.to_thread(self._plan.plan_dry_run, selection.root)
+            reads = self._plan_reads()
+            self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
+            self.summary.bytes = self.progress.bytes_total
+        else:
+            target_fd = self._directories.open_target()
+            try:
+                await asyncio.to_thread(
+                    self._plan.plan_dir, selection.root, self._directories.root, target_fd
+                )
+                reads = self._plan_reads()
+                self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
+                await self._fetch_all(reads)
+                await asyncio.to_thread(self._make_links)
+                await asyncio.to_thread(self._finish_dirs)
+                if self.verify:
+                    await asyncio.to_thread(self._verify_all)
+            finally:
+                self._directories.close_all()
+            self._report_damage()
         self.summary.duration_seconds = round(time.monotonic() - started, 3)
         self.summary.errors = len(self.summary.error_list)
         self.summary.skipped = len(self.summary.skipped_list)
@@ -195,143 +227,32 @@ class Restorer:
         if self.on_warning is not None:
             self.on_warning(text, message)
 
-    def _wanted(self, rel: bytes) -> tuple[bool, bool]:
-        """(restore this path, descend into it) under the include filter."""
-        if not self.include:
-            return True, True
-        for inc in self.include:
-            if rel == inc or rel.startswith(inc + b"/"):
-                return True, True
-            if inc.startswith(rel + b"/"):
-                return False, True
-        return False, False
-
-    # ---- planning ----------------------------------------------------------------------
-
-    async def _plan(
-        self,
-        tree_id: bytes,
-        directory: RestoredDir,
-        dir_fd: int,
-        rel: bytes,
-        *,
-        fresh: bool = False,
-    ) -> None:
-        """Walk a tree: make directories and special files, note files. `dir_fd` is
-        `directory`'s, held open for the walk. `fresh`: we just created the directory,
-        so nothing in it can be in the way."""
-        tree = await load_tree(self.repo, tree_id)
-        for node in tree.nodes:
-            name = node.name
-            if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
-                raise BbackupError(f"refusing unsafe name {name!r} in snapshot tree")
-            child = rel + b"/" + name
-            wanted, descend = self._wanted(child)
-            if node.type == DIR:
-                if descend:
-                    await self._plan_dir(directory, dir_fd, node, child, wanted=wanted)
-            elif not wanted:
-                continue
-            elif node.type == SOCKET:
-                self._skip(join_path(directory.path, name), "sockets are not restored")
-            else:
-                try:
-                    if node.type == FILE:
-                        self._plan_file(directory, dir_fd, node, fresh=fresh)
-                    else:
-                        self._plan_special(directory, dir_fd, node, fresh=fresh)
-                except OSError as exc:
-                    kind = "" if node.type == FILE else f" {node.type}"
-                    message = f"cannot create{kind}: {exc.strerror or exc}"
-                    self._error(join_path(directory.path, name), message)
-
-    async def _plan_dir(
-        self, parent: RestoredDir, parent_fd: int, node: Node, rel: bytes, *, wanted: bool
-    ) -> None:
-        directory = RestoredDir(parent, node.name, join_path(parent.path, node.name))
-        try:
-            created = make_directory(parent_fd, node.name)
-            dir_fd = self._directories.acquire(directory)
-        except OSError as exc:
-            self._error(directory.path, f"cannot create directory: {exc.strerror or exc}")
-            return
-        try:
-            if node.subtree is not None:
-                await self._plan(node.subtree, directory, dir_fd, rel, fresh=created)
-        finally:
-            self._directories.release(directory)
-        if wanted:
-            directory.node = node
-            self._dirs.append(directory)
-
-    def _plan_file(self, parent: RestoredDir, parent_fd: int, node: Node, *, fresh: bool) -> None:
-        """Clear the way for a file; files with content are created by their first write."""
-        name = node.name
-        if not fresh:
-            clear_entry(parent_fd, name)  # restored files replace what is there
-        key = (node.device, node.inode)
-        first = self._hardlinks.get(key) if node.nlink > 1 else None
-        if first is not None:
-            first_fd = self._directories.acquire(first.parent)
-            try:
-                os.link(
-                    first.name,
-                    name,
-                    src_dir_fd=first_fd,
-                    dst_dir_fd=parent_fd,
-                    follow_symlinks=False,
-                )
-            finally:
-                self._directories.release(first.parent)
-            self.summary.links += 1
-            return
-        file = RestoredFile(parent, name, node, pending=len(node.content))
-        if not node.content or node.nlink > 1:
-            # Empty files get no write; a hard link's first path must exist to link to.
-            fd = os.open(name, CREATE_FLAGS, creation_mode(node), dir_fd=parent_fd)
-            file.created = True
-            try:
-                if not node.content:
-                    self._writer.finish_unwritten(file, fd)
-            finally:
-                os.close(fd)
-        if node.nlink > 1:
-            self._hardlinks[key] = file
-        if node.content:
-            self._files.append(file)
-        self.summary.files += 1
-        self.progress.bytes_total += node.size
-
-    def _plan_special(
-        self, parent: RestoredDir, parent_fd: int, node: Node, *, fresh: bool
-    ) -> None:
-        """Make a symlink, FIFO or device node in place of what is there, with its metadata."""
-        if node.type not in SPECIAL_TYPES:
-            raise OSError(errno.EINVAL, "not a type of entry this version can restore")
-        if not fresh:
-            clear_entry(parent_fd, node.name)
-        make_special(parent_fd, node.name, node)
-        try:
-            set_metadata_at(parent_fd, node.name, node, chown=self._writer.chown)
-        except OSError as exc:
-            message = f"cannot set metadata: {exc.strerror or exc}"
-            self._error(join_path(parent.path, node.name), message)
-
     def _plan_reads(self) -> list[PackRead]:
-        """Every needed blob once, with all its places, grouped into reads pack by pack."""
+        """Every needed blob once, with all its places, grouped into reads pack by pack.
+        A blob the index does not know is lost from the start, and so are the later blobs
+        of the same file: their offsets are unknown without its length."""
         needed: dict[bytes, NeededBlob] = {}
         lookup = self.repo.index.lookup
-        for file in self._files:
-            offset = 0
-            for blob_id in file.node.content:
+        for file in self._plan.files:
+            offset: int | None = 0
+            for i, blob_id in enumerate(file.node.content):
                 blob = needed.get(blob_id)
-                if blob is None:
-                    blob = needed[blob_id] = NeededBlob(blob_id, lookup(blob_id))
-                blob.places.append((file, offset))
+                if blob is None and blob_id not in self._lost:
+                    try:
+                        blob = needed[blob_id] = NeededBlob(blob_id, lookup(blob_id))
+                    except IntegrityError:
+                        self._lost[blob_id] = ("", "not in the index")
+                if blob is None or offset is None:
+                    self._lost_places.append((file, blob_id))
+                    offset = None
+                    continue
+                if i not in file.reused:
+                    blob.places.append((file, offset))
                 offset += blob.entry.raw_length
         by_pack: dict[str, list[NeededBlob]] = {}
         for blob in needed.values():
-            by_pack.setdefault(blob.entry.pack_id, []).append(blob)
+            if blob.places:
+                by_pack.setdefault(blob.entry.pack_id, []).append(blob)
         return [
             read
             for blobs in by_pack.values()
@@ -351,14 +272,22 @@ class Restorer:
 
         async def one(read: PackRead) -> None:
             async with slots:
-                data = await self._get(read)
+                try:
+                    data = await self._get(read)
+                except (NotFound, IntegrityError) as exc:
+                    problem = "pack is missing" if isinstance(exc, NotFound) else str(exc)
+                    await loop.run_in_executor(pool, self._lose_read, read, problem)
+                    return
                 written = await loop.run_in_executor(pool, self._write_read, data, read)
             self.progress.bytes_written += written
             self.summary.bytes += written
             self.progress.files = self._writer.finished
 
-        tasks = [asyncio.ensure_future(one(read)) for read in reads]
+        tasks: list[asyncio.Future[None]] = []
         try:
+            if self._lost_places:
+                await loop.run_in_executor(pool, self._lose_places, self._lost_places)
+            tasks = [asyncio.ensure_future(one(read)) for read in reads]
             await asyncio.gather(*tasks)
         finally:
             # After a failure, stop reading at once rather than when the loop closes.
@@ -374,29 +303,80 @@ class Restorer:
         name = pack_object_name(first.blob_type, first.pack_id)
         data = await self.repo.read_pack(name, read.start, read.end - read.start)
         if len(data) != read.end - read.start:
-            raise IntegrityError(f"pack {first.pack_id}: {name} is truncated")
+            raise IntegrityError("pack is truncated")
         return data
 
     def _write_read(self, data: bytes, read: PackRead) -> int:
-        """Decode every blob of one read and write it to all its places (a worker thread)."""
+        """Decode every blob of one read and write it to all its places (a worker thread).
+        A blob that does not decode is lost; the others of the read are still written."""
         written = 0
         start = read.start
         view = memoryview(data)
         for blob in read.blobs:
             entry = blob.entry
             sealed = view[entry.offset - start : entry.offset - start + entry.length]
-            plain = self.repo.decode_blob(blob.blob_id, entry, sealed)
+            try:
+                plain = self.repo.decode_blob(blob.blob_id, entry, sealed)
+            except IntegrityError as exc:
+                problem = str(exc).removeprefix(f"blob {blob.blob_id.hex()[:16]}")
+                self._lose_blob(blob, problem.lstrip(": "))
+                continue
             for file, offset in blob.places:
                 self._writer.write(file, plain, offset)
             written += len(plain) * len(blob.places)
         return written
 
-    # ---- directories -------------------------------------------------------------------
+    def _lose_read(self, read: PackRead, problem: str) -> None:
+        for blob in read.blobs:
+            self._lose_blob(blob, problem)
+
+    def _lose_blob(self, blob: NeededBlob, problem: str) -> None:
+        entry = blob.entry
+        self._lost[blob.blob_id] = (pack_object_name(entry.blob_type, entry.pack_id), problem)
+        for file, _ in blob.places:
+            self._writer.skip(file, blob.blob_id)
+
+    def _lose_places(self, places: list[tuple[RestoredFile, bytes]]) -> None:
+        for file, blob_id in places:
+            self._writer.skip(file, blob_id)
+
+    # ---- after the data ----------------------------------------------------------------
+
+    def _make_links(self) -> None:
+        """Hard links, to files now complete (or to the partial file of a damaged one, at
+        the link's partial name: it is just as incomplete)."""
+        for first, parent, name in self._plan.links:
+            source = first.name if first.done else first.partial
+            link = name if first.done else partial_name(name)
+            path = join_path(parent.path, link)
+            try:
+                first_fd = self._directories.acquire(first.parent)
+                try:
+                    parent_fd = self._directories.acquire(parent)
+                    try:
+                        clear_entry(parent_fd, link)
+                        os.link(
+                            source,
+                            link,
+                            src_dir_fd=first_fd,
+                            dst_dir_fd=parent_fd,
+                            follow_symlinks=False,
+                        )
+                    finally:
+                        self._directories.release(parent)
+                finally:
+                    self._directories.release(first.parent)
+            except OSError as exc:
+                self._error(path, f"cannot create hard link: {exc.strerror or exc}")
+                continue
+            self.summary.links += 1
+            if first.missing:
+                self._damaged_links.append((join_path(parent.path, name), path, first))
 
     def _finish_dirs(self) -> None:
         """Directory metadata, each directory after everything below it (`_dirs` is in
         that order), through its own descriptor."""
-        for directory in self._dirs:
+        for directory in self._plan.dirs:
             assert directory.node is not None
             try:
                 fd = self._directories.acquire(directory)
@@ -407,3 +387,70 @@ class Restorer:
             except OSError as exc:
                 self._error(directory.path, f"cannot set metadata: {exc.strerror or exc}")
             self.summary.dirs += 1
+
+    def _verify_all(self) -> None:
+        """--verify: read every restored file back (written or found unchanged) and compare
+        each blob-sized piece with the snapshot's blob ID."""
+        files = [f for f in [*self._plan.files, *self._plan.present] if f.done]
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="bb-verify") as pool:
+            for file, result in zip(files, pool.map(self._verify_file, files), strict=True):
+                if isinstance(result, str):
+                    self.summary.verify_failures.append(
+                        {"path": os.fsdecode(file.path), "message": result}
+                    )
+                else:
+                    self.summary.verified_files += 1
+                    self.summary.verified_bytes += result
+
+    def _verify_file(self, file: RestoredFile) -> int | str:
+        """Bytes verified, or what is wrong."""
+        try:
+            layout = blob_layout(self.repo.index.lookup, file.node)
+            parent_fd = self._directories.acquire(file.parent)
+            try:
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(file.name, flags, dir_fd=parent_fd)
+            finally:
+                self._directories.release(file.parent)
+            try:
+                mismatched, read = mismatched_blobs(fd, layout, self.repo.blob_id)
+            finally:
+                os.close(fd)
+        except (OSError, IntegrityError) as exc:
+            return f"cannot verify: {getattr(exc, 'strerror', None) or exc}"
+        if not mismatched:
+            return read
+        offsets = [sum(length for _, length in layout[:i]) for i in mismatched]
+        where = ", ".join(str(o) for o in offsets[:5])
+        return f"content differs from the snapshot at {len(mismatched)} place(s), offset {where}"
+
+    def _report_damage(self) -> None:
+        """The files that lost blobs, where they were kept, and which blobs they lack."""
+        reported: list[tuple[bytes, bytes, RestoredFile]] = [
+            (f.path, join_path(f.parent.path, f.partial), f) for f in self._plan.files if f.missing
+        ]
+        for path, kept, file in sorted([*reported, *self._damaged_links], key=lambda r: r[0]):
+            blobs = []
+            for blob_id in dict.fromkeys(file.missing):
+                pack, problem = self._lost.get(
+                    blob_id, ("", "its place follows a blob missing from the index")
+                )
+                blobs.append({"id": blob_id.hex(), "pack": pack, "problem": problem})
+            self.summary.damaged.append(
+                {"path": os.fsdecode(path), "kept_as": os.fsdecode(kept), "blobs": blobs}
+            )
+        # `files` counts the files restored whole; a damaged one is not.
+        self.summary.files -= len(reported)
+
+
+__all__ = [
+    "MAX_RANGE_GAP",
+    "NeededBlob",
+    "PackRead",
+    "RestoreProgress",
+    "RestoreSource",
+    "RestoreSummary",
+    "Restorer",
+    "plan_reads",
+    "remote_range_gap",
+]

@@ -6,16 +6,21 @@ through a symlink, and closed right after its metadata is set through the same
 descriptor, so no path is looked up twice and file metadata costs nothing at the end of a
 restore. Descriptors are capped: past the cap a file with blobs still to come is closed
 between writes and opened again by its next one.
+
+A file is written under `NAME.bbackup-partial` and renamed to its name once complete, so an
+interrupted restore never leaves an incomplete file under its final name. A file with a
+blob that could not be read stays at the partial name, with holes where those blobs go.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bbackup.errors import NoSpace
 from bbackup.ops.restore_target import (
@@ -34,6 +39,17 @@ MAX_OPEN_FILES = 256
 #: refused rather than written through. Later opens find the file this one made.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: What a file is called until its last blob lands, and for good if a blob was damaged.
+PARTIAL_SUFFIX = b".bbackup-partial"
+_NAME_MAX = 255
+
+
+def partial_name(name: bytes) -> bytes:
+    """`NAME.bbackup-partial`; for a name too long to take the suffix, a name made from
+    its hash (`.bbackup-partial-<hex>`), still recognisable and unique in its directory."""
+    if len(name) + len(PARTIAL_SUFFIX) <= _NAME_MAX:
+        return name + PARTIAL_SUFFIX
+    return PARTIAL_SUFFIX + b"-" + hashlib.sha256(name).hexdigest()[:32].encode()
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +70,18 @@ class RestoredFile:
     creating: bool = False
     #: It could not be created: its other writes are dropped (the error is reported once).
     failed: bool = False
+    #: Blobs that could not be read: the file stays at its partial name.
+    missing: list[bytes] = field(default_factory=list)
+    #: Indices (in its content list) of blobs its partial file already held in place.
+    reused: frozenset[int] = frozenset()
+    #: (device, inode) of its partial file once made or checked: every reopen must find it.
+    identity: tuple[int, int] | None = None
+    #: It is complete, at its final name, with its metadata.
+    done: bool = False
+
+    @property
+    def partial(self) -> bytes:
+        return partial_name(self.name)
 
     @property
     def path(self) -> bytes:
@@ -117,10 +145,35 @@ class FileWriter:
                 raise NoSpace(f"{os.fsdecode(file.path)}: no space left on device") from exc
             raise
 
+    def skip(self, file: RestoredFile, blob_id: bytes) -> None:
+        """Count a blob that could not be read as landed, leaving a hole at its place: the
+        file is still created (its other blobs are worth keeping) but never renamed."""
+        with self._lock:
+            file.missing.append(blob_id)
+        self.write(file, b"", 0)
+
+    def finish_reused(self, file: RestoredFile) -> None:
+        """Finish a file whose partial file already holds every blob (a restore stopped
+        before renaming it): its metadata, then its name."""
+        parent_fd = self.directories.acquire(file.parent)
+        try:
+            fd = os.open(file.partial, _OPEN_FLAGS, dir_fd=parent_fd)
+        finally:
+            self.directories.release(file.parent)
+        self._check_identity(file, fd, create=False)
+        try:
+            self._set_metadata(file, fd)
+        finally:
+            os.close(fd)
+        self._rename_complete(file)
+        with self._lock:
+            self.finished += 1
+
     def finish_unwritten(self, file: RestoredFile, fd: int) -> None:
         """Set the metadata of a file that gets no writes, through the descriptor that
         created it while planning."""
         self._set_metadata(file, fd)
+        file.done = True
         with self._lock:
             self.finished += 1
 
@@ -144,9 +197,10 @@ class FileWriter:
             parent_fd = self.directories.acquire(file.parent)
             try:
                 flags = CREATE_FLAGS if create else _OPEN_FLAGS
-                fd = os.open(file.name, flags, creation_mode(file.node), dir_fd=parent_fd)
+                fd = os.open(file.partial, flags, creation_mode(file.node), dir_fd=parent_fd)
             finally:
                 self.directories.release(file.parent)
+            self._check_identity(file, fd, create=create)
         except BaseException:
             with self._lock:
                 file.users -= 1
@@ -166,6 +220,18 @@ class FileWriter:
         os.close(spare)
         return fd
 
+    def _check_identity(self, file: RestoredFile, fd: int, *, create: bool) -> None:
+        """Make sure a reopened file is the one this restore made or checked: the inode
+        it had then, with no other link. Someone who can write into the target could
+        otherwise swap in a hard link to a file outside it between two opens."""
+        st = os.fstat(fd)
+        identity = (st.st_dev, st.st_ino)
+        if create or file.identity is None:
+            file.identity = identity
+        elif identity != file.identity or st.st_nlink != 1:
+            os.close(fd)
+            raise OSError(errno.EEXIST, "replaced by something else while being restored")
+
     def _release(self, file: RestoredFile, *, written: bool) -> None:
         with self._lock:
             file.users -= 1
@@ -179,12 +245,31 @@ class FileWriter:
             self._open.discard(file)
         try:
             if last and written:
-                self._set_metadata(file, fd)
+                if file.missing:
+                    os.ftruncate(fd, file.node.size)  # holes up to its size, for what is lost
+                else:
+                    self._set_metadata(file, fd)
         finally:
             os.close(fd)
         if last and written:
+            if not file.missing:
+                self._rename_complete(file)
             with self._lock:
                 self.finished += 1
+
+    def _rename_complete(self, file: RestoredFile) -> None:
+        """Move a complete file from its partial name to its own, replacing what is there
+        (never following it: rename replaces a symlink itself)."""
+        try:
+            parent_fd = self.directories.acquire(file.parent)
+            try:
+                os.rename(file.partial, file.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+            finally:
+                self.directories.release(file.parent)
+        except OSError as exc:
+            self.on_error(file.path, f"cannot move into place: {exc.strerror or exc}")
+            return
+        file.done = True
 
     def _set_metadata(self, file: RestoredFile, fd: int) -> None:
         try:

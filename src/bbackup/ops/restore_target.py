@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import resource
+import shutil
 import stat
 import threading
 from collections import OrderedDict
@@ -151,6 +152,18 @@ def clear_entry(dir_fd: int, name: bytes) -> None:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise OSError(exc.errno, "a non-empty directory is in the way") from exc
             raise
+
+
+def remove_entry(dir_fd: int, name: bytes) -> None:
+    """Remove `name` from `dir_fd` (--delete): a symlink is removed itself, never followed;
+    a directory with everything in it, by descriptors (shutil.rmtree from a directory
+    descriptor refuses to follow symlinks even when they are swapped in meanwhile)."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except IsADirectoryError:
+        shutil.rmtree(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def make_directory(dir_fd: int, name: bytes) -> bool:

@@ -11,7 +11,6 @@ restores already under way by their state and requests nothing twice.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -20,9 +19,9 @@ from typing import Protocol, TypeVar
 from bbackup.errors import NotFound
 from bbackup.ops.cost_estimates import ArchivedObject, ThawEstimate, estimate_thaw
 from bbackup.ops.pricing import PriceTable
+from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
 from bbackup.repository import BlobLoader, pack_object_name
-from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import load_tree
+from bbackup.snapshot.model import FILE, Snapshot
 from bbackup.storage import ARCHIVE_CLASSES, ObjectInfo, StorageProfile
 
 #: Seconds between two looks at the restores still pending, at first (S3 restores take
@@ -227,38 +226,24 @@ async def _bounded(
 
 
 async def packs_for_restore(
-    loader: BlobLoader, tree_id: bytes, include: Iterable[str] = ()
+    loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter
 ) -> set[str]:
-    """The data packs holding the content of every file a restore of the tree `tree_id`
-    writes, under the restore's `--include` paths (the Restorer's rule: a path is restored
-    if it is an included path or below one).
+    """The data packs holding the content of every file a restore of `snapshot` writes,
+    selected by `path_filter` exactly as the Restorer selects them (the same walk).
 
-    Trees come from the hot tier and the local cache; no data pack is read."""
-    includes = [os.fsencode(p.rstrip("/")) for p in include]
+    Trees come from the hot tier and the local cache; no data pack is read. A blob the
+    index lacks is left to the restore, which reports the file as damaged."""
+    selection = await select_entries(loader, snapshot, path_filter)
     packs: set[str] = set()
-    stack: list[tuple[bytes, bytes]] = [(tree_id, b"")]
-    while stack:
-        current, rel = stack.pop()
-        tree = await load_tree(loader, current)
-        for node in tree.nodes:
-            child = rel + b"/" + node.name
-            wanted, descend = _included(includes, child)
-            if node.type == DIR and descend and node.subtree is not None:
-                stack.append((node.subtree, child))
-            elif node.type == FILE and wanted:
-                for blob_id in node.content:
-                    entry = loader.index.lookup(blob_id)
-                    packs.add(pack_object_name(entry.blob_type, entry.pack_id))
+    pending: list[SelectedDir] = [selection.root]
+    while pending:
+        directory = pending.pop()
+        for entry in directory.entries:
+            if isinstance(entry, SelectedDir):
+                pending.append(entry)
+            elif entry.type == FILE:
+                for blob_id in entry.content:
+                    if loader.index.has(blob_id):
+                        found = loader.index.lookup(blob_id)
+                        packs.add(pack_object_name(found.blob_type, found.pack_id))
     return packs
-
-
-def _included(includes: list[bytes], rel: bytes) -> tuple[bool, bool]:
-    """(restore this path, descend into it), as `Restorer._wanted` decides."""
-    if not includes:
-        return True, True
-    for inc in includes:
-        if rel == inc or rel.startswith(inc + b"/"):
-            return True, True
-        if inc.startswith(rel + b"/"):
-            return False, True
-    return False, False

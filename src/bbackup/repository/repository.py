@@ -289,6 +289,10 @@ class Repository:
             raise
         return plain
 
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """The ID a blob with this plaintext has (the keyed hash); thread-safe."""
+        return self.cipher.blob_id(data)
+
     async def load_blob(self, blob_id: bytes) -> bytes:
         entry = self.index.lookup(blob_id)
         name = pack_object_name(entry.blob_type, entry.pack_id)

@@ -1,0 +1,220 @@
+"""What a restore takes from a snapshot: its trees walked once, before anything is written,
+through the --include / --exclude patterns, keeping only the entries selected and the
+directories that lead to them. A tree that cannot be read costs only its directory's
+contents: it is recorded as damaged and the walk goes on.
+
+Patterns mean what `backup --exclude` patterns mean (`ops.scan.Excluder`, the one parser):
+without '/' a pattern matches a name at any depth, with '/' the absolute path as backed up,
+`*` and `**` may cross '/'. A pattern that matches a directory matches everything in it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bbackup.errors import BbackupError, ExitCode, IntegrityError, NotFound, UsageError
+from bbackup.ops.scan import Excluder
+from bbackup.repository import BlobLoader
+from bbackup.snapshot.model import DIR, Node, Snapshot
+from bbackup.snapshot.store import load_tree
+
+_GLOB_CHARACTERS = "*?["
+
+
+class NothingMatched(BbackupError):
+    """A restore pattern matches nothing in the snapshot."""
+
+    exit_code = ExitCode.NO_MATCH
+
+
+def check_pattern(pattern: str, flag: str) -> str:
+    """`pattern` if it is a valid glob, else a UsageError naming it: an empty pattern, or a
+    '[' that opens a character class it never closes (fnmatch would quietly take it for a
+    literal '[' and match nothing)."""
+    if not pattern.strip():
+        raise UsageError(f"{flag} {pattern!r}: empty pattern")
+    if not pattern.strip("/"):
+        raise UsageError(f"{flag} {pattern!r}: matches the whole snapshot; leave it out")
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "[":
+            j = i + 1
+            if j < len(pattern) and pattern[j] in "!^":
+                j += 1
+            if j < len(pattern) and pattern[j] == "]":
+                j += 1  # a ']' first in the class is a member, not its end
+            end = pattern.find("]", j)
+            if end < 0:
+                raise UsageError(f"{flag} {pattern!r}: '[' at position {i + 1} is never closed")
+            i = end
+        i += 1
+    return pattern
+
+
+@dataclass(slots=True)
+class RestorePattern:
+    """One --include or --exclude pattern, and how many snapshot entries it matched."""
+
+    flag: str
+    text: str
+    matches: int = 0
+    _excluder: Excluder = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._excluder = Excluder([self.text])
+
+    def match(self, path: bytes, *, count: bool = True) -> bool:
+        if not self._excluder.excluded(path):
+            return False
+        if count:
+            self.matches += 1
+        return True
+
+    def may_match_below(self, directory: bytes) -> bool:
+        """Whether something inside `directory` might match: always for a pattern without
+        '/', else when the pattern's literal start (up to its first wildcard) and the
+        directory agree."""
+        text = self.text.rstrip("/")
+        if "/" not in text:
+            return True
+        wildcards = [i for i in (text.find(c) for c in _GLOB_CHARACTERS) if i >= 0]
+        literal = os.fsencode(text[: min(wildcards, default=len(text))])
+        below = directory + b"/"
+        return below.startswith(literal) or literal.startswith(below)
+
+
+class PathFilter:
+    """The --include and --exclude patterns of one restore. No includes: everything is
+    included. An entry is selected when it or a directory above it matches an include and
+    neither it nor a directory above it matches an exclude."""
+
+    def __init__(self, includes: Sequence[str] = (), excludes: Sequence[str] = ()) -> None:
+        self.includes = [
+            RestorePattern("--include", check_pattern(p, "--include")) for p in includes
+        ]
+        self.excludes = [
+            RestorePattern("--exclude", check_pattern(p, "--exclude")) for p in excludes
+        ]
+
+    def included(self, path: bytes, *, count: bool = True) -> bool:
+        """Whether an include matches `path` itself (True without includes). Every pattern
+        is tried, so that each one's matches are counted."""
+        if not self.includes:
+            return True
+        matched = [p.match(path, count=count) for p in self.includes]  # no short cut
+        return any(matched)
+
+    def excluded(self, path: bytes, *, count: bool = True) -> bool:
+        matched = [p.match(path, count=count) for p in self.excludes]  # no short cut
+        return any(matched)
+
+    def may_include_below(self, directory: bytes) -> bool:
+        return any(p.may_match_below(directory) for p in self.includes)
+
+    def require_matches(self, snapshot_id: str) -> None:
+        """NothingMatched for the first pattern that matched no entry."""
+        for pattern in [*self.includes, *self.excludes]:
+            if not pattern.matches:
+                hint = ""
+                if "/" in pattern.text and not pattern.text.startswith(("/", "*")):
+                    hint = " (a pattern with '/' matches the whole absolute path)"
+                raise NothingMatched(
+                    f"{pattern.flag} {pattern.text!r} matches nothing in snapshot "
+                    f"{snapshot_id[:8]}{hint}; nothing was restored"
+                )
+
+
+@dataclass(slots=True, eq=False)
+class SelectedDir:
+    """A directory of the snapshot that the restore enters."""
+
+    #: None for the snapshot's root (the target itself).
+    node: Node | None
+    #: Its absolute path in the snapshot ("" for the root).
+    rel: bytes
+    #: Selected itself: it gets its metadata (else the restore only passes through it).
+    wanted: bool
+    #: An include matches it or a directory above it: what it holds is selected unless
+    #: an exclude matches.
+    included: bool
+    #: At or below one of the snapshot's backed-up paths: the snapshot lists all it held,
+    #: so --delete may remove what it lacks.
+    backed_up: bool
+    #: Every name the snapshot has here, selected or not.
+    names: frozenset[bytes] = frozenset()
+    entries: list[Node | SelectedDir] = field(default_factory=list)
+    #: Its tree could not be read: its contents are unknown, nothing in it is deleted.
+    damaged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedTree:
+    """A directory whose listing could not be read: nothing below it was restored."""
+
+    path: str
+    tree: str
+    message: str
+
+
+@dataclass(slots=True)
+class Selection:
+    root: SelectedDir
+    damaged_trees: list[DamagedTree] = field(default_factory=list)
+
+
+def backed_up_paths(snapshot: Snapshot) -> list[bytes]:
+    """The snapshot's backed-up paths as tree paths ("/" becomes "")."""
+    return [os.fsencode(os.path.normpath(p)).rstrip(b"/") for p in snapshot.paths]
+
+
+async def select_entries(
+    loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter
+) -> Selection:
+    """Walk the snapshot's trees once and keep what the filter selects."""
+    backed_up = backed_up_paths(snapshot)
+
+    def is_backed_up(rel: bytes) -> bool:
+        return any(rel == p or rel.startswith(p + b"/") or not p for p in backed_up)
+
+    root = SelectedDir(
+        None, b"", wanted=False, included=not path_filter.includes, backed_up=is_backed_up(b"")
+    )
+    selection = Selection(root)
+
+    async def walk(directory: SelectedDir, tree_id: bytes) -> None:
+        try:
+            tree = await load_tree(loader, tree_id)
+        except (IntegrityError, NotFound) as exc:
+            directory.damaged = True
+            where = os.fsdecode(directory.rel or b"/")
+            selection.damaged_trees.append(DamagedTree(where, tree_id.hex(), str(exc)))
+            return
+        directory.names = frozenset(node.name for node in tree.nodes)
+        for node in tree.nodes:
+            name = node.name
+            if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
+                # Only a damaged or forged tree holds one: it could point out of the target.
+                where = os.fsdecode(directory.rel or b"/")
+                problem = f"refusing unsafe name {name!r} in snapshot tree"
+                selection.damaged_trees.append(DamagedTree(where, tree_id.hex(), problem))
+                continue
+            rel = directory.rel + b"/" + name
+            if path_filter.excluded(rel):
+                continue
+            included = directory.included or path_filter.included(rel)
+            if node.type != DIR:
+                if included:
+                    directory.entries.append(node)
+                continue
+            if not included and not path_filter.may_include_below(rel):
+                continue
+            child = SelectedDir(node, rel, included, included, is_backed_up(rel))
+            if node.subtree is not None:
+                await walk(child, node.subtree)
+            if included or child.entries or child.damaged:
+                directory.entries.append(child)
+
+    await walk(root, snapshot.tree)
+    return selection
