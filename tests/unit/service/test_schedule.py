@@ -3,7 +3,7 @@ a plain datetime handed to pure functions."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,8 +16,6 @@ from bbackup.service.schedule import (
     skipped_slots,
     systemd_calendar,
 )
-
-UTC = timezone.utc
 
 
 def at(text: str) -> datetime:
