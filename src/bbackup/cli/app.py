@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
+    "run": "run_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
