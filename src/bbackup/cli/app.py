@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "key": "key_cmds",
     "repair": "repair_cmds",
     "run": "run_cmd",
+    "service": "service_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
