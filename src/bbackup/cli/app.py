@@ -33,6 +33,9 @@ COMMAND_MODULES = {
     "repair": "repair_cmds",
     "run": "run_cmd",
     "service": "service_cmd",
+    "schedule": "schedule_cmd",
+    "status": "status_cmd",
+    "config": "config_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -228,3 +228,24 @@ def systemd_calendar(schedule: Schedule) -> str:
     date = f"*-{_systemd_field(month, None, first=1)}-{_systemd_field(dom, None, first=1)}"
     time = f"{_systemd_field(hour, None, first=0)}:{_systemd_field(minute, None, first=0)}:00"
     return f"{weekday}{date} {time}"
+
+
+# --- health --------------------------------------------------------------------------
+
+#: The longest a run may take before its job counts as overdue.
+OVERDUE_GRACE_SECONDS = 3600.0
+
+
+def overdue_since(
+    schedule: Schedule, last_success: datetime | None, now: datetime
+) -> datetime | None:
+    """The slot a job missed, if it has not succeeded since a slot more than a grace period
+    old (an hour, or half the time between slots if that is shorter); None if it is
+    healthy. A job that never succeeded is overdue."""
+    latest = schedule.previous_at(now)
+    interval = (schedule.next_after(latest) - latest).total_seconds()
+    grace = timedelta(seconds=min(OVERDUE_GRACE_SECONDS, interval / 2))
+    missed = schedule.previous_at(now - grace)
+    if last_success is None or last_success < missed:
+        return missed
+    return None

@@ -1,0 +1,75 @@
+"""`bbackup config check`: validate the config file, naming every problem, and show what
+each job will do and when it runs next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+
+from bbackup.cli.output import echo, emit_json, error_exit, fail, warn
+from bbackup.cli.run_cmd import ConfigOpt, JsonOpt
+from bbackup.errors import ExitCode
+from bbackup.service.config import ConfigError, JobSettings, load_config
+
+#: How many upcoming runs `config check` lists per job.
+UPCOMING = 3
+
+
+def describe_job(job: JobSettings) -> dict[str, object]:
+    return {
+        "repository": job.repository,
+        "sources": list(job.sources),
+        "schedule": job.schedule.text if job.schedule else None,
+        "cron": job.schedule.cron if job.schedule else None,
+        "full_every": job.full_every,
+        "retention": str(job.retention) if job.retention else None,
+        "prune": job.prune if job.retention else "never (no retention)",
+        "hooks": {"before": job.hooks.before, "after": job.hooks.after},
+        "notify": {"webhook": job.notify.webhook, "on": list(job.notify.on)}
+        if job.notify.webhook
+        else None,
+    }
+
+
+def register(app: typer.Typer) -> None:
+    config_app = typer.Typer(help="Check the job configuration file.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    @config_app.command("check", help="Validate the config file and show each job's next runs.")
+    def check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+        with error_exit(as_json):
+            try:
+                settings = load_config(config)
+            except ConfigError as exc:
+                if as_json:
+                    emit_json({"event": "config", "valid": False, "problems": exc.problems})
+                    raise typer.Exit(ExitCode.USAGE) from None
+                for problem in exc.problems[:-1]:
+                    warn(f"bbackup: error: {problem}")
+                fail(exc.problems[-1], ExitCode.USAGE)
+                return
+            now = datetime.now().astimezone()
+            jobs = {}
+            for name, job in settings.jobs.items():
+                runs = job.schedule.upcoming(now, UPCOMING) if job.schedule else []
+                jobs[name] = {**describe_job(job), "next_runs": [r.isoformat() for r in runs]}
+            if as_json:
+                emit_json(
+                    {"event": "config", "valid": True, "path": str(settings.path), "jobs": jobs}
+                )
+                return
+            counts = f"{len(settings.repositories)} repositories, {len(jobs)} jobs"
+            echo(f"{settings.path}: valid, {counts}")
+            for name, job in settings.jobs.items():
+                repo = settings.repository_of(job)
+                echo(f"\njob {name}: {', '.join(job.sources)} -> {job.repository} ({repo.url})")
+                if job.schedule is None:
+                    echo("  schedule: none (runs only with `bbackup run`)")
+                else:
+                    echo(f"  schedule: {job.schedule.text} (cron {job.schedule.cron})")
+                    upcoming = job.schedule.upcoming(now, UPCOMING)
+                    echo("  next runs: " + ", ".join(f"{r:%Y-%m-%d %H:%M}" for r in upcoming))
+                echo(f"  full backup every: {job.full_every}")
+                if job.retention:
+                    echo(f"  retention: {job.retention}; prune {job.prune}")
