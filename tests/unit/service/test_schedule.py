@@ -11,6 +11,7 @@ from bbackup.service.schedule import (
     backup_type_for,
     due_after_run,
     first_due,
+    overdue_since,
     parse_schedule,
     period_due,
     skipped_slots,
@@ -115,3 +116,19 @@ def test_weekly_periods_start_on_monday() -> None:
 def test_cron_either_day_rule_has_no_systemd_calendar() -> None:
     with pytest.raises(ValueError, match="either the day of the month or the weekday"):
         systemd_calendar(parse_schedule("0 3 1 * mon"))
+
+
+def test_a_daily_job_is_overdue_an_hour_after_a_missed_slot() -> None:
+    daily = parse_schedule("daily 02:00")
+    yesterday = at("2026-03-09T02:00:05")
+    assert overdue_since(daily, yesterday, at("2026-03-10T02:30:00")) is None  # may be running
+    assert overdue_since(daily, yesterday, at("2026-03-10T03:01:00")) == at("2026-03-10T02:00:00")
+    assert overdue_since(daily, at("2026-03-10T02:00:01"), at("2026-03-10T09:00:00")) is None
+
+
+def test_a_job_every_minute_is_overdue_after_half_a_minute() -> None:
+    every_minute = parse_schedule("* * * * *")
+    last = at("2026-03-10T09:00:00")
+    assert overdue_since(every_minute, last, at("2026-03-10T09:01:20")) is None
+    assert overdue_since(every_minute, last, at("2026-03-10T09:01:40")) == at("2026-03-10T09:01:00")
+    assert overdue_since(every_minute, None, at("2026-03-10T09:01:40")) is not None
