@@ -23,6 +23,9 @@ OPERATIONS = {
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},
+    # A job runs a backup and its retention (prune, when due, is loaded then).
+    "run": {"bbackup.ops.backup", "bbackup.ops.forget"},
+    "service": {"bbackup.ops.backup", "bbackup.ops.forget"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

@@ -29,12 +29,12 @@ COMMAND_MODULES = {
     "restore": "restore_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
-    "key": "key_cmds",
-    "repair": "repair_cmds",
     "run": "run_cmd",
     "service": "service_cmd",
-    "schedule": "schedule_cmd",
     "status": "status_cmd",
+    "key": "key_cmds",
+    "repair": "repair_cmds",
+    "schedule": "schedule_cmd",
     "config": "config_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))

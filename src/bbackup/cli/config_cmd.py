@@ -7,8 +7,8 @@ from datetime import datetime
 
 import typer
 
+from bbackup.cli.job_commands import ConfigOpt, JsonOpt
 from bbackup.cli.output import echo, emit_json, error_exit, fail, warn
-from bbackup.cli.run_cmd import ConfigOpt, JsonOpt
 from bbackup.errors import ExitCode
 from bbackup.service.config import ConfigError, JobSettings, load_config
 

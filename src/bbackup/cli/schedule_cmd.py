@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
+from bbackup.cli.job_commands import ConfigOpt
 from bbackup.cli.output import echo, error_exit
-from bbackup.cli.run_cmd import ConfigOpt
 from bbackup.errors import BbackupError, UsageError
 from bbackup.service.config import JobSettings, ServiceConfig, default_config_path, load_config
 from bbackup.service.system_units import (

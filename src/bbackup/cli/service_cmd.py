@@ -9,12 +9,13 @@ from typing import Any
 
 import typer
 
+from bbackup.cli.job_commands import ConfigOpt, JsonOpt, QuietOpt, print_event, repository_opener
 from bbackup.cli.opening import run_async
 from bbackup.cli.output import error_exit
-from bbackup.cli.run_cmd import ConfigOpt, JsonOpt, QuietOpt, print_event, repository_opener
 from bbackup.service.config import ServiceConfig, load_config
 from bbackup.service.daemon import Scheduler
-from bbackup.service.run import JobRunner, available_drill_step
+from bbackup.service.drill_seam import available_drill_step
+from bbackup.service.run import JobRunner
 
 
 def register(app: typer.Typer) -> None:

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from bbackup.cli.job_commands import ConfigOpt, JsonOpt
 from bbackup.cli.output import echo, emit_json, error_exit
-from bbackup.cli.run_cmd import ConfigOpt, JsonOpt
 from bbackup.report_format import human_bytes
 from bbackup.service.config import JobSettings, load_config
-from bbackup.service.run import available_drill_step
+from bbackup.service.drill_seam import drills_available
 from bbackup.service.schedule import first_due, overdue_since
 from bbackup.service.state import JobState, StateDirectory
 
@@ -35,7 +35,7 @@ def job_status(job: JobSettings, state: JobState, now: datetime, *, drills: bool
         "overdue_since": None,
     }
     if job.schedule is not None:
-        status["next_run"] = first_due(job.schedule, state.last_started, now).isoformat()
+        status["next_run"] = first_due(job.schedule, state.last_completed, now).isoformat()
         missed = overdue_since(job.schedule, state.last_success, now)
         status["overdue_since"] = missed.isoformat() if missed else None
     if drills or state.last_drill:
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 settings.job(name)
             state = StateDirectory()
             now = datetime.now().astimezone()
-            drills = available_drill_step() is not None
+            drills = drills_available()
             rows = [
                 job_status(j, state.job_state(j.name), now, drills=drills)
                 for j in settings.jobs.values()

@@ -93,7 +93,7 @@ class Scheduler:
         schedule = job.schedule
         assert schedule is not None
         now = self.clock()
-        due = first_due(schedule, self.state.job_state(name).last_started, now)
+        due = first_due(schedule, self.state.job_state(name).last_completed, now)
         if due <= now:
             self._log(name, "scheduled", "due now (missed or never run)")
         while True:

@@ -7,25 +7,24 @@ directly."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import socket
 import time
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from bbackup.errors import BbackupError, ExitCode
 from bbackup.ops.backup import Archiver, BackupOptions, normalize_paths
 from bbackup.ops.forget import apply_forget, plan_forget
 from bbackup.repository import Repository
 from bbackup.service.config import (
-    DrillSettings,
     JobSettings,
     RepositorySettings,
     ServiceConfig,
 )
+from bbackup.service.drill_seam import DrillStep
 from bbackup.service.hooks import HookResult, run_hook
 from bbackup.service.metrics import write_metrics
 from bbackup.service.notify import send_notification
@@ -39,33 +38,6 @@ T = TypeVar("T")
 RepositoryOpener = Callable[[RepositorySettings], AbstractAsyncContextManager[Repository]]
 #: Receives each event of a run as a dict with "event", "job" and a one-line "message".
 EventSink = Callable[[dict[str, Any]], None]
-
-
-class DrillStep(Protocol):
-    """The seam where restore drills plug into a run: prove that a sample of the job's
-    latest snapshot restores, and return the drill's report, which holds at least `ok`
-    (bool) and `message` (one line). Provided by `bbackup.ops.drill.drill_for_job`."""
-
-    async def __call__(
-        self,
-        repo: Repository,
-        job: JobSettings,
-        settings: DrillSettings,
-        snapshot_id: str | None,
-    ) -> dict[str, Any]: ...
-
-
-def available_drill_step() -> DrillStep | None:
-    """`bbackup.ops.drill.drill_for_job` if this build has it; None leaves the drill step
-    out of every run (and `status` says nothing about drills)."""
-    try:
-        module = importlib.import_module("bbackup.ops.drill")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bbackup.ops.drill":
-            raise
-        return None
-    step: DrillStep | None = getattr(module, "drill_for_job", None)
-    return step
 
 
 def local_now() -> datetime:
@@ -308,6 +280,9 @@ class JobRunner:
         report.finished = self.clock()
         if report.result == "success":
             state.last_success = report.started
+        if report.result != "interrupted":
+            # An interrupted run is caught up at the next start, as if it never began.
+            state.last_completed = report.started
         state.last = {k: v for k, v in report.to_dict().items() if k != "steps"}
         path = self.state.record(report, state)
         level = "error" if report.result in ("failure", "interrupted") else "info"

@@ -92,6 +92,8 @@ class JobState:
 
     last: dict[str, Any] | None = None
     last_started: datetime | None = None
+    #: When the last run that was not interrupted started: the catch-up rule counts it.
+    last_completed: datetime | None = None
     last_success: datetime | None = None
     last_full: datetime | None = None
     last_prune: datetime | None = None
@@ -102,6 +104,7 @@ class JobState:
         data: dict[str, Any] = {"last": self.last}
         for name in (
             "last_started",
+            "last_completed",
             "last_success",
             "last_full",
             "last_prune",
@@ -117,6 +120,7 @@ class JobState:
         state = cls(last=data.get("last"))
         for name in (
             "last_started",
+            "last_completed",
             "last_success",
             "last_full",
             "last_prune",
