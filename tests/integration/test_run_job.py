@@ -7,6 +7,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -249,3 +252,26 @@ def test_an_unknown_job_and_a_bad_config_are_usage_errors(
     result = cli("run", "docs", "--config", config)
     assert result.exit_code == ExitCode.USAGE
     assert f"{config}:7: jobs.docs.schedule: '2am' is not a time of day" in result.stderr
+
+
+def test_sigterm_stops_a_run_with_the_interrupted_code_and_report(
+    repo: Path, source: Path, tmp_path: Path, isolated_env: Path, password: str
+) -> None:
+    config = write_config(tmp_path / "config.toml", repo, source, hooks='{ before = "sleep 30" }')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bbackup", "run", "docs", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "before hook started" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "job docs stopped by SIGTERM" in stderr
+    (report,) = reports(isolated_env)
+    assert report["result"] == "interrupted"
