@@ -6,6 +6,7 @@ the middle of a run, leaving an interrupted report and no stale lock; SIGHUP rel
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -186,3 +187,56 @@ def test_sighup_reloads_the_config_and_a_broken_one_is_kept_out(
     service.wait_for(r"config reloaded: 1 jobs")
     service.wait_for(r"docs: next run \d{4}-\d\d-\d\dT02:00")
     assert service.stop() == 0
+
+
+def test_a_slot_whose_job_runs_elsewhere_is_skipped(
+    cli: Cli,
+    repo: Path,
+    tmp_path: Path,
+    make_tree: MakeTree,
+    start_service: type[Service],
+    isolated_env: Path,
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    config = write_config(tmp_path, repo, source, before_hook="true")
+    lock = isolated_env / ".local" / "state" / "bbackup" / "locks" / "docs.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:  # as a `bbackup run docs` in progress holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        service = start_service(config)
+        service.wait_for(r"docs: skipped: job docs is already running")
+        service.wait_for(r"docs: next run")
+    assert service.stop() == 0
+    assert snapshot_count(cli, repo) == 0
+
+
+def test_jobs_sharing_a_repository_take_turns(
+    cli: Cli, repo: Path, tmp_path: Path, make_tree: MakeTree, start_service: type[Service]
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    config = write_config(tmp_path, repo, source, before_hook="sleep 0.5")
+    text = config.read_text()
+    config.write_text(
+        text + text[text.index("[jobs.docs]") :].replace("[jobs.docs]", "[jobs.mail]")
+    )
+    service = start_service(config)
+    service.wait_for(r"waiting for another job on the same repository")
+    service.wait_for(r"(docs|mail): success in ")
+    service.wait_for(r"(docs|mail): success in ")
+    assert service.stop() == 0
+    events = [
+        re.sub(r"^\S+ ", "", line)
+        for line in service.lines
+        if re.search(r": (run started|success in)", line)
+    ]
+    first, second = events[0].split(":")[0], events[2].split(":")[0]
+    assert {first, second} == {"docs", "mail"}
+    # The second job started only once the first had finished.
+    assert [e.split(" ")[1:3] for e in events] == [
+        ["run", "started"],
+        ["success", "in"],
+        ["run", "started"],
+        ["success", "in"],
+    ]
+    assert events[1].startswith(first) and events[3].startswith(second)
+    assert snapshot_count(cli, repo) == 2
