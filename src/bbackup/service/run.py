@@ -205,6 +205,8 @@ class JobRunner:
             tags=job.tags,
             excludes=job.exclude,
             backup_type=backup_type,
+            # The snapshot's time is the run's: the rotation and retention count runs.
+            time=report.started,
             upload_slots=repo.stack.profile.upload_slots,
         )
         self.archiver = Archiver(
