@@ -178,6 +178,23 @@ def test_a_second_run_of_a_running_job_exits_locked(
     assert cli("run", "docs", "--config", config).exit_code == 0
 
 
+def test_run_wait_waits_for_the_running_one_to_end(
+    cli: Cli, repo: Path, source: Path, tmp_path: Path, isolated_env: Path
+) -> None:
+    config = write_config(tmp_path / "config.toml", repo, source)
+    lock = state_dir(isolated_env) / "locks" / "docs.lock"
+    lock.parent.mkdir(parents=True)
+    held = open(lock, "w")  # noqa: SIM115 - closed by the timer, as a run ending
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.5, held.close).start()
+    result = cli("run", "docs", "--config", config, "--wait", "--json")
+    assert result.exit_code == 0, result
+    assert held.closed
+    summary = result.events()[-1]
+    assert summary["event"] == "summary" and summary["result"] == "success"
+    assert summary["snapshot_id"] == snapshot_ids(cli, repo)[0]
+
+
 def test_the_webhook_receives_the_report(
     cli: Cli, repo: Path, source: Path, tmp_path: Path, webhook: Webhook
 ) -> None:

@@ -18,12 +18,13 @@ from bbackup.cli.job_commands import (
     repository_opener,
 )
 from bbackup.cli.opening import run_async
-from bbackup.cli.output import error_exit
+from bbackup.cli.output import emit_json, error_exit
 from bbackup.cli.progress import progress_reporter
 from bbackup.errors import Interrupted
 from bbackup.service.config import load_config
 from bbackup.service.drill_seam import available_drill_step
 from bbackup.service.run import JobRunner
+from bbackup.service.state import RunReport
 
 
 def register(app: typer.Typer) -> None:
@@ -61,13 +62,13 @@ def register(app: typer.Typer) -> None:
                     "seconds": time.monotonic() - start,
                 }
 
-            async def run_job() -> int:
+            async def run_job() -> RunReport:
                 if quiet:
-                    return (await runner.run(job, wait=wait)).exit_code
+                    return await runner.run(job, wait=wait)
                 async with progress_reporter(sample, as_json=as_json, label=job):
-                    return (await runner.run(job, wait=wait)).exit_code
+                    return await runner.run(job, wait=wait)
 
-            async def main() -> int:
+            async def main() -> RunReport:
                 # systemd stops a timer's run with SIGTERM: end it as the service does, with
                 # an interrupted report, instead of dying mid-step.
                 task = asyncio.current_task()
@@ -80,6 +81,9 @@ def register(app: typer.Typer) -> None:
                         f"job {job} stopped by SIGTERM; the next backup reuses what was uploaded"
                     ) from None
 
-            code = run_async(main())
-        if code:
-            raise typer.Exit(code)
+            report = run_async(main())
+        if as_json:
+            # As for `backup`, the last line is the summary: here the run's whole report.
+            emit_json({"event": "summary", **report.to_dict()})
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
