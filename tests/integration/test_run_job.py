@@ -143,7 +143,7 @@ def test_a_failing_before_hook_skips_the_backup_and_is_reported(
     (report,) = reports(isolated_env)
     assert report["result"] == "failure"
     steps = {s["name"]: s for s in report["steps"]}
-    assert steps["hook before"]["details"]["output"] == "dump failed\n"
+    assert steps["before hook"]["details"]["output"] == "dump failed\n"
     assert steps["backup"]["result"] == "skipped"
     assert seen.read_text() == "failure\n"  # the after hook still ran, and knew
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from bbackup.errors import BbackupError, ExitCode
 from bbackup.ops.backup import Archiver, BackupOptions, normalize_paths
 from bbackup.ops.forget import apply_forget, plan_forget
+from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.service.config import (
     JobSettings,
@@ -176,10 +177,10 @@ class JobRunner:
         if which == "after":
             env["BBACKUP_RESULT"] = report.result
             env["BBACKUP_SNAPSHOT"] = report.snapshot_id or ""
-        self._event(job, "step", f"{which} hook started", step=f"hook {which}", result="started")
+        self._event(job, "step", f"{which} hook started", step=f"{which} hook", result="started")
         hook = await run_hook(command, env=env, timeout_seconds=job.hooks.timeout_seconds)
         step = StepResult(
-            f"hook {which}",
+            f"{which} hook",
             "ok" if hook.ok else "failed",
             message="" if hook.ok else hook.describe(),
             details={"exit_code": hook.exit_code, "output": hook.output},
@@ -231,9 +232,10 @@ class JobRunner:
         if backup_type == "full":
             state.last_full = report.started
         errors = f", {summary.errors} files skipped" if summary.errors else ""
+        files = f"{summary.total_files} file{'' if summary.total_files == 1 else 's'}"
         return (
-            f"{backup_type} snapshot {summary.snapshot_id[:8]}: {summary.total_files} files, "
-            f"{summary.bytes_added} bytes added{errors}"
+            f"{backup_type} snapshot {summary.snapshot_id[:8]}: {files}, "
+            f"{human_bytes(summary.bytes_added)} added{errors}"
         )
 
     async def _forget(self, repo: Repository, job: JobSettings, report: RunReport) -> str:
@@ -260,7 +262,7 @@ class JobRunner:
         result = await prune(repo, options)
         report.pruned_bytes = result.bytes_reclaimed
         state.last_prune = report.started
-        return f"{result.bytes_reclaimed} bytes reclaimed"
+        return f"{human_bytes(result.bytes_reclaimed)} reclaimed"
 
     async def _drill(
         self, repo: Repository, job: JobSettings, state: JobState, report: RunReport
