@@ -292,3 +292,27 @@ def test_sigterm_stops_a_run_with_the_interrupted_code_and_report(
     assert "job docs stopped by SIGTERM" in stderr
     (report,) = reports(isolated_env)
     assert report["result"] == "interrupted"
+
+
+def test_a_wrong_password_is_a_reported_failure_naming_the_repository(
+    cli: Cli,
+    repo: Path,
+    source: Path,
+    tmp_path: Path,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    password_file = tmp_path / "wrong"
+    password_file.write_text("not the password\n")
+    config = write_config(tmp_path / "config.toml", repo, source)
+    config.write_text(
+        config.read_text().replace(
+            f'url = "{repo}"', f'url = "{repo}"\npassword_file = "{password_file}"'
+        )
+    )
+    monkeypatch.delenv("BBACKUP_PASSWORD")  # else it would win over the config's password_file
+    result = cli("run", "docs", "--config", config)
+    assert result.exit_code == ExitCode.WRONG_PASSWORD, result
+    (report,) = reports(isolated_env)
+    assert report["result"] == "failure"
+    assert report["error"].startswith("repository local: Wrong password")

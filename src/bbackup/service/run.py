@@ -131,7 +131,13 @@ class JobRunner:
         except StepFailed as exc:
             report.result, report.exit_code, report.error = "failure", exc.exit_code, str(exc)
         except BbackupError as exc:  # opening the repository
-            report.result, report.exit_code, report.error = "failure", exc.exit_code, exc.message
+            report.result, report.exit_code = "failure", exc.exit_code
+            report.error = f"repository {job.repository}: {exc.message}"
+        except Exception as exc:
+            # An OSError opening a local repository, a hook that cannot start, or a bug:
+            # reported like any failure, so that a daemon keeps serving the other jobs.
+            report.result, report.exit_code = "failure", ExitCode.ERROR
+            report.error = f"{type(exc).__name__}: {exc}"
         if job.hooks.after:
             hook = await self._hook(job, "after", job.hooks.after, report)
             if not hook.ok and report.result != "failure":
