@@ -43,26 +43,29 @@ async def run_hook(command: str, *, env: Mapping[str, str], timeout_seconds: flo
         # Its own process group: a timeout or a stop kills what the hook started too.
         start_new_session=True,
     )
+    output = bytearray()
+
+    async def read_until_exit() -> int:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            output.extend(chunk)
+            if len(output) > 4 * OUTPUT_KEPT:
+                del output[:-OUTPUT_KEPT]
+        return await proc.wait()
+
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout_seconds)
+        code = await asyncio.wait_for(read_until_exit(), timeout_seconds)
     except TimeoutError:
         _kill_group(proc.pid)
-        out = await _drain(proc)
-        return HookResult(None, _tail(out), timed_out=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 5)
+        return HookResult(None, _tail(bytes(output)), timed_out=True)
     except asyncio.CancelledError:
         _kill_group(proc.pid)
         with contextlib.suppress(Exception):
             await asyncio.shield(proc.wait())
         raise
-    return HookResult(proc.returncode, _tail(out))
-
-
-async def _drain(proc: asyncio.subprocess.Process) -> bytes:
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 5)
-    except (TimeoutError, ValueError):
-        return b""
-    return out
+    return HookResult(code, _tail(bytes(output)))
 
 
 def _kill_group(pid: int) -> None:
