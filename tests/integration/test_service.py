@@ -139,8 +139,9 @@ def test_service_catches_up_a_due_job_refuses_an_overlap_and_stops_on_sigterm(
     service.wait_for(r"docs: success in ")
     service.wait_for(r"docs: next run \d{4}-\d\d-\d\dT\d\d:\d\d")
     assert service.stop() == 0, "\n".join(service.lines)
-    assert snapshot_count(cli, repo) == 1
-    assert [r["result"] for r in job_reports(isolated_env)] == ["success"]
+    # (A minute may have turned meanwhile and started the next run, which the stop ended.)
+    assert snapshot_count(cli, repo) >= 1
+    assert job_reports(isolated_env)[0]["result"] == "success"
     assert service.lines[-1].endswith("service: service stopped")
 
 
@@ -167,7 +168,7 @@ def test_sigterm_in_the_middle_of_a_run_exits_0_and_the_run_is_caught_up_next_st
     service.wait_for(r"docs: due now")
     service.wait_for(r"docs: success in ")
     assert service.stop() == 0
-    assert snapshot_count(cli, repo) == 1
+    assert snapshot_count(cli, repo) >= 1
 
 
 def test_sighup_reloads_the_config_and_a_broken_one_is_kept_out(
@@ -206,7 +207,7 @@ def test_a_slot_whose_job_runs_elsewhere_is_skipped(
         service = start_service(config)
         service.wait_for(r"docs: skipped: job docs is already running")
         service.wait_for(r"docs: next run")
-    assert service.stop() == 0
+        assert service.stop() == 0
     assert snapshot_count(cli, repo) == 0
 
 
@@ -224,11 +225,12 @@ def test_jobs_sharing_a_repository_take_turns(
     service.wait_for(r"(docs|mail): success in ")
     service.wait_for(r"(docs|mail): success in ")
     assert service.stop() == 0
+    # The first four: a minute may have turned meanwhile and started the next runs.
     events = [
         re.sub(r"^\S+ ", "", line)
         for line in service.lines
         if re.search(r": (run started|success in)", line)
-    ]
+    ][:4]
     first, second = events[0].split(":")[0], events[2].split(":")[0]
     assert {first, second} == {"docs", "mail"}
     # The second job started only once the first had finished.
@@ -239,4 +241,4 @@ def test_jobs_sharing_a_repository_take_turns(
         ["success", "in"],
     ]
     assert events[1].startswith(first) and events[3].startswith(second)
-    assert snapshot_count(cli, repo) == 2
+    assert snapshot_count(cli, repo) >= 2
