@@ -45,6 +45,7 @@ def test_config_check_lists_each_jobs_next_runs(cli: Cli, repo: Path, tmp_path: 
     assert "job photos:" in result.stdout
     assert result.stdout.count(" 02:00") >= 3  # photos' next three nights
     assert "schedule: none (runs only with `bbackup run`)" in result.stdout
+    assert f"warning: jobs.broken.sources: {tmp_path}/missing does not exist" in result.stderr
     events = cli("config", "check", "--config", config, "--json").event("config")
     assert len(events["jobs"]["docs"]["next_runs"]) == 3
 

@@ -3,6 +3,7 @@ each job will do and when it runs next."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import typer
@@ -10,7 +11,7 @@ import typer
 from bbackup.cli.job_commands import ConfigOpt, JsonOpt
 from bbackup.cli.output import echo, emit_json, error_exit, fail, warn
 from bbackup.errors import ExitCode
-from bbackup.service.config import ConfigError, JobSettings, load_config
+from bbackup.service.config import ConfigError, JobSettings, ServiceConfig, load_config
 
 #: How many upcoming runs `config check` lists per job.
 UPCOMING = 3
@@ -30,6 +31,21 @@ def describe_job(job: JobSettings) -> dict[str, object]:
         if job.notify.webhook
         else None,
     }
+
+
+def config_warnings(settings: ServiceConfig) -> list[str]:
+    """What is valid but will probably fail when a job runs on this machine."""
+    found = []
+    for repo in settings.repositories.values():
+        if repo.password_file and not os.access(repo.password_file, os.R_OK):
+            found.append(
+                f"repositories.{repo.name}.password_file: cannot read {repo.password_file}"
+            )
+    for job in settings.jobs.values():
+        for source in job.sources:
+            if not os.path.lexists(os.path.expanduser(source)):
+                found.append(f"jobs.{job.name}.sources: {source} does not exist")
+    return found
 
 
 def register(app: typer.Typer) -> None:
@@ -56,11 +72,19 @@ def register(app: typer.Typer) -> None:
                 jobs[name] = {**describe_job(job), "next_runs": [r.isoformat() for r in runs]}
             if as_json:
                 emit_json(
-                    {"event": "config", "valid": True, "path": str(settings.path), "jobs": jobs}
+                    {
+                        "event": "config",
+                        "valid": True,
+                        "path": str(settings.path),
+                        "jobs": jobs,
+                        "warnings": config_warnings(settings),
+                    }
                 )
                 return
             counts = f"{len(settings.repositories)} repositories, {len(jobs)} jobs"
             echo(f"{settings.path}: valid, {counts}")
+            for line in config_warnings(settings):
+                warn(f"warning: {line}")
             for name, job in settings.jobs.items():
                 repo = settings.repository_of(job)
                 echo(f"\njob {name}: {', '.join(job.sources)} -> {job.repository} ({repo.url})")

@@ -24,7 +24,7 @@ from bbackup.errors import Interrupted
 from bbackup.service.config import load_config
 from bbackup.service.drill_seam import available_drill_step
 from bbackup.service.run import JobRunner
-from bbackup.service.state import RunReport
+from bbackup.service.state import JobLocked, RunReport
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +76,8 @@ def register(app: typer.Typer) -> None:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
                 try:
                     return await run_job()
+                except JobLocked as exc:
+                    raise JobLocked(f"{exc.message}: pass --wait to wait for it") from None
                 except asyncio.CancelledError:
                     raise Interrupted(
                         f"job {job} stopped by SIGTERM; the next backup reuses what was uploaded"

@@ -179,8 +179,7 @@ class StateDirectory:
                 holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
                 if not wait:
                     raise JobLocked(
-                        f"job {job} is already running ({holder or 'another process'}); "
-                        "pass --wait to wait for it"
+                        f"job {job} is already running ({holder or 'another process'})"
                     ) from None
                 await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
             os.ftruncate(fd, 0)
