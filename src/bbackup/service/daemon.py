@@ -102,12 +102,12 @@ class Scheduler:
             started = self.clock()
             await self._run(self.config.jobs.get(name, job))
             finished = self.clock()
-            for slot in skipped_slots(schedule, started, finished):
-                self._log(
-                    name,
-                    "skipped",
-                    f"slot {slot.isoformat(timespec='minutes')} skipped: the job was running",
+            if skipped := skipped_slots(schedule, started, finished):
+                first = skipped[0].isoformat(timespec="minutes")
+                what = (
+                    f"slot {first}" if len(skipped) == 1 else f"{len(skipped)} slots from {first}"
                 )
+                self._log(name, "skipped", f"{what} skipped: the job was still running")
             if name in self._restart_after_run:
                 self._restart_after_run.discard(name)
                 del self._loops[name]

@@ -72,7 +72,8 @@ class JobRunner:
         self.clock = clock
         self.on_event = on_event or (lambda _event: None)
         self.drill_step = drill_step
-        #: The backup in progress, for a progress display.
+        #: The backup in progress, for `run`'s progress display (the service, which runs
+        #: jobs side by side, does not read it).
         self.archiver: Archiver | None = None
 
     async def run(self, name: str, *, wait: bool = False) -> RunReport:
