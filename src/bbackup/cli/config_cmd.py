@@ -4,7 +4,6 @@ each job will do and when it runs next."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
 
 import typer
 
@@ -12,6 +11,7 @@ from bbackup.cli.job_commands import ConfigOpt, JsonOpt
 from bbackup.cli.output import echo, emit_json, error_exit, fail, warn
 from bbackup.errors import ExitCode
 from bbackup.service.config import ConfigError, JobSettings, ServiceConfig, load_config
+from bbackup.service.schedule import local_now
 
 #: How many upcoming runs `config check` lists per job.
 UPCOMING = 3
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
                     warn(f"bbackup: error: {problem}")
                 fail(exc.problems[-1], ExitCode.USAGE)
                 return
-            now = datetime.now().astimezone()
+            now = local_now()
             jobs = {}
             for name, job in settings.jobs.items():
                 runs = job.schedule.upcoming(now, UPCOMING) if job.schedule else []

@@ -14,7 +14,7 @@ from bbackup.cli.output import echo, emit_json, error_exit
 from bbackup.report_format import human_bytes
 from bbackup.service.config import JobSettings, load_config
 from bbackup.service.drill_seam import drills_available
-from bbackup.service.schedule import first_due, overdue_since
+from bbackup.service.schedule import first_due, local_now, overdue_since
 from bbackup.service.state import JobState, StateDirectory
 
 
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
             for name in job or []:
                 settings.job(name)
             state = StateDirectory()
-            now = datetime.now().astimezone()
+            now = local_now()
             drills = drills_available()
             rows = [
                 job_status(j, state.job_state(j.name), now, drills=drills)

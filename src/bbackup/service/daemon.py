@@ -13,8 +13,8 @@ from datetime import datetime
 
 from bbackup.errors import BbackupError
 from bbackup.service.config import JobSettings, ServiceConfig
-from bbackup.service.run import EventSink, JobRunner, local_now
-from bbackup.service.schedule import due_after_run, first_due, skipped_slots
+from bbackup.service.run import EventSink, JobRunner
+from bbackup.service.schedule import due_after_run, first_due, local_now, skipped_slots
 from bbackup.service.state import JobLocked, StateDirectory
 
 #: The longest single sleep: a wall-clock jump (suspend, NTP) is noticed within this.

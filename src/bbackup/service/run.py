@@ -29,7 +29,7 @@ from bbackup.service.drill_seam import DrillStep
 from bbackup.service.hooks import HookResult, run_hook
 from bbackup.service.metrics import write_metrics
 from bbackup.service.notify import send_notification
-from bbackup.service.schedule import backup_type_for, period_due
+from bbackup.service.schedule import backup_type_for, local_now, period_due
 from bbackup.service.state import JobState, RunReport, StateDirectory, StepResult
 from bbackup.snapshot.store import SnapshotFilter, load_snapshots
 
@@ -39,10 +39,6 @@ T = TypeVar("T")
 RepositoryOpener = Callable[[RepositorySettings], AbstractAsyncContextManager[Repository]]
 #: Receives each event of a run as a dict with "event", "job" and a one-line "message".
 EventSink = Callable[[dict[str, Any]], None]
-
-
-def local_now() -> datetime:
-    return datetime.now().astimezone()
 
 
 class StepFailed(Exception):

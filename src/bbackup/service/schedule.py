@@ -1,7 +1,7 @@
 """When jobs run: schedules ("daily 02:00", "weekly sun 03:00", "monthly 1 04:00",
 "hourly" or a cron expression), the next and previous slots, the catch-up rule, and which
 runs are due a full backup, a prune or a drill. Pure functions; `now` is always a
-parameter, so every rule is tested with a fake clock."""
+parameter, so every rule is tested with a fake clock (`local_now` is the real one)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from croniter import croniter
+from dateutil.tz import tzlocal
 
 _DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _SYSTEMD_DAYS: Final = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
@@ -110,6 +111,12 @@ def parse_schedule(text: str) -> Schedule:
 
 
 # --- when a job runs -----------------------------------------------------------------
+
+
+def local_now() -> datetime:
+    """The real clock, in the machine's time zone with its daylight-saving rules (a fixed
+    offset would put the first slot after a change an hour off)."""
+    return datetime.now(tzlocal())
 
 
 def first_due(schedule: Schedule, last_run: datetime | None, now: datetime) -> datetime:

@@ -4,6 +4,7 @@ a plain datetime handed to pure functions."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -132,3 +133,24 @@ def test_a_job_every_minute_is_overdue_after_half_a_minute() -> None:
     assert overdue_since(every_minute, last, at("2026-03-10T09:01:20")) is None
     assert overdue_since(every_minute, last, at("2026-03-10T09:01:40")) == at("2026-03-10T09:01:00")
     assert overdue_since(every_minute, None, at("2026-03-10T09:01:40")) is not None
+
+
+def test_slots_follow_daylight_saving_changes() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    noon = parse_schedule("daily 12:00")
+    # The day clocks go forward: noon is still noon, an hour less after the previous one.
+    saturday = datetime(2026, 3, 28, 13, 0, tzinfo=berlin)
+    assert noon.next_after(saturday) == datetime(2026, 3, 29, 12, 0, tzinfo=berlin)
+    assert noon.next_after(saturday).utcoffset() == timedelta(hours=2)
+    # 02:30 does not exist that night: the run happens when the clock jumps to 03:00.
+    night = parse_schedule("daily 02:30")
+    assert night.next_after(saturday).astimezone(UTC) == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    # A month's first run after a change is still found in local time.
+    assert (
+        backup_type_for(
+            "monthly",
+            datetime(2026, 3, 31, 23, 30, tzinfo=berlin),
+            datetime(2026, 4, 1, 0, 30, tzinfo=berlin),
+        )
+        == "full"
+    )
