@@ -141,6 +141,11 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     return config
 
 
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+#: `name =`, `a.b.c =`, `"quoted name" =` at the start of a line.
+_ASSIGNMENT = re.compile(rf"({_KEY_PART}(?:\s*\.\s*{_KEY_PART})*)\s*=")
+
+
 def key_line(text: str, key: tuple[str, ...]) -> int | None:
     """The line (1-based) where `key` is written, by a plain scan of the file: the line of
     its innermost `[table]` header or `name =` assignment found; None if not found."""
@@ -153,10 +158,7 @@ def key_line(text: str, key: tuple[str, ...]) -> int | None:
             if key[: len(header)] == header and (best is None or len(header) > best[0]):
                 best = (len(header), number)
             continue
-        if m := re.match(
-            r"((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=",
-            stripped,
-        ):
+        if m := _ASSIGNMENT.match(stripped):
             full = header + _split_key(m.group(1))
             depth = 0
             while depth < min(len(full), len(key)) and full[depth] == key[depth]:
