@@ -8,7 +8,7 @@ The timing rules are the pure functions of `schedule.py`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bbackup.errors import BbackupError
@@ -31,12 +31,16 @@ class Scheduler:
         *,
         state: StateDirectory | None = None,
         clock: Callable[[], datetime] = local_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_event: EventSink,
     ) -> None:
+        """`clock` and `sleep` are the time the scheduler lives in: the wall clock and
+        asyncio's sleep, or a fake pair that moves time on without waiting."""
         self.load_config = load_config
         self.make_runner = make_runner
         self.state = state or StateDirectory()
         self.clock = clock
+        self.sleep = sleep
         self.on_event = on_event
         self.config = load_config()
         self.runner = make_runner(self.config)
@@ -140,7 +144,7 @@ class Scheduler:
         # to a due job at once.
         delay = (due - self.clock()).total_seconds()
         while delay > 0:
-            await asyncio.sleep(min(delay, MAX_SLEEP_SECONDS))
+            await self.sleep(min(delay, MAX_SLEEP_SECONDS))
             delay = (due - self.clock()).total_seconds()
 
     def _log(self, job: str, event: str, message: str) -> None:
