@@ -98,11 +98,12 @@ def _write_crontab(user: bool, crontab_file: Path | None, text: str) -> None:
     echo("updated the crontab")
 
 
-def _units(jobs: list[JobSettings], program: list[str], config: Path, user: bool) -> dict[str, str]:
+def _units(jobs: list[JobSettings], program: list[str], config: Path) -> dict[str, str]:
+    """The units of the jobs; the same serve a user's and the system's manager."""
     units: dict[str, str] = {}
     for job in jobs:
         try:
-            units.update(systemd_units(job, program, config, user=user))
+            units.update(systemd_units(job, program, config))
         except ValueError as exc:
             schedule = job.schedule.text if job.schedule else ""
             raise UsageError(f"job {job.name}: schedule {schedule!r}: {exc}") from None
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
                 for job in selected:
                     echo(crontab_line(job, program, path, system=not user))
                 return
-            for name, text in _units(selected, program, path, user).items():
+            for name, text in _units(selected, program, path).items():
                 echo(f"# {name}\n{text}")
 
     @schedule_app.command("install", help="Write and enable systemd timers or crontab lines.")
@@ -150,7 +151,7 @@ def register(app: typer.Typer) -> None:
                 names = [j.name for j in selected]
                 _write_crontab(user, crontab_file, replace_cron_lines(existing, names, lines))
                 return
-            units = _units(selected, program, path, user)
+            units = _units(selected, program, path)
             directory = unit_dir or system_unit_directory(user=user)
             directory.mkdir(parents=True, exist_ok=True)
             for name, text in units.items():

@@ -46,9 +46,7 @@ def _systemd_quote(words: Sequence[str]) -> str:
     return " ".join(quoted)
 
 
-def systemd_units(
-    job: JobSettings, program: Sequence[str], config: Path, *, user: bool
-) -> dict[str, str]:
+def systemd_units(job: JobSettings, program: Sequence[str], config: Path) -> dict[str, str]:
     """The service and timer unit files of a scheduled job, by file name; ValueError if
     its schedule has no systemd calendar equivalent."""
     assert job.schedule is not None
@@ -83,7 +81,6 @@ Unit={name}.service
 [Install]
 WantedBy=timers.target
 """
-    del user  # the same units serve a user's and the system's manager
     return {f"{name}.service": service, f"{name}.timer": timer}
 
 
