@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
                     raise JobLocked(f"{exc.message}: pass --wait to wait for it") from None
                 except asyncio.CancelledError:
                     raise Interrupted(
-                        f"job {job} stopped by SIGTERM; the next backup reuses what was uploaded"
+                        f"job {job} stopped; the next backup reuses what was uploaded"
                     ) from None
 
             report = run_async(main())
