@@ -28,6 +28,9 @@ OPERATIONS = {
     # copy reads the source's packs with restore's read planning.
     "copy": {"bbackup.ops.copy", "bbackup.ops.restore"},
     "stats": {"bbackup.ops.stats"},
+    # A job runs a backup and its retention (prune, when due, is loaded then).
+    "run": {"bbackup.ops.backup", "bbackup.ops.forget"},
+    "service": {"bbackup.ops.backup", "bbackup.ops.forget"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

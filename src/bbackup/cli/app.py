@@ -32,9 +32,14 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "copy": "copy_cmd",
     "stats": "stats_cmd",
+    "run": "run_cmd",
+    "service": "service_cmd",
+    "status": "status_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
     "lifecycle": "lifecycle_cmd",
+    "schedule": "schedule_cmd",
+    "config": "config_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -1,0 +1,35 @@
+"""Hooks: the output and exit code are kept for the report, and a hook that outlives its
+time limit is killed together with what it started."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bbackup.service.hooks import OUTPUT_KEPT, run_hook
+
+
+def test_a_hook_reports_its_exit_code_and_the_tail_of_its_output() -> None:
+    result = asyncio.run(
+        run_hook(
+            "echo to stdout; echo to stderr >&2; echo $BBACKUP_JOB; exit 3",
+            env={"BBACKUP_JOB": "docs"},
+            timeout_seconds=10,
+        )
+    )
+    assert (result.ok, result.exit_code) == (False, 3)
+    assert result.output == "to stdout\nto stderr\ndocs\n"
+    assert result.describe() == "exit code 3"
+    long = asyncio.run(run_hook("head -c 10000 /dev/zero | tr '\\0' x", env={}, timeout_seconds=10))
+    assert long.ok and len(long.output) == OUTPUT_KEPT
+
+
+def test_a_hook_that_times_out_is_killed_with_its_children() -> None:
+    started = time.monotonic()
+    # The background sleep holds the output pipe open: unless it is killed too, reading
+    # the hook's output would wait for it.
+    result = asyncio.run(run_hook("echo begun; sleep 30 & sleep 30", env={}, timeout_seconds=0.3))
+    assert time.monotonic() - started < 3
+    assert result.timed_out and not result.ok
+    assert result.describe() == "timed out"
+    assert result.output == "begun\n"
