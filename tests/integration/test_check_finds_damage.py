@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,15 @@ def test_read_data_subsets_n_of_m_together_find_a_flipped_bit_exactly_once(
     backed_up: Path, cli: Cli
 ) -> None:
     flip_bit_in_middle(data_packs(backed_up)[0])
+    # Each subset checks its own copy: the check that finds the damage records it in the
+    # repository, and every later check reports that record (test_damage_record.py).
+    copies = [backed_up.with_name(f"{backed_up.name}-{n}") for n in (1, 2)]
+    for copy in copies:
+        shutil.copytree(backed_up, copy)
 
     codes = [
-        cli("check", "-r", backed_up, "--read-data-subset", f"{n}/2").exit_code for n in (1, 2)
+        cli("check", "-r", copy, "--read-data-subset", f"{n}/2").exit_code
+        for n, copy in zip((1, 2), copies, strict=True)
     ]
 
     assert sorted(codes) == [0, 13]
