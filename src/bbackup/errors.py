@@ -18,6 +18,7 @@
     │       ├── AccessDenied (17)
     │       ├── BucketNotFound (10)
     │       └── NoSpace (20)
+    ├── NothingMatched (21)       a pattern or filter matches nothing
     └── Interrupted (130)
 
 Lower layers raise these; `bbackup.cli` maps them to one-line messages and exit codes.
@@ -44,6 +45,7 @@ class ExitCode:
     UNREACHABLE = 18
     ARCHIVED = 19
     NO_SPACE = 20
+    NO_MATCH = 21
     INTERRUPTED = 130
 
 
@@ -107,6 +109,12 @@ class IntegrityError(BbackupError):
     """Repository data is damaged or does not match its checksum."""
 
     exit_code = ExitCode.INTEGRITY
+
+
+class NothingMatched(BbackupError):
+    """A pattern or filter matches nothing."""
+
+    exit_code = ExitCode.NO_MATCH
 
 
 class Interrupted(BbackupError):
@@ -173,6 +181,7 @@ __all__ = [
     "NoPasswordSource",
     "NoSpace",
     "NotFound",
+    "NothingMatched",
     "Permanent",
     "RepositoryAlreadyExists",
     "RepositoryLocked",

@@ -23,14 +23,21 @@ COMMAND_MODULES = {
     "init": "repo_cmds",
     "snapshots": "snapshots_cmd",
     "ls": "ls_cmd",
+    "diff": "diff_cmd",
+    "find": "find_cmd",
     "check": "check_cmd",
     "unlock": "repo_cmds",
     "backup": "backup_cmd",
     "restore": "restore_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
+    "tag": "tag_cmd",
+    "rewrite": "rewrite_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
+    "cat": "inspect_cmds",
+    "list": "inspect_cmds",
+    "cache": "cache_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
