@@ -113,7 +113,7 @@ def test_find_full_path_pattern_ignore_case_and_snapshot_choice(history: History
     upper = ok(cli("find", "-r", history.repo, "--json", "-i", "--snapshot", "latest", "NEW.PDF"))
     exact_case = cli("find", "-r", history.repo, "NEW.PDF")
 
-    first = [e for e in full.events() if e["event"] == "found"][0]
+    first = next(e for e in full.events() if e["event"] == "found")
     assert [m["path"] for m in first["matches"]] == [
         history.path("docs/notes.txt"),
         history.path("docs/report.pdf"),
