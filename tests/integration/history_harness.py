@@ -18,7 +18,8 @@ SECRET = b"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
 
 @dataclass(frozen=True, slots=True)
 class History:
-    repo: Path
+    #: A local directory or an S3 URL.
+    repo: Path | str
     src: Path
     #: The snapshot before and after the changes.
     first: str
@@ -34,7 +35,7 @@ def ok(result: Any) -> Any:
     return result
 
 
-def make_history(tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree) -> History:
+def make_history(tmp_path: Path, repo: Path | str, cli: Cli, make_tree: MakeTree) -> History:
     """snapshot 1: a.txt, docs/{report.pdf,notes.txt}, keep/same.txt, .env (the secret);
     snapshot 2: a.txt changed, docs/notes.txt removed, docs/new.pdf and extra/x.bin
     added, keep/ unchanged."""

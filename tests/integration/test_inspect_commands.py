@@ -40,7 +40,7 @@ def cat(cli: Cli, repo: Path, *args: str) -> dict[str, Any]:
 
 
 def test_list_prints_one_id_per_line_as_stored(history: History, cli: Cli) -> None:
-    repo = history.repo
+    repo = Path(history.repo)
     assert listed(cli, repo, "snapshots") == sorted([history.first, history.second])
     assert listed(cli, repo, "index") == stored(repo, "index")
     assert listed(cli, repo, "keys") == stored(repo, "keys")
@@ -58,7 +58,7 @@ def test_list_prints_one_id_per_line_as_stored(history: History, cli: Cli) -> No
 
 
 def test_cat_decrypts_each_kind_of_object(history: History, cli: Cli) -> None:
-    repo = history.repo
+    repo = Path(history.repo)
     config = cat(cli, repo, "config")
     assert len(config["repository_id"]) == 64
     assert config["pack_size"] == 16 * 1024 * 1024

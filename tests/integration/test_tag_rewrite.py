@@ -50,7 +50,7 @@ def test_tag_add_remove_set_rewrites_the_snapshot_document(history: History, cli
 
     listed = snapshots(cli, history.repo)
     assert history.first not in listed
-    assert not (history.repo / "snapshots" / history.first).exists()
+    assert not (Path(history.repo) / "snapshots" / history.first).exists()
     assert listed[change["new"]]["tags"] == ["audit", "keep"]
     assert listed[change["new"]]["time"] == "2026-01-01T00:00:00+00:00"
     assert listed[change["new"]]["summary"]["original"] == history.first
