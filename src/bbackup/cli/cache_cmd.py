@@ -34,6 +34,7 @@ def _describe(cache: CacheDirectory, now: float) -> dict[str, object]:
 def register(app: typer.Typer) -> None:
     @app.command(
         "cache",
+        short_help="Show or clean up the local caches.",
         help="Show the local caches (one per repository) with their sizes and last use; "
         f"--cleanup removes those not used for --max-age days ({DEFAULT_MAX_AGE_DAYS}). "
         "A removed cache is fetched again when needed: no data is lost.\n\n"

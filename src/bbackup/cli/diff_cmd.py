@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "diff",
+        short_help="Show what changed between two snapshots.",
         help="Show what changed between two snapshots: + added, - removed, M content "
         "changed, T type changed, U metadata changed (with --metadata).\n\n"
         "Example: bbackup diff 3f2a9c1b latest",

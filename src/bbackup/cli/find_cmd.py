@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "find",
+        short_help="Find which snapshots hold paths matching a pattern.",
         help="Find which snapshots hold paths matching a pattern: a pattern without '/' "
         "matches names at any depth (*.pdf), one with '/' the full path (/home/*/.ssh); "
         "'**' crosses directories, as in backup --exclude.\n\n"

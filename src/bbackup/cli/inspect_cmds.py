@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "cat",
+        short_help="Print a repository object decrypted, as JSON.",
         help=f"Print one repository object decrypted, as JSON ({', '.join(CAT_KINDS)}; a "
         "pack: its header). IDs may be unique prefixes.\n\nExample: bbackup cat snapshot 3f2a9c1b",
     )
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "list",
+        short_help="Print the IDs of every object of a kind, one per line.",
         help=f"Print the IDs of every object of a kind, one per line ({', '.join(LIST_KINDS)}; "
         "blobs: 'TYPE ID' from the index).\n\nExample: bbackup list snapshots",
     )

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "rewrite",
+        short_help="Remove files from existing snapshots.",
         help="Remove files from existing snapshots (a secret backed up by mistake): each "
         "snapshot with a matching entry is stored anew without it, tagged 'rewrite'. "
         "Patterns are backup's --exclude patterns. With --forget the originals are removed; "

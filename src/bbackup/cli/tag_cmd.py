@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "tag",
+        short_help="Add, remove or set the tags of snapshots.",
         help="Add, remove or set the tags of snapshots (all that --host/--tag/--path select "
         "when no SNAPSHOT is given). Each changed snapshot is stored anew under a new ID.\n\n"
         "Example: bbackup tag latest --add keep-forever",
