@@ -9,7 +9,7 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
-from bbackup.ops.diff import SideCounts, SnapshotDiff, diff_trees
+from bbackup.ops.diff import SnapshotDiff, diff_trees
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.model import DIR, Snapshot
@@ -81,9 +81,5 @@ def register(app: typer.Typer) -> None:
         echo(f"Others:     {added.others:>5} new, {removed.others:>5} removed")
         echo(f"Data Blobs: {added.data_blobs:>5} new, {removed.data_blobs:>5} removed")
         echo(f"Tree Blobs: {added.tree_blobs:>5} new, {removed.tree_blobs:>5} removed")
-        echo(f"  Added:   {_bytes(added)}")
-        echo(f"  Removed: {_bytes(removed)}")
-
-
-def _bytes(counts: SideCounts) -> str:
-    return human_bytes(counts.bytes)
+        echo(f"  Added:   {human_bytes(added.bytes)}")
+        echo(f"  Removed: {human_bytes(removed.bytes)}")

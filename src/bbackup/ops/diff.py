@@ -144,13 +144,13 @@ class _Differ:
         after = {n.name: n for n in (await self.load_tree(after_id)).nodes}
         for name in sorted(before.keys() | after.keys()):
             old, new = before.get(name), after.get(name)
-            full = f"{path}/{(new or old).display_name}"  # type: ignore[union-attr]
-            if new is None:
-                assert old is not None
-                await self.one_side(full, old, added=False)
-            elif old is None:
-                await self.one_side(full, new, added=True)
-            elif old.type != new.type:
+            if new is None or old is None:
+                node = old or new
+                assert node is not None  # the name came from one of the two
+                await self.one_side(f"{path}/{node.display_name}", node, added=old is None)
+                continue
+            full = f"{path}/{new.display_name}"
+            if old.type != new.type:
                 self.change(full, TYPE_CHANGED, old, new)
                 await self.one_side(full, old, added=False, top=False)
                 await self.one_side(full, new, added=True, top=False)
