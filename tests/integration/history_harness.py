@@ -3,12 +3,18 @@ rewrite, cat, list): two snapshots of one small tree, with known changes between
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from cli_harness import Cli, MakeTree
+
+from bbackup.repository import open_repository
+from bbackup.repository.lock import LOCK_KIND
+from bbackup.storage import StorageOptions, open_storage
 
 #: 2020-01-01 and 2025-06-01 00:00 UTC, in ns: the mtimes find's --oldest/--newest sees.
 OLD_MTIME_NS = 1_577_836_800 * 10**9
@@ -59,3 +65,21 @@ def make_history(tmp_path: Path, repo: Path | str, cli: Cli, make_tree: MakeTree
     return History(
         repo, src, first.event("summary")["snapshot_id"], second.event("summary")["snapshot_id"]
     )
+
+
+def store_lock(repo: Path | str, *, exclusive: bool, at: float) -> str:
+    """Store a lock of user backup on host "nas" (not this machine: never stale by its
+    pid), refreshed at `at`; return its ID."""
+
+    async def store() -> str:
+        stack = open_storage(str(repo), StorageOptions())
+        try:
+            opened = await open_repository(stack, os.environ["BBACKUP_PASSWORD"], load_index=False)
+            payload = {"host": "nas", "pid": 4242, "user": "backup", "time": at,
+                       "exclusive": exclusive, "purpose": "prune", "started": at}  # fmt: skip
+            name = await opened.save_document("locks", LOCK_KIND, msgpack.packb(payload))
+            return name.rsplit("/", 1)[-1]
+        finally:
+            await stack.storage.aclose()
+
+    return asyncio.run(store())

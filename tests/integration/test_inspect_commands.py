@@ -3,21 +3,15 @@ the store holds them, objects decrypted as JSON, caches shown and cleaned up by 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 from cli_harness import Cli, MakeTree
-from history_harness import History, make_history, ok
-
-from bbackup.repository import open_repository
-from bbackup.repository.lock import LOCK_KIND
-from bbackup.storage import StorageOptions, open_storage
+from history_harness import History, make_history, ok, store_lock
 
 
 @pytest.fixture
@@ -64,6 +58,7 @@ def test_cat_decrypts_each_kind_of_object(history: History, cli: Cli) -> None:
     assert config["pack_size"] == 16 * 1024 * 1024
 
     snapshot = cat(cli, repo, "snapshot", history.second[:6])
+    assert snapshot == cat(cli, repo, "snapshot", "latest")
     assert snapshot["id"] == history.second
     assert snapshot["paths"] == [history.path("")]
     assert snapshot["parent"] == history.first
@@ -86,18 +81,7 @@ def test_cat_decrypts_each_kind_of_object(history: History, cli: Cli) -> None:
 
 
 def test_cat_a_lock_held_by_another_host(history: History, cli: Cli) -> None:
-    async def store_lock() -> str:
-        stack = open_storage(str(history.repo), StorageOptions())
-        try:
-            repo = await open_repository(stack, os.environ["BBACKUP_PASSWORD"], load_index=False)
-            payload = {"host": "nas", "pid": 4242, "user": "backup", "time": 1.0e9,
-                       "exclusive": True, "purpose": "prune", "started": 1.0e9}  # fmt: skip
-            name = await repo.save_document("locks", LOCK_KIND, msgpack.packb(payload))
-            return name.rsplit("/", 1)[-1]
-        finally:
-            await stack.storage.aclose()
-
-    lock_id = asyncio.run(store_lock())
+    lock_id = store_lock(history.repo, exclusive=True, at=1.0e9)
 
     assert listed(cli, history.repo, "locks") == [lock_id]
     assert cat(cli, history.repo, "lock", lock_id[:8]) == {

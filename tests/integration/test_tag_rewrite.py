@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_harness import Cli, MakeTree, restored_path
-from history_harness import SECRET, History, make_history, ok
+from history_harness import SECRET, History, make_history, ok, store_lock
 
 
 @pytest.fixture
@@ -63,6 +64,8 @@ def test_tag_add_remove_set_rewrites_the_snapshot_document(history: History, cli
 
     ok(cli("tag", "-r", history.repo, "--set", "a", "--set", "b"))  # no SNAPSHOT: every one
     assert [s["tags"] for s in snapshots(cli, history.repo).values()] == [["a", "b"], ["a", "b"]]
+    ok(cli("tag", "-r", history.repo, "--tag", "a", "--set", ""))
+    assert [s["tags"] for s in snapshots(cli, history.repo).values()] == [[], []]
     ok(cli("check", "-r", history.repo))
 
 
@@ -87,6 +90,16 @@ def test_tag_without_a_change_is_a_usage_error(
 
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_tag_and_rewrite_respect_an_exclusive_lock(history: History, cli: Cli) -> None:
+    store_lock(history.repo, exclusive=True, at=time.time())
+    tagged = cli("tag", "-r", history.repo, "latest", "--add", "x")
+    rewritten = cli("rewrite", "-r", history.repo, "latest", "--exclude", ".env")
+
+    assert (tagged.exit_code, rewritten.exit_code) == (11, 11)
+    assert "repository is locked: exclusive lock by backup@nas" in tagged.stderr
+    assert set(snapshots(cli, history.repo)) == {history.first, history.second}
 
 
 def test_tag_an_unknown_snapshot_fails_and_changes_nothing(history: History, cli: Cli) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 import typer
@@ -14,7 +15,6 @@ from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_fi
 from bbackup.errors import NothingMatched, UsageError
 from bbackup.ops.rewrite import RewriteReport, rewrite_snapshots
 from bbackup.repository import Repository
-from bbackup.snapshot.store import find_snapshots, load_snapshots
 
 
 def register(app: typer.Typer) -> None:
@@ -60,11 +60,12 @@ def register(app: typer.Typer) -> None:
             raise UsageError("rewrite: give --exclude or --exclude-file")
         filters = snapshot_filter(host, tag, path)
 
-        async def work(repo: Repository) -> RewriteReport:
-            chosen = find_snapshots(await load_snapshots(repo), snapshots or [], filters)
-            return await rewrite_snapshots(repo, chosen, patterns, forget=forget, dry_run=dry_run)
+        def work(repo: Repository) -> Awaitable[RewriteReport]:
+            return rewrite_snapshots(
+                repo, snapshots or [], filters, patterns, forget=forget, dry_run=dry_run
+            )
 
-        report = with_repo(opts, work)
+        report = with_repo(opts, work, load_index=False)
         if opts.json:
             emit_json(
                 {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 import typer
@@ -13,7 +14,6 @@ from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_fi
 from bbackup.errors import UsageError
 from bbackup.ops.tag import TagChange, TagReport, tag_snapshots
 from bbackup.repository import Repository
-from bbackup.snapshot.store import find_snapshots, load_snapshots
 
 TagValues = Annotated[list[str] | None, typer.Option(metavar="TAG")]
 
@@ -63,9 +63,8 @@ def register(app: typer.Typer) -> None:
         )
         filters = snapshot_filter(host, tag, path)
 
-        async def work(repo: Repository) -> TagReport:
-            chosen = find_snapshots(await load_snapshots(repo), snapshots or [], filters)
-            return await tag_snapshots(repo, chosen, change)
+        def work(repo: Repository) -> Awaitable[TagReport]:
+            return tag_snapshots(repo, snapshots or [], filters, change)
 
         report = with_repo(opts, work, load_index=False)
         if opts.json:

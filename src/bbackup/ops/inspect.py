@@ -14,7 +14,7 @@ from bbackup.repository import BlobLoader, DocumentStore, PackInventory
 from bbackup.repository.index import INDEX_KIND, IndexSegment
 from bbackup.repository.lock import LOCK_KIND, parse_lock
 from bbackup.snapshot.model import Node, Snapshot, Tree
-from bbackup.snapshot.store import load_snapshot
+from bbackup.snapshot.store import find_snapshot, load_snapshot, load_snapshots
 
 LIST_KINDS = ("snapshots", "packs", "index", "keys", "locks", "blobs")
 CAT_KINDS = ("config", "snapshot", "tree", "index", "pack", "key", "lock")
@@ -117,6 +117,8 @@ async def cat_object(repo: InspectedRepository, kind: str, ref: str | None) -> d
         return asdict(repo.config)
     if ref is None:
         raise UsageError(f"cat {kind}: an ID is required")
+    if kind == "snapshot" and ref == "latest":
+        return snapshot_document(find_snapshot(await load_snapshots(repo), ref))
     if kind == "snapshot":
         names = await repo.list_names("snapshots/")
         found = resolve_prefix((n.rsplit("/", 1)[-1] for n in names), ref, "snapshot")

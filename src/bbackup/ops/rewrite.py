@@ -18,17 +18,27 @@ from bbackup.repository import (
     BlobLoader,
     BlobSaverSource,
     DocumentStore,
+    PackInventory,
     RepositoryLock,
 )
 from bbackup.snapshot.model import DIR, Snapshot, Tree
-from bbackup.snapshot.store import delete_snapshot, load_tree, save_snapshot, save_tree
+from bbackup.snapshot.store import (
+    SnapshotFilter,
+    delete_snapshot,
+    find_snapshots,
+    load_snapshots,
+    load_tree,
+    save_snapshot,
+    save_tree,
+)
 
 #: The tag a rewritten snapshot carries (restic's `rewrite` adds the same).
 REWRITE_TAG = "rewrite"
 
 
-class RewrittenRepository(BlobLoader, BlobSaverSource, DocumentStore, Protocol):
-    """What rewrite needs: trees to read, a blob saver for new ones, snapshot documents."""
+class RewrittenRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
+    """What rewrite needs: the index (read again under its lock), trees to read, a blob
+    saver for new ones, snapshot documents."""
 
 
 @dataclass(slots=True)
@@ -55,22 +65,28 @@ _RewrittenTree = tuple[bytes, list[str]]
 
 async def rewrite_snapshots(
     repo: RewrittenRepository,
-    snapshots: Sequence[Snapshot],
+    references: Sequence[str],
+    filters: SnapshotFilter,
     excludes: Sequence[str],
     *,
     forget: bool = False,
     dry_run: bool = False,
 ) -> RewriteReport:
-    """Leave out every entry whose full path `excludes` match (backup's exclude syntax).
+    """Leave out every entry whose full path `excludes` match (backup's exclude syntax)
+    from the snapshots the references name (every one the filters pass without any).
 
     The new snapshot keeps the original's time, host, paths and tags, adds the tag
     `rewrite` and the patterns to its excludes, and records the original's ID in its
     summary (`original`). Trees and their index segment are stored before the snapshots.
     Holds an exclusive lock, so no prune collects the new trees before a snapshot
-    references them."""
+    references them, and reads the index and the snapshots once it holds it: a prune
+    that ran since the repository was opened may have deleted packs the index loaded
+    then still lists, which new trees must not be deduplicated against."""
     excluder = Excluder(excludes)
     report = RewriteReport(dry_run=dry_run)
     async with RepositoryLock(repo, exclusive=True, purpose="rewrite"):
+        await repo.load_index()
+        snapshots = find_snapshots(await load_snapshots(repo), references, filters)
         writer = None if dry_run else repo.new_writer()
 
         async def store(tree: Tree) -> bytes:

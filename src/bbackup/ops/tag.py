@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 from bbackup.repository import DocumentStore, RepositoryLock
 from bbackup.snapshot.model import Snapshot
-from bbackup.snapshot.store import delete_snapshot, save_snapshot
+from bbackup.snapshot.store import (
+    SnapshotFilter,
+    delete_snapshot,
+    find_snapshots,
+    load_snapshots,
+    save_snapshot,
+)
 
 #: The summary key that names the snapshot as first written, kept through every rewrite.
 ORIGINAL_KEY = "original"
@@ -54,12 +60,18 @@ def replacement(original: Snapshot, **changes: object) -> Snapshot:
 
 
 async def tag_snapshots(
-    documents: DocumentStore, snapshots: Sequence[Snapshot], change: TagChange
+    documents: DocumentStore,
+    references: Sequence[str],
+    filters: SnapshotFilter,
+    change: TagChange,
 ) -> TagReport:
-    """Rewrite each snapshot whose tags `change` alters; holds a shared lock (the new
-    document references the same tree, so a prune meanwhile keeps its data either way)."""
+    """Rewrite each snapshot the references name (every one the filters pass without
+    any) whose tags `change` alters. Holds a shared lock (the new document references the
+    same tree, so a prune meanwhile keeps its data either way), and reads the snapshots
+    once it holds it, so one that a `forget` removed meanwhile is not brought back."""
     report = TagReport()
     async with RepositoryLock(documents, exclusive=False, purpose="tag"):
+        snapshots = find_snapshots(await load_snapshots(documents), references, filters)
         for snapshot in snapshots:
             tags = change.apply(snapshot.tags)
             if tags == sorted(snapshot.tags):
