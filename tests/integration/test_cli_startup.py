@@ -23,6 +23,15 @@ OPERATIONS = {
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},
+    # diff lists what lies below an added or removed directory with ls's walk.
+    "diff": {"bbackup.ops.diff", "bbackup.ops.listing"},
+    "find": {"bbackup.ops.find"},
+    "tag": {"bbackup.ops.tag"},
+    # a rewritten snapshot records its original as a retagged one does, with tag's code.
+    "rewrite": {"bbackup.ops.rewrite", "bbackup.ops.tag"},
+    "cat": {"bbackup.ops.inspect"},
+    "list": {"bbackup.ops.inspect"},
+    "cache": {"bbackup.ops.local_cache"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

@@ -33,11 +33,11 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "tag": "tag_cmd",
     "rewrite": "rewrite_cmd",
-    "key": "key_cmds",
-    "repair": "repair_cmds",
     "cat": "inspect_cmds",
     "list": "inspect_cmds",
     "cache": "cache_cmd",
+    "key": "key_cmds",
+    "repair": "repair_cmds",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

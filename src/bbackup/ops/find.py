@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from bbackup.ops.listing import TreeLoader
 from bbackup.ops.scan import Excluder
 from bbackup.snapshot.model import DIR, Node, Snapshot
+
+if TYPE_CHECKING:
+    from bbackup.ops.listing import TreeLoader  # only its type: find loads no ls code
 
 
 class PathMatcher:
