@@ -96,17 +96,25 @@ async def rewrite_snapshots(
 
         done: dict[tuple[bytes, bytes], _RewrittenTree] = {}
         planned: list[tuple[Snapshot, Snapshot, list[str]]] = []
-        for snapshot in snapshots:
-            root, removed = await _rewrite_tree(repo, snapshot.tree, b"", excluder, done, store)
-            if not removed:
-                report.unchanged.append(snapshot.id)
-                continue
-            tags = sorted({*snapshot.tags, REWRITE_TAG})
-            excluded = [*snapshot.excludes, *(p for p in excludes if p not in snapshot.excludes)]
-            new = replacement(snapshot, tree=root, tags=tags, excludes=excluded)
-            planned.append((snapshot, new, removed))
-        if writer is not None:
-            await writer.flush()
+        try:
+            for snapshot in snapshots:
+                root, removed = await _rewrite_tree(repo, snapshot.tree, b"", excluder, done, store)
+                if not removed:
+                    report.unchanged.append(snapshot.id)
+                    continue
+                tags = sorted({*snapshot.tags, REWRITE_TAG})
+                excluded = [
+                    *snapshot.excludes,
+                    *(p for p in excludes if p not in snapshot.excludes),
+                ]
+                new = replacement(snapshot, tree=root, tags=tags, excludes=excluded)
+                planned.append((snapshot, new, removed))
+            if writer is not None:
+                await writer.flush()
+        except BaseException:
+            if writer is not None:  # what was uploaded stays unreferenced, for prune
+                await writer.abort()
+            raise
         for original, new, removed in planned:
             if not dry_run:
                 await save_snapshot(repo, new)
