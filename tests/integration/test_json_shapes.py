@@ -36,7 +36,9 @@ def test_json_shapes_of_the_everyday_commands(
     assert set(tag["changed"][0]) == {"old", "new", "tags"}
 
     [rewrite] = ok(cli("rewrite", "-r", repo, "--json", "latest", "-e", ".env")).events()
-    assert set(rewrite) == {"event", "dry_run", "rewritten", "unchanged", "forgotten"}
+    assert set(rewrite) == {
+        "event", "dry_run", "rewritten", "unchanged", "emptied", "forgotten"
+    }  # fmt: skip
     assert set(rewrite["rewritten"][0]) == {"original", "new", "removed"}
 
     snapshot = json.loads(ok(cli("cat", "-r", repo, "--json", "snapshot", "latest")).stdout)

@@ -189,3 +189,18 @@ def test_rewrite_reads_patterns_from_a_file_and_needs_one(
     [r] = result.event("rewrite")["rewritten"]
     assert r["removed"] == [history.path(".env")]
     assert os.path.basename(r["removed"][0]) == ".env"
+
+
+def test_rewrite_that_would_empty_a_snapshot_writes_none_and_forget_removes_it(
+    history: History, cli: Cli
+) -> None:
+    kept = ok(cli("rewrite", "-r", history.repo, "--json", "latest", "-e", history.path("")))
+    assert kept.event("rewrite")["emptied"] == [history.second]
+    assert kept.event("rewrite")["rewritten"] == []
+    assert set(snapshots(cli, history.repo)) == {history.first, history.second}
+
+    gone = ok(cli("rewrite", "-r", history.repo, "latest", "-e", history.path(""), "--forget"))
+    assert f"snapshot {history.second[:8]} would hold nothing: no new snapshot; removed" in (
+        gone.stdout
+    )
+    assert set(snapshots(cli, history.repo)) == {history.first}

@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
                         for r in report.rewritten
                     ],
                     "unchanged": report.unchanged,
+                    "emptied": report.emptied,
                     "forgotten": report.forgotten,
                 }
             )
@@ -85,6 +86,9 @@ def register(app: typer.Typer) -> None:
                 echo(f"snapshot {r.original[:8]} {target}, removing:")
                 for removed in r.removed:
                     echo(f"  {removed}")
+            for emptied in report.emptied:
+                fate = "removed" if emptied in report.forgotten else "kept (--forget removes it)"
+                echo(f"snapshot {emptied[:8]} would hold nothing: no new snapshot; {fate}")
             verb = "would rewrite" if dry_run else "rewrote"
             echo(
                 f"{verb} {len(report.rewritten)} snapshots, {len(report.unchanged)} unchanged"
@@ -92,6 +96,6 @@ def register(app: typer.Typer) -> None:
             )
             if report.forgotten:
                 echo("run `bbackup prune` to delete the removed content from the repository")
-        if not report.rewritten:
+        if not (report.rewritten or report.emptied):
             warn_event("warning: no pattern matched anything; nothing was rewritten", opts.json)
             raise NothingMatched("rewrite: no entry matched the patterns")

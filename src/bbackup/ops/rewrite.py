@@ -56,6 +56,9 @@ class RewriteReport:
     rewritten: list[RewrittenSnapshot] = field(default_factory=list)
     #: Snapshots no pattern matched anything in: left as they were.
     unchanged: list[str] = field(default_factory=list)
+    #: Snapshots every one of whose paths the patterns match: no new snapshot is written
+    #: for them (it would hold nothing); `forget` removes them, as restic does.
+    emptied: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
 
 
@@ -102,6 +105,9 @@ async def rewrite_snapshots(
                 if not removed:
                     report.unchanged.append(snapshot.id)
                     continue
+                if _holds_nothing(snapshot, removed):
+                    report.emptied.append(snapshot.id)
+                    continue
                 tags = sorted({*snapshot.tags, REWRITE_TAG})
                 excluded = [
                     *snapshot.excludes,
@@ -122,7 +128,17 @@ async def rewrite_snapshots(
             if forget and not dry_run:
                 await delete_snapshot(repo, original)
                 report.forgotten.append(original.id)
+        if forget and not dry_run:
+            for snapshot in snapshots:
+                if snapshot.id in report.emptied:
+                    await delete_snapshot(repo, snapshot)
+                    report.forgotten.append(snapshot.id)
     return report
+
+
+def _holds_nothing(snapshot: Snapshot, removed: list[str]) -> bool:
+    """Whether every path the snapshot backed up is, or lies below, a removed entry."""
+    return all(any(p == r or p.startswith(r + "/") for r in removed) for p in snapshot.paths)
 
 
 async def _rewrite_tree(
