@@ -149,3 +149,12 @@ def test_find_bad_time_is_a_usage_error(history: History, cli: Cli) -> None:
 
     assert result.exit_code == 2
     assert "--newest 'yesterday': use ISO 8601" in result.stderr
+
+
+def test_find_an_empty_time_window_is_a_usage_error(history: History, cli: Cli) -> None:
+    result = cli(
+        "find", "-r", history.repo, "*", "--oldest", "2026-01-02", "--newest", "2026-01-01"
+    )
+
+    assert result.exit_code == 2
+    assert "--oldest 2026-01-02 is after --newest 2026-01-01" in result.stderr

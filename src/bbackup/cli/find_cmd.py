@@ -69,7 +69,10 @@ def register(app: typer.Typer) -> None:
         matchers = [PathMatcher(p, ignore_case=ignore_case) for p in patterns]
         if any(not p.strip() for p in patterns):
             raise UsageError("find: an empty pattern matches nothing")
-        window = MtimeWindow(parse_mtime(oldest, "--oldest"), parse_mtime(newest, "--newest"))
+        oldest_ns, newest_ns = parse_mtime(oldest, "--oldest"), parse_mtime(newest, "--newest")
+        if oldest_ns is not None and newest_ns is not None and oldest_ns > newest_ns:
+            raise UsageError(f"find: --oldest {oldest} is after --newest {newest}")
+        window = MtimeWindow(oldest_ns, newest_ns)
         filters = snapshot_filter(host, tag, path)
 
         async def work(repo: Repository) -> FindResult:
