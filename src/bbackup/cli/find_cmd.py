@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
         "find",
         short_help="Find which snapshots hold paths matching a pattern.",
         help="Find which snapshots hold paths matching a pattern: a pattern without '/' "
-        "matches names at any depth (*.pdf), one with '/' the full path (/home/*/.ssh); "
-        "'**' crosses directories, as in backup --exclude.\n\n"
+        "matches names at any depth (*.pdf), one with '/' the whole path (/home/*/.ssh), "
+        "as backup --exclude patterns do.\n\n"
         "Example: bbackup find '*.xlsx' --newest 2026-06-30",
     )
     def find(
