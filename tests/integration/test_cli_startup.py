@@ -31,6 +31,15 @@ OPERATIONS = {
     # A job runs a backup and its retention (prune, when due, is loaded then).
     "run": {"bbackup.ops.backup", "bbackup.ops.forget"},
     "service": {"bbackup.ops.backup", "bbackup.ops.forget"},
+    # diff lists what lies below an added or removed directory with ls's walk.
+    "diff": {"bbackup.ops.diff", "bbackup.ops.listing"},
+    "find": {"bbackup.ops.find"},
+    "tag": {"bbackup.ops.tag"},
+    # a rewritten snapshot records its original as a retagged one does, with tag's code.
+    "rewrite": {"bbackup.ops.rewrite", "bbackup.ops.tag"},
+    "cat": {"bbackup.ops.inspect"},
+    "list": {"bbackup.ops.inspect"},
+    "cache": {"bbackup.ops.local_cache"},
 }
 ALL_OPERATIONS = set().union(*OPERATIONS.values())
 

@@ -14,19 +14,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bbackup.errors import BbackupError, ExitCode, IntegrityError, NotFound, UsageError
+from bbackup.errors import IntegrityError, NotFound, NothingMatched, UsageError
 from bbackup.ops.scan import Excluder
 from bbackup.repository import BlobLoader
 from bbackup.snapshot.model import DIR, Node, Snapshot
 from bbackup.snapshot.store import load_tree
 
 _GLOB_CHARACTERS = "*?["
-
-
-class NothingMatched(BbackupError):
-    """A restore pattern matches nothing in the snapshot."""
-
-    exit_code = ExitCode.NO_MATCH
 
 
 def check_pattern(pattern: str, flag: str) -> str:

@@ -7,6 +7,8 @@ key file the password opens, and wraps the storage in the local cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -117,6 +119,8 @@ async def open_repository(
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
     if use_cache:
         directory = (cache_root or default_cache_root()) / config.repository_id
+        with contextlib.suppress(OSError):  # its mtime is its last use (`bbackup cache`)
+            os.utime(directory)
         storage = CachingStorage(storage, directory)
     repo = Repository(stack, storage, config, master, key_name, on_damage)
     if isinstance(storage, CachingStorage):

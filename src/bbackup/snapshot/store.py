@@ -105,6 +105,18 @@ def find_snapshot(
     return matches[0]
 
 
+def find_snapshots(
+    snapshots: Sequence[Snapshot], references: Sequence[str], filters: SnapshotFilter | None = None
+) -> list[Snapshot]:
+    """The snapshots each reference names (`find_snapshot`), or with none every snapshot
+    that passes the filters; oldest first, each once."""
+    filters = filters or SnapshotFilter()
+    if not references:
+        return [s for s in snapshots if filters.matches(s)]
+    chosen = {s.id: s for s in (find_snapshot(snapshots, r, filters) for r in references)}
+    return sorted(chosen.values(), key=lambda s: (s.time, s.id))
+
+
 async def load_tree(blobs: BlobLoader, tree_id: bytes) -> Tree:
     if not blobs.index.has(tree_id):
         raise IntegrityError(f"tree {tree_id.hex()[:16]} is not in the index")
