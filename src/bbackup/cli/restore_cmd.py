@@ -33,6 +33,14 @@ def register(app: typer.Typer) -> None:
         tag: TagOpt = None,
         path: PathOpt = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt/write threads.")] = 2,
+        numeric_owner: Annotated[
+            bool,
+            typer.Option(
+                "--numeric-owner",
+                help="Give files their recorded uid/gid, not the ones their user and group "
+                "names have on this machine (as root).",
+            ),
+        ] = False,
     ) -> None:
         def on_error(p: str, message: str) -> None:
             if opts.json:
@@ -60,6 +68,7 @@ def register(app: typer.Typer) -> None:
                 ),
                 on_error=on_error,
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
+                numeric_owner=numeric_owner,
             )
             start = time.monotonic()
 

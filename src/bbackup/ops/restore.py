@@ -22,6 +22,7 @@ from typing import Any
 
 from bbackup.errors import BbackupError, IntegrityError
 from bbackup.ops.restore_files import CREATE_FLAGS, FileWriter, RestoredFile, creation_mode
+from bbackup.ops.restore_metadata import restore_owners, set_metadata, set_metadata_at
 from bbackup.ops.restore_target import (
     SPECIAL_TYPES,
     OpenDirectories,
@@ -30,8 +31,6 @@ from bbackup.ops.restore_target import (
     join_path,
     make_directory,
     make_special,
-    set_metadata,
-    set_metadata_at,
 )
 from bbackup.repository import BlobLoader, IndexEntry, pack_object_name
 from bbackup.repository.config import RepositoryConfig
@@ -146,10 +145,12 @@ class Restorer:
         max_gap: int = MAX_RANGE_GAP,
         on_error: Callable[[str, str], None] | None = None,
         on_warning: Callable[[str, str], None] | None = None,
+        numeric_owner: bool = False,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
-        `max_gap`: unneeded bytes between needed blobs that one read spans."""
+        `max_gap`: unneeded bytes between needed blobs that one read spans.
+        `numeric_owner`: owners by their recorded numbers, not by name (run as root)."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
@@ -167,7 +168,9 @@ class Restorer:
         self._dirs: list[RestoredDir] = []
         self._hardlinks: dict[tuple[int, int], RestoredFile] = {}
         self._directories = OpenDirectories(self.target)
-        self._writer = FileWriter(self._directories, chown=os.geteuid() == 0, on_error=self._error)
+        self._writer = FileWriter(
+            self._directories, chown=restore_owners(numeric=numeric_owner), on_error=self._error
+        )
 
     async def run(self) -> RestoreSummary:
         started = time.monotonic()

@@ -18,13 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bbackup.errors import NoSpace
-from bbackup.ops.restore_target import (
-    OpenDirectories,
-    RestoredDir,
-    descriptor_limit,
-    join_path,
-    set_metadata,
-)
+from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
+from bbackup.ops.restore_target import OpenDirectories, RestoredDir, descriptor_limit, join_path
+from bbackup.ops.sparse_files import parts_to_write
 from bbackup.snapshot.model import Node
 
 #: Files kept open between writes at most (and a quarter of the descriptor limit at most).
@@ -73,7 +69,7 @@ class FileWriter:
         self,
         directories: OpenDirectories,
         *,
-        chown: bool,
+        chown: OwnerMapping | None,
         on_error: Callable[[bytes, str], None],
     ) -> None:
         self.directories = directories
@@ -104,10 +100,10 @@ class FileWriter:
                     self.on_error(file.path, f"cannot create: {exc.strerror or exc}")
                 return
             try:
-                view = memoryview(data)
-                while view:
-                    done = os.pwrite(fd, view, offset)
-                    view, offset = view[done:], offset + done
+                for position, view in parts_to_write(file.node.holes, offset, data):
+                    while view:
+                        done = os.pwrite(fd, view, position)
+                        view, position = view[done:], position + done
             except BaseException:
                 self._release(file, written=False)
                 raise
