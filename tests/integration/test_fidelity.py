@@ -262,6 +262,8 @@ def test_owner_is_restored_by_name_where_the_name_exists_here(
     os.lchown(src / "named-link", OTHER_UID, OTHER_GID)
     os.chown(src / "unnamed", OTHER_UID + 1, OTHER_GID + 1)
     os.chmod(src / "named", 0o6755)  # set-id bits survive the chown by name
+    write(src / "acl", b"an ACL naming the user and group\n")
+    os.setxattr(src / "acl", "system.posix_acl_access", FILE_ACL)
     # The backing-up machine calls uid 4321 "daemon"; 4322 it calls by a name this one
     # does not know.
     names = {OTHER_UID: here_user.pw_name, OTHER_UID + 1: "bbackup-no-such-user"}
@@ -287,3 +289,14 @@ def test_owner_is_restored_by_name_where_the_name_exists_here(
     assert owner(by_number / "named") == (OTHER_UID, OTHER_GID)
     assert owner(by_number / "named-link") == (OTHER_UID, OTHER_GID)
     assert owner(by_number / "unnamed") == (OTHER_UID + 1, OTHER_GID + 1)
+    # The users and groups an ACL names go by name too.
+    acl_here = acl_xattr(
+        (ACL_USER_OBJ, 6, NO_ID),
+        (ACL_USER, 4, here_user.pw_uid),
+        (ACL_GROUP_OBJ, 4, NO_ID),
+        (ACL_GROUP, 6, here_group.gr_gid),
+        (ACL_MASK, 6, NO_ID),
+        (ACL_OTHER, 0, NO_ID),
+    )
+    assert os.getxattr(by_name / "acl", "system.posix_acl_access") == acl_here
+    assert os.getxattr(by_number / "acl", "system.posix_acl_access") == FILE_ACL

@@ -1,7 +1,8 @@
 """Metadata of restored entries: a sparse file's length, owner (by name where this machine
-knows the name, else by number), mode with its set-id and sticky bits, extended attributes
-and POSIX ACLs, and times — applied through the entry's own descriptor, or by name
-relative to its directory's descriptor for entries that cannot be opened.
+knows the name, else by number; the users and groups a POSIX ACL names likewise), mode
+with its set-id and sticky bits, extended attributes and ACLs, and times — applied through
+the entry's own descriptor, or by name relative to its directory's descriptor for entries
+that cannot be opened.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pwd
 import stat
 from collections.abc import Callable
 
+from bbackup.ops.posix_acl import ACL_USER, ACL_XATTRS, remap_acl
 from bbackup.snapshot.model import Node
 
 #: Extended attributes a restore removes when the snapshot's entry lacks them: ACLs a new
@@ -39,6 +41,18 @@ class OwnerMapping:
         uid = self._uid(node.user) if node.user else None
         gid = self._gid(node.group) if node.group else None
         return (node.uid if uid is None else uid, node.gid if gid is None else gid)
+
+    def acl_ids(self, node: Node) -> dict[tuple[int, int], int]:
+        """(ACL tag, recorded id) → id here, for the users and groups the node's ACLs
+        name whose names have another id on this machine."""
+        if self.numeric:
+            return {}
+        ids = {}
+        for tag, ident, name in node.acl_names:
+            here = self._uid(name) if tag == ACL_USER else self._gid(name)
+            if here is not None and here != ident:
+                ids[tag, ident] = here
+        return ids
 
     def _uid(self, name: str) -> int | None:
         if name not in self._uids:
@@ -83,10 +97,10 @@ def set_metadata(fd: int, node: Node, *, chown: OwnerMapping | None) -> None:
         os.chmod(fd, stat.S_IMODE(node.mode))
     failure = _set_xattrs(
         node,
+        chown,
         lambda: os.listxattr(fd),
         lambda name, value: os.setxattr(fd, name, value),
         lambda name: os.removexattr(fd, name),
-        privileged=chown is not None,
     )
     atime = node.atime_ns or node.mtime_ns  # directories carry no atime
     os.utime(fd, ns=(atime, node.mtime_ns))
@@ -113,10 +127,10 @@ def set_metadata_at(dir_fd: int, name: bytes, node: Node, *, chown: OwnerMapping
     path = b"/proc/self/fd/%d/%s" % (dir_fd, name)
     failure = _set_xattrs(
         node,
+        chown,
         lambda: os.listxattr(path, follow_symlinks=False),
         lambda key, value: os.setxattr(path, key, value, follow_symlinks=False),
         lambda key: os.removexattr(path, key, follow_symlinks=False),
-        privileged=chown is not None,
     )
     atime = node.atime_ns or node.mtime_ns
     os.utime(name, ns=(atime, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
@@ -126,15 +140,17 @@ def set_metadata_at(dir_fd: int, name: bytes, node: Node, *, chown: OwnerMapping
 
 def _set_xattrs(
     node: Node,
+    chown: OwnerMapping | None,
     list_names: Callable[[], list[str]],
     set_one: Callable[[bytes, bytes], None],
     remove_one: Callable[[str], None],
-    *,
-    privileged: bool,
 ) -> OSError | None:
-    """Make the entry's user attributes and ACLs those of the node and set its other
-    attributes; the first failure, if any (after trying every attribute)."""
+    """Make the entry's user attributes and ACLs those of the node (the users and groups
+    an ACL names mapped as the owner is) and set its other attributes; the first failure,
+    if any (after trying every attribute)."""
     failure: OSError | None = None
+    privileged = chown is not None
+    acl_ids = chown.acl_ids(node) if chown is not None and node.acl_names else {}
     wanted = {name for name, _ in node.xattrs}
     try:
         present = list_names()
@@ -148,7 +164,7 @@ def _set_xattrs(
                 failure = failure or _xattr_error(exc, os.fsencode(present_name), "removed")
     for name, value in node.xattrs:
         try:
-            set_one(name, value)
+            set_one(name, remap_acl(value, acl_ids) if name in ACL_XATTRS else value)
         except OSError as exc:
             if not privileged and exc.errno in _PRIVILEGED_ERRORS and not name.startswith(b"user."):
                 continue  # trusted.*, security.*: root's to set, like ownership

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from bbackup.ops.posix_acl import ACL_USER, ACL_XATTRS, named_qualifiers
 from bbackup.ops.sparse_files import find_holes, may_have_holes
 from bbackup.snapshot.model import (
     BLOCKDEV,
@@ -112,6 +113,19 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     return attrs
 
 
+def acl_names(xattrs: list[tuple[bytes, bytes]]) -> list[tuple[int, int, str]]:
+    """(tag, id, name) of each user and group the POSIX ACLs among `xattrs` name, where
+    this machine has a name for the id."""
+    found = set()
+    for key, value in xattrs:
+        if key in ACL_XATTRS:
+            for tag, ident in named_qualifiers(value):
+                name = user_name(ident) if tag == ACL_USER else group_name(ident)
+                if name:
+                    found.add((tag, ident, name))
+    return sorted(found)
+
+
 def read_holes(name: bytes, dir_fd: int | None, st: os.stat_result) -> list[tuple[int, int]]:
     """The holes of the regular file `name` (in `dir_fd`); none if it is not sparse or
     cannot be opened (then reading it reports the error)."""
@@ -159,6 +173,8 @@ def node_from_stat(
         rdev=st.st_rdev if kind in (CHARDEV, BLOCKDEV) else 0,
         xattrs=read_xattrs(attr_path),
     )
+    if node.xattrs:
+        node.acl_names = acl_names(node.xattrs)
     if kind == SYMLINK:
         node.link_target = os.readlink(entry, dir_fd=dir_fd)
     elif kind == FILE:

@@ -1,13 +1,16 @@
-"""Restored metadata: owners by name or number, and extended attributes that cannot be set
-are reported, not dropped, without losing the other metadata."""
+"""Restored metadata: owners (and the users and groups ACLs name) by name or by number,
+and extended attributes that cannot be set reported, not dropped, without losing the
+other metadata."""
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 
+from bbackup.ops.posix_acl import ACL_GROUP, ACL_USER, named_qualifiers, remap_acl
 from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
 from bbackup.snapshot.model import FILE, Node
 
@@ -60,3 +63,19 @@ def test_user_xattrs_and_acls_the_snapshot_lacks_are_removed(tmp_path: Path) -> 
     finally:
         os.close(fd)
     assert os.listxattr(path) == []
+
+
+def test_an_acl_gets_the_ids_its_names_have_here_in_the_kernels_order() -> None:
+    def acl(*entries: tuple[int, int, int]) -> bytes:
+        return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+    none = 0xFFFFFFFF
+    recorded = acl((1, 6, none), (2, 4, 10), (2, 5, 20), (4, 4, none), (16, 7, none))
+    remapped = remap_acl(recorded, {(ACL_USER, 20): 5})
+
+    assert named_qualifiers(recorded) == [(ACL_USER, 10), (ACL_USER, 20)]
+    assert remapped == acl((1, 6, none), (2, 5, 5), (2, 4, 10), (4, 4, none), (16, 7, none))
+    assert remap_acl(b"not an acl", {(ACL_USER, 20): 5}) == b"not an acl"
+    node = Node(name=b"f", type=FILE, acl_names=[(ACL_USER, 10, "root"), (ACL_GROUP, 3, "x")])
+    assert OwnerMapping().acl_ids(node) == {(ACL_USER, 10): 0}
+    assert OwnerMapping(numeric=True).acl_ids(node) == {}
