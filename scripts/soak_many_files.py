@@ -12,6 +12,7 @@ work directory for inspection).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -60,7 +61,7 @@ def entries(root: Path) -> dict[str, tuple[object, ...]]:
             content: object = None
             if stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as f:
-                    content = f.read()
+                    content = hashlib.sha256(f.read()).hexdigest()
             elif stat.S_ISLNK(st.st_mode):
                 content = os.readlink(path)
             size = None if stat.S_ISDIR(st.st_mode) else st.st_size
