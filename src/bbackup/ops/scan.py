@@ -127,10 +127,8 @@ def acl_names(xattrs: list[tuple[bytes, bytes]]) -> list[tuple[int, int, str]]:
 
 
 def read_holes(name: bytes, dir_fd: int | None, st: os.stat_result) -> list[tuple[int, int]]:
-    """The holes of the regular file `name` (in `dir_fd`); none if it is not sparse or
-    cannot be opened (then reading it reports the error)."""
-    if not may_have_holes(st):
-        return []
+    """The holes of the regular file `name` (in `dir_fd`); none if it cannot be opened
+    (then reading it reports the error)."""
     try:
         fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except OSError:
@@ -177,7 +175,7 @@ def node_from_stat(
         node.acl_names = acl_names(node.xattrs)
     if kind == SYMLINK:
         node.link_target = os.readlink(entry, dir_fd=dir_fd)
-    elif kind == FILE:
+    elif kind == FILE and may_have_holes(st):
         node.holes = read_holes(entry, dir_fd, st)
     return node
 
