@@ -74,6 +74,14 @@ def register(app: typer.Typer) -> None:
         restore_tier: TierOpt = "bulk",
         restore_days: DaysOpt = 3,
         no_wait: NoWaitOpt = False,
+        numeric_owner: Annotated[
+            bool,
+            typer.Option(
+                "--numeric-owner",
+                help="Give files their recorded uid/gid, not the ones their user and group "
+                "names have on this machine (as root).",
+            ),
+        ] = False,
     ) -> None:
         thaw = thaw_options(restore_tier, restore_days, no_wait)
         # A bad pattern fails before anything opens.
@@ -125,6 +133,7 @@ def register(app: typer.Typer) -> None:
                 on_error=on_error,
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
                 on_plan=on_plan,
+                numeric_owner=numeric_owner,
             )
             start = time.monotonic()
 

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from bbackup.chunking import Chunker, ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.backup_summary import BackupProgress
+from bbackup.ops.scan import open_path
 from bbackup.repository import BlobWriter
 
 #: Files at least this large have their chunks processed by the CPU pool in parallel.
@@ -154,5 +155,5 @@ def _open_for_reading(path: bytes) -> int:
     noatime = getattr(os, "O_NOATIME", 0)
     if noatime:
         with contextlib.suppress(PermissionError):
-            return os.open(path, flags | noatime)
-    return os.open(path, flags)
+            return open_path(path, flags | noatime)
+    return open_path(path, flags)

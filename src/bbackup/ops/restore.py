@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
 from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
+from bbackup.ops.restore_metadata import restore_owners, set_metadata
 from bbackup.ops.restore_plan import RestorePlanner, RestoreProgress, RestoreSource, RestoreSummary
 from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.ops.restore_target import (
     OpenDirectories,
     clear_entry,
     join_path,
-    set_metadata,
 )
 from bbackup.repository import IndexEntry, pack_object_name
 from bbackup.repository.config import RepositoryConfig
@@ -129,11 +129,13 @@ class Restorer:
         on_error: Callable[[str, str], None] | None = None,
         on_warning: Callable[[str, str], None] | None = None,
         on_plan: PlanListener | None = None,
+        numeric_owner: bool = False,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
         `max_gap`: unneeded bytes between needed blobs that one read spans. The patterns
-        are checked here: an invalid one is a UsageError before anything is read."""
+        are checked here: an invalid one is a UsageError before anything is read.
+        `numeric_owner`: owners by their recorded numbers, not by name (run as root)."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
@@ -157,7 +159,9 @@ class Restorer:
         #: Hard links to damaged files: (path, where kept, the file).
         self._damaged_links: list[tuple[bytes, bytes, RestoredFile]] = []
         self._directories = OpenDirectories(self.target)
-        self._writer = FileWriter(self._directories, chown=os.geteuid() == 0, on_error=self._error)
+        self._writer = FileWriter(
+            self._directories, chown=restore_owners(numeric=numeric_owner), on_error=self._error
+        )
         self._plan = RestorePlanner(
             repo,
             self.target,

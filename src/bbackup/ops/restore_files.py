@@ -23,13 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bbackup.errors import NoSpace
-from bbackup.ops.restore_target import (
-    OpenDirectories,
-    RestoredDir,
-    descriptor_limit,
-    join_path,
-    set_metadata,
-)
+from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
+from bbackup.ops.restore_target import OpenDirectories, RestoredDir, descriptor_limit, join_path
+from bbackup.ops.sparse_files import parts_to_write
 from bbackup.snapshot.model import Node
 
 #: Files kept open between writes at most (and a quarter of the descriptor limit at most).
@@ -78,6 +74,9 @@ class RestoredFile:
     identity: tuple[int, int] | None = None
     #: It is complete, at its final name, with its metadata.
     done: bool = False
+    #: This restore created its partial file (empty): zeros in its holes need no write.
+    #: A partial file left by an earlier restore may hold other bytes there.
+    fresh: bool = False
 
     @property
     def partial(self) -> bytes:
@@ -101,7 +100,7 @@ class FileWriter:
         self,
         directories: OpenDirectories,
         *,
-        chown: bool,
+        chown: OwnerMapping | None,
         on_error: Callable[[bytes, str], None],
     ) -> None:
         self.directories = directories
@@ -132,10 +131,11 @@ class FileWriter:
                     self.on_error(file.path, f"cannot create: {exc.strerror or exc}")
                 return
             try:
-                view = memoryview(data)
-                while view:
-                    done = os.pwrite(fd, view, offset)
-                    view, offset = view[done:], offset + done
+                holes = file.node.holes if file.fresh else ()
+                for position, view in parts_to_write(holes, offset, data):
+                    while view:
+                        done = os.pwrite(fd, view, position)
+                        view, position = view[done:], position + done
             except BaseException:
                 self._release(file, written=False)
                 raise
@@ -210,7 +210,7 @@ class FileWriter:
             raise
         with self._lock:
             if create:
-                file.creating, file.created = False, True
+                file.creating, file.created, file.fresh = False, True, True
                 self._created.notify_all()
             if file.fd < 0:
                 file.fd = fd

@@ -23,6 +23,7 @@ from bbackup.ops.restore_files import (
     creation_mode,
     partial_name,
 )
+from bbackup.ops.restore_metadata import set_metadata, set_metadata_at
 from bbackup.ops.restore_select import PathFilter, SelectedDir
 from bbackup.ops.restore_target import (
     DIRECTORY_FLAGS,
@@ -34,8 +35,6 @@ from bbackup.ops.restore_target import (
     make_directory,
     make_special,
     remove_entry,
-    set_metadata,
-    set_metadata_at,
 )
 from bbackup.repository import BlobLoader
 from bbackup.snapshot.model import FILE, SOCKET, SYMLINK, Node
@@ -402,7 +401,8 @@ class RestorePlanner:
             and existing.st_mtime_ns == node.mtime_ns
             and stat.S_IMODE(existing.st_mode) == stat.S_IMODE(node.mode)
             and (
-                not self.writer.chown or (existing.st_uid, existing.st_gid) == (node.uid, node.gid)
+                not self.writer.chown
+                or (existing.st_uid, existing.st_gid) == self.writer.chown.ids(node)
             )
         ):
             file.done = True

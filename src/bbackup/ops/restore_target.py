@@ -8,7 +8,6 @@ no directory is refused (docs/operations.md, "Restore into a non-empty target").
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import resource
@@ -196,55 +195,3 @@ def make_special(dir_fd: int, name: bytes, node: Node) -> None:
     else:
         kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
         os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
-
-
-def set_metadata(fd: int, node: Node, *, chown: bool) -> None:
-    """Ownership, mode, xattrs and times of an open file or directory, in the order that
-    keeps each one: chown clears set-id bits, so the mode comes after it, and the times
-    come last.
-
-    Ownership and mode are only changed where they differ: each change is a journalled
-    inode update, and with many small files those dominate a restore."""
-    st = os.fstat(fd)
-    chowned = chown and (st.st_uid, st.st_gid) != (node.uid, node.gid)
-    if chowned:
-        os.chown(fd, node.uid, node.gid)
-    if chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(node.mode):
-        os.chmod(fd, stat.S_IMODE(node.mode))
-    for name, value in node.xattrs:
-        with contextlib.suppress(OSError):
-            os.setxattr(fd, name, value)
-    atime = node.atime_ns or node.mtime_ns  # directories carry no atime
-    os.utime(fd, ns=(atime, node.mtime_ns))
-
-
-def set_metadata_at(dir_fd: int, name: bytes, node: Node, *, chown: bool) -> None:
-    """Metadata of the symlink or special file `name` in `dir_fd`, never following it:
-    such files cannot be opened for it (a device's open has effects, a FIFO's blocks).
-    Linux keeps no mode of a symlink's own, so a symlink's mode is left alone."""
-    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    chowned = chown and (st.st_uid, st.st_gid) != (node.uid, node.gid)
-    if chowned:
-        os.chown(name, node.uid, node.gid, dir_fd=dir_fd, follow_symlinks=False)
-    is_link = stat.S_ISLNK(st.st_mode)
-    if not is_link and (chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(node.mode)):
-        _chmod_entry(dir_fd, name, stat.S_IMODE(node.mode))
-    # The directory's descriptor stands in for its path; `name` itself is not followed.
-    path = b"/proc/self/fd/%d/%s" % (dir_fd, name)
-    for key, value in node.xattrs:
-        with contextlib.suppress(OSError):
-            os.setxattr(path, key, value, follow_symlinks=False)
-    atime = node.atime_ns or node.mtime_ns
-    os.utime(name, ns=(atime, node.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
-
-
-def _chmod_entry(dir_fd: int, name: bytes, mode: int) -> None:
-    """chmod without following `name`: through an O_PATH descriptor of the entry itself
-    (what glibc's fchmodat(AT_SYMLINK_NOFOLLOW) does from 2.32 on; earlier ones refuse)."""
-    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
-            return  # replaced by a symlink since: it has no mode to set
-        os.chmod(f"/proc/self/fd/{fd}", mode)
-    finally:
-        os.close(fd)

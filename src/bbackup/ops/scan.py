@@ -2,10 +2,13 @@
 
 `node_from_stat` builds a Node, `scan_dir` lists one directory, `Excluder` decides what
 to skip, and `Prescan` walks the sources in a thread while the repository is being opened.
+Entries are read relative to their directory's descriptor, and `open_path` reaches paths
+longer than PATH_MAX, so a tree of any depth can be backed up.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import grp
 import os
@@ -16,6 +19,8 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from bbackup.ops.posix_acl import ACL_USER, ACL_XATTRS, named_qualifiers
+from bbackup.ops.sparse_files import find_holes, may_have_holes
 from bbackup.snapshot.model import (
     BLOCKDEV,
     CHARDEV,
@@ -60,8 +65,41 @@ def node_type(mode: int) -> str:
     return SOCKET
 
 
+#: Paths at least this long are reached a piece at a time, from directory descriptors:
+#: the kernel refuses a path of PATH_MAX (4096) bytes or more.
+LONG_PATH = 3072
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def open_path(path: bytes, flags: int, mode: int = 0o777) -> int:
+    """`os.open(path, flags)` for a path of any length: a long one is opened through
+    directories along it, each piece shorter than LONG_PATH relative to the one before."""
+    dir_fd: int | None = None
+    try:
+        while len(path) >= LONG_PATH:
+            cut = path.rfind(b"/", 1, LONG_PATH)
+            if cut < 0:
+                raise OSError(errno.ENAMETOOLONG, "a path component is too long", path)
+            fd = os.open(path[:cut], _DIRECTORY_FLAGS, dir_fd=dir_fd)
+            if dir_fd is not None:
+                os.close(dir_fd)
+            dir_fd, path = fd, path[cut + 1 :]
+        return os.open(path, flags, mode, dir_fd=dir_fd)
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
+def _proc_path(dir_fd: int, name: bytes) -> bytes:
+    """A short path to `name` in the directory `dir_fd`, for calls that take no dir_fd
+    (the xattr ones); `name` itself is not followed by the *xattr(follow_symlinks=False)."""
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
 def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
-    """Extended attributes of `path` (not following symlinks); none where unsupported."""
+    """Extended attributes of `path` (not following symlinks); none where unsupported.
+    POSIX ACLs are among them (`system.posix_acl_access`, `system.posix_acl_default`)."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
@@ -69,15 +107,50 @@ def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
     attrs = []
     for name in sorted(names):
         try:
-            attrs.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+            attrs.append((os.fsencode(name), os.getxattr(path, name, follow_symlinks=False)))
         except OSError:
             continue
     return attrs
 
 
-def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
-    """A Node with every metadata field of DESIGN §4 except content and subtree."""
+def acl_names(xattrs: list[tuple[bytes, bytes]]) -> list[tuple[int, int, str]]:
+    """(tag, id, name) of each user and group the POSIX ACLs among `xattrs` name, where
+    this machine has a name for the id."""
+    found = set()
+    for key, value in xattrs:
+        if key in ACL_XATTRS:
+            for tag, ident in named_qualifiers(value):
+                name = user_name(ident) if tag == ACL_USER else group_name(ident)
+                if name:
+                    found.add((tag, ident, name))
+    return sorted(found)
+
+
+def read_holes(name: bytes, dir_fd: int | None, st: os.stat_result) -> list[tuple[int, int]]:
+    """The holes of the regular file `name` (in `dir_fd`); none if it cannot be opened
+    (then reading it reports the error)."""
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return []
+    try:
+        return find_holes(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def node_from_stat(
+    name: bytes, path: bytes, st: os.stat_result, *, dir_fd: int | None = None
+) -> Node:
+    """A Node with every metadata field of DESIGN §4 except content and subtree. With
+    `dir_fd`, the entry is reached as `name` in that directory (the path may be too long
+    for the kernel); without, through `path`."""
     kind = node_type(st.st_mode)
+    if dir_fd is None:
+        entry, attr_path = path, path
+    else:
+        entry = name
+        attr_path = path if len(path) < LONG_PATH else _proc_path(dir_fd, name)
     node = Node(
         name=name,
         type=kind,
@@ -96,10 +169,14 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
         device=st.st_dev,
         nlink=st.st_nlink,
         rdev=st.st_rdev if kind in (CHARDEV, BLOCKDEV) else 0,
-        xattrs=read_xattrs(path),
+        xattrs=read_xattrs(attr_path),
     )
+    if node.xattrs:
+        node.acl_names = acl_names(node.xattrs)
     if kind == SYMLINK:
-        node.link_target = os.readlink(path)
+        node.link_target = os.readlink(entry, dir_fd=dir_fd)
+    elif kind == FILE and may_have_holes(st):
+        node.holes = read_holes(entry, dir_fd, st)
     return node
 
 
@@ -142,18 +219,25 @@ def scan_dir(
     vanished since the listing is left out silently. Listing errors raise OSError.
     """
     entries = []
-    with os.scandir(path) as it:
-        for entry in it:
-            full = path + b"/" + entry.name
-            if excluder.excluded(full):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-                entries.append((full, node_from_stat(entry.name, full, st)))
-            except FileNotFoundError:
-                continue  # vanished between listing and stat: it is not in this snapshot
-            except OSError as exc:
-                on_error(full, exc.strerror or str(exc))
+    # Listed through a descriptor (names come as str, surrogate-escaped), and each entry
+    # reached from it, whatever the length of the path.
+    dir_fd = open_path(path, _DIRECTORY_FLAGS)
+    try:
+        with os.scandir(dir_fd) as it:
+            for entry in it:
+                name = os.fsencode(entry.name)
+                full = path + b"/" + name
+                if excluder.excluded(full):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    entries.append((full, node_from_stat(name, full, st, dir_fd=dir_fd)))
+                except FileNotFoundError:
+                    continue  # vanished between listing and stat: not in this snapshot
+                except OSError as exc:
+                    on_error(full, exc.strerror or str(exc))
+    finally:
+        os.close(dir_fd)
     return entries
 
 

@@ -44,6 +44,8 @@ _KEYS = {
     "link_target": "L",
     "rdev": "r",
     "xattrs": "x",
+    "holes": "h",
+    "acl_names": "A",
     "content": "c",
     "subtree": "T",
 }
@@ -71,6 +73,12 @@ class Node:
     link_target: bytes = b""
     rdev: int = 0
     xattrs: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: (offset, length) of each hole of a sparse file, in order: restore leaves these
+    #: unwritten where the content is zeros there. Content still covers the whole file.
+    holes: list[tuple[int, int]] = field(default_factory=list)
+    #: (ACL tag, id, name) of the users (tag 2) and groups (tag 8) the ACLs in `xattrs`
+    #: name, where the backing-up machine had a name for the id: restore goes by name.
+    acl_names: list[tuple[int, int, str]] = field(default_factory=list)
     content: list[bytes] = field(default_factory=list)
     subtree: bytes | None = None
 
@@ -88,6 +96,8 @@ class Node:
         # node of the parent snapshot, and this is twice as fast. Unknown keys are ignored.
         get = wire.get
         xattrs = get("x")
+        holes = get("h")
+        acl_names = get("A")
         content = get("c")
         node = cls(
             name=wire["n"],
@@ -107,6 +117,8 @@ class Node:
             link_target=get("L", b""),
             rdev=get("r", 0),
             xattrs=[(k, v) for k, v in xattrs] if xattrs else [],
+            holes=[(o, n) for o, n in holes] if holes else [],
+            acl_names=[(t, i, n) for t, i, n in acl_names] if acl_names else [],
             content=list(content) if content else [],  # msgpack bin is bytes already
             subtree=get("T"),
         )
@@ -122,7 +134,8 @@ class Node:
 def _well_typed(node: Node) -> bool:
     """Every field of a decoded node has its declared type: a tree is authenticated, but
     whoever holds the key writes it, and backup and restore rely on these types."""
-    content, xattrs, subtree = node.content, node.xattrs, node.subtree
+    content, xattrs, holes, subtree = node.content, node.xattrs, node.holes, node.subtree
+    acl_names = node.acl_names
     return (
         type(node.name) is type(node.link_target) is bytes
         and type(node.type) is type(node.user) is type(node.group) is str
@@ -132,6 +145,11 @@ def _well_typed(node: Node) -> bool:
         and type(node.nlink) is type(node.rdev) is int
         and (not content or (set(map(type, content)) <= _BYTES and set(map(len, content)) <= _ID))
         and (not xattrs or all(type(k) is type(v) is bytes for k, v in xattrs))
+        and (not holes or all(type(o) is type(n) is int and o >= 0 and n > 0 for o, n in holes))
+        and (
+            not acl_names
+            or all(type(t) is type(i) is int and type(n) is str for t, i, n in acl_names)
+        )
         and (subtree is None or (type(subtree) is bytes and len(subtree) == 32))
     )
 
