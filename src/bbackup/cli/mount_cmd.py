@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -35,12 +36,14 @@ def register(app: typer.Typer) -> None:
             "Browse every snapshot as a read-only filesystem at MOUNTPOINT (an empty "
             "directory): snapshots/TIME, hosts/HOST/TIME, tags/TAG/TIME, ids/ID, and a "
             "`latest` link in each. Serves until Ctrl-C. Needs libfuse (apt-get install "
-            "fuse3) and mfusepy (pip install 'bbackup[mount]')."
+            "fuse3) and mfusepy (pip install 'bbackup\\[mount]')."
         ),
     )
     def mount(
         opts: GlobalOptions,
-        mountpoint: Annotated[str, typer.Argument(help="An empty directory.")],
+        mountpoint: Annotated[
+            str, typer.Argument(metavar="MOUNTPOINT", help="An empty directory.")
+        ],
         allow_other: Annotated[
             bool,
             typer.Option(
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
 
 def serve_until_signal(
-    fuse: object, filesystem: SnapshotFilesystem, where: str, *, allow_other: bool
+    fuse: ModuleType, filesystem: SnapshotFilesystem, where: str, *, allow_other: bool
 ) -> str | None:
     """Serve until unmounted; a terminating signal unmounts. Returns the signal's name, or
     None if something else unmounted it."""
@@ -127,7 +130,7 @@ def serve_until_signal(
     waiter = threading.Thread(target=wait_for_signal, name="bbackup-mount-signals", daemon=True)
     waiter.start()
     try:
-        serve(fuse, filesystem, where, allow_other=allow_other)  # type: ignore[arg-type]
+        serve(fuse, filesystem, where, allow_other=allow_other)
     finally:
         stop.set()
         waiter.join()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from bbackup.snapshot.model import Snapshot
 
@@ -36,10 +37,10 @@ def snapshot_time_ns(snapshot: Snapshot) -> int:
     return int(snapshot.time.timestamp()) * 1_000_000_000 + snapshot.time.microsecond * 1000
 
 
-def time_name(snapshot: Snapshot) -> str:
+def time_name(when: datetime) -> str:
     """A snapshot's directory name: its time to the second in this machine's time zone
     (`2026-12-07T09:35:15+01:00`), as restic's mount names them."""
-    return snapshot.time.astimezone().isoformat(timespec="seconds")
+    return when.astimezone().isoformat(timespec="seconds")
 
 
 def entry_name(text: str) -> str | None:
@@ -55,7 +56,7 @@ def snapshots_by_time(snapshots: Iterable[Snapshot]) -> VirtualDir:
     directory = VirtualDir()
     newest: tuple[int, str, str] | None = None
     for snapshot in sorted(snapshots, key=lambda s: (s.time, s.id)):
-        base = time_name(snapshot)
+        base = time_name(snapshot.time)
         name, n = base, 0
         while name in directory.entries or name == LATEST:
             n += 1
