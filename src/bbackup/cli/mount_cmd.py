@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
                 )
             else:
                 warn(announce)
-            signalled = serve_until_signal(fuse, filesystem, where, allow_other=allow_other)
+            try:
+                signalled = serve_until_signal(fuse, filesystem, where, allow_other=allow_other)
+            finally:
+                filesystem.close()
         stats = filesystem.blobs.stats
         if opts.json:
             emit_json(

@@ -1,6 +1,8 @@
 """File content for `bbackup mount`: which blobs a byte range of a file needs, and a small
 cache of decoded blobs shared by libfuse's threads, so that reading a range of a large
-file fetches only the blobs that hold it, each once while it stays cached.
+file fetches only the blobs that hold it, each once while it stays cached. A reader that
+goes front to back gets the next few blobs fetched ahead of it (the kernel asks for only
+128 KiB at a time, and a remote store answers each request after a round trip).
 
 The threads that call in are not the repository's: storage reads go to its event loop
 through a `LoopCaller`; decryption and decompression run in the calling thread.
@@ -11,8 +13,8 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine
-from concurrent.futures import Future
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -23,6 +25,10 @@ T = TypeVar("T")
 
 #: Decoded content held at once: a few largest chunks (8 MiB), as restic's mount holds.
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+#: Blobs fetched ahead of a reader going front to back, and fetches ahead at most at once
+#: (for all readers): 4 average chunks, well inside the cache.
+READ_AHEAD_BLOBS = 4
+MAX_READS_AHEAD = 8
 
 
 class LoopCaller(Protocol):
@@ -57,6 +63,11 @@ class FileLayout:
             offset = take
             i += 1
         return out
+
+    def blobs_from(self, offset: int, count: int) -> tuple[bytes, ...]:
+        """The blob that holds byte `offset` and the `count` - 1 after it."""
+        i = bisect.bisect_right(self.ends, offset)
+        return self.blob_ids[i : i + count]
 
 
 def file_layout(loader: BlobLoader, blob_ids: list[bytes]) -> FileLayout:
@@ -93,7 +104,38 @@ class BlobCache:
         self._blobs: OrderedDict[bytes, bytes] = OrderedDict()
         self._fetching: dict[bytes, Future[bytes]] = {}
         self._lock = threading.Lock()
+        self._ahead: ThreadPoolExecutor | None = None
+        self._reading_ahead = 0
         self.stats = FetchStats()
+
+    def read_ahead(self, blob_ids: Iterable[bytes]) -> None:
+        """Start fetching these blobs in the background unless held, being fetched, or
+        MAX_READS_AHEAD fetches ahead are running. A failure is left for the reader who
+        asks for the blob to meet (and report)."""
+        with self._lock:
+            for blob_id in blob_ids:
+                if blob_id in self._blobs or blob_id in self._fetching:
+                    continue
+                if self._reading_ahead >= MAX_READS_AHEAD:
+                    break
+                if self._ahead is None:
+                    self._ahead = ThreadPoolExecutor(MAX_READS_AHEAD, "bbackup-read-ahead")
+                self._reading_ahead += 1
+                self._ahead.submit(self._fetch_ahead, blob_id)
+
+    def _fetch_ahead(self, blob_id: bytes) -> None:
+        try:
+            self.get(blob_id)
+        except Exception:
+            pass  # the reader that needs it fetches it again and reports the failure
+        finally:
+            with self._lock:
+                self._reading_ahead -= 1
+
+    def close(self) -> None:
+        """Stop reading ahead (before the repository's loop stops)."""
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True, cancel_futures=True)
 
     def get(self, blob_id: bytes) -> bytes:
         """The blob's plaintext, verified against its ID; IntegrityError if damaged."""

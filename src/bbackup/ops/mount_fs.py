@@ -24,6 +24,7 @@ from typing import Any
 from bbackup.errors import BbackupError
 from bbackup.ops.mount_content import (
     DEFAULT_CACHE_BYTES,
+    READ_AHEAD_BLOBS,
     BlobCache,
     FileLayout,
     LoopCaller,
@@ -82,6 +83,22 @@ class FoundNode:
 Found = VirtualDir | LatestLink | SnapshotDoc | FoundNode
 
 
+#: Bytes read front to back (each read starting where the last ended) after which the
+#: next blobs are fetched ahead: more than the kernel's own read-ahead (128 KiB) around a
+#: read in the middle of a file, so such a read still fetches only what it needs.
+SEQUENTIAL_RUN = 1024 * 1024
+
+
+@dataclass(slots=True)
+class OpenFile:
+    """An open file: its layout, where its last read ended, and where the run of reads
+    each starting where the last ended began."""
+
+    layout: FileLayout
+    next_offset: int = 0
+    run_start: int = 0
+
+
 async def _load_directory(source: SnapshotSource, tree_id: bytes) -> Directory:
     tree = await load_tree(source, tree_id)
     layouts: dict[bytes, FileLayout] = {}
@@ -115,7 +132,7 @@ class SnapshotFilesystem:
         self._loaded_at = time.monotonic()
         self._lock = threading.Lock()
         self._directories: OrderedDict[bytes, Directory] = OrderedDict()
-        self._open: dict[int, FileLayout] = {}
+        self._open: dict[int, OpenFile] = {}
         self._next_handle = 1
         self.blobs = BlobCache(source, call, cache_bytes)
         self.snapshot_count = len(snapshots)
@@ -269,19 +286,26 @@ class SnapshotFilesystem:
         with self._lock:
             handle = self._next_handle
             self._next_handle += 1
-            self._open[handle] = found.layout
+            self._open[handle] = OpenFile(found.layout)
         return handle
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         with self._lock:
-            layout = self._open.get(fh)
-        if layout is None:
+            opened = self._open.get(fh)
+        if opened is None:
             raise FilesystemError(errno.EBADF)
         try:
-            return read_range(self.blobs, layout, offset, size)
+            data = read_range(self.blobs, opened.layout, offset, size)
         except BbackupError as exc:
             self._on_error(f"{path}: {exc}")
             raise FilesystemError(errno.EIO) from None
+        end = offset + len(data)
+        if offset != opened.next_offset:
+            opened.run_start = offset
+        opened.next_offset = end
+        if end - opened.run_start >= SEQUENTIAL_RUN and end < opened.layout.size:
+            self.blobs.read_ahead(opened.layout.blobs_from(end, READ_AHEAD_BLOBS))
+        return data
 
     def release(self, path: str, fh: int) -> int:
         with self._lock:
@@ -305,3 +329,7 @@ class SnapshotFilesystem:
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+    def close(self) -> None:
+        """Stop what runs in the background (once unmounted, before the loop stops)."""
+        self.blobs.close()
