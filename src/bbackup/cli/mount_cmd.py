@@ -9,6 +9,7 @@ ends cleanly and the command exits 0 with the mount gone.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import ModuleType
@@ -76,9 +77,10 @@ def register(app: typer.Typer) -> None:
                 on_error=lambda line: warn_event(f"warning: {line}", opts.json),
                 cache_bytes=cache_size * MiB,
             )
+            tool = os.path.basename(unmount_tool() or "umount")
             announce = (
                 f"serving {filesystem.snapshot_count} snapshots at {mountpoint} (read-only); "
-                f"quit with Ctrl-C or `{unmount_tool() or 'umount'} -u {mountpoint}`"
+                f"quit with Ctrl-C or `{tool} -u {mountpoint}`"
             )
             if opts.json:
                 emit_json(

@@ -5,7 +5,8 @@ mfusepy calls these methods from libfuse's threads; every repository read goes t
 repository's event loop through a `LoopCaller`. Directories (a tree and its files' sizes)
 are kept in a small cache, decoded content blobs in the blob cache. The snapshot list is
 read again when a made-up directory is listed and the last read is older than
-SNAPSHOT_REFRESH_SECONDS, so snapshots made meanwhile appear.
+SNAPSHOT_REFRESH_SECONDS, so snapshots made meanwhile appear (with the index read again
+when there are new ones: their trees and content are in packs the old index lacks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bbackup.errors import BbackupError
 from bbackup.ops.mount_content import (
@@ -62,6 +63,20 @@ class FilesystemError(OSError):
 
     def __init__(self, code: int) -> None:
         super().__init__(code, os.strerror(code))
+
+
+class MountSource(SnapshotSource, Protocol):
+    """What the mount reads: snapshots, trees and blobs, and the index again when new
+    snapshots appear."""
+
+    async def load_index(self) -> None: ...
+
+
+async def _read_snapshots_again(source: MountSource, known: frozenset[str]) -> list[SnapshotDoc]:
+    snapshots = await load_snapshots(source)
+    if any(s.id not in known for s in snapshots):
+        await source.load_index()
+    return snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +133,21 @@ class SnapshotFilesystem:
 
     def __init__(
         self,
-        source: SnapshotSource,
+        source: MountSource,
         call: LoopCaller,
         snapshots: list[SnapshotDoc],
         *,
         on_error: Callable[[str], None],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        refresh_seconds: float = SNAPSHOT_REFRESH_SECONDS,
     ) -> None:
         self._source = source
         self._call = call
         self._on_error = on_error
         self._root = build_namespace(snapshots)
+        self._known = frozenset(s.id for s in snapshots)
         self._loaded_at = time.monotonic()
+        self._refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._directories: OrderedDict[bytes, Directory] = OrderedDict()
         self._open: dict[int, OpenFile] = {}
@@ -158,14 +176,15 @@ class SnapshotFilesystem:
         return directory
 
     def _refresh_snapshots(self) -> None:
-        if time.monotonic() - self._loaded_at < SNAPSHOT_REFRESH_SECONDS:
+        if time.monotonic() - self._loaded_at < self._refresh_seconds:
             return
         self._loaded_at = time.monotonic()
         try:
-            snapshots = self._call(load_snapshots(self._source))
+            snapshots = self._call(_read_snapshots_again(self._source, self._known))
         except BbackupError as exc:
             self._on_error(f"reading the snapshot list again: {exc}")
             return
+        self._known = frozenset(s.id for s in snapshots)
         self._root = build_namespace(snapshots)
         self.snapshot_count = len(snapshots)
 
