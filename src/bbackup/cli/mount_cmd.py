@@ -22,7 +22,14 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import emit_json, warn, warn_event
 from bbackup.ops.mount_content import DEFAULT_CACHE_BYTES
 from bbackup.ops.mount_fs import SnapshotFilesystem
-from bbackup.ops.mount_fuse import check_mount_point, load_fuse, serve, unmount, unmount_tool
+from bbackup.ops.mount_fuse import (
+    check_mount_point,
+    is_mounted,
+    load_fuse,
+    serve,
+    unmount,
+    unmount_tool,
+)
 from bbackup.repository import RepositoryLock
 from bbackup.snapshot.store import load_snapshots
 
@@ -124,13 +131,16 @@ def serve_until_signal(
     received: list[str] = []
 
     def wait_for_signal() -> None:
+        pending = False  # a signal came before libfuse had mounted: unmount once it has
         while not stop.is_set():
             info = signal.sigtimedwait(TERMINATING_SIGNALS, 0.2)
-            if info is None:
-                continue
-            received.append(signal.Signals(info.si_signo).name)
-            if unmount(where):
-                warn(f"{where} is in use: detached; it goes when the last open file closes")
+            if info is not None:
+                received.append(signal.Signals(info.si_signo).name)
+                pending = True
+            if pending and is_mounted(where):
+                pending = False
+                if unmount(where):
+                    warn(f"{where} is in use: detached; it goes when the last open file closes")
 
     waiter = threading.Thread(target=wait_for_signal, name="bbackup-mount-signals", daemon=True)
     waiter.start()
@@ -139,5 +149,9 @@ def serve_until_signal(
     finally:
         stop.set()
         waiter.join()
+        # A signal that came as the loop ended asked for what has happened: take it here,
+        # or unblocking would deliver it (a KeyboardInterrupt in the middle of clean-up).
+        while (info := signal.sigtimedwait(TERMINATING_SIGNALS, 0)) is not None:
+            received.append(signal.Signals(info.si_signo).name)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     return received[0] if received else None

@@ -101,6 +101,23 @@ def serve(fuse: ModuleType, operations: Any, mount_point: str, *, allow_other: b
         ) from None
 
 
+def is_mounted(mount_point: str) -> bool:
+    """Whether something is mounted at `mount_point` (an absolute path), from the kernel's
+    mount table: asking the filesystem itself could wait for a loop not yet serving."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return os.path.ismount(mount_point)
+    escaped = (
+        mount_point.replace("\\", "\\134")
+        .replace(" ", "\\040")
+        .replace("\t", "\\011")
+        .replace("\n", "\\012")
+    )
+    return any(line.split(" ")[1:2] == [escaped] for line in lines)
+
+
 def unmount(mount_point: str) -> bool:
     """Unmount, which ends `serve`; a mount still in use (a shell inside it) is detached
     instead and goes when its last file closes. Returns whether it had to detach."""
