@@ -5,7 +5,6 @@ thread of its own for a command whose main thread blocks elsewhere: `mount`)."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -109,11 +108,7 @@ class RepositoryThread:
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the repository's loop and wait for it (never from that loop)."""
         assert self._loop is not None, "use RepositoryThread in a with block"
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise asyncio.CancelledError from None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     @contextmanager
     def hold(self, manager: AbstractAsyncContextManager[C]) -> Iterator[C]:

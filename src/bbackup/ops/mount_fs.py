@@ -38,8 +38,17 @@ from bbackup.ops.mount_namespace import (
     build_namespace,
     snapshot_time_ns,
 )
-from bbackup.snapshot.model import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
-from bbackup.snapshot.model import Snapshot as SnapshotDoc
+from bbackup.snapshot.model import (
+    BLOCKDEV,
+    CHARDEV,
+    DIR,
+    FIFO,
+    FILE,
+    SOCKET,
+    SYMLINK,
+    Node,
+    Snapshot,
+)
 from bbackup.snapshot.store import SnapshotSource, load_snapshots, load_tree
 
 #: How old the snapshot list may be before listing a made-up directory reads it again.
@@ -72,7 +81,7 @@ class MountSource(SnapshotSource, Protocol):
     async def load_index(self) -> None: ...
 
 
-async def _read_snapshots_again(source: MountSource, known: frozenset[str]) -> list[SnapshotDoc]:
+async def _read_snapshots_again(source: MountSource, known: frozenset[str]) -> list[Snapshot]:
     snapshots = await load_snapshots(source)
     if any(s.id not in known for s in snapshots):
         await source.load_index()
@@ -95,7 +104,7 @@ class FoundNode:
     layout: FileLayout | None
 
 
-Found = VirtualDir | LatestLink | SnapshotDoc | FoundNode
+Found = VirtualDir | LatestLink | Snapshot | FoundNode
 
 
 #: Bytes read front to back (each read starting where the last ended) after which the
@@ -135,7 +144,7 @@ class SnapshotFilesystem:
         self,
         source: MountSource,
         call: LoopCaller,
-        snapshots: list[SnapshotDoc],
+        snapshots: list[Snapshot],
         *,
         on_error: Callable[[str], None],
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -198,7 +207,7 @@ class SnapshotFilesystem:
                     raise FilesystemError(errno.ENOENT)
                 here = entry
                 continue
-            if isinstance(here, SnapshotDoc):
+            if isinstance(here, Snapshot):
                 tree_id: bytes | None = here.tree
             elif isinstance(here, FoundNode) and here.node.type == DIR:
                 tree_id = here.node.subtree
@@ -221,7 +230,7 @@ class SnapshotFilesystem:
                 (name, stat.S_IFLNK if isinstance(entry, LatestLink) else stat.S_IFDIR)
                 for name, entry in found.entries.items()
             ]
-        if isinstance(found, SnapshotDoc):
+        if isinstance(found, Snapshot):
             tree_id: bytes | None = found.tree
         elif isinstance(found, FoundNode) and found.node.type == DIR:
             tree_id = found.node.subtree
@@ -240,7 +249,7 @@ class SnapshotFilesystem:
             return self._node_attributes(found)
         if isinstance(found, LatestLink):
             mode, size, mtime = stat.S_IFLNK | 0o777, len(found.target), found.mtime_ns
-        elif isinstance(found, SnapshotDoc):
+        elif isinstance(found, Snapshot):
             mode, size, mtime = stat.S_IFDIR | 0o555, 0, snapshot_time_ns(found)
         else:
             mode, size, mtime = stat.S_IFDIR | 0o555, 0, found.mtime_ns

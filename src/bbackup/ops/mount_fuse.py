@@ -59,9 +59,10 @@ def unmount_tool() -> str | None:
 
 
 def check_mount_point(path: str) -> str:
-    """`path` as an absolute path; MountPointUnusable unless it is an empty directory
+    """`path` as an absolute path without symlinks (as the mount table shows it);
+    MountPointUnusable unless it is an empty directory
     this user may mount on."""
-    where = os.path.abspath(path)
+    where = os.path.realpath(path)
     try:
         entries = os.listdir(where)
     except FileNotFoundError:
