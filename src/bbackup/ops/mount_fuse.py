@@ -60,8 +60,7 @@ def unmount_tool() -> str | None:
 
 def check_mount_point(path: str) -> str:
     """`path` as an absolute path without symlinks (as the mount table shows it);
-    MountPointUnusable unless it is an empty directory
-    this user may mount on."""
+    MountPointUnusable unless it is an empty directory this user may mount on."""
     where = os.path.realpath(path)
     try:
         entries = os.listdir(where)
