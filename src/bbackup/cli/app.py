@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "backup": "backup_cmd",
     "restore": "restore_cmd",
     "dump": "dump_cmd",
+    "mount": "mount_cmd",
     "prune": "prune_cmd",
     "forget": "forget_cmd",
     "copy": "copy_cmd",
