@@ -118,6 +118,7 @@ class Restorer:
         *,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        path_filter: PathFilter | None = None,
         overwrite: Overwrite = Overwrite.IF_CHANGED,
         dry_run: bool = False,
         delete: bool = False,
@@ -137,7 +138,7 @@ class Restorer:
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
-        self.path_filter = PathFilter(include or (), exclude or ())
+        self.path_filter = path_filter or PathFilter(include or (), exclude or ())
         self.overwrite = overwrite
         self.dry_run = dry_run
         self.delete = delete
