@@ -42,7 +42,6 @@ from bbackup.snapshot.store import SnapshotFilter, find_snapshot, load_snapshots
 
 if TYPE_CHECKING:
     from bbackup.repository import Repository
-    from bbackup.service.config import DrillSettings, JobSettings
 
 #: Plaintext bytes restored into the scratch directory at once: a 5 % sample of a large
 #: snapshot is restored in batches, each removed before the next, so a drill never needs
@@ -57,6 +56,29 @@ SCRATCH_PREFIX = "drill-"
 
 class DrillSource(RestoreSource, DocumentStore, Protocol):
     """What a drill reads and records: blobs and trees, and drill records."""
+
+
+class DrilledJob(Protocol):
+    """What the drill step reads of a job (the service's JobSettings)."""
+
+    @property
+    def sources(self) -> tuple[str, ...]: ...
+
+    @property
+    def host(self) -> str | None: ...
+
+
+class DrillSettings(Protocol):
+    """A job's `drill` table (the service's DrillSettings)."""
+
+    @property
+    def sample(self) -> str | None: ...
+
+    @property
+    def files(self) -> int | None: ...
+
+    @property
+    def compare_source(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +439,7 @@ def prepare_scratch_root(root: Path) -> None:
 
 async def drill_for_job(
     repo: Repository,
-    job: JobSettings,
+    job: DrilledJob,
     settings: DrillSettings,
     snapshot_id: str | None,
 ) -> dict[str, Any]:
