@@ -14,6 +14,7 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn, warn_event
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
+from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.drill import Drill, DrillOptions, DrillReport
@@ -63,7 +64,11 @@ def register(app: typer.Typer) -> None:
         tag: TagOpt = None,
         path: PathOpt = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt/write threads.")] = 2,
+        restore_tier: TierOpt = "bulk",
+        restore_days: DaysOpt = 3,
+        no_wait: NoWaitOpt = False,
     ) -> None:
+        thaw = thaw_options(restore_tier, restore_days, no_wait)
         fraction = sample_fraction(sample) if sample is not None else None
         if scratch is None and not opts.no_cache:
             scratch = cache_directory(opts.cache_dir)
@@ -89,6 +94,8 @@ def register(app: typer.Typer) -> None:
             )
             drill = Drill(repo, snap, options, on_warning=lambda line: warn_event(line, opts.json))
             await drill.plan()
+            # The sample's archived packs are thawed before anything is restored.
+            await thaw_before_reading(repo, drill.packs_needed, thaw, as_json=opts.json)
             # A blob that fails verification is recorded, so backups upload it again.
             async with (
                 recording_damage(repo, "drill", lambda line: warn_event(line, opts.json)),
