@@ -10,9 +10,9 @@ drill and for `status`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
+import socket
 import stat
 import tempfile
 import time
@@ -32,6 +32,7 @@ from bbackup.ops.drill_record import (
     save_drill_record,
 )
 from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sample_fraction
+from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
 from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource
 from bbackup.ops.restore_compare import blob_layout, mismatched_blobs
 from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
@@ -49,9 +50,6 @@ if TYPE_CHECKING:
 BATCH_BYTES = 1024 * 1024 * 1024
 #: The sample when neither a percentage nor a number of files is given.
 DEFAULT_SAMPLE = "5%"
-#: What the scratch directories are called: the drill's process ID follows, so a drill
-#: can remove what a killed one left behind.
-SCRATCH_PREFIX = "drill-"
 
 
 class DrillSource(RestoreSource, DocumentStore, Protocol):
@@ -224,6 +222,12 @@ class Drill:
             with scratch_directory(root) as scratch:
                 await self._restore_batch(batch, scratch, failed, lost_packs)
         if self.options.compare_source:
+            here = socket.gethostname()
+            if self.snapshot.host != here:
+                self.on_warning(
+                    f"warning: the snapshot is of host {self.snapshot.host!r}: comparing with "
+                    f"the files at the same paths on this one ({here!r})"
+                )
             await asyncio.to_thread(self._compare_source)
         read = {p for f in self.sample for p in f.packs}
         proven = read - lost_packs - {p for f in self.sample if f.path in failed for p in f.packs}
@@ -353,6 +357,8 @@ def describe(report: DrillReport, coverage: Coverage) -> str:
         f"{coverage.packs_proven} of {coverage.packs_total} data packs "
         f"({100 * coverage.fraction:.0f}% of the data) proven restorable"
     )
+    if not report.files and report.ok:
+        return f"nothing to restore: the snapshot holds no file content; {proven}"
     if not report.ok:
         names = ", ".join(f["path"] for f in report.failures[:5])
         more = f" and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
@@ -379,59 +385,6 @@ def batches(sample: list[SampleFile], limit: int) -> Iterator[list[SampleFile]]:
         size += file.size
     if batch:
         yield batch
-
-
-# ---- the scratch directory --------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def scratch_directory(root: Path) -> Iterator[Path]:
-    """A private directory under `root` for the block, removed when it ends however it
-    ends (an error, a cancelled task on SIGINT or SIGTERM)."""
-    path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=root))
-    try:
-        yield path
-    finally:
-        remove_tree(path)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a restored tree, even where the snapshot made a directory read-only."""
-    with contextlib.suppress(FileNotFoundError):
-        _open_up(path)
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _open_up(path: Path) -> None:
-    """Give every directory under `path` (never following a symlink) write and search
-    permission for its owner, so that what is in it can be removed."""
-    os.chmod(path, 0o700, follow_symlinks=False)
-    with os.scandir(path) as entries:
-        subdirs = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
-    for subdir in subdirs:
-        _open_up(subdir)
-
-
-def prepare_scratch_root(root: Path) -> None:
-    """Make `root` if need be, and remove the scratch directories in it that drills killed
-    before they could clean up left behind (their process is gone)."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        entries = list(root.glob(f"{SCRATCH_PREFIX}*-*"))
-    except OSError:
-        return
-    for entry in entries:
-        pid_text = entry.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            remove_tree(entry)
-        except OSError:
-            continue  # alive (another user's)
 
 
 # ---- the drill step of a job's run ------------------------------------------------------

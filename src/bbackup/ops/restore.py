@@ -134,7 +134,9 @@ class Restorer:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
         `max_gap`: unneeded bytes between needed blobs that one read spans. The patterns
-        are checked here: an invalid one is a UsageError before anything is read."""
+        are checked here: an invalid one is a UsageError before anything is read.
+        `path_filter`, instead of the patterns: a selection of the caller's (a drill's
+        sample of exact paths)."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))

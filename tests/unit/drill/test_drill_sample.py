@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from bbackup.errors import UsageError
-from bbackup.ops.drill import SCRATCH_PREFIX, prepare_scratch_root, scratch_directory
 from bbackup.ops.drill_record import (
     MERGE_ABOVE,
     DrillRecord,
@@ -22,6 +21,7 @@ from bbackup.ops.drill_record import (
     save_drill_record,
 )
 from bbackup.ops.drill_sample import SampleFile, choose_sample, sample_fraction
+from bbackup.ops.drill_scratch import SCRATCH_PREFIX, prepare_scratch_root, scratch_directory
 
 
 def files_over(packs: int, per_pack: int = 3) -> list[SampleFile]:
