@@ -124,8 +124,10 @@ def test_run_drills_when_due_and_status_shows_the_proof(
 ) -> None:
     repo, src = backed_up
     config = tmp_path / "config.toml"
+    metrics = tmp_path / "bbackup.prom"
     config.write_text(
-        f'[repositories.local]\nurl = "{repo}"\n\n[jobs.docs]\nrepository = "local"\n'
+        f'metrics_file = "{metrics}"\n\n[repositories.local]\nurl = "{repo}"\n\n'
+        '[jobs.docs]\nrepository = "local"\n'
         f'sources = ["{src}"]\ndrill = {{ schedule = "weekly", sample = "50%", '
         "compare_source = true }\n"
     )
@@ -140,6 +142,9 @@ def test_run_drills_when_due_and_status_shows_the_proof(
     coverage = row["drill_coverage"]
     assert coverage["packs_proven"] == drill["coverage"]["packs_proven"] >= 1
     assert 0.4 <= coverage["fraction"] <= 1.0
+    assert f'bbackup_drill_proven_ratio{{job="docs"}} {coverage["fraction"]:.4f}' in (
+        metrics.read_text()
+    )
     human = cli("status", "--config", config)
     assert "LAST GOOD DRILL" in human.stdout
     assert f"({coverage['packs_proven']}/{coverage['packs_total']} packs)" in human.stdout
