@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,11 +139,9 @@ def test_the_scratch_directory_goes_on_an_error_and_after_a_killed_drill(tmp_pat
         (scratch / "ro").chmod(0o500)  # as a restored read-only directory
         raise RuntimeError
     assert list(tmp_path.iterdir()) == []
-    dead = os.fork()
-    if dead == 0:
-        os._exit(0)
-    os.waitpid(dead, 0)
-    abandoned = tmp_path / f"{SCRATCH_PREFIX}{dead}-xyz"
+    dead = subprocess.Popen([sys.executable, "-c", ""])  # a process ID nobody holds now
+    dead.wait()
+    abandoned = tmp_path / f"{SCRATCH_PREFIX}{dead.pid}-xyz"
     alive = tmp_path / f"{SCRATCH_PREFIX}{os.getppid()}-abc"
     abandoned.mkdir()
     alive.mkdir()
