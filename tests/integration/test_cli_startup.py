@@ -28,6 +28,8 @@ OPERATIONS = {
     # copy reads the source's packs with restore's read planning.
     "copy": {"bbackup.ops.copy", "bbackup.ops.restore"},
     "stats": {"bbackup.ops.stats"},
+    # drill restores its sample with the restorer.
+    "drill": {"bbackup.ops.drill", "bbackup.ops.restore"},
     # A job runs a backup and its retention (prune, when due, is loaded then).
     "run": {"bbackup.ops.backup", "bbackup.ops.forget"},
     "service": {"bbackup.ops.backup", "bbackup.ops.forget"},

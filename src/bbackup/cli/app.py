@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "forget": "forget_cmd",
     "copy": "copy_cmd",
     "stats": "stats_cmd",
+    "drill": "drill_cmd",
     "run": "run_cmd",
     "service": "service_cmd",
     "status": "status_cmd",

@@ -24,6 +24,7 @@ from bbackup.cli.source_repo import (
     open_source,
     source_options,
 )
+from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.copy import Copier, CopyOptions, CopySummary, describe
 from bbackup.ops.restore import remote_range_gap
@@ -52,7 +53,11 @@ def register(app: typer.Typer) -> None:
         tag: TagOpt = None,
         path: PathOpt = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt and store threads.")] = 2,
+        restore_tier: TierOpt = "bulk",
+        restore_days: DaysOpt = 3,
+        no_wait: NoWaitOpt = False,
     ) -> None:
+        thaw = thaw_options(restore_tier, restore_days, no_wait)
         source_opts = source_options(
             opts,
             from_repo,
@@ -102,6 +107,10 @@ def register(app: typer.Typer) -> None:
                 on_skipped=skipped,
                 on_failed=failed,
                 on_warning=lambda w: warn_event(f"warning: {w}", opts.json),
+                # The source's archived packs are thawed before the copy reads any.
+                before_reads=lambda names: thaw_before_reading(
+                    source, names, thaw, as_json=opts.json
+                ),
             )
             start = time.monotonic()
 

@@ -3,8 +3,10 @@ on stdout."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Collection
 from typing import Annotated
 
 import typer
@@ -13,6 +15,7 @@ from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import warn_event
 from bbackup.cli.snapshot_selection import HostOpt, TagOpt, snapshot_filter
+from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import UsageError
 from bbackup.ops.dump import DumpSummary, dump
 from bbackup.ops.dump_archive import ARCHIVE_FORMATS
@@ -49,10 +52,19 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--path", help="Only snapshots of these paths.")
         ] = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Decrypt threads.")] = 2,
+        restore_tier: TierOpt = "bulk",
+        restore_days: DaysOpt = 3,
+        no_wait: NoWaitOpt = False,
     ) -> None:
+        thaw = thaw_options(restore_tier, restore_days, no_wait)
         if archive is not None and archive not in ARCHIVE_FORMATS:
             raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_FORMATS)}")
         out = sys.stdout.buffer
+
+        async def thaw_first(repo: Repository, names: Collection[str]) -> None:
+            # stdout carries the dump: the estimate and the wait's lines go to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                await thaw_before_reading(repo, names, thaw, as_json=opts.json)
 
         async def work(repo: Repository) -> DumpSummary:
             snap = find_snapshot(
@@ -75,6 +87,7 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 archive_allowed=not out.isatty(),
                 on_warning=lambda p, message: warn_event(f"warning: {p}: {message}", opts.json),
+                before_reads=lambda names: thaw_first(repo, names),
             )
 
         try:

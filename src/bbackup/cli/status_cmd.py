@@ -41,11 +41,20 @@ def job_status(job: JobSettings, state: JobState, now: datetime, *, drills: bool
     if drills or state.last_drill:
         status["last_drill"] = state.last_drill.isoformat() if state.last_drill else None
         status["last_drill_ok"] = state.last_drill_ok.isoformat() if state.last_drill_ok else None
+        status["drill_coverage"] = state.drill_coverage
     return status
 
 
 def _when(text: str | None) -> str:
     return text[:16].replace("T", " ") if text else "-"
+
+
+def _proven(coverage: dict[str, Any] | None) -> str:
+    """The share of the repository's data the drills have proven restorable."""
+    if not coverage or not coverage.get("packs_total"):
+        return "-"
+    packs = f"{coverage['packs_proven']}/{coverage['packs_total']} packs"
+    return f"{100 * coverage['fraction']:.0f}% ({packs})"
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +82,7 @@ def register(app: typer.Typer) -> None:
             header = (
                 f"{'JOB':<16} {'LAST RUN':<16}  {'RESULT':<11} {'TIME':>8} {'ADDED':>10}  NEXT RUN"
             )
-            echo(header + ("  LAST GOOD DRILL" if drills else ""))
+            echo(header + ("  LAST GOOD DRILL   PROVEN" if drills else ""))
             for row in rows:
                 duration = row["duration_seconds"]
                 added = row["bytes_added"]
@@ -89,7 +98,7 @@ def register(app: typer.Typer) -> None:
                     f"{'-' if added is None else human_bytes(added):>10}  {next_run}"
                 )
                 if "last_drill_ok" in row:
-                    line += f"  {_when(row['last_drill_ok'])}"
+                    line += f"  {_when(row['last_drill_ok']):<16}  {_proven(row['drill_coverage'])}"
                 echo(line)
             for row in rows:
                 if row["result"] in ("failure", "interrupted") and row["error"]:

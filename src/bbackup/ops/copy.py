@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from bbackup.chunking import Chunker
 from bbackup.errors import IntegrityError, UsageError
 from bbackup.ops.adopt import adopt_packs
 from bbackup.ops.copy_content import ContentCopier, CopyMode
-from bbackup.ops.copy_reads import SourceBlobReader
+from bbackup.ops.copy_reads import SourceBlobReader, packs_to_copy
 from bbackup.ops.copy_trees import CopyMemo, TreeCopier, TreePair
 from bbackup.repository import Repository, RepositoryLock
 from bbackup.snapshot.model import Snapshot
@@ -125,7 +125,10 @@ class Copier:
         on_skipped: Callable[[Snapshot, Snapshot], None] | None = None,
         on_failed: Callable[[Snapshot, str], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        before_reads: Callable[[Collection[str]], Awaitable[object]] | None = None,
     ) -> None:
+        """`before_reads`: called with the source's data packs the copy will read, before
+        it reads any (to thaw those in an archive tier)."""
         if source.config.repository_id == target.config.repository_id:
             raise UsageError("the source and the target are the same repository")
         self.source = source
@@ -137,6 +140,7 @@ class Copier:
         self._on_skipped = on_skipped or (lambda _s, _t: None)
         self._on_failed = on_failed or (lambda _s, _m: None)
         self._warn = on_warning or (lambda _line: None)
+        self._before_reads = before_reads
         self.memo = CopyMemo()
         self.reader: SourceBlobReader | None = None
         self.contents: ContentCopier | None = None
@@ -215,6 +219,11 @@ class Copier:
         selected = self._select(sources)
         copies = find_copies(sources, targets)
         by_id = {s.id: s for s in sources}
+        to_copy = [s for s in selected if s.id not in copies]
+        if self._before_reads is not None and to_copy:
+            reused = self.mode is CopyMode.REUSE
+            target_has = self.target.index.__contains__ if reused else None
+            await self._before_reads(await packs_to_copy(self.source, to_copy, target_has))
         for snapshot in selected:
             copy = copies.get(snapshot.id)
             if copy is not None:

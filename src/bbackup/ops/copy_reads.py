@@ -2,20 +2,49 @@
 file contents alike), a pack at a time with restore's ranged-read planning, decrypted and
 verified in worker threads.
 
-Packs in an archive tier would need a restore request and a wait before they can be read;
-that belongs here, in `read_blobs`, when the tiering work lands: nothing else in copy
-touches a source pack.
+Packs in an archive tier need a restore request and a wait before they can be read:
+`packs_to_copy` says which data packs the snapshots to copy need, and the copier hands
+them to its `before_reads` (the CLI's thaw) before it reads anything.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
+from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
 from bbackup.repository import BlobLoader, pack_object_name
+from bbackup.snapshot.model import FILE, Snapshot
+
+
+async def packs_to_copy(
+    source: BlobLoader,
+    snapshots: Sequence[Snapshot],
+    target_has: Callable[[bytes], bool] | None = None,
+) -> set[str]:
+    """The data packs of `source` holding the file contents of `snapshots`, leaving out
+    blobs `target_has` (when blob IDs carry over, what the target holds is not read).
+    Only trees are read, from the hot tier; a blob the index lacks is left to the copy,
+    which reports it."""
+    packs: set[str] = set()
+    index = source.index
+    for snapshot in snapshots:
+        selection = await select_entries(source, snapshot, PathFilter())
+        pending: list[SelectedDir] = [selection.root]
+        while pending:
+            directory = pending.pop()
+            for entry in directory.entries:
+                if isinstance(entry, SelectedDir):
+                    pending.append(entry)
+                elif entry.type == FILE:
+                    for blob_id in entry.content:
+                        if index.has(blob_id) and not (target_has and target_has(blob_id)):
+                            found = index.lookup(blob_id)
+                            packs.add(pack_object_name(found.blob_type, found.pack_id))
+    return packs
 
 
 class SourceBlobReader:

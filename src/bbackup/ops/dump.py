@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -286,13 +286,16 @@ async def dump(
     workers: int = 2,
     archive_allowed: bool = True,
     on_warning: Callable[[str, str], None] | None = None,
+    before_reads: Callable[[Collection[str]], Awaitable[object]] | None = None,
 ) -> DumpSummary:
     """Write `path` of `snapshot` to `sink`: a regular file's bytes unless `archive`
     ("tar" or "zip") is asked for; anything else as a tar (default) or zip archive of it
     and everything below it, named by their paths in the snapshot without the leading
     "/". PathNotInSnapshot if there is no such path; UsageError if an archive it would
     be and `archive_allowed` is False (stdout is a terminal). On a failure the archive is
-    left truncated (no end), so no reader takes it for whole."""
+    left truncated (no end), so no reader takes it for whole. `before_reads` is called
+    with the packs the stream needs before any is read (to thaw those in an archive
+    tier), before anything is written."""
     top = await find_entry(loader, snapshot, path)
     if archive is None and top is not None and top.node.type == FILE:
         summary = DumpSummary("file")
@@ -307,6 +310,9 @@ async def dump(
         entries = await walk_entries(loader, top, snapshot.tree)
     index = loader.index
     blob_ids = plan_content(index, entries, hard_links=summary.kind == "tar")
+    if before_reads is not None:
+        needed = {index.lookup(b) for b in dict.fromkeys(blob_ids)}
+        await before_reads({pack_object_name(e.blob_type, e.pack_id) for e in needed})
     batches = plan_batches(index, blob_ids, max_gap=max_gap, max_bytes=read_size)
     # A batch in flight holds its fetched ranges and its plaintext: bound both.
     window = max(2, MAX_BYTES_IN_FLIGHT // (2 * BATCH_BYTES))

@@ -118,6 +118,7 @@ class Restorer:
         *,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        path_filter: PathFilter | None = None,
         overwrite: Overwrite = Overwrite.IF_CHANGED,
         dry_run: bool = False,
         delete: bool = False,
@@ -135,11 +136,13 @@ class Restorer:
         (None: one read per run of needed blobs; right where requests cost money).
         `max_gap`: unneeded bytes between needed blobs that one read spans. The patterns
         are checked here: an invalid one is a UsageError before anything is read.
-        `numeric_owner`: owners by their recorded numbers, not by name (run as root)."""
+        `numeric_owner`: owners by their recorded numbers, not by name (run as root).
+        `path_filter`, instead of the patterns: a selection of the caller's (a drill's
+        sample of exact paths)."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
-        self.path_filter = PathFilter(include or (), exclude or ())
+        self.path_filter = path_filter or PathFilter(include or (), exclude or ())
         self.overwrite = overwrite
         self.dry_run = dry_run
         self.delete = delete

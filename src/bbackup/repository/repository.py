@@ -55,13 +55,14 @@ CONFIG_KIND = "config"
 #: checks the name, so a copied, renamed or replayed document is refused. (Key files are
 #: named so too and checked where they are read, `intact_key_files`; see docs/format.md,
 #: "Names are bound to content".)
-CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/", DAMAGE_PREFIX)
+CONTENT_NAMED_PREFIXES = ("index/", "snapshots/", "locks/", DAMAGE_PREFIX, "drills/")
 #: What to do about each kind of damaged document, said once with its name.
 DAMAGE_ADVICE = {
     "index/": "skipped; run `bbackup repair index`",
     "snapshots/": "skipped; the other snapshots are not affected",
     "locks/": "ignored; `bbackup unlock` removes it",
     DAMAGE_PREFIX: "ignored; `bbackup repair packs` finds the damage again and removes it",
+    "drills/": "ignored; the next drill proves its packs again",
     "tree/": "snapshots whose directories sit in its damaged part cannot be read",
 }
 #: Bytes read from a pack's end to reach its header in one request (a pack of 16 MiB in

@@ -23,7 +23,7 @@ from bbackup.storage import ObjectInfo
 PACK_PREFIXES = ("data/", "tree/")
 #: Where encrypted documents live that may be deleted by name (index segments go through
 #: `PackInventory.write_superseding_segment`; the config and key files never by name).
-DELETABLE_DOCUMENT_PREFIXES = ("snapshots/", "locks/", DAMAGE_PREFIX)
+DELETABLE_DOCUMENT_PREFIXES = ("snapshots/", "locks/", DAMAGE_PREFIX, "drills/")
 
 
 class BlobLoader(Protocol):

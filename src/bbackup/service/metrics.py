@@ -19,6 +19,7 @@ _HELP = {
     "bbackup_last_run_errors": "Files the last run could not back up.",
     "bbackup_last_drill_success_timestamp_seconds": "When a restore drill of the job last passed.",
     "bbackup_last_drill_success": "1 if the job's last restore drill passed, else 0.",
+    "bbackup_drill_proven_ratio": "Share of the repository's data drills have proven restorable.",
 }
 
 
@@ -55,6 +56,9 @@ def render_metrics(states: Mapping[str, JobState]) -> str:
         if state.last_drill:
             ok = int(state.last_drill_ok is not None and state.last_drill_ok >= state.last_drill)
             samples["bbackup_last_drill_success"].append(f"{label} {ok}")
+        coverage = state.drill_coverage or {}
+        if isinstance(coverage.get("fraction"), (int, float)):
+            samples["bbackup_drill_proven_ratio"].append(f"{label} {coverage['fraction']:.4f}")
     lines: list[str] = []
     for name, values in samples.items():
         if not values:

@@ -274,6 +274,7 @@ class JobRunner:
         result = await self.drill_step(repo, job, job.drill, report.snapshot_id)
         report.drill = result
         state.last_drill = self.clock()
+        state.drill_coverage = result.get("coverage") or state.drill_coverage
         if not result.get("ok"):
             raise StepFailed(
                 f"restore drill failed: {result.get('message', '')}", ExitCode.INTEGRITY

@@ -99,9 +99,11 @@ class JobState:
     last_prune: datetime | None = None
     last_drill: datetime | None = None
     last_drill_ok: datetime | None = None
+    #: The last drill's measure of the repository proven restorable (`drill_record.Coverage`).
+    drill_coverage: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"last": self.last}
+        data: dict[str, Any] = {"last": self.last, "drill_coverage": self.drill_coverage}
         for name in (
             "last_started",
             "last_completed",
@@ -117,7 +119,10 @@ class JobState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobState:
-        state = cls(last=data.get("last"))
+        coverage = data.get("drill_coverage")
+        state = cls(
+            last=data.get("last"), drill_coverage=coverage if isinstance(coverage, dict) else None
+        )
         for name in (
             "last_started",
             "last_completed",
