@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "key": "key_cmds",
     "repair": "repair_cmds",
     "lifecycle": "lifecycle_cmd",
+    "locks": "locks_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

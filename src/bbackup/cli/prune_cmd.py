@@ -9,7 +9,8 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.prune_options import parse_elapsed_seconds, parse_percent, print_prune
-from bbackup.ops.prune import PruneOptions, prune
+from bbackup.ops.prune import PruneOptions, PruneReport, prune
+from bbackup.repository import Repository
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +27,12 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(help="Delete marked packs after this long: 24h, 90min, 2d."),
         ] = "24h",
+        extend_locks: Annotated[
+            bool,
+            typer.Option(
+                "--extend-locks", help="Then run `locks extend` (object-locked repositories)."
+            ),
+        ] = False,
     ) -> None:
         options = PruneOptions(
             dry_run=dry_run,
@@ -33,5 +40,18 @@ def register(app: typer.Typer) -> None:
             max_unused=parse_percent(max_unused, "--max-unused"),
             connections=opts.connections or 4,
         )
-        report = with_repo(opts, lambda repo: prune(repo, options))
+
+        async def work(repo: Repository) -> PruneReport:
+            if repo.config.object_lock is not None:
+                # Deletes only hide packs behind delete markers: say when space is freed.
+                options.versions = repo.stack.versions
+            report = await prune(repo, options)
+            if extend_locks and not dry_run:
+                from bbackup.cli.locks_cmd import DEFAULT_MARGIN, print_extension, run_extension
+
+                margin = parse_elapsed_seconds(DEFAULT_MARGIN, "--margin")
+                print_extension(await run_extension(repo, margin), opts.json)
+            return report
+
+        report = with_repo(opts, work)
         print_prune(report, opts.json)
