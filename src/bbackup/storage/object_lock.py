@@ -76,6 +76,8 @@ class ObjectVersion:
     size: int
     is_latest: bool
     deleted: bool = False
+    #: The store's ETag: equal ETags of one key are equal content (single-PUT objects).
+    etag: str = ""
 
 
 @dataclass(frozen=True, slots=True)

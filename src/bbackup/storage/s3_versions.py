@@ -117,6 +117,7 @@ class S3Versions:
                     entry["LastModified"].timestamp(),
                     int(entry["Size"]),
                     bool(entry["IsLatest"]),
+                    etag=str(entry.get("ETag") or ""),
                 )
             for entry in page.get("DeleteMarkers", ()):
                 yield ObjectVersion(
