@@ -44,6 +44,8 @@ class RepositoryConfig:
     def from_bytes(cls, data: bytes) -> RepositoryConfig:
         try:
             raw: dict[str, Any] = msgpack.unpackb(data)
+            if not isinstance(raw, dict):
+                raise TypeError("the config is not a map")
             lock = raw.get("object_lock")
             config = cls(
                 repository_id=raw["repository_id"],
