@@ -285,11 +285,21 @@ def test_prune_on_a_locked_repository_frees_nothing_locked_and_says_when_it_will
     ]
     assert len(packs) == versioned["delete_markers"]
     assert data_versions <= {v["VersionId"] for v in locked.versions("repo/data/")}
+    # A maintenance run keeps what is left locked; nothing lapses yet, so nothing is asked.
+    again = cli("prune", "-r", locked.url, "--extend-locks")
+    assert again.exit_code == 0, again
+    assert "extended 0 of" in again.stdout and "0 PutObjectRetention" in again.stdout
     # The forgotten snapshot is still restorable from the versions.
     out = tmp_path / "old"
     old = cli("restore", "-r", locked.url, "latest", "--target", out, "--as-of", first)
     assert old.exit_code == 0, old
     assert (restored_path(out, src) / "notes.txt").read_text() == (src / "notes.txt").read_text()
+    # The view of the past only reads.
+    before = locked.current()
+    refused = cli("backup", "-r", locked.url, src, "--as-of", first)
+    assert refused.exit_code == 2, refused
+    assert "which only reads" in refused.stderr
+    assert locked.current() == before
 
 
 # --- lock extension --------------------------------------------------------------------
@@ -373,3 +383,23 @@ def test_a_snapshot_with_a_forged_time_does_not_remove_a_real_one(
     assert "kept outside the policy" in snapshots[forged_id]["reasons"][0]
     listed = cli("snapshots", "-r", locked.url)
     assert real_id[:8] in listed.stdout
+
+
+# --- what is refused ------------------------------------------------------------------
+
+
+def test_as_of_and_object_lock_are_refused_where_there_are_no_versions(
+    cli: Cli, tmp_path: Path
+) -> None:
+    local = tmp_path / "repo"
+    assert cli("init", "-r", local).exit_code == 0
+
+    as_of = cli("snapshots", "-r", local, "--as-of", "2026-12-01T00:00Z")
+    bad_time = cli("snapshots", "-r", local, "--as-of", "yesterday")
+    lock = cli("init", "-r", tmp_path / "other", "--object-lock", "30d")
+
+    assert as_of.exit_code == bad_time.exit_code == lock.exit_code == 2
+    assert "only S3 repositories have" in as_of.stderr
+    assert "use ISO 8601" in bad_time.stderr
+    assert "not on a store with S3 object lock" in lock.stderr
+    assert not (tmp_path / "other").exists()
