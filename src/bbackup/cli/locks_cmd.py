@@ -8,16 +8,12 @@ import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json
+from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.prune_options import parse_elapsed_seconds
 from bbackup.errors import UsageError
 from bbackup.ops.lock_extension import LockExtensionReport, extend_locks
 from bbackup.repository import Repository
 from bbackup.storage import iso_time
-
-#: Extend when a retention ends within this long; a weekly maintenance run then always
-#: acts before a lapse.
-DEFAULT_MARGIN = "10d"
 
 
 def register(app: typer.Typer) -> None:
@@ -30,20 +26,23 @@ def register(app: typer.Typer) -> None:
     def extend(
         opts: GlobalOptions,
         margin: Annotated[
-            str,
-            typer.Option(help="Extend retentions that end within this long (e.g. 10d)."),
-        ] = DEFAULT_MARGIN,
+            str | None,
+            typer.Option(
+                help="Extend retentions that end within this long (default: a third of the "
+                "lock period, 10d for 30d)."
+            ),
+        ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", "-n", help="Count, change nothing.")
         ] = False,
     ) -> None:
-        margin_seconds = parse_elapsed_seconds(margin, "--margin")
+        margin_seconds = None if margin is None else parse_elapsed_seconds(margin, "--margin")
         report = with_repo(opts, lambda repo: run_extension(repo, margin_seconds, dry_run))
         print_extension(report, opts.json)
 
 
 async def run_extension(
-    repo: Repository, margin_seconds: float, dry_run: bool = False
+    repo: Repository, margin_seconds: float | None = None, dry_run: bool = False
 ) -> LockExtensionReport:
     """`locks extend` on an open repository (also run by `prune --extend-locks`)."""
     versions = repo.stack.versions
@@ -63,6 +62,8 @@ def print_extension(report: LockExtensionReport, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_dict())
         return
+    if report.all_packs_live:
+        warn(f"warning: {report.all_packs_live}; every pack was kept locked")
     verb = "would extend" if report.dry_run else "extended"
     echo(
         f"{verb} {len(report.extended)} of {report.live_objects} live objects to "

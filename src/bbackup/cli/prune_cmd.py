@@ -47,10 +47,9 @@ def register(app: typer.Typer) -> None:
                 options.versions = repo.stack.versions
             report = await prune(repo, options)
             if extend_locks and not dry_run:
-                from bbackup.cli.locks_cmd import DEFAULT_MARGIN, print_extension, run_extension
+                from bbackup.cli.locks_cmd import print_extension, run_extension
 
-                margin = parse_elapsed_seconds(DEFAULT_MARGIN, "--margin")
-                print_extension(await run_extension(repo, margin), opts.json)
+                print_extension(await run_extension(repo), opts.json)
             return report
 
         report = with_repo(opts, work)

@@ -51,6 +51,8 @@ class LockExtensionReport:
     #: Objects whose retention was extended (one PutObjectRetention each).
     extended: list[str] = field(default_factory=list)
     list_pages: int = 0
+    #: Why every pack was taken as live (a damaged snapshot); None normally.
+    all_packs_live: str | None = None
 
     @property
     def retain_until(self) -> float:
@@ -89,15 +91,17 @@ class LockExtensionReport:
             "requests": self.requests,
             "cost_usd": self.cost_usd,
             "prices": PRICES_TAKEN,
+            "all_packs_live": self.all_packs_live,
         }
 
 
-def is_live(name: str, used_packs: set[str]) -> bool:
+def is_live(name: str, used_packs: set[str] | None) -> bool:
     """Whether a kept snapshot needs object `name`: every object but lock documents and
-    packs no snapshot uses (prune's to delete; their locks may lapse)."""
+    packs no snapshot uses (prune's to delete; their locks may lapse). `used_packs` None:
+    which packs are used is unknown, so all are live."""
     if name.startswith("locks/"):
         return False
-    if name.startswith(PACK_PREFIXES):
+    if name.startswith(PACK_PREFIXES) and used_packs is not None:
         return name.rsplit("/", 1)[-1] in used_packs
     return True
 
@@ -114,23 +118,32 @@ async def extend_locks(
     versions: VersionedStore,
     setting: ObjectLockSetting | None,
     *,
-    margin_seconds: float,
+    margin_seconds: float | None = None,
     dry_run: bool = False,
     connections: int = 16,
     now: float | None = None,
 ) -> LockExtensionReport:
     """Extend to `now` + the lock period the retention of every live object whose
-    retention ends within `margin_seconds` of `now`."""
+    retention ends within `margin_seconds` of `now` (default: a third of the lock period,
+    so a run every (lock period - margin) always comes before a lapse)."""
     if setting is None:
         raise UsageError(
             f"{versions.location} has no object lock: create it with "
             "`bbackup init --object-lock DURATION`"
         )
+    if margin_seconds is None:
+        margin_seconds = setting.seconds / 3
     if not 0 <= margin_seconds < setting.seconds:
         raise UsageError(f"--margin must be shorter than the lock period ({setting.days} days)")
     now = time.time() if now is None else now
     report = LockExtensionReport(setting, margin_seconds, now, dry_run)
-    used_packs = _packs_of(repo, await used_blobs(repo))
+    try:
+        used_packs: set[str] | None = _packs_of(repo, await used_blobs(repo))
+    except IntegrityError as exc:
+        # A damaged snapshot hides what it uses: keep every pack locked rather than let
+        # the one it needs lapse.
+        used_packs = None
+        report.all_packs_live = str(exc)
     current: list[ObjectVersion] = []
     listed = 0
     async for version in versions.list_versions(""):
