@@ -228,6 +228,10 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     counter = CountingStorage(backend)
     limited = LimitedStorage(counter, options.connections or profile.default_connections)
     storage = RetryingStorage(limited, max_elapsed=retry_seconds or RETRY_SECONDS)
+    if versions is not None:
+        from bbackup.storage.versions_retry import RetryingVersions
+
+        versions = RetryingVersions(versions, storage)
     return StorageStack(storage, counter, parsed, bare, profile, create_container, versions)
 
 
