@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cli_harness import Cli, CliResult, restored_path
 
+from bbackup.storage.s3_versions import S3Versions
 from iam_server import Credential, IamUsers, infra_policy
 from s3_server import TEST_CREDENTIALS, MotoEndpoint
 
@@ -181,6 +182,8 @@ def test_an_attacker_with_the_backup_credential_cannot_destroy_history(
     # Recovery, read-only, with the restore credential: as of before the attack.
     listed = as_user("restore", "snapshots", "-r", locked.url, "--as-of", before_attack)
     assert listed.exit_code == 0 and "1 snapshots" in listed.stdout, listed
+    files = as_user("restore", "ls", "-r", locked.url, "latest", "--as-of", before_attack)
+    assert files.exit_code == 0 and "ledger.bin" in files.stdout, files
     out = tmp_path / "out"
     restored = as_user(
         "restore", "restore", "-r", locked.url, "latest", "--target", out,
@@ -224,6 +227,12 @@ def test_a_locked_pack_survives_a_direct_delete_of_its_version(
     assert cli("backup", "-r", locked.url, src).exit_code == 0
     packs = [v for v in locked.versions("repo/data/")]
     assert packs
+    # Every object bbackup wrote carries a retention of the lock period.
+    for key in locked.current():
+        head = locked.client.head_object(Bucket=locked.bucket, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE", key
+        left = head["ObjectLockRetainUntilDate"] - datetime.now(UTC)
+        assert timedelta(days=6, hours=23) < left <= timedelta(days=7), key
 
     for pack in packs:
         with pytest.raises(ClientError, match="AccessDenied"):
@@ -306,7 +315,7 @@ def test_prune_on_a_locked_repository_frees_nothing_locked_and_says_when_it_will
 
 
 def test_locks_extend_touches_only_retentions_about_to_lapse(
-    cli: Cli, locked: LockedBucket, tmp_path: Path
+    cli: Cli, locked: LockedBucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = _source(tmp_path)
     _init(cli, locked.url, "2d")
@@ -322,11 +331,20 @@ def test_locks_extend_touches_only_retentions_about_to_lapse(
             BypassGovernanceRetention=True,
         )
     before = {k: locked.retention(k) for k in keys}
+    sent: list[str] = []  # every PutObjectRetention request that goes out
+    send = S3Versions.extend_retention
+
+    async def counted(self: S3Versions, name: str, mode: str, until: float) -> None:
+        sent.append(name)
+        await send(self, name, mode, until)
+
+    monkeypatch.setattr(S3Versions, "extend_retention", counted)
 
     extended = cli("locks", "extend", "-r", locked.url, "--margin", "47h", "--json")
 
     assert extended.exit_code == 0, extended
     report = extended.event("locks_extend")
+    assert sorted(f"repo/{name}" for name in sent) == sorted(lapsing)
     assert report["requests"]["PutObjectRetention"] == len(lapsing) == report["extended"]
     after = {k: locked.retention(k) for k in keys}
     changed = sorted(k for k in keys if after[k] != before[k])
