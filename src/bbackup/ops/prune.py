@@ -36,7 +36,7 @@ from bbackup.ops.prune_plan import (
     PrunePlan,
     plan_prune,
 )
-from bbackup.ops.prune_versions import VersionedDeletions, delete_versioned
+from bbackup.ops.prune_versions import VersionedDeletions, delete_versioned, foresee_versioned
 from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
     BlobLoader,
@@ -271,6 +271,11 @@ async def _prune_pass(
             f"(e.g. {plan.missing_used[0]}): run `bbackup check`; prune did nothing"
         )
     if options.dry_run:
+        if options.versions is not None:
+            planned = [stored[d.pack_id] for d in plan.by_action(DELETE) if d.pack_id in stored]
+            report.versioned = await foresee_versioned(
+                options.versions, repo.config.object_lock, planned
+            )
         return report
     await _require_delete_permission(repo)
     repack_ids = [d.pack_id for d in plan.by_action(REPACK)]

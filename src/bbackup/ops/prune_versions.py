@@ -36,6 +36,8 @@ class VersionedDeletions:
     #: Packs the store refused to delete because of their lock (stores that refuse even a
     #: delete marker): name → retention end (epoch seconds, or None if unknown).
     refused: dict[str, float | None] = field(default_factory=dict)
+    #: What a prune run would do (`prune --dry-run`): nothing was deleted.
+    foreseen: bool = False
 
     def note_hidden(self, info: ObjectInfo, retention: Retention) -> None:
         self.hidden += 1
@@ -74,6 +76,7 @@ class VersionedDeletions:
             "locked_until": iso_time(self.locked_until) if self.locked_until else None,
             "noncurrent_days": self.noncurrent_days,
             "freed_after": iso_time(freed) if freed is not None else None,
+            "foreseen": self.foreseen,
             "refused": {
                 name: iso_time(until) if until else None for name, until in self.refused.items()
             },
@@ -90,9 +93,11 @@ class VersionedDeletions:
                 else "only once noncurrent versions expire: the bucket has no rule for that "
                 "(bbackup lifecycle apply --noncurrent-days N)"
             )
+            deleted = "packs to delete" if self.foreseen else "deleted packs"
+            remain = "would remain" if self.foreseen else "remain"
             out.append(
-                f"versioned bucket: {self.hidden} deleted packs ({human_bytes(self.hidden_bytes)}) "
-                f"remain as noncurrent versions; their space is freed {when}"
+                f"versioned bucket: {self.hidden} {deleted} ({human_bytes(self.hidden_bytes)}) "
+                f"{remain} as noncurrent versions; their space is freed {when}"
             )
         if self.locked:
             out.append(
@@ -128,3 +133,15 @@ async def delete_versioned(
         deletions.refused[info.name] = retention.until
         return
     deletions.note_hidden(info, retention)
+
+
+async def foresee_versioned(
+    versions: VersionedStore, setting: ObjectLockSetting | None, planned: list[ObjectInfo]
+) -> VersionedDeletions:
+    """What deleting `planned` would leave behind (`prune --dry-run`): their retentions
+    are read (one HEAD each, with a lock setting), nothing is deleted."""
+    deletions = VersionedDeletions(setting, await versions.noncurrent_days(), foreseen=True)
+    for info in planned:
+        retention = await versions.retention(info.name) if setting is not None else Retention()
+        deletions.note_hidden(info, retention)
+    return deletions

@@ -276,6 +276,13 @@ def test_prune_on_a_locked_repository_frees_nothing_locked_and_says_when_it_will
     forgot = cli("forget", "-r", locked.url, "--keep-last", "1")
     assert forgot.exit_code == 0, forgot
     data_versions = {v["VersionId"] for v in locked.versions("repo/data/")}
+    # The plan already knows: what it deletes stays stored, locked, until when.
+    before = locked.current()
+    plan = cli("prune", "-r", locked.url, "--grace", "0s", "--dry-run", "--json")
+    assert plan.exit_code == 0, plan
+    foreseen = plan.event("prune")["versioned"]
+    assert foreseen["foreseen"] and foreseen["locked"] == foreseen["delete_markers"] >= 1
+    assert locked.current() == before
 
     pruned = cli("prune", "-r", locked.url, "--grace", "0s", "--json")
 
