@@ -23,7 +23,7 @@ from cli_harness import Cli, CliResult, restored_path
 
 from bbackup.storage.s3_versions import S3Versions
 from iam_server import Credential, IamUsers, infra_policy
-from s3_server import TEST_CREDENTIALS, MotoEndpoint
+from s3_server import TEST_CREDENTIALS, MotoEndpoint, S3Bucket
 
 pytestmark = pytest.mark.s3
 
@@ -428,3 +428,11 @@ def test_as_of_and_object_lock_are_refused_where_there_are_no_versions(
     assert "use ISO 8601" in bad_time.stderr
     assert "not on a store with S3 object lock" in lock.stderr
     assert not (tmp_path / "other").exists()
+
+
+def test_init_refuses_object_lock_in_a_bucket_without_it(cli: Cli, s3_bucket: S3Bucket) -> None:
+    result = cli("init", "-r", s3_bucket.url, "--object-lock", "30d")
+
+    assert result.exit_code == 1, result
+    assert "has no object lock and no versioning" in result.stderr
+    assert s3_bucket.keys() == []
