@@ -4,7 +4,7 @@ after an attacker deleted or overwrote objects.
 Nothing is destroyed: no version is ever deleted. Each object whose current version
 differs from (or lacks) its version at TIME gets a server-side copy of that old version
 as its new current version (with the lock setting's retention). Snapshots, index
-segments, key files and the config created after TIME are hidden behind a delete marker,
+segments, damage records and key files created after TIME are hidden behind a delete marker,
 which removes no data and can be undone by deleting the marker; packs created after TIME
 are left for prune, which deletes them once nothing uses them. Lock documents are not
 touched. The order (packs, index, snapshots, keys, config) means an interrupted repair
@@ -20,14 +20,16 @@ from typing import Any
 
 from bbackup.errors import UsageError
 from bbackup.repository import DocumentStore, RepositoryLock
+from bbackup.repository.damage import DAMAGE_PREFIX
 from bbackup.repository.roles import PACK_PREFIXES
 from bbackup.storage import ObjectVersion, VersionedStore, iso_time, versions_at
 
 #: The order objects are brought back in: what refers to others comes after them.
-_ORDER = ("data/", "tree/", "index/", "snapshots/", "keys/", "config")
+_ORDER = ("data/", "tree/", "index/", DAMAGE_PREFIX, "snapshots/", "keys/", "config")
 
-#: Objects created after TIME that are hidden (not packs: prune's to delete).
-_HIDDEN_PREFIXES = ("index/", "snapshots/", "keys/", "config")
+#: Objects created after TIME that are hidden (not packs: prune's to delete). Damage
+#: records written since describe the vandalised view, which the repair undoes.
+_HIDDEN_PREFIXES = ("index/", "snapshots/", "keys/", "config", DAMAGE_PREFIX)
 
 
 @dataclass(slots=True)

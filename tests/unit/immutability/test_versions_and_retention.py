@@ -59,13 +59,14 @@ def test_repair_copies_old_versions_back_in_order_and_hides_newer_documents() ->
         version("snapshots/s1", "s1", 100.0),
         version("snapshots/forged", "f1", 300.0),
         version("data/bb/junk", "j1", 300.0),
+        version("damaged/d1", "d1", 300.0),  # `check` of the vandalised view
     ]
 
     copies, hide, newer_packs, unchanged = plan_repair(listed, 200.0)
 
     assert [c.name for c in copies] == ["data/aa/p1", "snapshots/s1", "config"]
     assert [c.version_id for c in copies] == ["p1", "s1", "k1"]
-    assert hide == ["snapshots/forged"]
+    assert hide == ["damaged/d1", "snapshots/forged"]
     assert (newer_packs, unchanged) == (1, 1)
 
 
