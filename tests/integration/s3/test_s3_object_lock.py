@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from cli_harness import Cli, CliResult, restored_path
+from cli_harness import PASSWORD, Cli, CliResult, restored_path
 
 from bbackup.storage.s3_versions import S3Versions
 from iam_server import Credential, IamUsers, infra_policy
@@ -436,3 +436,24 @@ def test_init_refuses_object_lock_in_a_bucket_without_it(cli: Cli, s3_bucket: S3
     assert result.exit_code == 1, result
     assert "has no object lock and no versioning" in result.stderr
     assert s3_bucket.keys() == []
+
+
+def test_copy_as_of_carries_the_state_before_an_attack_into_a_new_repository(
+    cli: Cli, locked: LockedBucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _source(tmp_path)
+    _init(cli, locked.url, "7d")
+    assert cli("backup", "-r", locked.url, src).exit_code == 0
+    before_attack = _moment_between()
+    for key in locked.current():
+        locked.client.put_object(Bucket=locked.bucket, Key=key, Body=b"encrypted by ransomware")
+    fresh = tmp_path / "fresh"
+    assert cli("init", "-r", fresh).exit_code == 0
+    monkeypatch.setenv("BBACKUP_FROM_PASSWORD", PASSWORD)
+
+    copied = cli("copy", "-r", fresh, "--from-repo", locked.url, "--as-of", before_attack)
+
+    assert copied.exit_code == 0, copied
+    out = tmp_path / "out"
+    assert cli("restore", "-r", fresh, "latest", "--target", out).exit_code == 0
+    _same_tree(restored_path(out, src), src)
