@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -105,12 +106,12 @@ def _init(run: Callable[..., CliResult], url: str, *flags: str) -> None:
 
 
 def _moment_between() -> str:
-    """A moment strictly between what was written before and what is written after
-    (stores keep LastModified to the second)."""
-    time.sleep(1.1)
-    moment = datetime.now(UTC).isoformat()
-    time.sleep(1.1)
-    return moment
+    """A moment after everything written so far and before everything written next.
+    Stores keep LastModified to the second, rounded down: what is written next must
+    carry a later whole second than the moment."""
+    moment = time.time()
+    time.sleep(math.ceil(moment) - moment + 0.05)
+    return datetime.fromtimestamp(moment, UTC).isoformat()
 
 
 def _same_tree(restored: Path, src: Path) -> None:
