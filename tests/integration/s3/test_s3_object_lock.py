@@ -78,18 +78,21 @@ def locked(
 
 def _remove_governed_bucket(bucket: LockedBucket) -> None:
     """Governance-mode locks yield to an explicit bypass: clean up what the test made."""
-    client = bucket.client
     with contextlib.suppress(ClientError):
-        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket.bucket)
-        for page in pages:
-            for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
-                client.delete_object(
-                    Bucket=bucket.bucket,
-                    Key=v["Key"],
-                    VersionId=v["VersionId"],
-                    BypassGovernanceRetention=True,
-                )
-        client.delete_bucket(Bucket=bucket.bucket)
+        _delete_every_version(bucket.client, bucket.bucket)
+        bucket.client.delete_bucket(Bucket=bucket.bucket)
+
+
+def _delete_every_version(client: Any, bucket: str) -> None:
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+    for page in pages:
+        for v in [*page.get("Versions", ()), *page.get("DeleteMarkers", ())]:
+            client.delete_object(
+                Bucket=bucket,
+                Key=v["Key"],
+                VersionId=v["VersionId"],
+                BypassGovernanceRetention=True,
+            )
 
 
 def _source(tmp_path: Path) -> Path:
@@ -250,6 +253,31 @@ def test_a_locked_pack_survives_a_direct_delete_of_its_version(
 
 
 # --- prune ---------------------------------------------------------------------------
+
+
+def test_prune_on_a_versioned_bucket_says_deleted_packs_stay_stored(
+    cli: Cli, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    client, bucket = s3_bucket.client, s3_bucket.bucket
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        src = _source(tmp_path)
+        assert cli("init", "-r", s3_bucket.url).exit_code == 0
+        assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
+        (src / "ledger.bin").write_bytes(secrets.token_bytes(300_000))
+        assert cli("backup", "-r", s3_bucket.url, src).exit_code == 0
+        assert cli("forget", "-r", s3_bucket.url, "--keep-last", "1").exit_code == 0
+
+        pruned = cli("prune", "-r", s3_bucket.url, "--grace", "0s", "--json")
+
+        assert pruned.exit_code == 0, pruned
+        versioned = pruned.event("prune")["versioned"]
+        assert versioned["delete_markers"] >= 1 and versioned["locked"] == 0
+        assert versioned["noncurrent_days"] is None and versioned["freed_after"] is None
+        listing = client.list_object_versions(Bucket=bucket, Prefix="repo/data/")
+        assert len(listing["Versions"]) > len(s3_bucket.keys("repo/data/"))  # still stored
+    finally:
+        _delete_every_version(client, bucket)
 
 
 def test_prune_on_a_locked_repository_frees_nothing_locked_and_says_when_it_will(
