@@ -48,6 +48,8 @@ def infra_policy(role: str, bucket: str, prefix: str) -> dict[str, Any]:
 MOTO_ACTION_NAMES = {
     "s3:ListBucket": ("s3:HeadBucket", "s3:ListObjects", "s3:ListObjectsV2"),
     "s3:GetObject": ("s3:HeadObject",),
+    # AWS authorizes CopyObject as PutObject on the target (and GetObject on the source).
+    "s3:PutObject": ("s3:CopyObject",),
     "s3:ListBucketVersions": ("s3:ListObjectVersions",),
     "s3:ListBucketMultipartUploads": ("s3:ListMultipartUploads",),
     "s3:GetLifecycleConfiguration": ("s3:GetBucketLifecycleConfiguration",),

@@ -25,6 +25,8 @@ OPERATIONS = {
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},
+    # locks extend finds the live packs the way prune does.
+    "locks": {"bbackup.ops.lock_extension", "bbackup.ops.prune"},
     # copy reads the source's packs with restore's read planning.
     "copy": {"bbackup.ops.copy", "bbackup.ops.restore"},
     "stats": {"bbackup.ops.stats"},

@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "lifecycle": "lifecycle_cmd",
     "schedule": "schedule_cmd",
     "config": "config_cmd",
+    "locks": "locks_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
             from_s3_region,
             from_s3_path_style,
         )
+        opts.as_of = None  # --as-of reads the source as it was; the target is written
         options = CopyOptions(
             references=snapshots or (), filters=snapshot_filter(host, tag, path), workers=workers
         )

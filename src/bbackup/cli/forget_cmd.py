@@ -86,6 +86,17 @@ def register(app: typer.Typer) -> None:
         prune_after: Annotated[bool, typer.Option("--prune", help="Run prune afterwards.")] = False,
         max_unused: Annotated[str, typer.Option(help="With --prune: repack threshold.")] = "5%",
         grace: Annotated[str, typer.Option(help="With --prune: grace period.")] = "24h",
+        check_times: Annotated[
+            bool | None,
+            typer.Option(
+                "--check-times/--trust-times",
+                help="Keep snapshots whose time the store contradicts outside the policy "
+                "(default: on for object-locked repositories; docs/immutability.md).",
+            ),
+        ] = None,
+        time_tolerance: Annotated[
+            str, typer.Option(help="With --check-times: how far a time may be off.")
+        ] = "1d",
     ) -> None:
         policy = RetentionPolicy(
             last=_count(keep_last, "--keep-last"),
@@ -106,10 +117,17 @@ def register(app: typer.Typer) -> None:
         filters = snapshot_filter(host, tag, path)
         grace_seconds = parse_elapsed_seconds(grace, "--grace")
         max_unused_fraction = parse_percent(max_unused, "--max-unused")
+        tolerance = parse_elapsed_seconds(time_tolerance, "--time-tolerance")
 
         async def work(repo: Repository) -> tuple[list[ForgetGroup], int, PruneReport | None]:
+            checking = repo.config.object_lock is not None if check_times is None else check_times
             groups = await plan_forget(
-                repo, policy, group_by=fields, filters=filters, allow_remove_all=allow_remove_all
+                repo,
+                policy,
+                group_by=fields,
+                filters=filters,
+                allow_remove_all=allow_remove_all,
+                check_times=tolerance if checking else None,
             )
             if dry_run:
                 return groups, 0, None

@@ -9,11 +9,13 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
 from bbackup.cli.output import error_exit
+from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
 
 
@@ -34,6 +36,8 @@ class GlobalOptions:
     #: Where the password comes from besides the options (`copy` opens its source so).
     password_variable: str = "BBACKUP_PASSWORD"
     password_prompt: str = "Password"
+    #: --as-of TIME: read the repository as it was then, from object versions.
+    as_of: str | None = None
 
     def storage_options(self) -> StorageOptions:
         return StorageOptions(
@@ -41,7 +45,21 @@ class GlobalOptions:
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,
             s3_path_style=self.s3_path_style,
+            as_of=parse_as_of(self.as_of),
         )
+
+
+def parse_as_of(text: str | None) -> float | None:
+    """`--as-of TIME` (ISO 8601; without a zone, local time) as epoch seconds."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--as-of {text!r}: use ISO 8601, e.g. 2026-12-01T00:00Z or 2026-12-01T02:00+01:00"
+        ) from None
+    return (value if value.tzinfo else value.astimezone()).timestamp()
 
 
 _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
@@ -120,6 +138,19 @@ _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
         None,
     ),
     ("json", Annotated[bool, typer.Option("--json", help="Machine-readable output.")], False),
+    (
+        "as_of",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--as-of",
+                metavar="TIME",
+                help="Read the repository as it was at TIME, from S3 object versions "
+                "(read-only; docs/immutability.md).",
+            ),
+        ],
+        None,
+    ),
 ]
 
 

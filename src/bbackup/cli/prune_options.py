@@ -59,6 +59,8 @@ def print_prune(report: PruneReport, as_json: bool) -> None:
         echo(f"repacked into {human_bytes(report.bytes_repacked_written)} of new packs")
     if pending := report.pending_line():
         echo(pending)
+    for line in report.versioned.lines() if report.versioned else ():
+        echo(line)
     if report.early_delete_charge_usd:
         echo(
             f"early-deletion charge for objects younger than their storage class minimum: "

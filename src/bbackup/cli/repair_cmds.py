@@ -12,6 +12,7 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn
+from bbackup.cli.repair_versions_cmd import register_versions
 from bbackup.errors import ExitCode
 from bbackup.ops.repair import RepairIndexReport, RepairPacksReport, repair_index, repair_packs
 from bbackup.ops.repair_snapshots import RepairSnapshotsReport, repair_snapshots
@@ -34,6 +35,7 @@ def with_store_view(opts: GlobalOptions, work: Callable[[Repository], Awaitable[
 def register(app: typer.Typer) -> None:
     repair_app = typer.Typer(help="Repair a damaged repository.", no_args_is_help=True)
     app.add_typer(repair_app, name="repair")
+    register_versions(repair_app)
 
     @repo_command(repair_app, "index", help="Rebuild the index from the pack headers.")
     def index(opts: GlobalOptions, dry_run: DryRunOpt = False) -> None:

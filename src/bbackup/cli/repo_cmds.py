@@ -23,7 +23,8 @@ from bbackup.cli.source_repo import (
     source_options,
 )
 from bbackup.crypto.keys import KdfCost
-from bbackup.errors import UsageError
+from bbackup.durations import parse_duration
+from bbackup.errors import BbackupError, UsageError
 from bbackup.repository import (
     RemovedLocks,
     Repository,
@@ -32,6 +33,8 @@ from bbackup.repository import (
     remove_stale_locks,
 )
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
+from bbackup.storage import StorageStack
+from bbackup.storage.object_lock import LOCK_MODES, ObjectLockSetting
 
 
 def register(app: typer.Typer) -> None:
@@ -51,7 +54,20 @@ def register(app: typer.Typer) -> None:
         from_s3_endpoint: FromS3EndpointOpt = None,
         from_s3_region: FromS3RegionOpt = None,
         from_s3_path_style: FromS3PathStyleOpt = None,
+        object_lock: Annotated[
+            str | None,
+            typer.Option(
+                "--object-lock",
+                metavar="DURATION",
+                help="Retain every object this long (e.g. 30d); needs a lock-enabled bucket, "
+                "created if missing (docs/immutability.md).",
+            ),
+        ] = None,
+        lock_mode: Annotated[
+            str, typer.Option(help="Retention mode: governance or compliance.")
+        ] = "governance",
     ) -> None:
+        lock = parse_object_lock(object_lock, lock_mode)
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
         kdf = KdfCost(kdf_memory, kdf_time)
@@ -75,11 +91,21 @@ def register(app: typer.Typer) -> None:
             prompt="New repository password",
         )
         stack = open_stack(opts)
+        if lock is not None and (stack.versions is None or not stack.profile.object_lock):
+            raise UsageError(
+                f"--object-lock: {stack.url} is not on a store with S3 object lock "
+                "(see docs/providers.md)"
+            )
 
         async def main() -> RepositoryConfig:
             try:
+                if lock is not None:
+                    await prepare_locked_bucket(stack)
                 config = RepositoryConfig(
-                    chunker=chunker, compression_level=compression, pack_size=pack_size * MiB
+                    chunker=chunker,
+                    compression_level=compression,
+                    pack_size=pack_size * MiB,
+                    object_lock=lock,
                 )
                 return await init_repository(
                     stack,
@@ -99,10 +125,17 @@ def register(app: typer.Typer) -> None:
                     "event": "initialized",
                     "repository_id": config.repository_id,
                     "location": str(stack.url),
+                    "object_lock": config.object_lock.to_dict() if config.object_lock else None,
                 }
             )
         else:
             echo(f"created bbackup repository {config.repository_id[:10]} at {stack.url}")
+            if config.object_lock:
+                echo(
+                    f"object lock: every object is retained {config.object_lock.days} days "
+                    f"({config.object_lock.mode} mode); keep it locked with "
+                    "`bbackup locks extend` (docs/immutability.md)"
+                )
             echo("Keep the password safe: without it the data cannot be recovered.")
 
     @repo_command(app, "unlock", help="Remove stale locks (or all with --remove-all).")
@@ -122,3 +155,37 @@ def register(app: typer.Typer) -> None:
             for name, problem in removed.unreadable.items():
                 echo(f"removed {name}: not a readable lock ({problem})")
             echo(f"removed {removed.count} locks")
+
+
+def parse_object_lock(duration: str | None, mode: str) -> ObjectLockSetting | None:
+    """`--object-lock DURATION --lock-mode MODE` as a setting; None without a duration.
+    Retention is set in whole days (S3 keeps it to the second, but every store's rules and
+    bills count days)."""
+    if mode.lower() not in LOCK_MODES:
+        raise UsageError(f"--lock-mode {mode!r}: use governance or compliance")
+    if duration is None:
+        return None
+    try:
+        span = parse_duration(duration)
+    except ValueError as exc:
+        raise UsageError(f"--object-lock: {exc}") from None
+    if span.hours or span.minutes or span.seconds:
+        raise UsageError(f"--object-lock {duration!r}: give whole days, e.g. 30d, 6w or 1y")
+    days = span.years * 365 + span.months * 30 + span.weeks * 7 + span.days
+    if days < 1:
+        raise UsageError(f"--object-lock {duration!r}: retain objects for at least 1d")
+    return ObjectLockSetting(mode.lower(), days)
+
+
+async def prepare_locked_bucket(stack: StorageStack) -> None:
+    """Create the bucket with object lock (and versioning) if it is missing, or check that
+    the existing one has both: object lock cannot be added to a bucket by bbackup."""
+    assert stack.versions is not None
+    state = await stack.versions.create_locked_bucket()
+    if not state.object_lock or not state.versioned:
+        raise BbackupError(
+            f"bucket {stack.url.bucket!r} has no object lock"
+            f"{'' if state.versioned else ' and no versioning'}: create the repository in "
+            "a new bucket (init creates it with object lock), or enable both on this one "
+            "first (infra/ Terraform: object_lock = true)"
+        )

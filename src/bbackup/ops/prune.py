@@ -36,6 +36,7 @@ from bbackup.ops.prune_plan import (
     PrunePlan,
     plan_prune,
 )
+from bbackup.ops.prune_versions import VersionedDeletions, delete_versioned, foresee_versioned
 from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
     BlobLoader,
@@ -51,7 +52,7 @@ from bbackup.repository import (
 )
 from bbackup.snapshot.model import DIR, FILE
 from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
-from bbackup.storage import ObjectInfo
+from bbackup.storage import ObjectInfo, VersionedStore
 
 
 class PrunedRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
@@ -65,6 +66,9 @@ class PruneOptions:
     grace_seconds: float = 24 * 3600.0
     max_unused: float = 0.05
     connections: int = 4
+    #: The bucket's versions, when it keeps them (an object-locked repository): deletes
+    #: then only hide packs, and prune says when their space is really freed.
+    versions: VersionedStore | None = None
 
 
 @dataclass(slots=True)
@@ -78,6 +82,9 @@ class PruneReport:
     duration_seconds: float = 0.0
     #: Space a later prune reclaims (marked or kept for the grace period), and when.
     pending: dict[str, Any] = field(default_factory=dict)
+    #: On a versioned bucket: what the deletions left as noncurrent versions, and when
+    #: that space is freed (`ops.prune_versions`).
+    versioned: VersionedDeletions | None = None
 
     def pending_line(self) -> str | None:
         """One line saying how much a later prune deletes and from when; None if nothing."""
@@ -109,6 +116,7 @@ class PruneReport:
             "decisions": self.decisions,
             "duration_seconds": self.duration_seconds,
             "pending": self.pending,
+            "versioned": self.versioned.to_dict() if self.versioned else None,
         }
 
 
@@ -263,6 +271,11 @@ async def _prune_pass(
             f"(e.g. {plan.missing_used[0]}): run `bbackup check`; prune did nothing"
         )
     if options.dry_run:
+        if options.versions is not None:
+            planned = [stored[d.pack_id] for d in plan.by_action(DELETE) if d.pack_id in stored]
+            report.versioned = await foresee_versioned(
+                options.versions, repo.config.object_lock, planned
+            )
         return report
     await _require_delete_permission(repo)
     repack_ids = [d.pack_id for d in plan.by_action(REPACK)]
@@ -274,11 +287,19 @@ async def _prune_pass(
     deletions = plan.by_action(DELETE)
     step(f"deleting {len(deletions)} packs")
     sem = asyncio.Semaphore(max(1, options.connections))
+    versions = options.versions
+    if versions is not None:
+        report.versioned = VersionedDeletions(
+            repo.config.object_lock, await versions.noncurrent_days()
+        )
 
     async def delete(pack_id: str) -> None:
         info = stored[pack_id]
         async with sem:
-            await repo.delete_pack(info.name)
+            if versions is None or report.versioned is None:
+                await repo.delete_pack(info.name)
+            else:
+                await delete_versioned(versions, report.versioned, info, repo.delete_pack)
 
     await asyncio.gather(*(delete(d.pack_id) for d in deletions))
     return report
@@ -313,6 +334,9 @@ def _combine(first: PruneReport, second: PruneReport) -> PruneReport:
         totals["packs"] += 1
         totals["bytes"] += d["size"]
     merged.pending = second.pending
+    merged.versioned = first.versioned or second.versioned
+    if first.versioned is not None and second.versioned is not None:
+        first.versioned.add(second.versioned)
     merged.bytes_reclaimed = first.bytes_reclaimed + second.bytes_reclaimed
     merged.bytes_repacked_written = first.bytes_repacked_written
     merged.early_delete_charge_usd = round(

@@ -1,4 +1,5 @@
-"""The repository config document: ID, format version, chunker, compression and pack size."""
+"""The repository config document: ID, format version, chunker, compression, pack size and
+the optional object lock setting."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgpack
 from bbackup.chunking import ChunkerParams, KiB, MiB
 from bbackup.compression import DEFAULT_LEVEL
 from bbackup.errors import IntegrityError
+from bbackup.storage.object_lock import ObjectLockSetting
 
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * MiB
@@ -27,21 +29,31 @@ class RepositoryConfig:
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
     compression_level: int = DEFAULT_LEVEL
     pack_size: int = DEFAULT_PACK_SIZE
+    #: Every object but lock documents is written with this retention (`init
+    #: --object-lock`); absent from the configs of repositories made without it.
+    object_lock: ObjectLockSetting | None = None
 
     def to_bytes(self) -> bytes:
-        packed: bytes = msgpack.packb(asdict(self))
+        fields = asdict(self)
+        if self.object_lock is None:
+            del fields["object_lock"]  # the same bytes as before the field existed
+        packed: bytes = msgpack.packb(fields)
         return packed
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RepositoryConfig:
         try:
             raw: dict[str, Any] = msgpack.unpackb(data)
+            if not isinstance(raw, dict):
+                raise TypeError("the config is not a map")
+            lock = raw.get("object_lock")
             config = cls(
                 repository_id=raw["repository_id"],
                 version=raw["version"],
                 chunker=ChunkerParams(**raw["chunker"]),
                 compression_level=raw["compression_level"],
                 pack_size=raw["pack_size"],
+                object_lock=None if lock is None else ObjectLockSetting(**lock),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError("config: malformed") from exc

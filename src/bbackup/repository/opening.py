@@ -65,6 +65,7 @@ async def init_repository(
     else:
         raise RepositoryAlreadyExists(f"a repository already exists at {storage.location}")
     config = config or RepositoryConfig()
+    stack.apply_object_lock(config.object_lock)
     master = master or MasterKey.generate()
     key_file = seal_key_file(
         master, password, kdf.params(), hostname=socket.gethostname(), username=current_user()
@@ -117,6 +118,7 @@ async def open_repository(
     if remember_key is not None:
         keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
+    stack.apply_object_lock(config.object_lock)
     if use_cache:
         directory = (cache_root or default_cache_root()) / config.repository_id
         with contextlib.suppress(OSError):  # its mtime is its last use (`bbackup cache`)

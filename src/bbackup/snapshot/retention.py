@@ -304,3 +304,59 @@ def group_snapshots(snapshots: Iterable[T], group_by: Collection[str]) -> dict[G
         )
         groups.setdefault(key, []).append(snapshot)
     return groups
+
+
+# --- snapshot times the store vouches for --------------------------------------------
+
+#: How far a snapshot's recorded time may be from the moment the store received its
+#: document before retention stops believing it: a backup records its start and uploads
+#: the snapshot at its end, and clocks drift.
+DEFAULT_TIME_TOLERANCE_SECONDS: Final = 86400.0
+
+
+def suspect_times(
+    snapshots: Iterable[T], stored: dict[str, float], tolerance_seconds: float
+) -> dict[str, str]:
+    """Snapshots whose recorded time is more than ``tolerance_seconds`` away from the
+    store's own date of their document (``stored``: snapshot ID → epoch seconds), by ID,
+    with the reason. A stolen backup credential can write snapshots with any time; the
+    store's date it cannot forge. A snapshot without a store date is not suspect."""
+    suspects = {}
+    for snapshot in snapshots:
+        received = stored.get(snapshot.id)
+        if received is None:
+            continue
+        gap = snapshot.time.timestamp() - received
+        if abs(gap) > tolerance_seconds:
+            direction = "after" if gap > 0 else "before"
+            suspects[snapshot.id] = (
+                f"recorded time is {_span(abs(gap))} {direction} the store received it: "
+                "kept outside the policy"
+            )
+    return suspects
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds / 3600:.0f} hours"
+
+
+def apply_policy_trusting_store(
+    snapshots: Iterable[T],
+    policy: RetentionPolicy,
+    stored: dict[str, float],
+    *,
+    tolerance_seconds: float = DEFAULT_TIME_TOLERANCE_SECONDS,
+    now: datetime | None = None,
+) -> list[Decision[T]]:
+    """``apply_policy`` robust to forged snapshot times: a snapshot whose time the store
+    contradicts (``suspect_times``) neither fills a ``--keep-*`` slot nor pushes another
+    snapshot out of one; it is kept, with the reason, until removed by ID. The others
+    are decided as if it did not exist."""
+    given = list(snapshots)
+    suspects = suspect_times(given, stored, tolerance_seconds)
+    trusted = [s for s in given if s.id not in suspects]
+    decisions = apply_policy(trusted, policy, now=now)
+    decisions += [Decision(s, True, (suspects[s.id],)) for s in given if s.id in suspects]
+    return sorted(decisions, key=lambda d: d.snapshot.time, reverse=True)

@@ -5,6 +5,7 @@ RetryingStorage            retries Transient errors with backoff (tenacity)
   └ LimitedStorage         at most --connections calls in flight
       └ CountingStorage    counts requests for --json summaries
           └ backend        local, memory or s3 (imported only when used)
+              (or, with --as-of, VersionedView: the s3 backend's objects as they were)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bbackup.errors import UsageError
 from bbackup.storage.base import Storage
 from bbackup.storage.counting import CountingStorage
 from bbackup.storage.limit import LimitedStorage
+from bbackup.storage.object_lock import ObjectLockSetting, VersionedStore
 from bbackup.storage.providers import Provider, detect_provider
 from bbackup.storage.url import RepositoryURL, parse_repository_url
 
@@ -130,6 +132,9 @@ class StorageOptions:
     #: Seconds an S3 request may go without moving a block of its bytes
     #: (default: BBACKUP_IO_TIMEOUT_SECONDS, else 60).
     io_timeout: float | None = None
+    #: Read the repository as it was at this moment (epoch seconds), from object
+    #: versions (`storage.versioned`): S3 only, read-only.
+    as_of: float | None = None
     #: Tests insert a fault-injecting wrapper directly above the backend here.
     wrap_backend: Callable[[Storage], Storage] | None = None
     #: The in-memory backend's object dict, shared between opens in one process.
@@ -149,6 +154,14 @@ class StorageStack:
     profile: StorageProfile
     #: Creates what holds the repository (an S3 bucket) if it is missing.
     _create_container: Callable[[], Awaitable[None]] = _nothing_to_create
+    #: Object versions and retention (S3 only; `storage.object_lock`).
+    versions: VersionedStore | None = None
+
+    def apply_object_lock(self, setting: ObjectLockSetting | None) -> None:
+        """Give every object written from now on the repository's retention (read from
+        its config); nothing for a store without object lock."""
+        if self.versions is not None:
+            self.versions.set_object_lock(setting)
 
     async def create_container(self) -> None:
         """Create what holds the repository if it is missing and the store has one to
@@ -167,7 +180,10 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
     io_timeout = options.io_timeout or _seconds_from_env("BBACKUP_IO_TIMEOUT_SECONDS")
     backend: Storage
     create_container = _nothing_to_create
+    versions: VersionedStore | None = None
     profile = PROFILES[parsed.scheme]
+    if options.as_of is not None and parsed.scheme != "s3":
+        raise UsageError("--as-of reads object versions, which only S3 repositories have")
     if parsed.scheme == "local":
         from bbackup.storage.local import LocalStorage
 
@@ -199,13 +215,24 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
             io_timeout=io_timeout or IO_TIMEOUT,
         )
         create_container = functools.partial(backend.ensure_bucket, create=True)
-    bare = backend
+        from bbackup.storage.s3_versions import S3Versions
+
+        s3_versions = versions = S3Versions(backend)
+        if options.as_of is not None:
+            from bbackup.storage.versioned import VersionedView
+
+            backend = VersionedView(backend, versions, options.as_of)
+    bare = s3_versions.s3 if versions is not None else backend
     if options.wrap_backend is not None:
         backend = options.wrap_backend(backend)
     counter = CountingStorage(backend)
     limited = LimitedStorage(counter, options.connections or profile.default_connections)
     storage = RetryingStorage(limited, max_elapsed=retry_seconds or RETRY_SECONDS)
-    return StorageStack(storage, counter, parsed, bare, profile, create_container)
+    if versions is not None:
+        from bbackup.storage.versions_retry import RetryingVersions
+
+        versions = RetryingVersions(versions, storage)
+    return StorageStack(storage, counter, parsed, bare, profile, create_container, versions)
 
 
 def provider_profile(provider: Provider) -> StorageProfile:

@@ -21,6 +21,7 @@ from botocore import exceptions as boto_errors
 
 from bbackup.errors import BucketNotFound, Permanent, Transient
 from bbackup.storage.base import ObjectInfo
+from bbackup.storage.object_lock import ObjectLockSetting, lock_parameters
 from bbackup.storage.s3_errors import error_code, http_status, translate_errors
 from bbackup.storage.s3_transfer import TransferDeadline, bounded, prepare_request, read_body
 
@@ -91,6 +92,9 @@ class S3Storage:
         self._open_lock = asyncio.Lock()
         #: Cleared when the store answers If-None-Match with 501 NotImplemented.
         self._conditional_writes = True
+        #: The repository's object lock: every object but lock documents gets a retention
+        #: date on PUT (`storage.s3_versions` sets it once the config is read).
+        self.object_lock: ObjectLockSetting | None = None
 
     @property
     def location(self) -> str:
@@ -209,6 +213,7 @@ class S3Storage:
         }
         if storage_class:
             params["StorageClass"] = storage_class
+        params.update(lock_parameters(self.object_lock, name, time.time()))
         conditional = if_absent and self._conditional_writes
         if conditional:
             params["IfNoneMatch"] = "*"

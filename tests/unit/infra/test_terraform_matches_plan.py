@@ -131,6 +131,9 @@ def test_the_policies_grant_each_role_what_it_needs_and_nothing_more() -> None:
         "s3:ListBucket": {bucket},
         "s3:GetObject": {objects},
         "s3:PutObject": {objects},
+        # AWS asks for it to send a retention date with each new object (object lock);
+        # it can only lengthen a retention, never shorten or remove one.
+        "s3:PutObjectRetention": {objects},
         "s3:DeleteObject": {"arn:aws:s3:::b/p/locks/*"},  # its own lock, when it finishes
     }
     assert restore == {
@@ -142,6 +145,9 @@ def test_the_policies_grant_each_role_what_it_needs_and_nothing_more() -> None:
     }
     assert maintenance["s3:DeleteObject"] == {objects}
     assert maintenance["s3:PutLifecycleConfiguration"] == {bucket}
+    # `locks extend` reads and extends retentions; `init --object-lock` checks the bucket.
+    assert maintenance["s3:GetObjectRetention"] == maintenance["s3:PutObjectRetention"] == {objects}
+    assert maintenance["s3:GetBucketObjectLockConfiguration"] == {bucket}
     # Nobody may destroy old versions: with versioning on, they are what survives a
     # compromised credential (lifecycle rules expire them instead).
     every = {a for policy in (backup, maintenance, restore) for a in policy}
