@@ -27,7 +27,7 @@ from bbackup.cli.source_repo import (
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.copy import Copier, CopyOptions, CopySummary, describe
-from bbackup.ops.restore import remote_range_gap
+from bbackup.ops.restore import pack_read_settings
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
@@ -90,15 +90,11 @@ def register(app: typer.Typer) -> None:
                 warn(f"error: snapshot {source.short_id} not copied: {message}")
 
         async def work(source: Repository, target: Repository) -> CopySummary:
-            source_profile, target_profile = source.stack.profile, target.stack.profile
-            options.connections = opts.connections or source_profile.default_connections
-            options.upload_slots = opts.connections or target_profile.upload_slots
-            options.read_size = source_profile.read_size
-            options.max_gap = (
-                remote_range_gap(source.config)
-                if source_profile.range_gap is None
-                else source_profile.range_gap
-            )
+            reads = pack_read_settings(source, opts.connections)
+            options.connections = reads.connections
+            options.upload_slots = opts.connections or target.stack.profile.upload_slots
+            options.read_size = reads.read_size
+            options.max_gap = reads.max_gap
             copier = Copier(
                 source,
                 target,

@@ -33,7 +33,7 @@ from bbackup.ops.drill_record import (
 )
 from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sample_fraction
 from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
-from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource
+from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource, pack_read_settings
 from bbackup.ops.restore_compare import blob_layout, mismatched_blobs
 from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
 from bbackup.report_format import human_bytes
@@ -401,7 +401,6 @@ async def drill_for_job(
     from bbackup.cache_paths import default_cache_root
     from bbackup.ops.backup import normalize_paths
     from bbackup.ops.damage_record import recording_damage
-    from bbackup.ops.restore import remote_range_gap
 
     snapshots = await load_snapshots(repo)
     if snapshot_id is not None:
@@ -412,15 +411,15 @@ async def drill_for_job(
         paths = tuple(normalize_paths(job.sources))
         filters = SnapshotFilter(hosts=(job.host or socket.gethostname(),), paths=paths)
         snapshot = find_snapshot(snapshots, "latest", filters)
-    profile = repo.stack.profile
+    reads = pack_read_settings(repo)
     options = DrillOptions(
         fraction=sample_fraction(settings.sample, "drill.sample") if settings.sample else None,
         files=settings.files,
         compare_source=settings.compare_source,
         scratch_root=str(default_cache_root()),
-        connections=profile.default_connections,
-        read_size=profile.read_size,
-        max_gap=remote_range_gap(repo.config) if profile.range_gap is None else profile.range_gap,
+        connections=reads.connections,
+        read_size=reads.read_size,
+        max_gap=reads.max_gap,
     )
     warnings: list[str] = []
     drill = Drill(repo, snapshot, options, on_warning=warnings.append)
