@@ -35,10 +35,10 @@ from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sa
 from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
 from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource, pack_read_settings
 from bbackup.ops.restore_compare import blob_layout, mismatched_blobs
-from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
+from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.report_format import human_bytes
 from bbackup.repository import DocumentStore, pack_object_name
-from bbackup.snapshot.model import FILE, Node, Snapshot
+from bbackup.snapshot.model import Node, Snapshot
 from bbackup.snapshot.store import SnapshotFilter, find_snapshot, load_snapshots
 
 if TYPE_CHECKING:
@@ -181,19 +181,12 @@ class Drill:
             self._fail(tree.path, f"its listing cannot be read ({tree.message})", "tree")
         files: list[SampleFile] = []
         index = self.repo.index
-        pending: list[SelectedDir] = [selection.root]
-        while pending:
-            directory = pending.pop()
-            for entry in directory.entries:
-                if isinstance(entry, SelectedDir):
-                    pending.append(entry)
-                elif entry.type == FILE and entry.content:
-                    path = directory.rel + b"/" + entry.name
-                    packs = frozenset(
-                        index.lookup(b).pack_id for b in entry.content if index.has(b)
-                    )
-                    self._nodes[path] = entry
-                    files.append(SampleFile(path, entry.size, packs))
+        for directory, entry in selection.root.files():
+            if entry.content:
+                path = directory.rel + b"/" + entry.name
+                packs = frozenset(index.lookup(b).pack_id for b in entry.content if index.has(b))
+                self._nodes[path] = entry
+                files.append(SampleFile(path, entry.size, packs))
         files.sort(key=lambda f: f.path)  # the walk's order must not bias the choice
         self._records = await load_drill_records(self.repo)
         self._data_packs = data_pack_sizes(index)
