@@ -13,14 +13,10 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
 from bbackup.cli.source_repo import (
-    FromPasswordCommandOpt,
-    FromPasswordFileOpt,
-    FromRepoOpt,
-    FromS3EndpointOpt,
-    FromS3PathStyleOpt,
-    FromS3RegionOpt,
+    NO_SOURCE_OPTIONS,
+    SourceRepoOptions,
     shared_chunker_key,
-    source_options,
+    source_repo_options,
 )
 from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
@@ -36,6 +32,7 @@ from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 
 def register(app: typer.Typer) -> None:
     @repo_command(app, "init", help="Create a new repository.")
+    @source_repo_options
     def init(
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
@@ -45,29 +42,14 @@ def register(app: typer.Typer) -> None:
         copy_chunker_params: Annotated[
             bool, typer.Option(help="Chunk and name blobs as --from-repo does (see copy).")
         ] = False,
-        from_repo: FromRepoOpt = None,
-        from_password_file: FromPasswordFileOpt = None,
-        from_password_command: FromPasswordCommandOpt = None,
-        from_s3_endpoint: FromS3EndpointOpt = None,
-        from_s3_region: FromS3RegionOpt = None,
-        from_s3_path_style: FromS3PathStyleOpt = None,
+        source: SourceRepoOptions = NO_SOURCE_OPTIONS,
     ) -> None:
         if not MIN_PACK_SIZE <= pack_size * MiB <= MAX_PACK_SIZE:
             raise UsageError("--pack-size must be between 4 and 128 (MiB)")
         kdf = KdfCost(kdf_memory, kdf_time)
         master, chunker = None, ChunkerParams()
         if copy_chunker_params:
-            master, chunker = shared_chunker_key(
-                source_options(
-                    opts,
-                    from_repo,
-                    from_password_file,
-                    from_password_command,
-                    from_s3_endpoint,
-                    from_s3_region,
-                    from_s3_path_style,
-                )
-            )
+            master, chunker = shared_chunker_key(source.global_options(opts))
         password = resolve_password(
             opts.password_file,
             opts.password_command,
