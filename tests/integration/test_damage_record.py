@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_harness import PASSWORD, Cli, CliResult, MakeTree, restored_path
+from cli_harness import PASSWORD, Cli, MakeTree, Spec, restored_path
+from damaged_repo import data_packs, make_damaged_repo, ok, source_files
 
 from bbackup.errors import AccessDenied
 from bbackup.ops.check import CheckReport, ReadDataSubset, check_repository
@@ -20,25 +21,6 @@ from bbackup.storage import open_storage
 from bbackup.storage.fault import FaultyStorage
 
 MiB = 1024 * 1024
-
-
-def ok(result: CliResult) -> CliResult:
-    assert result.exit_code == 0, result
-    return result
-
-
-def data_packs(repo: Path) -> list[Path]:
-    return sorted(p for p in (repo / "data").rglob("*") if p.is_file())
-
-
-def source_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def flip_bit(path: Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x04
-    path.write_bytes(bytes(data))
 
 
 def records(repo: Path) -> list[Path]:
@@ -52,18 +34,14 @@ def restores_whole(cli: Cli, repo: Path, snapshot: str, src: Path, target: Path)
 
 @pytest.fixture
 def damaged(tmp_path: Path, cli: Cli, make_tree: MakeTree) -> tuple[Path, Path, str]:
-    """A repository with one backup whose largest data pack has a flipped bit inside a
-    blob; (repository, source, that pack's object name)."""
-    repo = tmp_path / "repo"
-    ok(cli("init", "-r", repo, "--pack-size", "4"))
-    src = make_tree(
-        tmp_path / "src",
-        {"big.bin": os.urandom(5 * MiB), "a.txt": "alpha\n", "d": {"y.bin": os.urandom(MiB)}},
-    )
-    ok(cli("backup", "-r", repo, src))
-    largest = max(data_packs(repo), key=lambda p: p.stat().st_size)
-    flip_bit(largest, largest.stat().st_size // 3)  # inside a blob: the header is at the end
-    return repo, src, largest.relative_to(repo).as_posix()
+    """(repository, source, the damaged pack's object name)."""
+    tree: Spec = {
+        "big.bin": os.urandom(5 * MiB),
+        "a.txt": "alpha\n",
+        "d": {"y.bin": os.urandom(MiB)},
+    }
+    made = make_damaged_repo(tmp_path, cli, make_tree, tree)
+    return made.repo, made.src, made.damaged
 
 
 def test_a_full_backup_after_check_finds_damage_uploads_the_blob_again_and_restores(

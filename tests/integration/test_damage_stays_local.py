@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_harness import Cli, CliResult, MakeTree, restored_path
+from damaged_repo import ok, source_files
 
 import bbackup.ops.repair
 
@@ -33,11 +34,6 @@ class TwoSnapshots:
     data_a: set[Path]
 
 
-def ok(result: CliResult) -> CliResult:
-    assert result.exit_code == 0, result
-    return result
-
-
 def objects(repo: Path, prefix: str) -> set[Path]:
     return {p for p in (repo / prefix).rglob("*") if p.is_file() and not p.name.startswith(".")}
 
@@ -45,10 +41,6 @@ def objects(repo: Path, prefix: str) -> set[Path]:
 def snapshot_ids(cli: Cli, repo: Path) -> list[str]:
     listed = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
     return [s["id"] for s in listed]
-
-
-def source_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 def restore(cli: Cli, repo: Path, snapshot: str, target: Path, *flags: str) -> CliResult:

@@ -6,43 +6,20 @@ files that lost data."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_harness import Cli, CliResult, MakeTree, restored_path
+from cli_harness import Cli, MakeTree, restored_path
+from damaged_repo import (
+    DamagedRepo,
+    data_packs,
+    flip_bit,
+    make_damaged_repo,
+    ok,
+    source_files,
+)
 
 MiB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class DamagedRepo:
-    repo: Path
-    src: Path
-    snapshot: str
-    #: The data pack with a flipped bit, as `check` names it (data/ab/ab12…).
-    damaged: str
-
-
-def ok(result: CliResult) -> CliResult:
-    assert result.exit_code == 0, result
-    return result
-
-
-def data_packs(repo: Path) -> list[Path]:
-    return sorted(p for p in (repo / "data").rglob("*") if p.is_file())
-
-
-def source_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def flip_bit(path: Path, offset: int) -> None:
-    with path.open("r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)[0]
-        f.seek(offset)
-        f.write(bytes([byte ^ 0x04]))
 
 
 def restore(cli: Cli, t: DamagedRepo, snapshot: str, target: Path) -> dict[str, bytes]:
@@ -53,10 +30,10 @@ def restore(cli: Cli, t: DamagedRepo, snapshot: str, target: Path) -> dict[str, 
 
 @pytest.fixture
 def damaged_repo(tmp_path: Path, cli: Cli, make_tree: MakeTree) -> DamagedRepo:
-    repo = tmp_path / "repo"
-    ok(cli("init", "-r", repo, "--pack-size", "4"))
-    src = make_tree(
-        tmp_path / "src",
+    return make_damaged_repo(
+        tmp_path,
+        cli,
+        make_tree,
         {
             "big.bin": os.urandom(6 * MiB),
             "other.bin": os.urandom(3 * MiB),
@@ -64,11 +41,6 @@ def damaged_repo(tmp_path: Path, cli: Cli, make_tree: MakeTree) -> DamagedRepo:
             "d": {"x.txt": "x\n", "y.bin": os.urandom(700 * 1024)},
         },
     )
-    snapshot = ok(cli("backup", "-r", repo, "--json", src)).event("summary")["snapshot_id"]
-    assert len(data_packs(repo)) >= 2
-    largest = max(data_packs(repo), key=lambda p: p.stat().st_size)
-    flip_bit(largest, largest.stat().st_size // 3)  # inside a blob: headers sit at the end
-    return DamagedRepo(repo, src, snapshot, largest.relative_to(repo).as_posix())
 
 
 def test_repair_packs_heals_a_flipped_bit_and_the_next_full_backup_restores(

@@ -19,6 +19,17 @@ def files_under(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+def restore_killed_at(repo: Path, out: Path, fault: str) -> None:
+    """Restore latest into `out` over one connection in a process killed (SIGKILL) at
+    `fault` (kill_runner.py's --kill syntax)."""
+    killed = subprocess.run(
+        [sys.executable, KILL_RUNNER, "--kill", fault, "--",
+         "restore", "latest", "-r", repo, "--target", out, "--connections", "1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+
+
 def test_an_interrupted_restore_resumes_and_downloads_little_again(
     tmp_path: Path, cli: Cli, make_tree: MakeTree
 ) -> None:
@@ -38,12 +49,7 @@ def test_an_interrupted_restore_resumes_and_downloads_little_again(
     assert full_download > total
 
     out = tmp_path / "out"
-    killed = subprocess.run(
-        [sys.executable, KILL_RUNNER, "--kill", "get:data/:3:before", "--",
-         "restore", "latest", "-r", repo, "--target", out, "--connections", "1"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert killed.returncode == -9, killed.stderr
+    restore_killed_at(repo, out, "get:data/:3:before")
 
     restored = restored_path(out, src)
     left = files_under(restored)
@@ -73,12 +79,7 @@ def test_a_large_file_cut_off_part_way_is_finished_from_its_partial_file(
     src = make_tree(tmp_path / "src", {"disk.img": content})
     assert cli("backup", "-r", repo, src).exit_code == 0
     out = tmp_path / "out"
-    killed = subprocess.run(
-        [sys.executable, KILL_RUNNER, "--kill", "get:data/:4:before", "--",
-         "restore", "latest", "-r", repo, "--target", out, "--connections", "1"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert killed.returncode == -9, killed.stderr
+    restore_killed_at(repo, out, "get:data/:4:before")
     restored = restored_path(out, src)
     assert not (restored / "disk.img").exists()
     assert (restored / "disk.img.bbackup-partial").exists()

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,20 @@ def write_config(path: Path, repo: Path, source: Path, **job: str) -> Path:
     return path
 
 
+JobConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def job_config(tmp_path: Path, repo: Path, source: Path) -> JobConfig:
+    """Writes tmp_path/config.toml: the repository `local` and the job `docs` backing up
+    `source`, with the job's other keys as given (TOML values)."""
+
+    def write(**job: str) -> Path:
+        return write_config(tmp_path / "config.toml", repo, source, **job)
+
+    return write
+
+
 def state_dir(home: Path) -> Path:
     return home / ".local" / "state" / "bbackup"
 
@@ -96,12 +110,9 @@ def snapshot_ids(cli: Cli, repo: Path) -> list[str]:
 
 
 def test_run_backs_up_then_applies_the_retention(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, isolated_env: Path
+    cli: Cli, repo: Path, job_config: JobConfig, source: Path, tmp_path: Path, isolated_env: Path
 ) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         retention="{ keep_last = 2 }",
         full_every='"monthly"',
         prune='"always"',
@@ -124,13 +135,10 @@ def test_run_backs_up_then_applies_the_retention(
 
 
 def test_a_failing_before_hook_skips_the_backup_and_is_reported(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, isolated_env: Path
+    cli: Cli, repo: Path, job_config: JobConfig, tmp_path: Path, isolated_env: Path
 ) -> None:
     seen = tmp_path / "after.txt"
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         hooks=(
             '{ before = "echo dump failed >&2; exit 4", '
             f'after = "echo $BBACKUP_RESULT > {seen}" }}'
@@ -149,12 +157,9 @@ def test_a_failing_before_hook_skips_the_backup_and_is_reported(
 
 
 def test_a_passing_before_hook_runs_before_the_backup(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path
+    cli: Cli, repo: Path, job_config: JobConfig, source: Path, tmp_path: Path
 ) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         hooks=f'{{ before = "echo dumped > {source}/db.sql" }}',
     )
     assert cli("run", "docs", "--config", config).exit_code == 0
@@ -164,9 +169,9 @@ def test_a_passing_before_hook_runs_before_the_backup(
 
 
 def test_a_second_run_of_a_running_job_exits_locked(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, isolated_env: Path
+    cli: Cli, repo: Path, job_config: JobConfig, isolated_env: Path
 ) -> None:
-    config = write_config(tmp_path / "config.toml", repo, source)
+    config = job_config()
     lock = state_dir(isolated_env) / "locks" / "docs.lock"
     lock.parent.mkdir(parents=True)
     with open(lock, "w") as held:
@@ -179,9 +184,9 @@ def test_a_second_run_of_a_running_job_exits_locked(
 
 
 def test_run_wait_waits_for_the_running_one_to_end(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, isolated_env: Path
+    cli: Cli, repo: Path, job_config: JobConfig, isolated_env: Path
 ) -> None:
-    config = write_config(tmp_path / "config.toml", repo, source)
+    config = job_config()
     lock = state_dir(isolated_env) / "locks" / "docs.lock"
     lock.parent.mkdir(parents=True)
     held = open(lock, "w")  # noqa: SIM115 - closed by the timer, as a run ending
@@ -196,12 +201,9 @@ def test_run_wait_waits_for_the_running_one_to_end(
 
 
 def test_the_webhook_receives_the_report(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, webhook: Webhook
+    cli: Cli, repo: Path, job_config: JobConfig, webhook: Webhook
 ) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         notify=f'{{ webhook = "{webhook.url}/hook", on = ["start", "success", "failure"] }}',
     )
     assert cli("run", "docs", "--config", config).exit_code == 0
@@ -215,12 +217,9 @@ def test_the_webhook_receives_the_report(
 
 
 def test_healthchecks_style_pings_start_then_fail(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path, webhook: Webhook
+    cli: Cli, repo: Path, job_config: JobConfig, webhook: Webhook
 ) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         hooks='{ before = "false" }',
         notify=f'{{ webhook = "{webhook.url}/ping/abc", style = "healthchecks" }}',
     )
@@ -230,12 +229,9 @@ def test_healthchecks_style_pings_start_then_fail(
 
 
 def test_an_unreachable_webhook_never_fails_the_backup(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path
+    cli: Cli, repo: Path, job_config: JobConfig
 ) -> None:
-    config = write_config(
-        tmp_path / "config.toml",
-        repo,
-        source,
+    config = job_config(
         notify='{ webhook = "http://127.0.0.1:9/hook", on = ["success"], timeout = 2 }',
     )
     result = cli("run", "docs", "--config", config)
@@ -245,10 +241,10 @@ def test_an_unreachable_webhook_never_fails_the_backup(
 
 
 def test_the_metrics_file_has_each_jobs_last_success(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path
+    cli: Cli, repo: Path, job_config: JobConfig, tmp_path: Path
 ) -> None:
     metrics = tmp_path / "metrics" / "bbackup.prom"
-    config = write_config(tmp_path / "config.toml", repo, source)
+    config = job_config()
     config.write_text(f'metrics_file = "{metrics}"\n' + config.read_text())
     assert cli("run", "docs", "--config", config).exit_code == 0
     text = metrics.read_text()
@@ -259,9 +255,9 @@ def test_the_metrics_file_has_each_jobs_last_success(
 
 
 def test_an_unknown_job_and_a_bad_config_are_usage_errors(
-    cli: Cli, repo: Path, source: Path, tmp_path: Path
+    cli: Cli, repo: Path, job_config: JobConfig
 ) -> None:
-    config = write_config(tmp_path / "config.toml", repo, source)
+    config = job_config()
     result = cli("run", "nosuch", "--config", config)
     assert result.exit_code == ExitCode.USAGE
     assert "no job 'nosuch'" in result.stderr and "jobs: docs" in result.stderr
@@ -272,9 +268,9 @@ def test_an_unknown_job_and_a_bad_config_are_usage_errors(
 
 
 def test_sigterm_stops_a_run_with_the_interrupted_code_and_report(
-    repo: Path, source: Path, tmp_path: Path, isolated_env: Path, password: str
+    repo: Path, job_config: JobConfig, isolated_env: Path, password: str
 ) -> None:
-    config = write_config(tmp_path / "config.toml", repo, source, hooks='{ before = "sleep 30" }')
+    config = job_config(hooks='{ before = "sleep 30" }')
     proc = subprocess.Popen(
         [sys.executable, "-m", "bbackup", "run", "docs", "--config", str(config)],
         stdin=subprocess.DEVNULL,
@@ -297,14 +293,14 @@ def test_sigterm_stops_a_run_with_the_interrupted_code_and_report(
 def test_a_wrong_password_is_a_reported_failure_naming_the_repository(
     cli: Cli,
     repo: Path,
-    source: Path,
+    job_config: JobConfig,
     tmp_path: Path,
     isolated_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     password_file = tmp_path / "wrong"
     password_file.write_text("not the password\n")
-    config = write_config(tmp_path / "config.toml", repo, source)
+    config = job_config()
     config.write_text(
         config.read_text().replace(
             f'url = "{repo}"', f'url = "{repo}"\npassword_file = "{password_file}"'

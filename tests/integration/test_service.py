@@ -17,9 +17,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
-from cli_harness import PASSWORD, Cli, MakeTree, run_subprocess
+from cli_harness import PASSWORD, Cli, MakeTree, Spec, run_subprocess
 
 from bbackup.errors import ExitCode
 
@@ -90,12 +91,22 @@ def start_service() -> Iterator[type[Service]]:
             service.kill()
 
 
-def write_config(tmp_path: Path, repo: Path, source: Path, before_hook: str) -> Path:
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD + "\n")
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
+class JobConfig(Protocol):
+    """The `job_config` fixture: back up `tree` (default: one small file) every minute as
+    the job `docs` into `repo`, `before_hook` first; the config file's path."""
+
+    def __call__(self, before_hook: str, tree: Spec | None = None) -> Path: ...
+
+
+@pytest.fixture
+def job_config(tmp_path: Path, repo: Path, make_tree: MakeTree) -> JobConfig:
+    def write(before_hook: str, tree: Spec | None = None) -> Path:
+        source = make_tree(tmp_path / "src", tree or {"a.txt": "alpha\n"})
+        password_file = tmp_path / "password"
+        password_file.write_text(PASSWORD + "\n")
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f"""
 [repositories.local]
 url = "{repo}"
 password_file = "{password_file}"
@@ -106,8 +117,10 @@ sources = ["{source}"]
 schedule = "* * * * *"
 hooks = {{ before = "{before_hook}" }}
 """
-    )
-    return config
+        )
+        return config
+
+    return write
 
 
 def snapshot_count(cli: Cli, repo: Path) -> int:
@@ -122,14 +135,12 @@ def job_reports(home: Path) -> list[dict[str, object]]:
 def test_service_catches_up_a_due_job_refuses_an_overlap_and_stops_on_sigterm(
     cli: Cli,
     repo: Path,
-    tmp_path: Path,
-    make_tree: MakeTree,
+    job_config: JobConfig,
     start_service: type[Service],
     isolated_env: Path,
 ) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n", "b.bin": os.urandom(3000)})
     # The hook holds the run open long enough for a second run to try to start.
-    config = write_config(tmp_path, repo, source, before_hook="sleep 1.5")
+    config = job_config("sleep 1.5", {"a.txt": "alpha\n", "b.bin": os.urandom(3000)})
     service = start_service(config)
     service.wait_for(r"docs: due now \(missed or never run\)")
     service.wait_for(r"docs: before hook started")
@@ -148,13 +159,11 @@ def test_service_catches_up_a_due_job_refuses_an_overlap_and_stops_on_sigterm(
 def test_sigterm_in_the_middle_of_a_run_exits_0_and_the_run_is_caught_up_next_start(
     cli: Cli,
     repo: Path,
-    tmp_path: Path,
-    make_tree: MakeTree,
+    job_config: JobConfig,
     start_service: type[Service],
     isolated_env: Path,
 ) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
-    config = write_config(tmp_path, repo, source, before_hook="sleep 30")
+    config = job_config("sleep 30")
     service = start_service(config)
     service.wait_for(r"docs: before hook started")
     assert service.stop() == 0, "\n".join(service.lines)
@@ -172,10 +181,9 @@ def test_sigterm_in_the_middle_of_a_run_exits_0_and_the_run_is_caught_up_next_st
 
 
 def test_sighup_reloads_the_config_and_a_broken_one_is_kept_out(
-    repo: Path, tmp_path: Path, make_tree: MakeTree, start_service: type[Service]
+    job_config: JobConfig, start_service: type[Service]
 ) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
-    config = write_config(tmp_path, repo, source, before_hook="true")
+    config = job_config("true")
     service = start_service(config)
     service.wait_for(r"docs: success in ")
     config.write_text(config.read_text().replace('"* * * * *"', '"every minute"'))
@@ -193,13 +201,11 @@ def test_sighup_reloads_the_config_and_a_broken_one_is_kept_out(
 def test_a_slot_whose_job_runs_elsewhere_is_skipped(
     cli: Cli,
     repo: Path,
-    tmp_path: Path,
-    make_tree: MakeTree,
+    job_config: JobConfig,
     start_service: type[Service],
     isolated_env: Path,
 ) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
-    config = write_config(tmp_path, repo, source, before_hook="true")
+    config = job_config("true")
     lock = isolated_env / ".local" / "state" / "bbackup" / "locks" / "docs.lock"
     lock.parent.mkdir(parents=True)
     with open(lock, "w") as held:  # as a `bbackup run docs` in progress holds it
@@ -212,10 +218,9 @@ def test_a_slot_whose_job_runs_elsewhere_is_skipped(
 
 
 def test_jobs_sharing_a_repository_take_turns(
-    cli: Cli, repo: Path, tmp_path: Path, make_tree: MakeTree, start_service: type[Service]
+    cli: Cli, repo: Path, job_config: JobConfig, start_service: type[Service]
 ) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
-    config = write_config(tmp_path, repo, source, before_hook="sleep 0.5")
+    config = job_config("sleep 0.5")
     text = config.read_text()
     config.write_text(
         text + text[text.index("[jobs.docs]") :].replace("[jobs.docs]", "[jobs.mail]")

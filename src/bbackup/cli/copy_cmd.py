@@ -15,19 +15,15 @@ from bbackup.cli.output import echo, emit_json, warn, warn_event
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.cli.source_repo import (
-    FromPasswordCommandOpt,
-    FromPasswordFileOpt,
-    FromRepoOpt,
-    FromS3EndpointOpt,
-    FromS3PathStyleOpt,
-    FromS3RegionOpt,
+    NO_SOURCE_OPTIONS,
+    SourceRepoOptions,
     open_source,
-    source_options,
+    source_repo_options,
 )
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.copy import Copier, CopyOptions, CopySummary, describe
-from bbackup.ops.restore import remote_range_gap
+from bbackup.ops.restore import pack_read_settings
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
@@ -37,18 +33,14 @@ def register(app: typer.Typer) -> None:
     @repo_command(
         app, "copy", help="Copy snapshots from another repository (--from-repo) into this one."
     )
+    @source_repo_options
     def copy(
         opts: GlobalOptions,
         snapshots: Annotated[
             list[str] | None,
             typer.Argument(help="Snapshots to copy (ID prefixes or latest); default: all."),
         ] = None,
-        from_repo: FromRepoOpt = None,
-        from_password_file: FromPasswordFileOpt = None,
-        from_password_command: FromPasswordCommandOpt = None,
-        from_s3_endpoint: FromS3EndpointOpt = None,
-        from_s3_region: FromS3RegionOpt = None,
-        from_s3_path_style: FromS3PathStyleOpt = None,
+        source: SourceRepoOptions = NO_SOURCE_OPTIONS,
         host: HostOpt = None,
         tag: TagOpt = None,
         path: PathOpt = None,
@@ -58,15 +50,7 @@ def register(app: typer.Typer) -> None:
         no_wait: NoWaitOpt = False,
     ) -> None:
         thaw = thaw_options(restore_tier, restore_days, no_wait)
-        source_opts = source_options(
-            opts,
-            from_repo,
-            from_password_file,
-            from_password_command,
-            from_s3_endpoint,
-            from_s3_region,
-            from_s3_path_style,
-        )
+        source_opts = source.global_options(opts)
         opts.as_of = None  # --as-of reads the source as it was; the target is written
         options = CopyOptions(
             references=snapshots or (), filters=snapshot_filter(host, tag, path), workers=workers
@@ -91,15 +75,11 @@ def register(app: typer.Typer) -> None:
                 warn(f"error: snapshot {source.short_id} not copied: {message}")
 
         async def work(source: Repository, target: Repository) -> CopySummary:
-            source_profile, target_profile = source.stack.profile, target.stack.profile
-            options.connections = opts.connections or source_profile.default_connections
-            options.upload_slots = opts.connections or target_profile.upload_slots
-            options.read_size = source_profile.read_size
-            options.max_gap = (
-                remote_range_gap(source.config)
-                if source_profile.range_gap is None
-                else source_profile.range_gap
-            )
+            reads = pack_read_settings(source, opts.connections)
+            options.connections = reads.connections
+            options.upload_slots = opts.connections or target.stack.profile.upload_slots
+            options.read_size = reads.read_size
+            options.max_gap = reads.max_gap
             copier = Copier(
                 source,
                 target,

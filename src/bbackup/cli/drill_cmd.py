@@ -19,7 +19,7 @@ from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.drill import Drill, DrillOptions, DrillReport
 from bbackup.ops.drill_sample import sample_fraction
-from bbackup.ops.restore import remote_range_gap
+from bbackup.ops.restore import pack_read_settings
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
@@ -77,20 +77,16 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            profile = repo.stack.profile
+            reads = pack_read_settings(repo, opts.connections)
             options = DrillOptions(
                 fraction=fraction,
                 files=files,
                 compare_source=compare_source,
                 scratch_root=scratch,
                 workers=workers,
-                connections=opts.connections or profile.default_connections,
-                read_size=profile.read_size,
-                max_gap=(
-                    remote_range_gap(repo.config)
-                    if profile.range_gap is None
-                    else profile.range_gap
-                ),
+                connections=reads.connections,
+                read_size=reads.read_size,
+                max_gap=reads.max_gap,
             )
             drill = Drill(repo, snap, options, on_warning=lambda line: warn_event(line, opts.json))
             await drill.plan()

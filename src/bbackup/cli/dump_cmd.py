@@ -19,7 +19,7 @@ from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading
 from bbackup.errors import UsageError
 from bbackup.ops.dump import DumpSummary, dump
 from bbackup.ops.dump_archive import ARCHIVE_FORMATS
-from bbackup.ops.restore import remote_range_gap
+from bbackup.ops.restore import pack_read_settings
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 
@@ -70,20 +70,16 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, snapshot_path)
             )
-            profile = repo.stack.profile
+            reads = pack_read_settings(repo, opts.connections)
             return await dump(
                 repo,
                 snap,
                 path,
                 out,
                 archive=archive,
-                connections=opts.connections or profile.default_connections,
-                read_size=profile.read_size,
-                max_gap=(
-                    remote_range_gap(repo.config)
-                    if profile.range_gap is None
-                    else profile.range_gap
-                ),
+                connections=reads.connections,
+                read_size=reads.read_size,
+                max_gap=reads.max_gap,
                 workers=workers,
                 archive_allowed=not out.isatty(),
                 on_warning=lambda p, message: warn_event(f"warning: {p}: {message}", opts.json),

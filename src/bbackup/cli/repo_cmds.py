@@ -13,14 +13,10 @@ from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.password import resolve_password
 from bbackup.cli.source_repo import (
-    FromPasswordCommandOpt,
-    FromPasswordFileOpt,
-    FromRepoOpt,
-    FromS3EndpointOpt,
-    FromS3PathStyleOpt,
-    FromS3RegionOpt,
+    NO_SOURCE_OPTIONS,
+    SourceRepoOptions,
     shared_chunker_key,
-    source_options,
+    source_repo_options,
 )
 from bbackup.crypto.keys import KdfCost
 from bbackup.durations import parse_duration
@@ -39,6 +35,7 @@ from bbackup.storage.object_lock import LOCK_MODES, ObjectLockSetting
 
 def register(app: typer.Typer) -> None:
     @repo_command(app, "init", help="Create a new repository.")
+    @source_repo_options
     def init(
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
@@ -48,12 +45,7 @@ def register(app: typer.Typer) -> None:
         copy_chunker_params: Annotated[
             bool, typer.Option(help="Chunk and name blobs as --from-repo does (see copy).")
         ] = False,
-        from_repo: FromRepoOpt = None,
-        from_password_file: FromPasswordFileOpt = None,
-        from_password_command: FromPasswordCommandOpt = None,
-        from_s3_endpoint: FromS3EndpointOpt = None,
-        from_s3_region: FromS3RegionOpt = None,
-        from_s3_path_style: FromS3PathStyleOpt = None,
+        source: SourceRepoOptions = NO_SOURCE_OPTIONS,
         object_lock: Annotated[
             str | None,
             typer.Option(
@@ -73,17 +65,7 @@ def register(app: typer.Typer) -> None:
         kdf = KdfCost(kdf_memory, kdf_time)
         master, chunker = None, ChunkerParams()
         if copy_chunker_params:
-            master, chunker = shared_chunker_key(
-                source_options(
-                    opts,
-                    from_repo,
-                    from_password_file,
-                    from_password_command,
-                    from_s3_endpoint,
-                    from_s3_region,
-                    from_s3_path_style,
-                )
-            )
+            master, chunker = shared_chunker_key(source.global_options(opts))
         password = resolve_password(
             opts.password_file,
             opts.password_command,

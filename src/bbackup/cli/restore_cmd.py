@@ -16,7 +16,7 @@ from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_fi
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.damage_record import recording_damage
-from bbackup.ops.restore import Restorer, RestoreSummary, remote_range_gap
+from bbackup.ops.restore import Restorer, RestoreSummary, pack_read_settings
 from bbackup.ops.restore_compare import Overwrite
 from bbackup.ops.restore_select import PathFilter
 from bbackup.ops.thaw import packs_for_restore
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
             )
             if not readable and not dry_run:
                 return None
-            profile = repo.stack.profile
+            reads = pack_read_settings(repo, opts.connections)
             restorer = Restorer(
                 repo,
                 snap,
@@ -123,13 +123,9 @@ def register(app: typer.Typer) -> None:
                 delete=delete,
                 verify=verify,
                 workers=workers,
-                connections=opts.connections or profile.default_connections,
-                read_size=profile.read_size,
-                max_gap=(
-                    remote_range_gap(repo.config)
-                    if profile.range_gap is None
-                    else profile.range_gap
-                ),
+                connections=reads.connections,
+                read_size=reads.read_size,
+                max_gap=reads.max_gap,
                 on_error=on_error,
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
                 on_plan=on_plan,

@@ -5,13 +5,17 @@ variables that open it, mirroring the target's `--repo`, password and `--s3-*` o
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 
 from bbackup.chunking import ChunkerParams
 from bbackup.cli.opening import open_repo, open_stack, run_async
-from bbackup.cli.options import GlobalOptions
+from bbackup.cli.options import GlobalOptions, typing_hints
 from bbackup.crypto.keys import MasterKey
 from bbackup.errors import NoPasswordSource, UsageError
 from bbackup.repository import Repository
@@ -54,32 +58,77 @@ FromS3PathStyleOpt = Annotated[
 ]
 
 
-def source_options(
-    opts: GlobalOptions,
-    repo: str | None,
-    password_file: str | None,
-    password_command: str | None,
-    s3_endpoint: str | None,
-    s3_region: str | None,
-    s3_path_style: bool | None,
-) -> GlobalOptions:
-    """The options that open the source: the `--from-*` ones in place of the target's;
-    connections, cache and output as for the target."""
-    if not repo:
-        raise UsageError(
-            "no source repository given: pass --from-repo or set BBACKUP_FROM_REPOSITORY"
+#: The `--from-*` options, each (parameter, annotation): what `source_repo_options` puts
+#: in place of a command's `source` parameter, in SourceRepoOptions' order.
+_FROM_PARAMS: list[tuple[str, Any]] = [
+    ("from_repo", FromRepoOpt),
+    ("from_password_file", FromPasswordFileOpt),
+    ("from_password_command", FromPasswordCommandOpt),
+    ("from_s3_endpoint", FromS3EndpointOpt),
+    ("from_s3_region", FromS3RegionOpt),
+    ("from_s3_path_style", FromS3PathStyleOpt),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRepoOptions:
+    """The `--from-*` options as given, before they are checked."""
+
+    repo: str | None = None
+    password_file: str | None = None
+    password_command: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool | None = None
+
+    def global_options(self, opts: GlobalOptions) -> GlobalOptions:
+        """The options that open the source: the `--from-*` ones in place of the target's;
+        connections, cache and output as for the target."""
+        if not self.repo:
+            raise UsageError(
+                "no source repository given: pass --from-repo or set BBACKUP_FROM_REPOSITORY"
+            )
+        return dataclasses.replace(
+            opts,
+            repo=self.repo,
+            password_file=self.password_file,
+            password_command=self.password_command,
+            s3_endpoint=self.s3_endpoint,
+            s3_region=self.s3_region,
+            s3_path_style=self.s3_path_style,
+            password_variable="BBACKUP_FROM_PASSWORD",
+            password_prompt="Password of the source repository",
         )
-    return dataclasses.replace(
-        opts,
-        repo=repo,
-        password_file=password_file,
-        password_command=password_command,
-        s3_endpoint=s3_endpoint,
-        s3_region=s3_region,
-        s3_path_style=s3_path_style,
-        password_variable="BBACKUP_FROM_PASSWORD",
-        password_prompt="Password of the source repository",
-    )
+
+
+#: The default of a command's `source` parameter (the decorator always passes one).
+NO_SOURCE_OPTIONS = SourceRepoOptions()
+
+
+def source_repo_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Let a command (under `repo_command`) take `source: SourceRepoOptions`: the command
+    line gets the six `--from-*` options in its place, in the same spot of `--help`."""
+    hints = typing_hints(fn)
+    params: list[inspect.Parameter] = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.name != "source":
+            params.append(param.replace(annotation=hints[param.name]))
+            continue
+        params += [
+            inspect.Parameter(name, param.kind, default=None, annotation=annotation)
+            for name, annotation in _FROM_PARAMS
+        ]
+    from_names = [name for name, _ in _FROM_PARAMS]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **values: Any) -> None:
+        source = SourceRepoOptions(*(values.pop(name) for name in from_names))
+        fn(*args, source=source, **values)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__
+    return command
 
 
 async def open_source(source_opts: GlobalOptions, stack: StorageStack) -> Repository:

@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
-from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
+from bbackup.ops.restore_select import PathFilter
+from bbackup.ops.thaw import packs_for_restore
 from bbackup.repository import BlobLoader, pack_object_name
-from bbackup.snapshot.model import FILE, Snapshot
+from bbackup.snapshot.model import Snapshot
 
 
 async def packs_to_copy(
@@ -30,20 +31,8 @@ async def packs_to_copy(
     Only trees are read, from the hot tier; a blob the index lacks is left to the copy,
     which reports it."""
     packs: set[str] = set()
-    index = source.index
     for snapshot in snapshots:
-        selection = await select_entries(source, snapshot, PathFilter())
-        pending: list[SelectedDir] = [selection.root]
-        while pending:
-            directory = pending.pop()
-            for entry in directory.entries:
-                if isinstance(entry, SelectedDir):
-                    pending.append(entry)
-                elif entry.type == FILE:
-                    for blob_id in entry.content:
-                        if index.has(blob_id) and not (target_has and target_has(blob_id)):
-                            found = index.lookup(blob_id)
-                            packs.add(pack_object_name(found.blob_type, found.pack_id))
+        packs |= await packs_for_restore(source, snapshot, PathFilter(), leave_out=target_has)
     return packs
 
 

@@ -33,12 +33,12 @@ from bbackup.ops.drill_record import (
 )
 from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sample_fraction
 from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
-from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource
+from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource, pack_read_settings
 from bbackup.ops.restore_compare import blob_layout, mismatched_blobs
-from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
+from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.report_format import human_bytes
 from bbackup.repository import DocumentStore, pack_object_name
-from bbackup.snapshot.model import FILE, Node, Snapshot
+from bbackup.snapshot.model import Node, Snapshot
 from bbackup.snapshot.store import SnapshotFilter, find_snapshot, load_snapshots
 
 if TYPE_CHECKING:
@@ -181,19 +181,12 @@ class Drill:
             self._fail(tree.path, f"its listing cannot be read ({tree.message})", "tree")
         files: list[SampleFile] = []
         index = self.repo.index
-        pending: list[SelectedDir] = [selection.root]
-        while pending:
-            directory = pending.pop()
-            for entry in directory.entries:
-                if isinstance(entry, SelectedDir):
-                    pending.append(entry)
-                elif entry.type == FILE and entry.content:
-                    path = directory.rel + b"/" + entry.name
-                    packs = frozenset(
-                        index.lookup(b).pack_id for b in entry.content if index.has(b)
-                    )
-                    self._nodes[path] = entry
-                    files.append(SampleFile(path, entry.size, packs))
+        for directory, entry in selection.root.files():
+            if entry.content:
+                path = directory.rel + b"/" + entry.name
+                packs = frozenset(index.lookup(b).pack_id for b in entry.content if index.has(b))
+                self._nodes[path] = entry
+                files.append(SampleFile(path, entry.size, packs))
         files.sort(key=lambda f: f.path)  # the walk's order must not bias the choice
         self._records = await load_drill_records(self.repo)
         self._data_packs = data_pack_sizes(index)
@@ -401,7 +394,6 @@ async def drill_for_job(
     from bbackup.cache_paths import default_cache_root
     from bbackup.ops.backup import normalize_paths
     from bbackup.ops.damage_record import recording_damage
-    from bbackup.ops.restore import remote_range_gap
 
     snapshots = await load_snapshots(repo)
     if snapshot_id is not None:
@@ -412,15 +404,15 @@ async def drill_for_job(
         paths = tuple(normalize_paths(job.sources))
         filters = SnapshotFilter(hosts=(job.host or socket.gethostname(),), paths=paths)
         snapshot = find_snapshot(snapshots, "latest", filters)
-    profile = repo.stack.profile
+    reads = pack_read_settings(repo)
     options = DrillOptions(
         fraction=sample_fraction(settings.sample, "drill.sample") if settings.sample else None,
         files=settings.files,
         compare_source=settings.compare_source,
         scratch_root=str(default_cache_root()),
-        connections=profile.default_connections,
-        read_size=profile.read_size,
-        max_gap=remote_range_gap(repo.config) if profile.range_gap is None else profile.range_gap,
+        connections=reads.connections,
+        read_size=reads.read_size,
+        max_gap=reads.max_gap,
     )
     warnings: list[str] = []
     drill = Drill(repo, snapshot, options, on_warning=warnings.append)

@@ -107,6 +107,16 @@ class FoundNode:
 Found = VirtualDir | LatestLink | Snapshot | FoundNode
 
 
+def _tree_of(found: Found) -> bytes | None:
+    """The tree listing a directory inside a snapshot (its root, or a directory node);
+    None for an empty one; ENOTDIR for anything else."""
+    if isinstance(found, Snapshot):
+        return found.tree
+    if isinstance(found, FoundNode) and found.node.type == DIR:
+        return found.node.subtree
+    raise FilesystemError(errno.ENOTDIR)
+
+
 #: Bytes read front to back (each read starting where the last ended) after which the
 #: next blobs are fetched ahead: more than the kernel's own read-ahead (128 KiB) around a
 #: read in the middle of a file, so such a read still fetches only what it needs.
@@ -207,12 +217,7 @@ class SnapshotFilesystem:
                     raise FilesystemError(errno.ENOENT)
                 here = entry
                 continue
-            if isinstance(here, Snapshot):
-                tree_id: bytes | None = here.tree
-            elif isinstance(here, FoundNode) and here.node.type == DIR:
-                tree_id = here.node.subtree
-            else:
-                raise FilesystemError(errno.ENOTDIR)
+            tree_id = _tree_of(here)
             if tree_id is None:
                 raise FilesystemError(errno.ENOENT)
             directory = self._directory(tree_id)
@@ -230,12 +235,7 @@ class SnapshotFilesystem:
                 (name, stat.S_IFLNK if isinstance(entry, LatestLink) else stat.S_IFDIR)
                 for name, entry in found.entries.items()
             ]
-        if isinstance(found, Snapshot):
-            tree_id: bytes | None = found.tree
-        elif isinstance(found, FoundNode) and found.node.type == DIR:
-            tree_id = found.node.subtree
-        else:
-            raise FilesystemError(errno.ENOTDIR)
+        tree_id = _tree_of(found)
         if tree_id is None:
             return []
         nodes = self._directory(tree_id).nodes.values()

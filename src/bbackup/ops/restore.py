@@ -34,7 +34,7 @@ from bbackup.ops.restore_target import (
     clear_entry,
     join_path,
 )
-from bbackup.repository import IndexEntry, pack_object_name
+from bbackup.repository import IndexEntry, Repository, pack_object_name
 from bbackup.repository.config import RepositoryConfig
 from bbackup.snapshot.model import Snapshot
 
@@ -50,6 +50,27 @@ def remote_range_gap(config: RepositoryConfig) -> int:
     a file) then costs a few MiB of transfer, about what a request waits for its first
     byte, instead of a second request; longer runs (a deleted file) still split."""
     return config.chunker.max_size + _SEAL_SLACK
+
+
+@dataclass(frozen=True, slots=True)
+class PackReadSettings:
+    """How a command reads a repository's packs: calls in flight, the most of a pack one
+    read spans, and the gap one read skips over (restore, dump, drill, copy's source)."""
+
+    connections: int
+    read_size: int | None
+    max_gap: int
+
+
+def pack_read_settings(repo: Repository, connections: int | None = None) -> PackReadSettings:
+    """The read settings for `repo`'s kind of store; `connections` (--connections) over
+    its default."""
+    profile = repo.stack.profile
+    return PackReadSettings(
+        connections=connections or profile.default_connections,
+        read_size=profile.read_size,
+        max_gap=remote_range_gap(repo.config) if profile.range_gap is None else profile.range_gap,
+    )
 
 
 #: Bytes of fetched ranges held at once, at most (besides the blobs being decoded).
@@ -454,10 +475,12 @@ __all__ = [
     "MAX_RANGE_GAP",
     "NeededBlob",
     "PackRead",
+    "PackReadSettings",
     "RestoreProgress",
     "RestoreSource",
     "RestoreSummary",
     "Restorer",
+    "pack_read_settings",
     "plan_reads",
     "remote_range_gap",
 ]

@@ -11,13 +11,13 @@ without '/' a pattern matches a name at any depth, with '/' the absolute path as
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bbackup.errors import IntegrityError, NotFound, NothingMatched, UsageError
 from bbackup.ops.scan import Excluder
 from bbackup.repository import BlobLoader
-from bbackup.snapshot.model import DIR, Node, Snapshot
+from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
 from bbackup.snapshot.store import load_tree
 
 _GLOB_CHARACTERS = "*?["
@@ -141,6 +141,18 @@ class SelectedDir:
     entries: list[Node | SelectedDir] = field(default_factory=list)
     #: Its tree could not be read: its contents are unknown, nothing in it is deleted.
     damaged: bool = False
+
+    def files(self) -> Iterator[tuple[SelectedDir, Node]]:
+        """Every regular file selected below this directory, with the directory that
+        holds it (depth first, the last directory met entered first)."""
+        pending: list[SelectedDir] = [self]
+        while pending:
+            directory = pending.pop()
+            for entry in directory.entries:
+                if isinstance(entry, SelectedDir):
+                    pending.append(entry)
+                elif entry.type == FILE:
+                    yield directory, entry
 
 
 @dataclass(frozen=True, slots=True)

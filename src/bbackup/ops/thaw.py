@@ -19,9 +19,9 @@ from typing import Protocol, TypeVar
 from bbackup.errors import NotFound
 from bbackup.ops.cost_estimates import ArchivedObject, ThawEstimate, estimate_thaw
 from bbackup.ops.pricing import PriceTable
-from bbackup.ops.restore_select import PathFilter, SelectedDir, select_entries
+from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.repository import BlobLoader, pack_object_name
-from bbackup.snapshot.model import FILE, Snapshot
+from bbackup.snapshot.model import Snapshot
 from bbackup.storage import ARCHIVE_CLASSES, ObjectInfo, StorageProfile
 
 #: Seconds between two looks at the restores still pending, at first (S3 restores take
@@ -226,24 +226,23 @@ async def _bounded(
 
 
 async def packs_for_restore(
-    loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter
+    loader: BlobLoader,
+    snapshot: Snapshot,
+    path_filter: PathFilter,
+    leave_out: Callable[[bytes], bool] | None = None,
 ) -> set[str]:
     """The data packs holding the content of every file a restore of `snapshot` writes,
-    selected by `path_filter` exactly as the Restorer selects them (the same walk).
+    selected by `path_filter` exactly as the Restorer selects them (the same walk),
+    leaving out blobs `leave_out` names (copy: those the target holds already).
 
     Trees come from the hot tier and the local cache; no data pack is read. A blob the
     index lacks is left to the restore, which reports the file as damaged."""
     selection = await select_entries(loader, snapshot, path_filter)
+    index = loader.index
     packs: set[str] = set()
-    pending: list[SelectedDir] = [selection.root]
-    while pending:
-        directory = pending.pop()
-        for entry in directory.entries:
-            if isinstance(entry, SelectedDir):
-                pending.append(entry)
-            elif entry.type == FILE:
-                for blob_id in entry.content:
-                    if loader.index.has(blob_id):
-                        found = loader.index.lookup(blob_id)
-                        packs.add(pack_object_name(found.blob_type, found.pack_id))
+    for _, entry in selection.root.files():
+        for blob_id in entry.content:
+            if index.has(blob_id) and not (leave_out and leave_out(blob_id)):
+                found = index.lookup(blob_id)
+                packs.add(pack_object_name(found.blob_type, found.pack_id))
     return packs

@@ -86,6 +86,18 @@ class RunReport:
         return data
 
 
+#: The JobState fields that hold a time (stored as ISO 8601 text).
+_JOB_STATE_TIMES = (
+    "last_started",
+    "last_completed",
+    "last_success",
+    "last_full",
+    "last_prune",
+    "last_drill",
+    "last_drill_ok",
+)
+
+
 @dataclass(slots=True)
 class JobState:
     """What is remembered about a job between runs."""
@@ -104,15 +116,7 @@ class JobState:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"last": self.last, "drill_coverage": self.drill_coverage}
-        for name in (
-            "last_started",
-            "last_completed",
-            "last_success",
-            "last_full",
-            "last_prune",
-            "last_drill",
-            "last_drill_ok",
-        ):
+        for name in _JOB_STATE_TIMES:
             value = getattr(self, name)
             data[name] = value.isoformat() if value else None
         return data
@@ -123,15 +127,7 @@ class JobState:
         state = cls(
             last=data.get("last"), drill_coverage=coverage if isinstance(coverage, dict) else None
         )
-        for name in (
-            "last_started",
-            "last_completed",
-            "last_success",
-            "last_full",
-            "last_prune",
-            "last_drill",
-            "last_drill_ok",
-        ):
+        for name in _JOB_STATE_TIMES:
             if value := data.get(name):
                 setattr(state, name, datetime.fromisoformat(value))
         return state

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_harness import PASSWORD, Cli, MakeTree
+from cli_harness import PASSWORD, Cli, CliResult, MakeTree
 from s3_harness import MiB, bucket_objects, server_requests
 
 from s3_server import S3Bucket
@@ -45,10 +45,15 @@ def data_keys(bucket: S3Bucket) -> list[str]:
     return [e["Key"] for e in bucket_objects(bucket, "repo/data/")]
 
 
-def requested_restores(requests: list[tuple[str, str]], bucket: S3Bucket) -> list[str]:
-    """Object paths of RestoreObject requests (the only POSTs bbackup sends to a key)."""
+def run_thawing(cli: Cli, bucket: S3Bucket, *args: str | Path) -> tuple[CliResult, list[str]]:
+    """Run `bbackup ARGS`, which must succeed; its result, and the object paths of the
+    RestoreObject requests it sent (the only POSTs bbackup sends to a key), sorted."""
+    with server_requests() as requests:
+        result = cli(*args)
+    assert result.exit_code == 0, result
     prefix = f"/{bucket.bucket}/repo/data/"
-    return [path for method, path in requests if method == "POST" and path.startswith(prefix)]
+    restores = [path for method, path in requests if method == "POST" and path.startswith(prefix)]
+    return result, sorted(restores)
 
 
 def test_copy_thaws_only_the_packs_of_the_snapshots_it_copies(
@@ -64,12 +69,11 @@ def test_copy_thaws_only_the_packs_of_the_snapshots_it_copies(
     password_file.write_text(PASSWORD)
     source = ["--from-repo", s3_bucket.url, "--from-password-file", password_file]
 
-    with server_requests() as requests:
-        result = cli("copy", "-r", target, *source, "--path", new, "--json")
-
-    assert result.exit_code == 0, result
+    result, restores = run_thawing(
+        cli, s3_bucket, "copy", "-r", target, *source, "--path", new, "--json"
+    )
     assert len(result.event("summary")["copied"]) == 1
-    assert sorted(requested_restores(requests, s3_bucket)) == sorted(new_packs)
+    assert restores == sorted(new_packs)
     copied = cli("dump", "-r", target, "latest", str(new / "c.txt"))
     assert (copied.exit_code, copied.stdout) == (0, "see\n")
 
@@ -81,13 +85,12 @@ def test_dump_thaws_only_the_packs_of_the_path_it_writes(
 ) -> None:
     _, new, new_packs = two_backups_in_glacier
 
-    with server_requests() as requests:
-        result = cli("dump", "-r", s3_bucket.url, "latest", str(new / "c.txt"))
-
-    assert result.exit_code == 0, result
+    result, restores = run_thawing(
+        cli, s3_bucket, "dump", "-r", s3_bucket.url, "latest", new / "c.txt"
+    )
     assert result.stdout == "see\n"  # the thaw's lines went to stderr
     assert "waiting for 1 archived packs" in result.stderr
-    assert sorted(requested_restores(requests, s3_bucket)) == sorted(new_packs)
+    assert restores == sorted(new_packs)
 
 
 def test_drill_thaws_only_the_packs_of_its_sample(
@@ -97,10 +100,9 @@ def test_drill_thaws_only_the_packs_of_its_sample(
 ) -> None:
     _, new, new_packs = two_backups_in_glacier
 
-    with server_requests() as requests:
-        result = cli("drill", "-r", s3_bucket.url, "latest", "--path", new, "--json")
-
-    assert result.exit_code == 0, result
+    result, restores = run_thawing(
+        cli, s3_bucket, "drill", "-r", s3_bucket.url, "latest", "--path", new, "--json"
+    )
     summary = result.event("summary")
     assert summary["ok"] and summary["verified_files"] == 2
-    assert sorted(requested_restores(requests, s3_bucket)) == sorted(new_packs)
+    assert restores == sorted(new_packs)
