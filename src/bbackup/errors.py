@@ -18,6 +18,7 @@
     │       ├── AccessDenied (17)
     │       ├── BucketNotFound (10)
     │       └── NoSpace (20)
+    ├── NothingMatched (21)    a path or filter matches nothing (ls PATH, backup --exclude)
     └── Interrupted (130)
 
 Lower layers raise these; `bbackup.cli` maps them to one-line messages and exit codes.
@@ -110,6 +111,12 @@ class IntegrityError(BbackupError):
     exit_code = ExitCode.INTEGRITY
 
 
+class NothingMatched(BbackupError):
+    """Nothing matched the given paths or patterns."""
+
+    exit_code = ExitCode.NO_MATCH
+
+
 class Interrupted(BbackupError):
     """Interrupted."""
 
@@ -174,6 +181,7 @@ __all__ = [
     "NoPasswordSource",
     "NoSpace",
     "NotFound",
+    "NothingMatched",
     "Permanent",
     "RepositoryAlreadyExists",
     "RepositoryLocked",

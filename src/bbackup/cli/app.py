@@ -16,6 +16,7 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
+from bbackup.cli.options import PlaceholderGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
 #: `bbackup --help` lists them.
@@ -65,6 +66,8 @@ def build_app(command: str | None = None) -> typer.Typer:
         help="B-Backup Pro: encrypted, deduplicated off-site backups.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        cls=PlaceholderGroup,
         add_completion=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )

@@ -3,7 +3,6 @@ on stdout."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated
 
@@ -19,10 +18,6 @@ from bbackup.ops.dump_archive import ARCHIVE_FORMATS
 from bbackup.ops.restore import remote_range_gap
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
-
-#: The exit code of a dump whose reader closed the pipe (`| head`): what a Unix tool
-#: killed by SIGPIPE reports (128 + 13), without a message.
-EXIT_PIPE_CLOSED = 141
 
 
 def register(app: typer.Typer) -> None:
@@ -77,20 +72,4 @@ def register(app: typer.Typer) -> None:
                 on_warning=lambda p, message: warn_event(f"warning: {p}: {message}", opts.json),
             )
 
-        try:
-            with_repo(opts, work)
-        except BrokenPipeError:
-            _drop_stdout()
-            raise typer.Exit(EXIT_PIPE_CLOSED) from None
-
-
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null, so that flushing what is left at exit does not fail
-    again on the closed pipe and print a traceback."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return  # not a real file (tests): nothing is flushed to a pipe at exit
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, fd)
-    os.close(null)
+        with_repo(opts, work)  # a closed pipe ends it quietly (cli.output.error_exit)

@@ -11,30 +11,55 @@ from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json
 from bbackup.cli.snapshot_selection import HostOpt, TagOpt, snapshot_filter
+from bbackup.errors import NothingMatched
 from bbackup.ops.listing import list_files
 from bbackup.repository import Repository
-from bbackup.snapshot.model import Node
+from bbackup.snapshot.model import Node, Snapshot
 from bbackup.snapshot.store import find_snapshot, load_snapshots, load_tree
+
+EXAMPLES = """Examples:
+
+\b
+  bbackup ls -r /srv/backup latest
+  bbackup ls -r /srv/backup 4f2a9c1e /home/ann/docs --long
+  bbackup ls -r /srv/backup latest --json | jq -r 'select(.type == "file") | .path'
+"""
 
 
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "ls", help="List files in a snapshot.")
+    @repo_command(
+        app,
+        "ls",
+        help="List files in a snapshot. A PATH the snapshot does not hold is an error (exit 21).",
+        epilog=EXAMPLES,
+    )
     def ls(
         opts: GlobalOptions,
         snapshot: Annotated[str, typer.Argument(help="latest or a snapshot ID prefix.")],
-        path: Annotated[str | None, typer.Argument(help="Only list below this path.")] = None,
-        long: Annotated[bool, typer.Option("--long", "-l", help="Show metadata.")] = False,
+        path: Annotated[
+            str | None,
+            typer.Argument(help="Only list this path and what is below it (absolute)."),
+        ] = None,
+        long: Annotated[
+            bool, typer.Option("--long", "-l", help="Show mode, owner, size and time.")
+        ] = False,
         host: HostOpt = None,
         tag: TagOpt = None,
-        snapshot_path: Annotated[list[str] | None, typer.Option("--path")] = None,
+        snapshot_path: Annotated[
+            list[str] | None,
+            typer.Option("--path", help="With latest: only snapshots of these source paths."),
+        ] = None,
     ) -> None:
-        async def work(repo: Repository) -> list[tuple[str, Node]]:
+        async def work(repo: Repository) -> tuple[Snapshot, list[tuple[str, Node]]]:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, snapshot_path)
             )
-            return await list_files(lambda tree_id: load_tree(repo, tree_id), snap.tree, path)
+            found = await list_files(lambda tree_id: load_tree(repo, tree_id), snap.tree, path)
+            return snap, found
 
-        entries = with_repo(opts, work)
+        snap, entries = with_repo(opts, work)
+        if path is not None and not entries:
+            raise NothingMatched(f"{path}: no such path in snapshot {snap.short_id}")
         for full, node in entries:
             if opts.json:
                 emit_json(

@@ -4,6 +4,7 @@ and the one `asyncio.run` that drives a command's work."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.options import GlobalOptions
 from bbackup.cli.output import warn, warn_event
 from bbackup.cli.password import resolve_password
-from bbackup.errors import UsageError
+from bbackup.errors import RepositoryNotFound, UsageError
 from bbackup.repository import Repository, open_repository
 from bbackup.storage import StorageStack, open_storage
 
@@ -58,7 +59,10 @@ def open_stack(opts: GlobalOptions) -> StorageStack:
     """The storage stack of the repository the options name."""
     if not opts.repo:
         raise UsageError("no repository given: pass --repo or set BBACKUP_REPOSITORY")
-    return open_storage(opts.repo, opts.storage_options())
+    stack = open_storage(opts.repo, opts.storage_options())
+    if stack.url.scheme == "local" and os.path.isfile(stack.url.path):
+        raise RepositoryNotFound(f"not a repository: {stack.url.path} is a file")
+    return stack
 
 
 def with_repo(

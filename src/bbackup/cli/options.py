@@ -1,6 +1,6 @@
-"""The options every repository command shares (flags and environment variables), and
+"""The options every repository command shares (flags and environment variables),
 `repo_command`, which registers a command with them and with the one error → exit code
-mapping."""
+mapping, and `PlaceholderGroup`, which gives every option a typed placeholder in --help."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from bbackup.cli.output import error_exit
+from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
 
 
@@ -36,12 +38,28 @@ class GlobalOptions:
     password_prompt: str = "Password"
 
     def storage_options(self) -> StorageOptions:
+        if self.s3_endpoint is not None:
+            check_endpoint_url(self.s3_endpoint, "--s3-endpoint")
         return StorageOptions(
             connections=self.connections,
             s3_endpoint=self.s3_endpoint,
             s3_region=self.s3_region,
             s3_path_style=self.s3_path_style,
         )
+
+
+def check_endpoint_url(url: str, flag: str) -> str:
+    """`url` if it is an http(s) URL with a host, else a UsageError naming `flag`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{flag} {url!r}: not an endpoint URL; use e.g. https://s3.example.com")
+    return url
 
 
 _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
@@ -155,3 +173,81 @@ def repo_command(
 
 def typing_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     return typing.get_type_hints(fn, include_extras=True)
+
+
+#: The placeholder an option or argument shows in --help, by parameter name, where the
+#: command does not set its own metavar: what kind of value it takes, never `<str>`.
+PLACEHOLDERS = {
+    "repo": "URL",
+    "from_repo": "URL",
+    "s3_endpoint": "URL",
+    "from_s3_endpoint": "URL",
+    "s3_region": "REGION",
+    "from_s3_region": "REGION",
+    "password_file": "FILE",
+    "from_password_file": "FILE",
+    "password_command": "COMMAND",
+    "from_password_command": "COMMAND",
+    "cache_dir": "DIR",
+    "target": "DIR",
+    "config": "FILE",
+    "host": "HOST",
+    "tag": "TAG",
+    "keep_tag": "TAG",
+    "path": "PATH",
+    "paths": "PATH...",
+    "snapshot_path": "PATH",
+    "snapshot": "SNAPSHOT",
+    "snapshots": "SNAPSHOT...",
+    "include": "PATTERN",
+    "exclude": "PATTERN",
+    "job": "JOB",
+    "grace": "DURATION",
+    "keep_within": "DURATION",
+    "max_unused": "LIMIT",
+    "read_data_subset": "N%|N/M",
+    "group_by": "host,paths,tags",
+    "archive": "tar|zip",
+    "out": "FILE",
+    "compression": "LEVEL",
+}
+
+
+def placeholder(name: str, type_name: str) -> str:
+    """The --help placeholder of a parameter without a metavar of its own."""
+    if name in PLACEHOLDERS:
+        return PLACEHOLDERS[name]
+    if name.startswith("keep_within"):
+        return "DURATION"
+    if name.endswith("_file"):
+        return "FILE"
+    if name.endswith("_dir"):
+        return "DIR"
+    if name.startswith("keep_") or type_name in ("int", "int range"):
+        return "N"
+    if type_name in ("float", "float range"):
+        return "NUMBER"
+    return name.upper().replace("_", "-")
+
+
+class PlaceholderGroup(TyperGroup):
+    """The root command group: gives every option and argument of every command a typed
+    placeholder (`PATH`, `SNAPSHOT`, `DURATION`, `N`) instead of typer's `<str>`, and lists
+    a choice's values, in one place rather than in every command module."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pending: list[Any] = list(self.commands.values())
+        while pending:
+            command = pending.pop()
+            pending.extend(getattr(command, "commands", {}).values())
+            for param in command.params:
+                if param.metavar is not None or getattr(param, "is_flag", False):
+                    continue
+                choices = getattr(param.type, "choices", None)
+                if choices is not None:
+                    param.metavar = "[" + "|".join(map(str, choices)) + "]"
+                else:
+                    param.metavar = placeholder(param.name or "", param.type.name)
+                if param.param_type_name == "argument" and param.nargs != 1:
+                    param.metavar = param.metavar.removesuffix("...") + "..."

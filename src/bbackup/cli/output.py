@@ -12,6 +12,10 @@ import typer
 
 from bbackup.errors import BbackupError, ExitCode
 
+#: The exit status of a command whose reader closed stdout (`bbackup ls latest | head -1`):
+#: what a Unix tool killed by SIGPIPE reports (128 + 13), and no message.
+EXIT_PIPE_CLOSED = 141
+
 
 class error_exit:
     """Maps exceptions to a one-line message on stderr and the documented exit code."""
@@ -27,6 +31,9 @@ class error_exit:
     ) -> bool:
         if exc is None or isinstance(exc, (typer.Exit, typer.Abort, SystemExit)):
             return False
+        if isinstance(exc, BrokenPipeError):
+            drop_stdout()
+            raise typer.Exit(EXIT_PIPE_CLOSED) from None
         if isinstance(exc, KeyboardInterrupt):
             fail("interrupted", ExitCode.INTERRUPTED, self.as_json)
         if isinstance(exc, BbackupError):
@@ -45,6 +52,18 @@ class error_exit:
             self.as_json,
         )
         return True  # pragma: no cover
+
+
+def drop_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone, so that flushing what is left at
+    exit does not fail again on the closed pipe and print a traceback."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (tests): nothing is flushed to a pipe at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
 
 
 def fail(message: str, code: int, as_json: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ from bbackup.cli.source_repo import (
     shared_chunker_key,
     source_options,
 )
+from bbackup.compression import MAX_LEVEL
 from bbackup.crypto.keys import KdfCost
 from bbackup.errors import UsageError
 from bbackup.repository import (
@@ -33,13 +35,43 @@ from bbackup.repository import (
 )
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 
+INIT_EXAMPLES = """Examples:
+
+\b
+  bbackup init -r /srv/backup
+  BBACKUP_PASSWORD_FILE=~/.bbackup-pw bbackup init -r s3://bucket/repo
+"""
+
+UNLOCK_EXAMPLES = """Examples:
+
+\b
+  bbackup unlock -r s3://bucket/repo
+  bbackup unlock -r s3://bucket/repo --remove-all
+"""
+
+
+def refuse_foreign_directory(path: str) -> None:
+    """A UsageError if `path` is a directory that holds files but no repository: `init`
+    would write `config` and `keys/` among someone's files. A repository there is left to
+    `init_repository`, which says it exists (exit 14)."""
+    try:
+        names = os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if names and "config" not in names:
+        raise UsageError(
+            f"{path} is not empty and not a bbackup repository: init a new or empty directory"
+        )
+
 
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "init", help="Create a new repository.")
+    @repo_command(app, "init", help="Create a new repository.", epilog=INIT_EXAMPLES)
     def init(
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
-        compression: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
+        compression: Annotated[
+            int, typer.Option(min=0, max=MAX_LEVEL, help="zstd level, 0 = off.")
+        ] = 3,
         kdf_memory: KdfMemoryOpt = None,
         kdf_time: KdfTimeOpt = None,
         copy_chunker_params: Annotated[
@@ -75,6 +107,8 @@ def register(app: typer.Typer) -> None:
             prompt="New repository password",
         )
         stack = open_stack(opts)
+        if stack.url.scheme == "local":
+            refuse_foreign_directory(stack.url.path)
 
         async def main() -> RepositoryConfig:
             try:
@@ -105,9 +139,22 @@ def register(app: typer.Typer) -> None:
             echo(f"created bbackup repository {config.repository_id[:10]} at {stack.url}")
             echo("Keep the password safe: without it the data cannot be recovered.")
 
-    @repo_command(app, "unlock", help="Remove stale locks (or all with --remove-all).")
+    @repo_command(
+        app,
+        "unlock",
+        help="Remove stale locks (or all with --remove-all).",
+        epilog=UNLOCK_EXAMPLES,
+    )
     def unlock(
-        opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
+        opts: GlobalOptions,
+        remove_all: Annotated[
+            bool,
+            typer.Option(
+                "--remove-all",
+                help="Remove every lock, also those of live processes on other hosts: only "
+                "when no other bbackup uses the repository.",
+            ),
+        ] = False,
     ) -> None:
         async def work(repo: Repository) -> RemovedLocks:
             repo.on_damage = None  # unlock names the unreadable locks it removes

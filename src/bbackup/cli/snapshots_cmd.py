@@ -2,40 +2,58 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo, emit_json
+from bbackup.cli.output import echo
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots
 
+EXAMPLES = """Examples:
+
+\b
+  bbackup snapshots -r /srv/backup --host web1
+  bbackup snapshots -r /srv/backup --json | jq -r '.[] | .short_id + " " + .time'
+"""
+
 
 def snapshot_json(s: Snapshot) -> dict[str, Any]:
+    """One snapshot as `snapshots --json` prints it (docs/json.md): restic's field names
+    where the meaning is the same (`hostname`, `username`, `short_id`, `paths`, `tags`,
+    `time`, `id`, `tree`, `parent`), beside bbackup's own."""
     return {
         "id": s.id,
         "short_id": s.short_id,
         "time": s.time.isoformat(),
+        "tree": s.tree.hex(),
+        "paths": s.paths,
+        "hostname": s.host,
+        "username": s.user,
+        "tags": s.tags,
+        "parent": s.parent,
+        "program_version": s.program_version,
         "host": s.host,
         "user": s.user,
-        "paths": s.paths,
-        "tags": s.tags,
         "type": s.backup_type,
-        "tree": s.tree.hex(),
-        "parent": s.parent,
         "base": s.base,
         "original": s.original,
-        "program_version": s.program_version,
         "summary": s.summary,
     }
 
 
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "snapshots", help="List snapshots.")
+    @repo_command(
+        app,
+        "snapshots",
+        help="List snapshots, oldest first. With --json: one JSON array of snapshot objects.",
+        epilog=EXAMPLES,
+    )
     def snapshots(
         opts: GlobalOptions, host: HostOpt = None, tag: TagOpt = None, path: PathOpt = None
     ) -> None:
@@ -46,7 +64,8 @@ def register(app: typer.Typer) -> None:
 
         found = with_repo(opts, work, load_index=False)
         if opts.json:
-            emit_json({"event": "snapshots", "snapshots": [snapshot_json(s) for s in found]})
+            # One array, as restic prints it, so that `jq '.[]'` works.
+            echo(json.dumps([snapshot_json(s) for s in found]))
             return
         echo(f"{'ID':<10} {'Time':<20} {'Host':<16} {'Type':<12} {'Tags':<16} Paths")
         for s in found:

@@ -133,6 +133,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern.replace("**", "*")))
 
 
+def excludes_everything(paths: Sequence[str], excluder: Excluder) -> bool:
+    """True if `excluder` leaves nothing of `paths` to back up: each path is excluded itself
+    or is a directory whose entries all are, and something was excluded (a source that is
+    empty to begin with is backed up as it is)."""
+    if not excluder.patterns:
+        return False
+    for path in paths:
+        raw = os.fsencode(path)
+        if excluder.excluded(raw):
+            continue
+        try:
+            if not stat.S_ISDIR(os.lstat(raw).st_mode):
+                return False
+            with os.scandir(raw) as it:
+                names = [raw + b"/" + entry.name for entry in it]
+        except OSError:
+            return False  # the backup reports it
+        if not names or not all(excluder.excluded(name) for name in names):
+            return False
+    return True
+
+
 def scan_dir(
     path: bytes, excluder: Excluder, on_error: Callable[[bytes, str], None]
 ) -> list[tuple[bytes, Node]]:
