@@ -16,6 +16,7 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
+from bbackup.cli.completion_cmd import prepare_completion
 from bbackup.cli.options import PlaceholderGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
@@ -41,6 +42,7 @@ COMMAND_MODULES = {
     "lifecycle": "lifecycle_cmd",
     "schedule": "schedule_cmd",
     "config": "config_cmd",
+    "completion": "completion_cmd",
 }
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
@@ -90,6 +92,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else None
     tune_allocator(command)
+    prepare_completion()
     build_app(command)(prog_name="bbackup")
 
 

@@ -246,7 +246,11 @@ class PlaceholderGroup(TyperGroup):
                     continue
                 choices = getattr(param.type, "choices", None)
                 if choices is not None:
-                    param.metavar = "[" + "|".join(map(str, choices)) + "]"
+                    listed = "|".join(map(str, choices))
+                    # An option's values in brackets, as click shows them; an argument's
+                    # bare (typer brackets it in the usage line).
+                    is_option = param.param_type_name == "option"
+                    param.metavar = f"[{listed}]" if is_option else listed
                 else:
                     param.metavar = placeholder(param.name or "", param.type.name)
                 if param.param_type_name == "argument" and param.nargs != 1:
