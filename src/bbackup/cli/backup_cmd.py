@@ -29,13 +29,6 @@ from bbackup.repository import Repository
 
 BackupType = Literal["incremental", "differential", "full"]
 
-EXAMPLES = """Examples:
-
-\b
-  bbackup backup -r s3://bucket/repo /home /etc --exclude '*.tmp' --tag nightly
-  bbackup backup -r /srv/backup ~/work --type full --json
-"""
-
 
 def parse_time(text: str | None) -> datetime | None:
     if text is None:
@@ -52,7 +45,6 @@ def register(app: typer.Typer) -> None:
         app,
         "backup",
         help="Back up files and directories.",
-        epilog=EXAMPLES,
     )
     def backup(
         opts: GlobalOptions,

@@ -18,14 +18,6 @@ COMPLETE_VARIABLE = "_BBACKUP_COMPLETE"
 
 Shell = Literal["bash", "zsh", "fish"]
 
-EXAMPLES = """Examples:
-
-\b
-  bbackup completion bash > ~/.local/share/bash-completion/completions/bbackup
-  bbackup completion zsh > "${fpath[1]}/_bbackup"
-  bbackup completion fish > ~/.config/fish/completions/bbackup.fish
-"""
-
 
 def prepare_completion() -> None:
     """Make typer answer the completion script's requests (its shell classes are
@@ -40,7 +32,6 @@ def register(app: typer.Typer) -> None:
     @app.command(
         "completion",
         help="Print the shell completion script for bash, zsh or fish.",
-        epilog=EXAMPLES,
     )
     def completion(
         shell: Annotated[Shell, typer.Argument(help="The shell to complete in.")],

@@ -17,21 +17,12 @@ from bbackup.repository import Repository
 from bbackup.snapshot.model import Node, Snapshot
 from bbackup.snapshot.store import find_snapshot, load_snapshots, load_tree
 
-EXAMPLES = """Examples:
-
-\b
-  bbackup ls -r /srv/backup latest
-  bbackup ls -r /srv/backup 4f2a9c1e /home/ann/docs --long
-  bbackup ls -r /srv/backup latest --json | jq -r 'select(.type == "file") | .path'
-"""
-
 
 def register(app: typer.Typer) -> None:
     @repo_command(
         app,
         "ls",
         help="List files in a snapshot. A PATH the snapshot does not hold is an error (exit 21).",
-        epilog=EXAMPLES,
     )
     def ls(
         opts: GlobalOptions,

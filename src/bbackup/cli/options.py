@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from bbackup.cli.command_examples import examples_epilog
 from bbackup.cli.output import error_exit
 from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
@@ -210,6 +211,8 @@ PLACEHOLDERS = {
     "archive": "tar|zip",
     "out": "FILE",
     "compression": "LEVEL",
+    "s3_provider": "PROVIDER",
+    "pack": "PACK-ID",
 }
 
 
@@ -241,6 +244,8 @@ class PlaceholderGroup(TyperGroup):
         while pending:
             command = pending.pop()
             pending.extend(getattr(command, "commands", {}).values())
+            if not getattr(command, "commands", None) and not command.epilog:
+                command.epilog = examples_epilog(command_path(self, command))
             for param in command.params:
                 if param.metavar is not None or getattr(param, "is_flag", False):
                     continue
@@ -255,3 +260,13 @@ class PlaceholderGroup(TyperGroup):
                     param.metavar = placeholder(param.name or "", param.type.name)
                 if param.param_type_name == "argument" and param.nargs != 1:
                     param.metavar = param.metavar.removesuffix("...") + "..."
+
+
+def command_path(root: Any, command: Any) -> str:
+    """`command`'s name below `root` with its group's (`"key add"`)."""
+    for name, sub in root.commands.items():
+        if sub is command:
+            return str(name)
+        if command in getattr(sub, "commands", {}).values():
+            return f"{name} {command.name}"
+    return str(command.name)

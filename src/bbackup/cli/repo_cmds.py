@@ -35,20 +35,6 @@ from bbackup.repository import (
 )
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 
-INIT_EXAMPLES = """Examples:
-
-\b
-  bbackup init -r /srv/backup
-  BBACKUP_PASSWORD_FILE=~/.bbackup-pw bbackup init -r s3://bucket/repo
-"""
-
-UNLOCK_EXAMPLES = """Examples:
-
-\b
-  bbackup unlock -r s3://bucket/repo
-  bbackup unlock -r s3://bucket/repo --remove-all
-"""
-
 
 def refuse_foreign_directory(path: str) -> None:
     """A UsageError if `path` is a directory that holds files but no repository: `init`
@@ -65,7 +51,7 @@ def refuse_foreign_directory(path: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "init", help="Create a new repository.", epilog=INIT_EXAMPLES)
+    @repo_command(app, "init", help="Create a new repository.")
     def init(
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
@@ -143,7 +129,6 @@ def register(app: typer.Typer) -> None:
         app,
         "unlock",
         help="Remove stale locks (or all with --remove-all).",
-        epilog=UNLOCK_EXAMPLES,
     )
     def unlock(
         opts: GlobalOptions,

@@ -15,13 +15,6 @@ from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots
 
-EXAMPLES = """Examples:
-
-\b
-  bbackup snapshots -r /srv/backup --host web1
-  bbackup snapshots -r /srv/backup --json | jq -r '.[] | .short_id + " " + .time'
-"""
-
 
 def snapshot_json(s: Snapshot) -> dict[str, Any]:
     """One snapshot as `snapshots --json` prints it (docs/json.md): restic's field names
@@ -52,7 +45,6 @@ def register(app: typer.Typer) -> None:
         app,
         "snapshots",
         help="List snapshots, oldest first. With --json: one JSON array of snapshot objects.",
-        epilog=EXAMPLES,
     )
     def snapshots(
         opts: GlobalOptions, host: HostOpt = None, tag: TagOpt = None, path: PathOpt = None
