@@ -13,7 +13,7 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn, warn_event
-from bbackup.cli.progress import progress_reporter
+from bbackup.cli.progress import progress_reporter, progress_shown
 from bbackup.compression import MAX_LEVEL
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import (
@@ -23,7 +23,7 @@ from bbackup.ops.backup import (
     normalize_paths,
 )
 from bbackup.ops.restore_select import check_pattern
-from bbackup.ops.scan import Excluder, Prescan, excludes_everything
+from bbackup.ops.scan import Excluder, Prescan, TotalsScan, excludes_everything
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 
@@ -156,7 +156,10 @@ def register(app: typer.Typer) -> None:
                 p = archiver.progress
                 return {
                     "files": p.files,
+                    "files_total": totals.files if totals else None,
                     "bytes": p.bytes_seen,
+                    "bytes_total": totals.bytes if totals else None,
+                    "totals_final": totals.finished if totals else False,
                     "bytes_read": p.bytes_read,
                     "errors": p.errors,
                     "seconds": time.monotonic() - start,
@@ -169,11 +172,14 @@ def register(app: typer.Typer) -> None:
 
         # Walk the sources while the repository opens (the key derivation leaves the GIL).
         options.prescan = Prescan(sources, Excluder(patterns))
+        totals = TotalsScan(sources, Excluder(patterns)) if progress_shown(opts.json) else None
         try:
             # The archiver loads the index itself, under its lock.
             summary = with_repo(opts, work, load_index=False)
         finally:
             options.prescan.stop()
+            if totals is not None:
+                totals.stop()
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:

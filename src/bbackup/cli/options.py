@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from bbackup.cli.command_examples import examples_epilog
-from bbackup.cli.output import error_exit
+from bbackup.cli.output import error_exit, quiet_output
 from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
 
@@ -34,6 +34,8 @@ class GlobalOptions:
     no_cache: bool
     cache_dir: str | None
     json: bool
+    #: --quiet: errors and warnings only (on stderr); no progress, no report on stdout.
+    quiet: bool = False
     #: Where the password comes from besides the options (`copy` opens its source so).
     password_variable: str = "BBACKUP_PASSWORD"
     password_prompt: str = "Password"
@@ -138,7 +140,24 @@ _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
         ],
         None,
     ),
-    ("json", Annotated[bool, typer.Option("--json", help="Machine-readable output.")], False),
+    (
+        "json",
+        Annotated[
+            bool,
+            typer.Option(
+                "--json", help="Machine-readable output: JSON lines (docs/json.md), progress too."
+            ),
+        ],
+        False,
+    ),
+    (
+        "quiet",
+        Annotated[
+            bool,
+            typer.Option("--quiet", "-q", help="Errors and warnings only: no progress, no report."),
+        ],
+        False,
+    ),
 ]
 
 
@@ -156,7 +175,7 @@ def repo_command(
         @functools.wraps(fn)
         def command(**values: Any) -> None:
             opts = GlobalOptions(**{n: values.pop(n) for n in common_names})
-            with error_exit(opts.json):
+            with error_exit(opts.json), quiet_output(opts.quiet):
                 fn(opts, **values)
 
         params = [p.replace(annotation=hints[p.name]) for p in own] + [

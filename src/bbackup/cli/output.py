@@ -3,9 +3,11 @@ people, and the one place that maps errors to a one-line message and an exit cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -77,13 +79,37 @@ def fail(message: str, code: int, as_json: bool = False) -> None:
     raise typer.Exit(code)
 
 
-def emit_json(obj: dict[str, Any]) -> None:
+class _Quiet:
+    """Whether the running command was given --quiet (`quiet_output` sets it)."""
+
+    on = False
+
+
+def is_quiet() -> bool:
+    return _Quiet.on
+
+
+@contextlib.contextmanager
+def quiet_output(quiet: bool) -> Iterator[None]:
+    """Within: `echo` prints nothing and progress is not shown when `quiet`; errors and
+    warnings (stderr) and --json events are written as ever."""
+    before, _Quiet.on = _Quiet.on, quiet
+    try:
+        yield
+    finally:
+        _Quiet.on = before
+
+
+def emit_json(obj: dict[str, Any] | list[Any]) -> None:
+    """One JSON document on a line of stdout (an event, or `snapshots`' array)."""
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
 
 
 def echo(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    """A line of the command's report on stdout (nothing under --quiet)."""
+    if not _Quiet.on:
+        sys.stdout.write(text + "\n")
 
 
 def warn(text: str) -> None:

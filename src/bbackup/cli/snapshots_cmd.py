@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
-from bbackup.cli.output import echo
+from bbackup.cli.output import echo, emit_json
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot
@@ -57,7 +56,7 @@ def register(app: typer.Typer) -> None:
         found = with_repo(opts, work, load_index=False)
         if opts.json:
             # One array, as restic prints it, so that `jq '.[]'` works.
-            echo(json.dumps([snapshot_json(s) for s in found]))
+            emit_json([snapshot_json(s) for s in found])
             return
         echo(f"{'ID':<10} {'Time':<20} {'Host':<16} {'Type':<12} {'Tags':<16} Paths")
         for s in found:

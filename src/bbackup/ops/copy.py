@@ -140,6 +140,8 @@ class Copier:
         self.memo = CopyMemo()
         self.reader: SourceBlobReader | None = None
         self.contents: ContentCopier | None = None
+        #: Snapshots this run goes through (copied, skipped or failed), once known.
+        self.snapshots_total = 0
 
     def progress(self) -> tuple[int, int]:
         """File contents and their plaintext bytes copied so far."""
@@ -213,6 +215,7 @@ class Copier:
             load_snapshots(self.source), load_snapshots(self.target)
         )
         selected = self._select(sources)
+        self.snapshots_total = len(selected)
         copies = find_copies(sources, targets)
         by_id = {s.id: s for s in sources}
         for snapshot in selected:
