@@ -9,6 +9,7 @@ registered, and `app`, for tests and embedding, has them all.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,6 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
-from bbackup.cli.completion_cmd import prepare_completion
 from bbackup.cli.options import PlaceholderGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
@@ -37,13 +37,15 @@ COMMAND_MODULES = {
     "run": "run_cmd",
     "service": "service_cmd",
     "status": "status_cmd",
+    "completion": "completion_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
     "lifecycle": "lifecycle_cmd",
     "schedule": "schedule_cmd",
     "config": "config_cmd",
-    "completion": "completion_cmd",
 }
+#: Set by the script `bbackup completion SHELL` prints, when the shell asks for completions.
+COMPLETE_VARIABLE = "_BBACKUP_COMPLETE"
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
 
@@ -92,7 +94,10 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else None
     tune_allocator(command)
-    prepare_completion()
+    if COMPLETE_VARIABLE in os.environ:  # the shell asks for completions (completion_cmd)
+        from bbackup.cli.completion_cmd import prepare_completion
+
+        prepare_completion()
     build_app(command)(prog_name="bbackup")
 
 

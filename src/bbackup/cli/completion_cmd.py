@@ -11,10 +11,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from bbackup.cli.app import COMPLETE_VARIABLE
 from bbackup.cli.output import echo
-
-#: The variable the completion script sets when it asks bbackup for completions.
-COMPLETE_VARIABLE = "_BBACKUP_COMPLETE"
 
 Shell = Literal["bash", "zsh", "fish"]
 
