@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
             if opts.json:
                 emit_json(
                     {
+                        "struct_type": "node",  # restic's marker for a file line
                         "path": full,
+                        "name": node.display_name,
                         "type": node.type,
                         "mode": node.mode,
                         "uid": node.uid,
