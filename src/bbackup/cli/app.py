@@ -17,7 +17,7 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
-from bbackup.cli.options import PlaceholderGroup
+from bbackup.cli.options import RootCommandGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
 #: `bbackup --help` lists them.
@@ -71,7 +71,7 @@ def build_app(command: str | None = None) -> typer.Typer:
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
-        cls=PlaceholderGroup,
+        cls=RootCommandGroup,
         add_completion=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )

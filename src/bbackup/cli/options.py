@@ -1,6 +1,7 @@
 """The options every repository command shares (flags and environment variables),
 `repo_command`, which registers a command with them and with the one error → exit code
-mapping, and `PlaceholderGroup`, which gives every option a typed placeholder in --help."""
+mapping, and `RootCommandGroup`: typed placeholders and examples in --help, and the quiet
+end of a command whose reader closed stdout."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from bbackup.cli.command_examples import examples_epilog
-from bbackup.cli.output import error_exit, quiet_output
+from bbackup.cli.output import EXIT_PIPE_CLOSED, drop_stdout, error_exit, quiet_output
 from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
 
@@ -252,10 +253,19 @@ def placeholder(name: str, type_name: str) -> str:
     return name.upper().replace("_", "-")
 
 
-class PlaceholderGroup(TyperGroup):
-    """The root command group: gives every option and argument of every command a typed
-    placeholder (`PATH`, `SNAPSHOT`, `DURATION`, `N`) instead of typer's `<str>`, and lists
-    a choice's values, in one place rather than in every command module."""
+class RootCommandGroup(TyperGroup):
+    """The root command group. It gives every option and argument of every command a typed
+    placeholder (`PATH`, `SNAPSHOT`, `DURATION`, `N`) instead of typer's `<str>`, lists a
+    choice's values and adds each command's examples (`command_examples`), in one place
+    rather than in every command module; and it ends any command whose reader closed
+    stdout (`bbackup ls latest | head -1`) quietly with status 141."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            drop_stdout()
+            raise typer.Exit(EXIT_PIPE_CLOSED) from None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -34,8 +34,7 @@ class error_exit:
         if exc is None or isinstance(exc, (typer.Exit, typer.Abort, SystemExit)):
             return False
         if isinstance(exc, BrokenPipeError):
-            drop_stdout()
-            raise typer.Exit(EXIT_PIPE_CLOSED) from None
+            return False  # ended quietly, with 141, by the root group (cli.options)
         if isinstance(exc, KeyboardInterrupt):
             fail("interrupted", ExitCode.INTERRUPTED, self.as_json)
         if isinstance(exc, BbackupError):
