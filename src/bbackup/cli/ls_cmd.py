@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
 
         snap, entries = with_repo(opts, work)
         if path is not None and not entries:
-            raise NothingMatched(f"{path}: no such path in snapshot {snap.short_id}")
+            hint = "" if path.startswith("/") else " (paths in a snapshot are absolute)"
+            raise NothingMatched(f"{path}: no such path in snapshot {snap.short_id}{hint}")
         for full, node in entries:
             if opts.json:
                 emit_json(
