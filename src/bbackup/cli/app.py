@@ -9,7 +9,6 @@ registered, and `app`, for tests and embedding, has them all.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -44,8 +43,6 @@ COMMAND_MODULES = {
     "schedule": "schedule_cmd",
     "config": "config_cmd",
 }
-#: Set by the script `bbackup completion SHELL` prints, when the shell asks for completions.
-COMPLETE_VARIABLE = "_BBACKUP_COMPLETE"
 _ALL_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
 
@@ -94,7 +91,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else None
     tune_allocator(command)
-    if COMPLETE_VARIABLE in os.environ:  # the shell asks for completions (completion_cmd)
+    if command is None:  # --help, or the completion script asking (it passes no arguments)
         from bbackup.cli.completion_cmd import prepare_completion
 
         prepare_completion()

@@ -11,8 +11,10 @@ from typing import Annotated, Literal
 
 import typer
 
-from bbackup.cli.app import COMPLETE_VARIABLE
 from bbackup.cli.output import echo
+
+#: Set by the completion script when the shell asks bbackup for completions.
+COMPLETE_VARIABLE = "_BBACKUP_COMPLETE"
 
 Shell = Literal["bash", "zsh", "fish"]
 
