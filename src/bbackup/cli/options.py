@@ -228,9 +228,8 @@ PLACEHOLDERS = {
     "max_unused": "LIMIT",
     "read_data_subset": "N%|N/M",
     "group_by": "host,paths,tags",
-    # Options that take one of a few words but are typed str: their words, as a choice's.
+    # An option that takes one of a few words but is typed str: its words, as a choice's.
     "archive": "[tar|zip]",
-    "restore_tier": "[bulk|standard|expedited]",
     "out": "FILE",
     "compression": "LEVEL",
     "s3_provider": "PROVIDER",
