@@ -16,7 +16,7 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
-from bbackup.cli.options import RootCommandGroup
+from bbackup.cli.command_group import RootCommandGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
 #: `bbackup --help` lists them.
