@@ -109,6 +109,21 @@ def test_an_endpoint_that_is_not_a_url_is_a_usage_error(cli: Cli, endpoint: str)
     one_line_error(result, 2, "--s3-endpoint", repr(endpoint))
 
 
+def test_a_bad_aws_endpoint_url_or_source_endpoint_is_named(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "not-a-url")
+    one_line_error(cli("snapshots", "-r", "s3://bucket/repo"), 2, "AWS_ENDPOINT_URL")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+
+    result = cli(
+        "copy", "-r", tmp_path / "target", "--from-repo", "s3://bucket/repo",
+        "--from-s3-endpoint", "nope",
+    )  # fmt: skip
+
+    one_line_error(result, 2, "--from-s3-endpoint 'nope'")
+
+
 def test_a_repository_that_is_a_plain_file_is_named(tmp_path: Path, cli: Cli) -> None:
     plain = tmp_path / "notes.txt"
     plain.write_text("not a repository")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +38,14 @@ class GlobalOptions:
     #: Where the password comes from besides the options (`copy` opens its source so).
     password_variable: str = "BBACKUP_PASSWORD"
     password_prompt: str = "Password"
+    #: How the flags of these options begin, for messages: `--from-` for copy's source.
+    flag_prefix: str = "--"
 
     def storage_options(self) -> StorageOptions:
         if self.s3_endpoint is not None:
-            check_endpoint_url(self.s3_endpoint, "--s3-endpoint")
+            check_endpoint_url(self.s3_endpoint, f"{self.flag_prefix}s3-endpoint")
+        elif (self.repo or "").startswith("s3:") and (aws := os.environ.get("AWS_ENDPOINT_URL")):
+            check_endpoint_url(aws, "AWS_ENDPOINT_URL")
         return StorageOptions(
             connections=self.connections,
             s3_endpoint=self.s3_endpoint,

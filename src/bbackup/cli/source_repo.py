@@ -79,6 +79,7 @@ def source_options(
         s3_path_style=s3_path_style,
         password_variable="BBACKUP_FROM_PASSWORD",
         password_prompt="Password of the source repository",
+        flag_prefix="--from-",
     )
 
 
