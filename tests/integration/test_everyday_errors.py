@@ -169,14 +169,17 @@ def test_init_refuses_a_directory_of_user_files(tmp_path: Path, cli: Cli) -> Non
     assert sorted(os.listdir(home)) == ["thesis.tex"]
 
 
-def test_init_into_an_empty_directory_works(tmp_path: Path, cli: Cli) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
+@pytest.mark.parametrize("left", [[], ["keys"]], ids=["empty", "after-an-interrupted-init"])
+def test_init_into_an_empty_directory_works(tmp_path: Path, cli: Cli, left: list[str]) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    for name in left:
+        (target / name).mkdir()
 
-    result = cli("init", "-r", empty, *CHEAPEST_KDF)
+    result = cli("init", "-r", target, *CHEAPEST_KDF)
 
     assert result.exit_code == 0, result
-    assert (empty / "config").is_file()
+    assert (target / "config").is_file()
 
 
 @pytest.mark.parametrize("fast_exit", ["0", "1"])

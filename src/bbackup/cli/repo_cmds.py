@@ -35,16 +35,22 @@ from bbackup.repository import (
 )
 from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 
+#: What a local repository's directory holds (docs/format.md): an `init` that was
+#: interrupted before it wrote `config` left some of these, and may be run again.
+REPOSITORY_ENTRIES = frozenset(
+    {"config", "keys", "data", "tree", "index", "snapshots", "locks", "damaged"}
+)
+
 
 def refuse_foreign_directory(path: str) -> None:
-    """A UsageError if `path` is a directory that holds files but no repository: `init`
-    would write `config` and `keys/` among someone's files. A repository there is left to
-    `init_repository`, which says it exists (exit 14)."""
+    """A UsageError if `path` is a directory that holds anything a repository does not:
+    `init` would write `config` and `keys/` among someone's files. A repository there is
+    left to `init_repository`, which says it exists (exit 14)."""
     try:
-        names = os.listdir(path)
+        names = set(os.listdir(path))
     except (FileNotFoundError, NotADirectoryError):
         return
-    if names and "config" not in names:
+    if names - REPOSITORY_ENTRIES and "config" not in names:
         raise UsageError(
             f"{path} is not empty and not a bbackup repository: init a new or empty directory"
         )
