@@ -21,9 +21,10 @@ from bbackup.cli.app import build_app
 from bbackup.cli.options import GlobalOptions
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-#: The options `repo_command` gives every repository command: the README lists them once.
+#: The options `repo_command` gives every repository command (GlobalOptions' fields, less
+#: those no flag sets): the README lists them once.
 COMMON_OPTIONS = {f"--{name.replace('_', '-')}" for name in GlobalOptions.__dataclass_fields__}
-COMMON_OPTIONS -= {"--password-variable", "--password-prompt"}
+COMMON_OPTIONS -= {"--password-variable", "--password-prompt", "--flag-prefix"}
 COMMON_OPTIONS |= {"--help"}
 
 

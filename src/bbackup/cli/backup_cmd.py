@@ -41,35 +41,26 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def register(app: typer.Typer) -> None:
-    @repo_command(
-        app,
-        "backup",
-        help="Back up files and directories.",
-    )
+    @repo_command(app, "backup", help="Back up files and directories.")
     def backup(
         opts: GlobalOptions,
-        paths: Annotated[
-            list[str], typer.Argument(metavar="PATH...", help="Files and directories to back up.")
-        ],
-        host: Annotated[
-            str | None, typer.Option(metavar="HOST", help="Record this host name.")
-        ] = None,
+        paths: Annotated[list[str], typer.Argument(help="Files and directories to back up.")],
+        host: Annotated[str | None, typer.Option(help="Record this host name.")] = None,
         tag: Annotated[
-            list[str] | None, typer.Option("--tag", metavar="TAG", help="Add a tag (repeatable).")
+            list[str] | None, typer.Option("--tag", help="Add a tag (repeatable).")
         ] = None,
         exclude: Annotated[
             list[str] | None,
             typer.Option(
                 "--exclude",
                 "-e",
-                metavar="PATTERN",
                 help="Leave out what matches (a name at any depth, or /an/absolute/path; "
                 "* ? [ ] and ** as in restic). Repeatable.",
             ),
         ] = None,
         exclude_file: Annotated[
             list[str] | None,
-            typer.Option(metavar="FILE", help="Read exclude patterns from a file, one a line."),
+            typer.Option(help="Read exclude patterns from a file, one a line."),
         ] = None,
         backup_type: Annotated[
             BackupType,
@@ -81,7 +72,7 @@ def register(app: typer.Typer) -> None:
         ] = "incremental",
         time_: Annotated[
             str | None,
-            typer.Option("--time", metavar="TIME", help="Record this time (ISO 8601)."),
+            typer.Option("--time", help="Record this time (ISO 8601)."),
         ] = None,
         storage_class: Annotated[
             str | None,
@@ -93,9 +84,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         compression: Annotated[
             int | None,
-            typer.Option(
-                min=0, max=MAX_LEVEL, metavar="LEVEL", help="zstd level for this run (0 = off)."
-            ),
+            typer.Option(min=0, max=MAX_LEVEL, help="zstd level for this run (0 = off)."),
         ] = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 2,
     ) -> None:

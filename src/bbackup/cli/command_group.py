@@ -67,7 +67,7 @@ def placeholder(name: str, type_name: str) -> str:
         return "N"
     if type_name in ("float", "float range"):
         return "NUMBER"
-    return name.upper().replace("_", "-")
+    return name.strip("_").upper().replace("_", "-")
 
 
 class RootCommandGroup(TyperGroup):
