@@ -99,14 +99,8 @@ class Soak:
         return done.stdout
 
     def live_snapshots(self) -> set[str]:
-        out = json.loads(
-            next(
-                line
-                for line in self.ok("snapshots", "-r", self.url, "--json").splitlines()
-                if line.startswith("{")
-            )
-        )
-        return {s["id"] for s in out["snapshots"]}
+        listed = json.loads(self.ok("snapshots", "-r", self.url, "--json"))
+        return {s["id"] for s in listed}
 
     # ---- the source ---------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ import threading
 import zstandard
 
 DEFAULT_LEVEL = 3
+#: zstd's highest level; 0 stores blobs uncompressed.
+MAX_LEVEL = 22
 #: Compress this much of a large blob first; if that does not shrink, skip the rest.
 SAMPLE_SIZE = 64 * 1024
 _MIN_SAVING = 16

@@ -18,7 +18,7 @@
     │       ├── AccessDenied (17)
     │       ├── BucketNotFound (10)
     │       └── NoSpace (20)
-    ├── NothingMatched (21)       a pattern or filter matches nothing
+    ├── NothingMatched (21)       a path, pattern or filter matches nothing
     └── Interrupted (130)
 
 Lower layers raise these; `bbackup.cli` maps them to one-line messages and exit codes.

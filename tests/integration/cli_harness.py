@@ -39,6 +39,12 @@ class CliResult:
         assert len(found) == 1, f"expected one {name!r} event in:\n{self.stdout}\n{self.stderr}"
         return found[0]
 
+    def snapshot_list(self) -> list[dict[str, Any]]:
+        """The array `snapshots --json` prints: one object per snapshot."""
+        listed = json.loads(self.stdout)
+        assert isinstance(listed, list), self
+        return listed
+
     def __str__(self) -> str:
         return f"exit {self.exit_code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 

@@ -103,7 +103,7 @@ def picture(root: Path) -> dict[str, tuple[Any, ...]]:
     return found
 
 
-def snapshot_fields(listing: dict[str, Any]) -> list[dict[str, Any]]:
+def snapshot_fields(listing: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The fields of each snapshot a copy must keep (everything but its ID and tree)."""
     kept = ("time", "host", "user", "paths", "tags", "type", "program_version", "summary")
-    return [{k: s[k] for k in kept} for s in listing["snapshots"]]
+    return [{k: s[k] for k in kept} for s in listing]

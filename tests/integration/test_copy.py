@@ -30,8 +30,8 @@ def source(
 
 
 def copied_originals(cli: Cli, repo: Path) -> list[str]:
-    listing = cli("snapshots", "-r", repo, "--json").event("snapshots")
-    return [s["original"] for s in listing["snapshots"]]
+    listing = cli("snapshots", "-r", repo, "--json").snapshot_list()
+    return [s["original"] for s in listing]
 
 
 def ok(result: CliResult) -> CliResult:
@@ -134,10 +134,10 @@ def test_copy_between_repositories_sharing_their_chunker_keeps_blob_ids(
     # ... and the copies' trees are the source's very trees.
     with monkeypatch.context() as env:
         env.setenv("BBACKUP_PASSWORD", SOURCE_PASSWORD)
-        source_listing = cli("snapshots", "-r", source.repo, "--json").event("snapshots")
-    copy_listing = cli("snapshots", "-r", shared, "--json").event("snapshots")
-    source_trees = [s["tree"] for s in source_listing["snapshots"]]
-    assert [s["tree"] for s in copy_listing["snapshots"] if s["original"]] == source_trees
+        source_listing = cli("snapshots", "-r", source.repo, "--json").snapshot_list()
+    copy_listing = cli("snapshots", "-r", shared, "--json").snapshot_list()
+    source_trees = [s["tree"] for s in source_listing]
+    assert [s["tree"] for s in copy_listing if s["original"]] == source_trees
     check_both(cli, source, shared, monkeypatch)
     restore = tmp_path / "restore"
     ok(cli("restore", "latest", "-r", shared, "--target", restore, "--tag", "weekly"))

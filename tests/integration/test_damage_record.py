@@ -97,7 +97,7 @@ def test_a_second_host_sees_the_record_and_an_incremental_backup_reads_the_file_
     # The old snapshot reads its blob from the good copy now as well.
     [old] = [
         s["id"]
-        for s in ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+        for s in ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
         if s["id"] != summary["snapshot_id"]
     ]
     assert restores_whole(cli, repo, old, src, tmp_path / "old")
@@ -149,7 +149,7 @@ def test_a_restore_that_meets_the_damaged_blob_records_it_too(
     tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
 ) -> None:
     repo, src, pack = damaged
-    [old] = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    [old] = ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
 
     restored = cli("restore", "-r", repo, old["id"], "--target", tmp_path / "out")
     assert restored.exit_code == 13, restored
@@ -167,7 +167,7 @@ def test_prune_keeps_the_good_copy_and_drops_the_damaged_pack(
     tmp_path: Path, cli: Cli, damaged: tuple[Path, Path, str]
 ) -> None:
     repo, src, pack = damaged
-    [old] = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    [old] = ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
     assert cli("check", "-r", repo, "--read-data").exit_code == 13
     new = ok(cli("backup", "-r", repo, "--type", "full", "--json", src)).event("summary")
 

@@ -39,7 +39,7 @@ def objects(repo: Path, prefix: str) -> set[Path]:
 
 
 def snapshot_ids(cli: Cli, repo: Path) -> list[str]:
-    listed = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    listed = ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
     return [s["id"] for s in listed]
 
 
@@ -235,7 +235,7 @@ def test_a_snapshot_document_copied_under_another_name_is_not_a_snapshot(
 
     listed = cli("snapshots", "-r", t.repo, "--json")
     assert listed.exit_code == 0, listed
-    ids = [s["id"] for s in listed.event("snapshots")["snapshots"]]
+    ids = [s["id"] for s in listed.snapshot_list()]
     assert sorted(ids) == sorted([t.snap_a, t.snap_b])
     [warning] = [json.loads(line) for line in listed.stderr.splitlines()]
     assert warning["event"] == "warning"

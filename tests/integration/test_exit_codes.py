@@ -85,7 +85,7 @@ def test_backing_up_a_missing_path_exits_1_naming_it(tmp_path: Path, repo: Path,
     result = cli("backup", "-r", repo, missing)
 
     assert_one_line_error(result, 1, str(missing))
-    assert cli("snapshots", "-r", repo, "--json").event("snapshots")["snapshots"] == []
+    assert cli("snapshots", "-r", repo, "--json").snapshot_list() == []
 
 
 SOURCE = {
@@ -125,7 +125,7 @@ def test_a_file_that_cannot_be_read_is_skipped_and_the_backup_exits_3(
     summary = result.event("summary")
     assert summary["errors"] == 1
     assert summary["files_new"] == 2
-    snapshots = cli("snapshots", "-r", repo, "--json").event("snapshots")["snapshots"]
+    snapshots = cli("snapshots", "-r", repo, "--json").snapshot_list()
     assert [s["id"] for s in snapshots] == [summary["snapshot_id"]]
     assert snapshots[0]["summary"]["errors"] == 1
 

@@ -125,8 +125,8 @@ class Scene:
         return result
 
     def snapshot_ids(self) -> set[str]:
-        listing = self.ok("snapshots", "-r", self.url, "--json").event("snapshots")
-        return {s["id"] for s in listing["snapshots"]}
+        listing = self.ok("snapshots", "-r", self.url, "--json").snapshot_list()
+        return {s["id"] for s in listing}
 
     def restore(self, snapshot_id: str, target: Path, src: Path | None = None) -> dict[str, bytes]:
         """Restore into a fresh `target`; the files of `src` (default: the base's source)."""

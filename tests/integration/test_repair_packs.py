@@ -97,7 +97,7 @@ def test_repair_snapshots_leaves_out_the_file_that_lost_data_and_keeps_the_rest(
     ok(cli("check", "-r", t.repo, "--read-data"))
     restored = restore(cli, t, rewritten["new"], tmp_path / "old")
     assert restored == {name: data for name, data in source.items() if name != lost_file}
-    [listed] = ok(cli("snapshots", "-r", t.repo, "--json")).event("snapshots")["snapshots"]
+    [listed] = ok(cli("snapshots", "-r", t.repo, "--json")).snapshot_list()
     assert listed["id"] == rewritten["new"]
     assert "repaired" in listed["tags"]
 
@@ -136,7 +136,7 @@ def test_repair_snapshots_dry_run_then_keeps_the_original_without_forget(
 
     result = ok(cli("repair", "snapshots", "-r", t.repo))
     assert "lost:" in result.stdout
-    listed = ok(cli("snapshots", "-r", t.repo, "--json")).event("snapshots")["snapshots"]
+    listed = ok(cli("snapshots", "-r", t.repo, "--json")).snapshot_list()
     assert {s["id"] for s in listed} >= {t.snapshot}
     assert len(listed) == 2
     again = ok(cli("repair", "snapshots", "-r", t.repo, "--json")).event("repair_snapshots")

@@ -98,7 +98,7 @@ def test_a_pattern_that_matches_nothing_is_an_error_and_writes_nothing(
 
 
 def result_snapshot(cli: Cli, repo: Path) -> str:
-    listed = cli("snapshots", "-r", repo, "--json").event("snapshots")["snapshots"]
+    listed = cli("snapshots", "-r", repo, "--json").snapshot_list()
     return str(listed[-1]["id"])[:8]
 
 

@@ -106,7 +106,7 @@ def reports(home: Path) -> list[dict[str, Any]]:
 def snapshot_ids(cli: Cli, repo: Path) -> list[str]:
     result = cli("snapshots", "-r", repo, "--json")
     assert result.exit_code == 0, result
-    return [s["id"] for s in result.event("snapshots")["snapshots"]]
+    return [s["id"] for s in result.snapshot_list()]
 
 
 def test_run_backs_up_then_applies_the_retention(

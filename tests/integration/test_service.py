@@ -124,7 +124,7 @@ hooks = {{ before = "{before_hook}" }}
 
 
 def snapshot_count(cli: Cli, repo: Path) -> int:
-    return len(cli("snapshots", "-r", repo, "--json").event("snapshots")["snapshots"])
+    return len(cli("snapshots", "-r", repo, "--json").snapshot_list())
 
 
 def job_reports(home: Path) -> list[dict[str, object]]:

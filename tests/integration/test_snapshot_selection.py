@@ -13,7 +13,7 @@ from cli_harness import Cli, MakeTree, restored_path
 def snapshots(cli: Cli, repo: Path, *args: str) -> list[dict[str, Any]]:
     result = cli("snapshots", "-r", repo, "--json", *args)
     assert result.exit_code == 0, result
-    listed: list[dict[str, Any]] = result.event("snapshots")["snapshots"]
+    listed: list[dict[str, Any]] = result.snapshot_list()
     return listed
 
 

@@ -52,7 +52,7 @@ def _ok(result: CliResult) -> CliResult:
 
 
 def _snapshot_ids(cli: Cli, repo: Path) -> set[str]:
-    listed = _ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    listed = _ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
     return {s["id"] for s in listed}
 
 

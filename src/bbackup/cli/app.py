@@ -16,6 +16,7 @@ import typer
 
 from bbackup import __version__
 from bbackup.cli.allocator import tune_allocator
+from bbackup.cli.command_group import RootCommandGroup
 
 #: Top-level command → the module under bbackup.cli that registers it, in the order
 #: `bbackup --help` lists them.
@@ -44,6 +45,7 @@ COMMAND_MODULES = {
     "cat": "inspect_cmds",
     "list": "inspect_cmds",
     "cache": "cache_cmd",
+    "completion": "completion_cmd",
     "key": "key_cmds",
     "repair": "repair_cmds",
     "lifecycle": "lifecycle_cmd",
@@ -75,6 +77,8 @@ def build_app(command: str | None = None) -> typer.Typer:
         help="B-Backup Pro: encrypted, deduplicated off-site backups.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        cls=RootCommandGroup,
         add_completion=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
@@ -97,6 +101,10 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else None
     tune_allocator(command)
+    if command is None:  # --help, or the completion script asking (it passes no arguments)
+        from bbackup.cli.completion_cmd import prepare_completion
+
+        prepare_completion()
     build_app(command)(prog_name="bbackup")
 
 

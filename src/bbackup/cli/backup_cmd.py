@@ -6,25 +6,28 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn, warn_event
-from bbackup.cli.progress import progress_reporter
+from bbackup.cli.progress import progress_reporter, progress_shown
+from bbackup.compression import MAX_LEVEL
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.backup import (
-    BACKUP_TYPES,
     Archiver,
     BackupOptions,
     BackupSummary,
     normalize_paths,
 )
-from bbackup.ops.scan import Excluder, Prescan
+from bbackup.ops.restore_select import check_pattern
+from bbackup.ops.scan import Excluder, Prescan, TotalsScan, excludes_everything
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
+
+BackupType = Literal["incremental", "differential", "full"]
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -47,16 +50,29 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--tag", help="Add a tag (repeatable).")
         ] = None,
         exclude: Annotated[
-            list[str] | None, typer.Option("--exclude", "-e", help="Exclude a pattern.")
+            list[str] | None,
+            typer.Option(
+                "--exclude",
+                "-e",
+                help="Leave out what matches (a name at any depth, or /an/absolute/path; "
+                "* ? [ ] and ** as in restic). Repeatable.",
+            ),
         ] = None,
         exclude_file: Annotated[
-            list[str] | None, typer.Option(help="Read exclude patterns from a file.")
+            list[str] | None,
+            typer.Option(help="Read exclude patterns from a file, one a line."),
         ] = None,
         backup_type: Annotated[
-            str, typer.Option("--type", help="incremental, differential or full.")
+            BackupType,
+            typer.Option(
+                "--type",
+                help="incremental: compare with the latest snapshot; differential: with the "
+                "latest full one; full: read every file.",
+            ),
         ] = "incremental",
         time_: Annotated[
-            str | None, typer.Option("--time", help="Record this time (ISO 8601).")
+            str | None,
+            typer.Option("--time", help="Record this time (ISO 8601)."),
         ] = None,
         storage_class: Annotated[
             str | None,
@@ -66,24 +82,35 @@ def register(app: typer.Typer) -> None:
                 "or DEEP_ARCHIVE; everything else stays STANDARD.",
             ),
         ] = None,
-        compression: Annotated[int | None, typer.Option(help="zstd level for this run.")] = None,
+        compression: Annotated[
+            int | None,
+            typer.Option(min=0, max=MAX_LEVEL, help="zstd level for this run (0 = off)."),
+        ] = None,
         workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 2,
     ) -> None:
         if storage_class is not None:
             storage_class = storage_class.strip().upper()
             if not re.fullmatch(r"[A-Z][A-Z0-9_]*", storage_class):
                 raise UsageError(f"--storage-class {storage_class!r}: not a storage class name")
-        if backup_type not in BACKUP_TYPES:
-            raise UsageError(f"--type must be one of {', '.join(BACKUP_TYPES)}")
-        patterns = list(exclude or [])
+        patterns = [check_pattern(p, "--exclude") for p in exclude or []]
         for path in exclude_file or []:
             try:
                 lines = Path(path).read_text().splitlines()
             except OSError as exc:
                 raise UsageError(f"cannot read exclude file {path}: {exc.strerror}") from exc
             patterns += [
-                ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")
+                check_pattern(ln.strip(), f"--exclude-file {path}:")
+                for ln in lines
+                if ln.strip() and not ln.lstrip().startswith("#")
             ]
+        sources = normalize_paths(paths)
+        if excludes_everything(sources, Excluder(patterns)):
+            warn_event(
+                f"warning: the excludes leave nothing of {', '.join(sources)} to back up; "
+                "no snapshot saved",
+                opts.json,
+            )
+            raise typer.Exit(ExitCode.NO_MATCH)
         options = BackupOptions(
             paths=paths,
             tags=tag or [],
@@ -118,7 +145,10 @@ def register(app: typer.Typer) -> None:
                 p = archiver.progress
                 return {
                     "files": p.files,
+                    "files_total": totals.files if totals else None,
                     "bytes": p.bytes_seen,
+                    "bytes_total": totals.bytes if totals else None,
+                    "totals_final": totals.finished if totals else False,
                     "bytes_read": p.bytes_read,
                     "errors": p.errors,
                     "seconds": time.monotonic() - start,
@@ -130,12 +160,15 @@ def register(app: typer.Typer) -> None:
             return archiver.summary
 
         # Walk the sources while the repository opens (the key derivation leaves the GIL).
-        options.prescan = Prescan(normalize_paths(paths), Excluder(patterns))
+        options.prescan = Prescan(sources, Excluder(patterns))
+        totals = TotalsScan(sources, Excluder(patterns)) if progress_shown(opts.json) else None
         try:
             # The archiver loads the index itself, under its lock.
             summary = with_repo(opts, work, load_index=False)
         finally:
             options.prescan.stop()
+            if totals is not None:
+                totals.stop()
         if opts.json:
             emit_json({"event": "summary", **summary.to_dict()})
         else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import time
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +12,7 @@ import typer
 from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.output import echo, emit_json, warn
+from bbackup.cli.progress import progress_reporter
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.check import ReadDataSubset, check_repository
@@ -39,14 +42,35 @@ def register(app: typer.Typer) -> None:
         )
 
         async def work(repo: Repository) -> Any:
-            report = await check_repository(
-                repo,
-                read_data=subset,
-                connections=opts.connections,
-                before_reads=lambda names: thaw_before_reading(
-                    repo, names, thaw, as_json=opts.json
-                ),
-            )
+            packs = repo.index.all_packs()
+            read = {"packs": 0, "bytes": 0}
+            start = time.monotonic()
+
+            def on_progress(name: str) -> None:
+                read["packs"] += 1
+                read["bytes"] += packs[name.rsplit("/", 1)[-1]].size
+
+            # A subset is drawn at random, but its size is known beforehand.
+            total = len(subset.select(list(packs))) if subset else 0
+
+            def sample() -> dict[str, object]:
+                return {**read, "packs_total": total, "seconds": time.monotonic() - start}
+
+            # Progress is that of --read-data: the structure check alone is quick.
+            async with (
+                progress_reporter(sample, as_json=opts.json, label="check")
+                if subset
+                else contextlib.nullcontext()
+            ):
+                report = await check_repository(
+                    repo,
+                    read_data=subset,
+                    connections=opts.connections,
+                    on_progress=on_progress if subset else None,
+                    before_reads=lambda names: thaw_before_reading(
+                        repo, names, thaw, as_json=opts.json
+                    ),
+                )
             report.requests = repo.stack.counter.snapshot()
             return report
 

@@ -97,8 +97,10 @@ def register(app: typer.Typer) -> None:
 
             def sample() -> dict[str, object]:
                 files, copied_bytes = copier.progress()
+                done = copier.summary
                 return {
-                    "snapshots": len(copier.summary.copied),
+                    "snapshots": len(done.copied) + len(done.skipped) + len(done.failed),
+                    "snapshots_total": copier.snapshots_total,
                     "files": files,
                     "bytes": copied_bytes,
                     "seconds": time.monotonic() - start,

@@ -4,7 +4,6 @@ on stdout."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Collection
 from typing import Annotated
@@ -22,10 +21,6 @@ from bbackup.ops.dump_archive import ARCHIVE_FORMATS
 from bbackup.ops.restore import pack_read_settings
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
-
-#: The exit code of a dump whose reader closed the pipe (`| head`): what a Unix tool
-#: killed by SIGPIPE reports (128 + 13), without a message.
-EXIT_PIPE_CLOSED = 141
 
 
 def register(app: typer.Typer) -> None:
@@ -86,20 +81,4 @@ def register(app: typer.Typer) -> None:
                 before_reads=lambda names: thaw_first(repo, names),
             )
 
-        try:
-            with_repo(opts, work)
-        except BrokenPipeError:
-            _drop_stdout()
-            raise typer.Exit(EXIT_PIPE_CLOSED) from None
-
-
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null, so that flushing what is left at exit does not fail
-    again on the closed pipe and print a traceback."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return  # not a real file (tests): nothing is flushed to a pipe at exit
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, fd)
-    os.close(null)
+        with_repo(opts, work)  # a closed pipe ends it quietly (cli.output.error_exit)

@@ -30,7 +30,8 @@ def exit_status(code: object) -> int:
 
 def exit_now(code: object) -> NoReturn:
     """End the process with `code` as `sys.exit` would: flush stdout and stderr, then leave
-    without the interpreter's teardown. Output that cannot be flushed (a closed pipe)
+    without the interpreter's teardown. Output whose reader has gone (`| head`) gives 141,
+    what a Unix tool killed by SIGPIPE reports; output that cannot be flushed otherwise
     gives 120, as the interpreter's own shutdown would."""
     if os.environ.get(DISABLE_VARIABLE) == "1":
         raise SystemExit(code)
@@ -38,6 +39,8 @@ def exit_now(code: object) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe, or a stream closed already
+        except BrokenPipeError:
+            status = status or 141
+        except (OSError, ValueError):  # a full disk, or a stream closed already
             status = status or 120
     os._exit(status)

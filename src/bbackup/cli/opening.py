@@ -5,6 +5,7 @@ thread of its own for a command whose main thread blocks elsewhere: `mount`)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -16,7 +17,7 @@ from bbackup.cache_paths import cache_directory, unlock_hint
 from bbackup.cli.options import GlobalOptions
 from bbackup.cli.output import warn, warn_event
 from bbackup.cli.password import resolve_password
-from bbackup.errors import UsageError
+from bbackup.errors import RepositoryNotFound, UsageError
 from bbackup.repository import Repository, open_repository
 from bbackup.storage import StorageStack, open_storage
 
@@ -66,7 +67,10 @@ def open_stack(opts: GlobalOptions) -> StorageStack:
     """The storage stack of the repository the options name."""
     if not opts.repo:
         raise UsageError("no repository given: pass --repo or set BBACKUP_REPOSITORY")
-    return open_storage(opts.repo, opts.storage_options())
+    stack = open_storage(opts.repo, opts.storage_options())
+    if stack.url.scheme == "local" and os.path.isfile(stack.url.path):
+        raise RepositoryNotFound(f"not a repository: {stack.url.path} is a file")
+    return stack
 
 
 def with_repo(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bbackup.cli.output import error_exit
+from bbackup.cli.output import error_exit, quiet_output
 from bbackup.errors import UsageError
 from bbackup.storage import StorageOptions
 
@@ -33,13 +34,21 @@ class GlobalOptions:
     no_cache: bool
     cache_dir: str | None
     json: bool
+    #: --quiet: errors and warnings only (on stderr); no progress, no report on stdout.
+    quiet: bool = False
     #: Where the password comes from besides the options (`copy` opens its source so).
     password_variable: str = "BBACKUP_PASSWORD"
     password_prompt: str = "Password"
     #: --as-of TIME: read the repository as it was then, from object versions.
     as_of: str | None = None
+    #: How the flags of these options begin, for messages: `--from-` for copy's source.
+    flag_prefix: str = "--"
 
     def storage_options(self) -> StorageOptions:
+        if self.s3_endpoint is not None:
+            check_endpoint_url(self.s3_endpoint, f"{self.flag_prefix}s3-endpoint")
+        elif (self.repo or "").startswith("s3:") and (aws := os.environ.get("AWS_ENDPOINT_URL")):
+            check_endpoint_url(aws, "AWS_ENDPOINT_URL")
         return StorageOptions(
             connections=self.connections,
             s3_endpoint=self.s3_endpoint,
@@ -60,6 +69,20 @@ def parse_as_of(text: str | None) -> float | None:
             f"--as-of {text!r}: use ISO 8601, e.g. 2026-12-01T00:00Z or 2026-12-01T02:00+01:00"
         ) from None
     return (value if value.tzinfo else value.astimezone()).timestamp()
+
+
+def check_endpoint_url(url: str, flag: str) -> str:
+    """`url` if it is an http(s) URL with a host, else a UsageError naming `flag`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{flag} {url!r}: not an endpoint URL; use e.g. https://s3.example.com")
+    return url
 
 
 _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
@@ -137,7 +160,24 @@ _COMMON_PARAMS: list[tuple[str, Any, Any]] = [
         ],
         None,
     ),
-    ("json", Annotated[bool, typer.Option("--json", help="Machine-readable output.")], False),
+    (
+        "json",
+        Annotated[
+            bool,
+            typer.Option(
+                "--json", help="Machine-readable output: JSON lines (docs/json.md), progress too."
+            ),
+        ],
+        False,
+    ),
+    (
+        "quiet",
+        Annotated[
+            bool,
+            typer.Option("--quiet", "-q", help="Errors and warnings only: no progress, no report."),
+        ],
+        False,
+    ),
     (
         "as_of",
         Annotated[
@@ -168,7 +208,7 @@ def repo_command(
         @functools.wraps(fn)
         def command(**values: Any) -> None:
             opts = GlobalOptions(**{n: values.pop(n) for n in common_names})
-            with error_exit(opts.json):
+            with error_exit(opts.json), quiet_output(opts.quiet):
                 fn(opts, **values)
 
         params = [p.replace(annotation=hints[p.name]) for p in own] + [

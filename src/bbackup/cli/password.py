@@ -48,6 +48,8 @@ def resolve_password(
         value = password_without_asking(password_file, os.environ, variable)
     except OSError as exc:
         raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
+    if value == "" and password_file and variable not in os.environ:
+        raise NoPasswordSource(f"password file {password_file} is empty")
     if value is not None:
         return value
     if password_command:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from bbackup.cli.source_repo import (
     shared_chunker_key,
     source_repo_options,
 )
+from bbackup.compression import MAX_LEVEL
 from bbackup.crypto.keys import KdfCost
 from bbackup.durations import parse_duration
 from bbackup.errors import BbackupError, UsageError
@@ -32,6 +34,26 @@ from bbackup.repository.config import MAX_PACK_SIZE, MIN_PACK_SIZE
 from bbackup.storage import StorageStack
 from bbackup.storage.object_lock import LOCK_MODES, ObjectLockSetting
 
+#: What a local repository's directory holds (docs/format.md): an `init` that was
+#: interrupted before it wrote `config` left some of these, and may be run again.
+REPOSITORY_ENTRIES = frozenset(
+    {"config", "keys", "data", "tree", "index", "snapshots", "locks", "damaged"}
+)
+
+
+def refuse_foreign_directory(path: str) -> None:
+    """A UsageError if `path` is a directory that holds anything a repository does not:
+    `init` would write `config` and `keys/` among someone's files. A repository there is
+    left to `init_repository`, which says it exists (exit 14)."""
+    try:
+        names = set(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if names - REPOSITORY_ENTRIES and "config" not in names:
+        raise UsageError(
+            f"{path} is not empty and not a bbackup repository: init a new or empty directory"
+        )
+
 
 def register(app: typer.Typer) -> None:
     @repo_command(app, "init", help="Create a new repository.")
@@ -39,7 +61,9 @@ def register(app: typer.Typer) -> None:
     def init(
         opts: GlobalOptions,
         pack_size: Annotated[int, typer.Option(help="Target pack size in MiB (4-128).")] = 16,
-        compression: Annotated[int, typer.Option(help="zstd level, 0 = off.")] = 3,
+        compression: Annotated[
+            int, typer.Option(min=0, max=MAX_LEVEL, help="zstd level, 0 = off.")
+        ] = 3,
         kdf_memory: KdfMemoryOpt = None,
         kdf_time: KdfTimeOpt = None,
         copy_chunker_params: Annotated[
@@ -78,6 +102,8 @@ def register(app: typer.Typer) -> None:
                 f"--object-lock: {stack.url} is not on a store with S3 object lock "
                 "(see docs/providers.md)"
             )
+        if stack.url.scheme == "local":
+            refuse_foreign_directory(stack.url.path)
 
         async def main() -> RepositoryConfig:
             try:
@@ -120,9 +146,21 @@ def register(app: typer.Typer) -> None:
                 )
             echo("Keep the password safe: without it the data cannot be recovered.")
 
-    @repo_command(app, "unlock", help="Remove stale locks (or all with --remove-all).")
+    @repo_command(
+        app,
+        "unlock",
+        help="Remove stale locks (or all with --remove-all).",
+    )
     def unlock(
-        opts: GlobalOptions, remove_all: Annotated[bool, typer.Option("--remove-all")] = False
+        opts: GlobalOptions,
+        remove_all: Annotated[
+            bool,
+            typer.Option(
+                "--remove-all",
+                help="Remove every lock, also those of live processes on other hosts: only "
+                "when no other bbackup uses the repository.",
+            ),
+        ] = False,
     ) -> None:
         async def work(repo: Repository) -> RemovedLocks:
             repo.on_damage = None  # unlock names the unreadable locks it removes

@@ -3,6 +3,7 @@ patterns select, past damaged data, with --dry-run, --verify, --overwrite and --
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_filter
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
-from bbackup.errors import ExitCode
+from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.restore import Restorer, RestoreSummary, pack_read_settings
 from bbackup.ops.restore_compare import Overwrite
@@ -84,6 +85,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         thaw = thaw_options(restore_tier, restore_days, no_wait)
+        if os.path.lexists(target) and not os.path.isdir(target):
+            raise UsageError(f"--target {target}: exists and is not a directory")
         # A bad pattern fails before anything opens.
         PathFilter(include or (), exclude or ())
 

@@ -16,26 +16,35 @@ from bbackup.snapshot.store import load_snapshots
 
 
 def snapshot_json(s: Snapshot) -> dict[str, Any]:
+    """One snapshot as `snapshots --json` prints it (docs/json.md): restic's field names
+    where the meaning is the same (`hostname`, `username`, `short_id`, `paths`, `tags`,
+    `time`, `id`, `tree`, `parent`), beside bbackup's own."""
     return {
         "id": s.id,
         "short_id": s.short_id,
         "time": s.time.isoformat(),
+        "tree": s.tree.hex(),
+        "paths": s.paths,
+        "hostname": s.host,
+        "username": s.user,
+        "tags": s.tags,
+        "parent": s.parent,
+        "program_version": s.program_version,
         "host": s.host,
         "user": s.user,
-        "paths": s.paths,
-        "tags": s.tags,
         "type": s.backup_type,
-        "tree": s.tree.hex(),
-        "parent": s.parent,
         "base": s.base,
         "original": s.original,
-        "program_version": s.program_version,
         "summary": s.summary,
     }
 
 
 def register(app: typer.Typer) -> None:
-    @repo_command(app, "snapshots", help="List snapshots.")
+    @repo_command(
+        app,
+        "snapshots",
+        help="List snapshots, oldest first. With --json: one JSON array of snapshot objects.",
+    )
     def snapshots(
         opts: GlobalOptions, host: HostOpt = None, tag: TagOpt = None, path: PathOpt = None
     ) -> None:
@@ -46,7 +55,8 @@ def register(app: typer.Typer) -> None:
 
         found = with_repo(opts, work, load_index=False)
         if opts.json:
-            emit_json({"event": "snapshots", "snapshots": [snapshot_json(s) for s in found]})
+            # One array, as restic prints it, so that `jq '.[]'` works.
+            emit_json([snapshot_json(s) for s in found])
             return
         echo(f"{'ID':<10} {'Time':<20} {'Host':<16} {'Type':<12} {'Tags':<16} Paths")
         for s in found:

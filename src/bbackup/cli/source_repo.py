@@ -98,6 +98,7 @@ class SourceRepoOptions:
             s3_path_style=self.s3_path_style,
             password_variable="BBACKUP_FROM_PASSWORD",
             password_prompt="Password of the source repository",
+            flag_prefix="--from-",
         )
 
 

@@ -119,6 +119,9 @@ class Archiver:
             self.summary.bytes_adopted = adoption.bytes
             snapshots = await load_snapshots(self.repo)
             parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
+            # A full backup trusts nothing from the latest snapshot but compares with it,
+            # so that its files are reported new, changed or unmodified, not all new.
+            compared = parent or select_parent(snapshots, self.options.host, paths, "incremental")
             fulls = [
                 s for s in snapshots if s.backup_type == "full" and s.host == self.options.host
             ]
@@ -165,7 +168,7 @@ class Archiver:
             )
             try:
                 tree_id = await walker.save_virtual(
-                    b"", virtual_tree(paths), parent.tree if parent else None
+                    b"", virtual_tree(paths), compared.tree if compared else None
                 )
                 await writer.flush()
             except BaseException:

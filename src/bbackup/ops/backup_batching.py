@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from bbackup.errors import NoSpace
+from bbackup.ops.backup_changes import same_file
 from bbackup.ops.backup_summary import BackupSummary
 from bbackup.ops.chunk_pipeline import FileOutcome
 from bbackup.snapshot.model import Node
@@ -60,18 +61,22 @@ class FileBatcher:
         self._batch_bytes = 0
         self._batch_done: asyncio.Future[list[FileOutcome]] | None = None
 
-    async def add(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
+    async def add(
+        self, path: bytes, node: Node, *, previous: Node | None
+    ) -> asyncio.Task[Node | None]:
         """Queue a file; the task ends with its node once it is read, or None (reported)
         if it could not be. Waits while the batches in flight are at their bound."""
         alone = node.size >= SMALL_FILE  # a larger file goes in a batch of its own
         if alone:
             await self.flush()
-        task = self._batch_file(path, node, is_new=is_new)
+        task = self._batch_file(path, node, previous=previous)
         if alone or len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
             await self.flush()
         return task
 
-    def _batch_file(self, path: bytes, node: Node, *, is_new: bool) -> asyncio.Task[Node | None]:
+    def _batch_file(
+        self, path: bytes, node: Node, *, previous: Node | None
+    ) -> asyncio.Task[Node | None]:
         """Queue a file for the next batch; its task ends when the batch is read."""
         if self._batch_done is None:
             self._batch_done = self._loop.create_future()
@@ -79,7 +84,7 @@ class FileBatcher:
         position = len(self._batch)
         self._batch.append(path)
         self._batch_bytes += node.size
-        return self._task(self._batched_file(done, position, path, node, is_new))
+        return self._task(self._batched_file(done, position, path, node, previous))
 
     async def _batched_file(
         self,
@@ -87,9 +92,9 @@ class FileBatcher:
         position: int,
         path: bytes,
         node: Node,
-        is_new: bool,
+        previous: Node | None,
     ) -> Node | None:
-        return self._file_done(path, node, is_new, (await done)[position])
+        return self._file_done(path, node, previous, (await done)[position])
 
     async def flush(self) -> None:
         """Hand the queued files to a reader thread (holding one file slot)."""
@@ -115,7 +120,7 @@ class FileBatcher:
         done.set_result(outcomes)
 
     def _file_done(
-        self, path: bytes, node: Node, is_new: bool, outcome: FileOutcome
+        self, path: bytes, node: Node, previous: Node | None, outcome: FileOutcome
     ) -> Node | None:
         """The node of a file that was read, or None (reported) if it could not be."""
         if isinstance(outcome, OSError):
@@ -132,8 +137,11 @@ class FileBatcher:
         node.content = content
         node.size = size
         self.summary.total_bytes += size
-        if is_new:
+        if previous is None:
             self.summary.files_new += 1
+        elif same_file(node, previous):
+            # Read again (a full backup trusts no metadata) and found as it was.
+            self.summary.files_unchanged += 1
         else:
             self.summary.files_changed += 1
         return node

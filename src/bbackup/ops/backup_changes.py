@@ -37,6 +37,19 @@ def unchanged(node: Node, previous: Node, live: Container[bytes]) -> bool:
     )
 
 
+def same_file(node: Node, previous: Node) -> bool:
+    """True if a file read again has the content and change-detection metadata it had in
+    the parent: what restic calls unmodified (a file only touched counts as changed)."""
+    return (
+        previous.type == FILE
+        and previous.content == node.content
+        and previous.size == node.size
+        and previous.mtime_ns == node.mtime_ns
+        and previous.ctime_ns == node.ctime_ns
+        and previous.inode == node.inode
+    )
+
+
 def same_tree(
     nodes: Sequence[Node],
     previous: dict[bytes, Node],

@@ -165,7 +165,7 @@ class TreeWalker:
             self.summary.total_bytes += node.size
             self.progress.bytes_seen += node.size
             return node
-        return await self._batcher.add(path, node, is_new=prev is None)
+        return await self._batcher.add(path, node, previous=prev)
 
 
 async def _resolve(items: list[Node | asyncio.Task[Node | None]]) -> list[Node]:

@@ -144,6 +144,8 @@ class Copier:
         self.memo = CopyMemo()
         self.reader: SourceBlobReader | None = None
         self.contents: ContentCopier | None = None
+        #: Snapshots this run goes through (copied, skipped or failed), once known.
+        self.snapshots_total = 0
 
     def progress(self) -> tuple[int, int]:
         """File contents and their plaintext bytes copied so far."""
@@ -217,6 +219,7 @@ class Copier:
             load_snapshots(self.source), load_snapshots(self.target)
         )
         selected = self._select(sources)
+        self.snapshots_total = len(selected)
         copies = find_copies(sources, targets)
         by_id = {s.id: s for s in sources}
         to_copy = [s for s in selected if s.id not in copies]

@@ -210,6 +210,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(pattern.replace("**", "*")))
 
 
+def excludes_everything(paths: Sequence[str], excluder: Excluder) -> bool:
+    """True if `excluder` leaves nothing of `paths` to back up: each path is excluded itself
+    or is a directory whose entries all are, and something was excluded (a source that is
+    empty to begin with is backed up as it is)."""
+    if not excluder.patterns:
+        return False
+    for path in paths:
+        raw = os.fsencode(path)
+        if excluder.excluded(raw):
+            continue
+        try:
+            if not stat.S_ISDIR(os.lstat(raw).st_mode):
+                return False
+            with os.scandir(raw) as it:
+                names = [raw + b"/" + entry.name for entry in it]
+        except OSError:
+            return False  # the backup reports it
+        if not names or not all(excluder.excluded(name) for name in names):
+            return False
+    return True
+
+
 def scan_dir(
     path: bytes, excluder: Excluder, on_error: Callable[[bytes, str], None]
 ) -> list[tuple[bytes, Node]]:
@@ -295,3 +317,55 @@ class Prescan:
             self._dirs[path] = entries
             listed += len(entries)
             pending.extend(full for full, node in reversed(entries) if node.type == DIR)
+
+
+class TotalsScan:
+    """Counts the files and bytes a backup will come to, in a thread running ahead of it
+    (restic's scanner), so that progress can show totals, a percentage and an ETA. It
+    only stats, reads nothing, and is started only when progress is shown."""
+
+    def __init__(self, paths: Sequence[str], excluder: Excluder) -> None:
+        self.files = 0
+        self.bytes = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(list(paths), excluder), name="bb-totals", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def finished(self) -> bool:
+        """True once every path was counted (the totals are final) or the scan stopped."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self, paths: list[str], excluder: Excluder) -> None:
+        pending = []
+        for path in paths:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(os.fsencode(path))
+            elif stat.S_ISREG(st.st_mode):
+                self.files += 1
+                self.bytes += st.st_size
+        while pending and not self._stopping.is_set():
+            directory = pending.pop()
+            try:
+                with os.scandir(directory) as it:
+                    for entry in it:
+                        full = directory + b"/" + entry.name
+                        if excluder.excluded(full):
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(full)
+                        elif entry.is_file(follow_symlinks=False):
+                            self.files += 1
+                            self.bytes += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # the backup reports what it cannot read

@@ -35,9 +35,7 @@ def backup_at(cli: Cli, repo: str | Path, src: Path, when: str, *extra: str) -> 
 
 
 def snapshot_ids(cli: Cli, repo: str | Path) -> set[str]:
-    snapshots: list[dict[str, Any]] = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")[
-        "snapshots"
-    ]
+    snapshots: list[dict[str, Any]] = ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
     return {s["id"] for s in snapshots}
 
 

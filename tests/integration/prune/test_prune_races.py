@@ -109,7 +109,7 @@ def test_backup_committed_while_prune_runs_keeps_the_data_it_deduplicated(
     ok(cli("check", "-r", repo, "--read-data"))
     [snapshot_id] = {
         s["id"]
-        for s in ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+        for s in ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
         if s["paths"] == [str(src)]
     }
     restored = restore_files(cli, repo, snapshot_id, tmp_path / "restore", src)

@@ -45,10 +45,10 @@ def test_copy_to_s3_keeps_every_snapshot_and_a_new_machine_restores_it_identical
     assert summary["bytes_added"] >= 5 * 1024 * 1024  # both big files, stored once each
     with monkeypatch.context() as env:
         env.setenv("BBACKUP_PASSWORD", SOURCE_PASSWORD)
-        source_listing = cli("snapshots", "-r", source.repo, "--json").event("snapshots")
-    copy_listing = cli("snapshots", "-r", url, "--json").event("snapshots")
+        source_listing = cli("snapshots", "-r", source.repo, "--json").snapshot_list()
+    copy_listing = cli("snapshots", "-r", url, "--json").snapshot_list()
     assert snapshot_fields(copy_listing) == snapshot_fields(source_listing)
-    assert [s["original"] for s in copy_listing["snapshots"]] == source.snapshot_ids
+    assert [s["original"] for s in copy_listing] == source.snapshot_ids
 
     # Idempotent: a second run (the source's password from the environment this time)
     # copies nothing, says so, and leaves the bucket as it was.
@@ -102,8 +102,8 @@ def test_copy_from_s3_reaches_the_source_with_its_own_options_and_keeps_the_firs
     )  # fmt: skip
 
     assert result.exit_code == 0, result
-    listing = cli("snapshots", "-r", back, "--json").event("snapshots")
-    assert [s["original"] for s in listing["snapshots"]] == source.snapshot_ids[:1]
+    listing = cli("snapshots", "-r", back, "--json").snapshot_list()
+    assert [s["original"] for s in listing] == source.snapshot_ids[:1]
     # The copy of a copy is recognised as a copy of the first snapshot: nothing to do.
     monkeypatch.delenv("BBACKUP_FROM_PASSWORD")  # it would come before the password file
     again = cli("copy", "-r", back, *source.from_args(), source.snapshot_ids[0])

@@ -36,7 +36,7 @@ def test_a_damaged_index_segment_on_s3_is_skipped_until_repair_index_rebuilds_it
     ok(cli("backup", "-r", url, src_a))
     [segment_a] = s3_bucket.keys("repo/index/")
     ok(cli("backup", "-r", url, src_b))
-    listed = ok(cli("snapshots", "-r", url, "--json")).event("snapshots")["snapshots"]
+    listed = ok(cli("snapshots", "-r", url, "--json")).snapshot_list()
     snap_a, snap_b = (s["id"] for s in sorted(listed, key=lambda s: s["paths"] != [str(src_a)]))
     flip_bit_in_middle(s3_bucket, segment_a)
     name = segment_a.removeprefix("repo/")

@@ -80,7 +80,7 @@ def test_init_creates_a_missing_bucket(
         assert bucket_exists(moto_endpoint, missing)
         listed = cli("snapshots", "-r", url, "--json")
         assert listed.exit_code == 0, listed
-        assert listed.event("snapshots")["snapshots"] == []
+        assert listed.snapshot_list() == []
     finally:
         if bucket_exists(moto_endpoint, missing):
             moto_endpoint.remove_bucket(missing)

@@ -59,7 +59,7 @@ def test_a_message_goes_to_stderr_with_status_1() -> None:
     assert done.stderr.decode().strip() == "no repository given"
 
 
-def test_output_to_a_closed_pipe_gives_120() -> None:
+def test_output_to_a_closed_pipe_gives_141_as_sigpipe_would() -> None:
     child = subprocess.Popen(
         [
             sys.executable,
@@ -75,7 +75,7 @@ def test_output_to_a_closed_pipe_gives_120() -> None:
     assert child.stdout is not None and child.stdin is not None
     child.stdout.close()  # the reader goes away before the output is flushed
     child.stdin.close()
-    assert child.wait(timeout=60) == 120
+    assert child.wait(timeout=60) == 141
 
 
 def test_the_command_line_exits_with_the_command_status() -> None:
