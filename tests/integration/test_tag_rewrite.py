@@ -21,7 +21,7 @@ def history(tmp_path: Path, repo: Path, cli: Cli, make_tree: MakeTree) -> Histor
 
 
 def snapshots(cli: Cli, repo: Path) -> dict[str, dict[str, Any]]:
-    listed = ok(cli("snapshots", "-r", repo, "--json")).event("snapshots")["snapshots"]
+    listed = ok(cli("snapshots", "-r", repo, "--json")).snapshot_list()
     return {s["id"]: s for s in listed}
 
 

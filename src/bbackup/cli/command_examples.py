@@ -52,6 +52,40 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "bbackup stats -r s3://bucket/repo",
         "bbackup stats -r s3://bucket/repo --mode raw-data --cost",
     ),
+    "diff": (
+        "bbackup diff -r /srv/backup 4f2a9c1e latest",
+        "bbackup diff -r /srv/backup 4f2a9c1e latest --metadata --json",
+    ),
+    "find": (
+        "bbackup find -r /srv/backup '*.pdf'",
+        "bbackup find -r /srv/backup '/home/*/.ssh/id_*' --newest 2026-12-01T00:00Z",
+    ),
+    "tag": (
+        "bbackup tag -r /srv/backup latest --add keep",
+        "bbackup tag -r /srv/backup --host web1 --set nightly",
+    ),
+    "rewrite": (
+        "bbackup rewrite -r /srv/backup --exclude '/home/ann/.env' --dry-run",
+        "bbackup rewrite -r /srv/backup --exclude '*.key' --forget && bbackup prune -r /srv/backup",
+    ),
+    "cat": ("bbackup cat -r /srv/backup config", "bbackup cat -r /srv/backup snapshot latest"),
+    "list": ("bbackup list -r /srv/backup snapshots", "bbackup list -r /srv/backup blobs"),
+    "cache": ("bbackup cache", "bbackup cache --cleanup --max-age 60"),
+    "mount": (
+        "bbackup mount -r /srv/backup /mnt/backup",
+        "bbackup mount -r s3://bucket/repo /mnt/backup --cache-size 256",
+    ),
+    "drill": (
+        "bbackup drill -r s3://bucket/repo",
+        "bbackup drill -r /srv/backup latest --files 20 --compare-source --json",
+    ),
+    "locks extend": (
+        "bbackup locks extend -r s3://bucket/repo --dry-run",
+        "bbackup locks extend -r s3://bucket/repo --margin 10d --json",
+    ),
+    "repair versions": (
+        "bbackup repair versions -r s3://bucket/repo --as-of 2026-12-01T00:00Z --dry-run",
+    ),
     "run": ("bbackup run home", "bbackup run home --json --wait"),
     "service": ("bbackup service", "bbackup service --config /etc/bbackup/config.toml"),
     "status": ("bbackup status", "bbackup status home --json"),

@@ -114,7 +114,8 @@ async def cat_object(repo: InspectedRepository, kind: str, ref: str | None) -> d
     if kind not in CAT_KINDS:
         raise UsageError(f"cat: unknown kind {kind!r}: one of {', '.join(CAT_KINDS)}")
     if kind == "config":
-        return asdict(repo.config)
+        # As stored: `object_lock` only where the repository has one.
+        return {k: v for k, v in asdict(repo.config).items() if k != "object_lock" or v}
     if ref is None:
         raise UsageError(f"cat {kind}: an ID is required")
     if kind == "snapshot" and ref == "latest":
