@@ -7,12 +7,17 @@ cannot make bbackup write where it should not."""
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
 import io
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 import zipfile
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import pytest
 from cli_harness import PASSWORD
 
 from bbackup.crypto.aead import BlobType
-from bbackup.repository import open_repository
+from bbackup.repository import BlobSaver, open_repository
 from bbackup.snapshot.model import DIR, FILE, SYMLINK, Node, Tree
 from bbackup.snapshot.model import Snapshot as SnapshotDoc
 from bbackup.snapshot.store import save_snapshot, save_tree
@@ -30,40 +35,31 @@ GOOD = b"an honest file\n"
 EVIL = b"written through a forged tree\n"
 
 
-def forge_snapshot(repo: Path) -> str:
-    """Store, with the password (a key holder, or a writer's bug), a snapshot whose root
-    tree holds `good.txt`, then names no backup writes: `../escape`, `..`, an empty name,
-    a name with NUL, and `evil` twice: a symlink to / and a directory holding `etc/passwd`
-    (the tar-slip: a member written through a symlink member)."""
+class Forger:
+    """Writes blobs and trees into a repository opened with the password (a key holder, or
+    a writer's bug), to build snapshots no backup would make."""
+
+    def __init__(self, writer: BlobSaver) -> None:
+        self.writer = writer
+
+    async def file(self, name: bytes, data: bytes, mode: int = 0o644, uid: int = 0) -> Node:
+        blob = self.writer.prepare(BlobType.DATA, data)
+        await self.writer.add(blob)
+        return Node(name, FILE, mode=mode, uid=uid, size=len(data), content=[blob.blob_id])
+
+    async def directory(self, name: bytes, nodes: list[Node], mode: int = 0o755) -> Node:
+        return Node(name, DIR, mode=mode, subtree=await save_tree(self.writer, Tree(nodes)))
+
+
+def store_snapshot(repo: Path, root: Callable[[Forger], Awaitable[list[Node]]]) -> str:
+    """Store a snapshot of path / whose root tree holds the nodes `root` makes; its ID."""
 
     async def forge() -> str:
         stack = open_storage(str(repo))
         try:
             opened = await open_repository(stack, PASSWORD, use_cache=False)
             writer = opened.new_writer()
-            contents = {}
-            for data in (GOOD, EVIL):
-                blob = writer.prepare(BlobType.DATA, data)
-                await writer.add(blob)
-                contents[data] = blob.blob_id
-
-            def file(name: bytes, data: bytes) -> Node:
-                return Node(name, FILE, mode=0o644, size=len(data), content=[contents[data]])
-
-            etc = await save_tree(writer, Tree([file(b"passwd", EVIL)]))
-            evil_dir = await save_tree(writer, Tree([Node(b"etc", DIR, mode=0o755, subtree=etc)]))
-            root = Tree(
-                [
-                    file(b"good.txt", GOOD),
-                    file(b"../escape", EVIL),
-                    file(b"..", EVIL),
-                    file(b"", EVIL),
-                    file(b"nul\0name", EVIL),
-                    Node(b"evil", SYMLINK, mode=0o777, link_target=b"/"),
-                    Node(b"evil", DIR, mode=0o755, subtree=evil_dir),
-                ]
-            )
-            root_id = await save_tree(writer, root)
+            root_id = await save_tree(writer, Tree(await root(Forger(writer))))
             await writer.flush()
             snapshot = SnapshotDoc(datetime.now(UTC), "forger", ["/"], root_id)
             return await save_snapshot(opened, snapshot)
@@ -71,6 +67,22 @@ def forge_snapshot(repo: Path) -> str:
             await stack.storage.aclose()
 
     return asyncio.run(forge())
+
+
+async def unsafe_names(forger: Forger) -> list[Node]:
+    """`good.txt`, then names no backup writes: `../escape`, `..`, an empty name, a name
+    with NUL, and `evil` twice: a symlink to / and a directory holding `etc/passwd` (the
+    tar-slip: a member written through a symlink member)."""
+    etc = await forger.directory(b"etc", [await forger.file(b"passwd", EVIL)])
+    return [
+        await forger.file(b"good.txt", GOOD),
+        await forger.file(b"../escape", EVIL),
+        await forger.file(b"..", EVIL),
+        await forger.file(b"", EVIL),
+        await forger.file(b"nul\0name", EVIL),
+        Node(b"evil", SYMLINK, mode=0o777, link_target=b"/"),
+        await forger.directory(b"evil", [etc]),
+    ]
 
 
 def run_bbackup(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[bytes]:
@@ -91,7 +103,7 @@ def is_safe_member(name: str) -> bool:
 def test_dump_of_a_forged_tree_emits_no_unsafe_member_and_exits_13(
     repo: Path, archive: str, tmp_path: Path
 ) -> None:
-    snapshot = forge_snapshot(repo)
+    snapshot = store_snapshot(repo, unsafe_names)
 
     result = run_bbackup("dump", "-r", repo, "--archive", archive, snapshot[:8], "/")
 
@@ -114,3 +126,65 @@ def test_dump_of_a_forged_tree_emits_no_unsafe_member_and_exits_13(
             assert all(is_safe_member(name) and "\0" not in name for name in names), names
             assert zipped.read("good.txt") == GOOD
             assert names.count("evil/") + names.count("evil") <= 1
+
+
+def _fuse_missing() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse"
+    if not (ctypes.util.find_library("fuse3") or ctypes.util.find_library("fuse")):
+        return "no libfuse: run scripts/install-fuse.sh as root"
+    if os.geteuid() != 0:
+        return "reading as another user needs root to switch users"
+    return None
+
+
+async def modes(forger: Forger) -> list[Node]:
+    return [
+        await forger.file(b"public", GOOD, 0o644),
+        await forger.file(b"secret", b"root's eyes only\n", 0o600, uid=0),
+        await forger.file(b"setuid", b"#!/bin/sh\nid -u\n", 0o4755, uid=0),
+    ]
+
+
+@pytest.mark.skipif(_fuse_missing() is not None, reason=_fuse_missing() or "")
+def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nodev(
+    repo: Path,
+) -> None:
+    snapshot = store_snapshot(repo, modes)
+    # Another user must reach the mount point: not under pytest's private tmp directory.
+    where = Path(tempfile.mkdtemp(prefix="bbackup-mount-"))
+    os.chmod(where, 0o755)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bbackup", "mount", "-r", repo, where, "--allow-other"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(where):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        [options] = [
+            line.split()[3].split(",")
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1] == os.fspath(where)
+        ]
+        assert {"ro", "nosuid", "nodev", "default_permissions", "allow_other"} <= set(options)
+        files = where / "ids" / snapshot[:8]
+
+        def read_as_nobody(name: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                ["cat", files / name], user=65534, group=65534, capture_output=True, timeout=30
+            )
+
+        assert read_as_nobody("public").stdout == GOOD
+        refused = read_as_nobody("secret")
+        assert refused.returncode != 0 and refused.stdout == b""
+        assert b"Permission denied" in refused.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        if os.path.ismount(where):
+            subprocess.run(["umount", "-l", where], check=False)
+        where.rmdir()
