@@ -11,6 +11,7 @@ import ctypes.util
 import io
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cli_harness import PASSWORD
+from cli_harness import PASSWORD, Cli, MakeTree
 
 from bbackup.crypto.aead import BlobType
 from bbackup.repository import BlobSaver, open_repository
@@ -188,3 +189,39 @@ def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nod
         if os.path.ismount(where):
             subprocess.run(["umount", "-l", where], check=False)
         where.rmdir()
+
+
+def a_dead_pid() -> int:
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    return finished.pid
+
+
+def test_drill_cleanup_leaves_planted_symlinks_and_other_users_directories_alone(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path
+) -> None:
+    assert (
+        cli("backup", "-r", repo, make_tree(tmp_path / "src", {"a.txt": "alpha\n"})).exit_code == 0
+    )
+    victim = make_tree(tmp_path / "victim", {"keep": {"file": "precious\n"}})
+    os.chmod(victim / "keep", 0o750)
+    # What a drill killed by a power cut leaves, as another local user could fake it in a
+    # shared $TMPDIR: a symlink to the victim's files, and another user's directory.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    planted_link = scratch / f"drill-{a_dead_pid()}-link"
+    planted_link.symlink_to(victim)
+    theirs = make_tree(scratch / f"drill-{a_dead_pid()}-theirs", {"their-file": "theirs\n"})
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)
+    killed = make_tree(scratch / f"drill-{a_dead_pid()}-killed", {"left": "over\n"})
+
+    result = cli("drill", "-r", repo, "--scratch", scratch)
+
+    assert result.exit_code == 0, result
+    assert (victim / "keep" / "file").read_text() == "precious\n"
+    assert stat.S_IMODE((victim / "keep").stat().st_mode) == 0o750
+    assert planted_link.is_symlink()
+    assert not killed.exists()  # a real leftover of this user is still cleaned up
+    if os.geteuid() == 0:
+        assert (theirs / "their-file").read_text() == "theirs\n"
