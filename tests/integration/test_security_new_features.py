@@ -225,3 +225,34 @@ def test_drill_cleanup_leaves_planted_symlinks_and_other_users_directories_alone
     assert not killed.exists()  # a real leftover of this user is still cleaned up
     if os.geteuid() == 0:
         assert (theirs / "their-file").read_text() == "theirs\n"
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620])
+def test_a_job_config_others_can_write_is_refused_before_any_hook_runs(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path, mode: int
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    witness = tmp_path / "hook-ran"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[repositories.local]
+url = "{repo}"
+
+[jobs.docs]
+repository = "local"
+sources = ["{source}"]
+hooks = {{ before = "touch {witness}" }}
+"""
+    )
+    os.chmod(config, mode)
+
+    result = cli("run", "docs", "--config", config)
+
+    assert result.exit_code == 2, result
+    assert f"{config} can be written by other users" in result.stderr
+    assert "chmod go-w" in result.stderr
+    assert not witness.exists()
+    os.chmod(config, 0o600)
+    assert cli("run", "docs", "--config", config).exit_code == 0
+    assert witness.exists()
