@@ -227,12 +227,7 @@ def test_drill_cleanup_leaves_planted_symlinks_and_other_users_directories_alone
         assert (theirs / "their-file").read_text() == "theirs\n"
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o620])
-def test_a_job_config_others_can_write_is_refused_before_any_hook_runs(
-    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path, mode: int
-) -> None:
-    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
-    witness = tmp_path / "hook-ran"
+def write_job_config(tmp_path: Path, repo: Path, source: Path, before_hook: str) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -242,9 +237,19 @@ url = "{repo}"
 [jobs.docs]
 repository = "local"
 sources = ["{source}"]
-hooks = {{ before = "touch {witness}" }}
+hooks = {{ before = "{before_hook}" }}
 """
     )
+    return config
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620])
+def test_a_job_config_others_can_write_is_refused_before_any_hook_runs(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path, mode: int
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    witness = tmp_path / "hook-ran"
+    config = write_job_config(tmp_path, repo, source, f"touch {witness}")
     os.chmod(config, mode)
 
     result = cli("run", "docs", "--config", config)
@@ -256,3 +261,16 @@ hooks = {{ before = "touch {witness}" }}
     os.chmod(config, 0o600)
     assert cli("run", "docs", "--config", config).exit_code == 0
     assert witness.exists()
+
+
+def test_job_reports_and_states_live_in_a_directory_only_their_user_can_enter(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path, isolated_env: Path
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    config = write_job_config(tmp_path, repo, source, "true")
+
+    assert cli("run", "docs", "--config", config).exit_code == 0
+
+    state = isolated_env / ".local" / "state" / "bbackup"
+    assert [p.name for p in (state / "reports" / "docs").iterdir()]
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700

@@ -139,6 +139,10 @@ class StateDirectory:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or state_directory()
 
+    def _make_root(self) -> None:
+        """Create the directory private to its user: reports name paths and errors."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
     def job_state(self, job: str) -> JobState:
         """The job's state; an empty one if it never ran or its file is unreadable."""
         try:
@@ -148,6 +152,7 @@ class StateDirectory:
 
     def record(self, report: RunReport, state: JobState) -> Path:
         """Save the run's report and the job's new state; return the report's path."""
+        self._make_root()
         reports = self.root / "reports" / report.job
         # UTC with microseconds: names sort by time and two runs never share one.
         stamp = report.started.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -170,6 +175,7 @@ class StateDirectory:
         """Hold the job's lock file for the block: JobLocked if another process (or task)
         holds it and `wait` is false. An advisory flock, so a killed run never leaves a
         stale lock behind."""
+        self._make_root()
         path = self.root / "locks" / f"{job}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
