@@ -7,6 +7,7 @@ cannot make bbackup write where it should not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes.util
 import io
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,7 @@ import pytest
 from cli_harness import PASSWORD, Cli, MakeTree
 
 from bbackup.crypto.aead import BlobType
+from bbackup.ops.restore import Restorer
 from bbackup.repository import BlobSaver, open_repository
 from bbackup.snapshot.model import DIR, FILE, SYMLINK, Node, Tree
 from bbackup.snapshot.model import Snapshot as SnapshotDoc
@@ -274,3 +277,40 @@ def test_job_reports_and_states_live_in_a_directory_only_their_user_can_enter(
     state = isolated_env / ".local" / "state" / "bbackup"
     assert [p.name for p in (state / "reports" / "docs").iterdir()]
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def end_a_blocked_open(fifo: Path) -> None:
+    """Were the verify's open of `fifo` to block, open it for writing: the wait ends (and
+    the test fails on the time) instead of hanging the suite."""
+    with contextlib.suppress(OSError):  # nobody is waiting: nothing to end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_restore_verify_does_not_hang_on_a_fifo_swapped_in_after_the_write(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": "alpha\n", "b.txt": "beta\n"})
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    target = tmp_path / "target"
+    swapped = target / os.fspath(src).lstrip("/") / "a.txt"
+    real_verify_all = Restorer._verify_all
+
+    def verify_after_swapping(self: Restorer) -> None:
+        # Someone with write access to the target puts a FIFO where a restored file is.
+        swapped.unlink()
+        os.mkfifo(swapped)
+        timer = threading.Timer(10, end_a_blocked_open, [swapped])
+        timer.start()
+        try:
+            real_verify_all(self)
+        finally:
+            timer.cancel()
+
+    monkeypatch.setattr(Restorer, "_verify_all", verify_after_swapping)
+    started = time.monotonic()
+    result = cli("restore", "latest", "-r", repo, "--target", target, "--verify")
+
+    assert time.monotonic() - started < 8
+    assert result.exit_code != 0, result
+    assert "a.txt" in result.stderr and "no longer a regular file" in result.stderr
+    assert "Traceback" not in result.output
