@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -150,16 +150,14 @@ async def modes(forger: Forger) -> list[Node]:
     ]
 
 
-@pytest.mark.skipif(_fuse_missing() is not None, reason=_fuse_missing() or "")
-def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nodev(
-    repo: Path,
-) -> None:
-    snapshot = store_snapshot(repo, modes)
-    # Another user must reach the mount point: not under pytest's private tmp directory.
+@contextlib.contextmanager
+def mounted(repo: Path, *args: str) -> Iterator[Path]:
+    """`bbackup mount` of `repo` serving, for the block, at a new directory other users
+    can reach (not under pytest's private tmp directory)."""
     where = Path(tempfile.mkdtemp(prefix="bbackup-mount-"))
     os.chmod(where, 0o755)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bbackup", "mount", "-r", repo, where, "--allow-other"],
+        [sys.executable, "-m", "bbackup", "mount", "-r", repo, where, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -169,6 +167,21 @@ def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nod
         while not os.path.ismount(where):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
+        yield where
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        if os.path.ismount(where):
+            subprocess.run(["umount", "-l", where], check=False)
+        where.rmdir()
+
+
+@pytest.mark.skipif(_fuse_missing() is not None, reason=_fuse_missing() or "")
+def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nodev(
+    repo: Path,
+) -> None:
+    snapshot = store_snapshot(repo, modes)
+    with mounted(repo, "--allow-other") as where:
         [options] = [
             line.split()[3].split(",")
             for line in Path("/proc/self/mounts").read_text().splitlines()
@@ -186,12 +199,17 @@ def test_a_mount_shared_with_allow_other_enforces_the_snapshots_modes_nosuid_nod
         refused = read_as_nobody("secret")
         assert refused.returncode != 0 and refused.stdout == b""
         assert b"Permission denied" in refused.stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-        if os.path.ismount(where):
-            subprocess.run(["umount", "-l", where], check=False)
-        where.rmdir()
+
+
+@pytest.mark.skipif(_fuse_missing() is not None, reason=_fuse_missing() or "")
+def test_a_mount_lists_no_unsafe_or_repeated_name_of_a_forged_tree(repo: Path) -> None:
+    snapshot = store_snapshot(repo, unsafe_names)
+    with mounted(repo) as where:
+        root = where / "ids" / snapshot[:8]
+        listed = sorted(os.listdir(root))
+        assert listed == ["evil", "good.txt"]
+        assert (root / "good.txt").read_bytes() == GOOD
+        assert os.readlink(root / "evil") == "/"  # the first entry named evil: a symlink
 
 
 def a_dead_pid() -> int:

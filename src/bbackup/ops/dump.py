@@ -28,7 +28,7 @@ from bbackup.ops.restore import (
     plan_reads,
 )
 from bbackup.repository import BlobLoader, Index, pack_object_name
-from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
+from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, is_safe_name
 from bbackup.snapshot.store import load_tree
 
 
@@ -83,7 +83,7 @@ def unsafe_name(name: bytes, seen: set[bytes]) -> str | None:
     path component, and appear once in its tree. Only a damaged or forged tree holds
     such a name; as a member it could lead an extracting tar out of its directory (`..`,
     `/`), or through a symlink member of the same name (tar-slip)."""
-    if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
+    if not is_safe_name(name):
         return f"refusing unsafe name {name!r} in snapshot tree; left out"
     if name in seen:
         return f"refusing a second entry named {name!r} in one snapshot tree; left out"
