@@ -75,7 +75,7 @@ def store_snapshot(repo: Path, root: Callable[[Forger], Awaitable[list[Node]]]) 
 
 async def unsafe_names(forger: Forger) -> list[Node]:
     """`good.txt`, then names no backup writes: `../escape`, `..`, an empty name, a name
-    with NUL, and `evil` twice: a symlink to / and a directory holding `etc/passwd` (the
+    with NUL, and `evil` twice: a symlink to ../outside and a directory holding `etc/passwd` (the
     tar-slip: a member written through a symlink member)."""
     etc = await forger.directory(b"etc", [await forger.file(b"passwd", EVIL)])
     return [
@@ -84,7 +84,7 @@ async def unsafe_names(forger: Forger) -> list[Node]:
         await forger.file(b"..", EVIL),
         await forger.file(b"", EVIL),
         await forger.file(b"nul\0name", EVIL),
-        Node(b"evil", SYMLINK, mode=0o777, link_target=b"/"),
+        Node(b"evil", SYMLINK, mode=0o777, link_target=b"../outside"),
         await forger.directory(b"evil", [etc]),
     ]
 
@@ -150,6 +150,23 @@ async def modes(forger: Forger) -> list[Node]:
     ]
 
 
+def test_restore_of_a_forged_tree_writes_nothing_outside_its_target_and_exits_13(
+    repo: Path, cli: Cli, tmp_path: Path
+) -> None:
+    snapshot = store_snapshot(repo, unsafe_names)
+    target = tmp_path / "deep" / "target"
+
+    result = cli("restore", snapshot[:8], "-r", repo, "--target", target)
+
+    assert result.exit_code == 13, result
+    assert "unsafe name" in result.output
+    assert (target / "good.txt").read_bytes() == GOOD
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["target"]
+    assert not (tmp_path / "escape").exists()
+    # Of the two entries named evil, whichever was restored, nothing went through the link.
+    assert not (tmp_path / "deep" / "outside").exists()
+
+
 @contextlib.contextmanager
 def mounted(repo: Path, *args: str) -> Iterator[Path]:
     """`bbackup mount` of `repo` serving, for the block, at a new directory other users
@@ -209,7 +226,7 @@ def test_a_mount_lists_no_unsafe_or_repeated_name_of_a_forged_tree(repo: Path) -
         listed = sorted(os.listdir(root))
         assert listed == ["evil", "good.txt"]
         assert (root / "good.txt").read_bytes() == GOOD
-        assert os.readlink(root / "evil") == "/"  # the first entry named evil: a symlink
+        assert os.readlink(root / "evil") == "../outside"  # the first entry named evil: a symlink
 
 
 def a_dead_pid() -> int:
