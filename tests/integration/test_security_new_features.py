@@ -150,6 +150,26 @@ async def modes(forger: Forger) -> list[Node]:
     ]
 
 
+def test_a_zip_dump_leaves_out_names_a_windows_extractor_would_lead_out(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path
+) -> None:
+    # Legal Unix names, as a hostile local user could make them in a shared directory.
+    src = make_tree(
+        tmp_path / "src",
+        {"ok.txt": "fine\n", "..\\..\\evil.bat": "echo owned\n", "a\\..": {"x": "x\n"}},
+    )
+    assert cli("backup", "-r", repo, src).exit_code == 0
+
+    result = run_bbackup("dump", "-r", repo, "--archive", "zip", "latest", src)
+
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(io.BytesIO(result.stdout)) as zipped:
+        names = zipped.namelist()
+    assert any(n.endswith("/ok.txt") for n in names), names
+    assert [n for n in names if ".." in n.replace("\\", "/").split("/")] == []
+    assert b"unsafe in a zip; left out" in result.stderr
+
+
 def test_restore_of_a_forged_tree_writes_nothing_outside_its_target_and_exits_13(
     repo: Path, cli: Cli, tmp_path: Path
 ) -> None:
