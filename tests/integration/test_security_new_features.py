@@ -369,3 +369,23 @@ def test_restore_verify_does_not_hang_on_a_fifo_swapped_in_after_the_write(
     assert result.exit_code != 0, result
     assert "a.txt" in result.stderr and "no longer a regular file" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_the_metrics_file_is_never_written_through_a_link_planted_at_its_temporary_name(
+    repo: Path, cli: Cli, make_tree: MakeTree, tmp_path: Path
+) -> None:
+    source = make_tree(tmp_path / "src", {"a.txt": "alpha\n"})
+    config = write_job_config(tmp_path, repo, source, "true")
+    shared = tmp_path / "textfile-collector"  # as if writable by others
+    shared.mkdir()
+    metrics = shared / "bbackup.prom"
+    config.write_text(f'metrics_file = "{metrics}"\n' + config.read_text())
+    victim = make_tree(tmp_path / "victim", {"passwd": "root:x:0:0\n"}) / "passwd"
+    # The temporary name is predictable: `cli` runs bbackup in this process.
+    (shared / f".{metrics.name}.{os.getpid()}.tmp").symlink_to(victim)
+
+    assert cli("run", "docs", "--config", config).exit_code == 0
+
+    assert victim.read_text() == "root:x:0:0\n"
+    assert not metrics.is_symlink()
+    assert "bbackup" in metrics.read_text()

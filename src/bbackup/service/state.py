@@ -199,11 +199,19 @@ class StateDirectory:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
+    """Write a file so that readers see the old or the new content, never a part. The
+    temporary name is predictable and the directory may be shared (a metrics file): it is
+    created anew, never opened through a link or over a file someone else put there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:
+        tmp.unlink()  # left by a killed run of this process ID; someone else's: PermissionError
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
