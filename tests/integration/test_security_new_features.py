@@ -130,6 +130,10 @@ def test_dump_of_a_forged_tree_emits_no_unsafe_member_and_exits_13(
             assert all(is_safe_member(name) and "\0" not in name for name in names), names
             assert zipped.read("good.txt") == GOOD
             assert names.count("evil/") + names.count("evil") <= 1
+    # The forged `..` entry cannot be named either: members would start with `..`.
+    named = run_bbackup("dump", "-r", repo, "--archive", archive, snapshot[:8], "/..")
+    assert named.returncode == 2, named.stderr
+    assert named.stdout == b""
 
 
 def _fuse_missing() -> str | None:

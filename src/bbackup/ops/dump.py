@@ -66,7 +66,7 @@ async def find_entry(loader: BlobLoader, snapshot: Snapshot, path: str) -> DumpE
     tree_id: bytes | None = snapshot.tree
     node: Node | None = None
     for part in parts:
-        if tree_id is None:
+        if tree_id is None or not is_safe_name(part):  # `..` names no parent in a tree
             break
         node = (await load_tree(loader, tree_id)).find(part)
         if node is None:
