@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--allow-other",
                 help="Let other users read the mount (needs user_allow_other in "
-                "/etc/fuse.conf unless root). Permissions are not checked: they see it all.",
+                "/etc/fuse.conf unless root), as far as the snapshot's modes and owners allow.",
             ),
         ] = False,
         cache_size: Annotated[

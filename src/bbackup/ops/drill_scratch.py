@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,13 +47,20 @@ def _open_up(path: Path) -> None:
 
 def prepare_scratch_root(root: Path) -> None:
     """Make `root` if need be, and remove the scratch directories in it that drills killed
-    before they could clean up left behind (their process is gone)."""
+    before they could clean up left behind (their process is gone): only real directories
+    of this user, never what a symlink named like one points to."""
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         entries = list(root.glob(f"{SCRATCH_PREFIX}*-*"))
     except OSError:
         return
     for entry in entries:
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue  # not a drill's: planted (a symlink; another user's, in a shared $TMPDIR)
         pid_text = entry.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue

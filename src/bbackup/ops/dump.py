@@ -28,7 +28,7 @@ from bbackup.ops.restore import (
     plan_reads,
 )
 from bbackup.repository import BlobLoader, Index, pack_object_name
-from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
+from bbackup.snapshot.model import DIR, FILE, Node, Snapshot, is_safe_name
 from bbackup.snapshot.store import load_tree
 
 
@@ -66,7 +66,7 @@ async def find_entry(loader: BlobLoader, snapshot: Snapshot, path: str) -> DumpE
     tree_id: bytes | None = snapshot.tree
     node: Node | None = None
     for part in parts:
-        if tree_id is None:
+        if tree_id is None or not is_safe_name(part):  # `..` names no parent in a tree
             break
         node = (await load_tree(loader, tree_id)).find(part)
         if node is None:
@@ -78,18 +78,42 @@ async def find_entry(loader: BlobLoader, snapshot: Snapshot, path: str) -> DumpE
     raise PathNotInSnapshot(f"{path}: no such file or directory in snapshot {snapshot.short_id}")
 
 
+def unsafe_name(name: bytes, seen: set[bytes]) -> str | None:
+    """Why a tree entry's name cannot be an archive member, or None: a name must be one
+    path component, and appear once in its tree. Only a damaged or forged tree holds
+    such a name; as a member it could lead an extracting tar out of its directory (`..`,
+    `/`), or through a symlink member of the same name (tar-slip)."""
+    if not is_safe_name(name):
+        return f"refusing unsafe name {name!r} in snapshot tree; left out"
+    if name in seen:
+        return f"refusing a second entry named {name!r} in one snapshot tree; left out"
+    seen.add(name)
+    return None
+
+
 async def walk_entries(
-    loader: BlobLoader, top: DumpEntry | None, root_tree: bytes
+    loader: BlobLoader,
+    top: DumpEntry | None,
+    root_tree: bytes,
+    refused: list[tuple[bytes, str]] | None = None,
 ) -> list[DumpEntry]:
     """`top` and everything below it (the whole snapshot when `top` is None), each
     directory before its contents, siblings by name. An explicit stack, not recursion:
-    paths may be thousands of directories deep."""
+    paths may be thousands of directories deep. An entry with an unsafe name
+    (`unsafe_name`) is left out, with all below it, and added to `refused`."""
     out: list[DumpEntry] = []
     pending: list[DumpEntry] = []
 
     async def push_children(tree_id: bytes, prefix: bytes) -> None:
         tree = await load_tree(loader, tree_id)
-        nodes = sorted(tree.nodes, key=lambda n: n.name)
+        nodes: list[Node] = []
+        seen: set[bytes] = set()
+        for node in sorted(tree.nodes, key=lambda n: n.name):
+            problem = unsafe_name(node.name, seen)
+            if problem is None:
+                nodes.append(node)
+            elif refused is not None:
+                refused.append((prefix or b"/", problem))
         pending.extend(DumpEntry(prefix + b"/" + n.name, n) for n in reversed(nodes))
 
     if top is None:
@@ -293,10 +317,12 @@ async def dump(
     and everything below it, named by their paths in the snapshot without the leading
     "/". PathNotInSnapshot if there is no such path; UsageError if an archive it would
     be and `archive_allowed` is False (stdout is a terminal). On a failure the archive is
-    left truncated (no end), so no reader takes it for whole. `before_reads` is called
+    left truncated (no end), so no reader takes it for whole. Entries with unsafe names
+    (`unsafe_name`) are left out of a whole archive, then IntegrityError. `before_reads` is called
     with the packs the stream needs before any is read (to thaw those in an archive
     tier), before anything is written."""
     top = await find_entry(loader, snapshot, path)
+    refused: list[tuple[bytes, str]] = []
     if archive is None and top is not None and top.node.type == FILE:
         summary = DumpSummary("file")
         entries = [top]
@@ -307,7 +333,7 @@ async def dump(
                 f"refusing to write a {summary.kind} archive to a terminal: "
                 "redirect stdout to a file or a pipe"
             )
-        entries = await walk_entries(loader, top, snapshot.tree)
+        entries = await walk_entries(loader, top, snapshot.tree, refused)
     index = loader.index
     blob_ids = plan_content(index, entries, hard_links=summary.kind == "tar")
     if before_reads is not None:
@@ -337,6 +363,8 @@ async def dump(
             summary.entries = 1
             return
         writer = archive_writer(summary.kind, sink, warn)
+        for directory, problem in refused:
+            warn(directory, problem)
         try:
             for entry in entries:
                 content = feed.content(entry.node)
@@ -354,4 +382,9 @@ async def dump(
     finally:
         await reader.aclose()
         pool.shutdown(wait=True, cancel_futures=True)
+    if refused:
+        raise IntegrityError(
+            f"snapshot {snapshot.short_id}: {len(refused)} entries with unsafe names in "
+            "damaged or forged trees were left out of the archive"
+        )
     return summary

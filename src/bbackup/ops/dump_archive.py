@@ -143,8 +143,9 @@ class ZipWriter:
     """A zip written front to back (data descriptors where the stream cannot seek).
 
     Zip has no hard links, FIFOs or device nodes: a hard link is stored as another copy,
-    the others are left out with a warning. Names that are not UTF-8 are stored with their
-    bytes escaped (`\\xNN`), as zip cannot carry them; tar can.
+    the others are left out with a warning, as is a name whose backslash-separated parts
+    hold `..` (Windows extractors split names on backslashes). Names that are not UTF-8
+    are stored with their bytes escaped (`\\xNN`), as zip cannot carry them; tar can.
     """
 
     def __init__(self, sink: BinaryIO, warn: Callable[[bytes, str], None]) -> None:
@@ -164,6 +165,11 @@ class ZipWriter:
             self.warn(path, f"a {node.type} cannot be stored in a zip archive; left out")
             return False
         name = path.lstrip(b"/").decode("utf-8", "backslashreplace")
+        if ".." in name.replace("\\", "/").split("/"):
+            # A Unix name may hold `\`; Windows extractors split on it: `..\x` would
+            # lead them out of the directory they extract into.
+            self.warn(path, "a name with `..` between backslashes is unsafe in a zip; left out")
+            return False
         if node.type == DIR:
             name += "/"
         info = zipfile.ZipInfo(name, _dos_time(node.mtime_ns))

@@ -48,6 +48,7 @@ from bbackup.snapshot.model import (
     SYMLINK,
     Node,
     Snapshot,
+    is_safe_name,
 )
 from bbackup.snapshot.store import SnapshotSource, load_snapshots, load_tree
 
@@ -135,13 +136,19 @@ class OpenFile:
 
 async def _load_directory(source: SnapshotSource, tree_id: bytes) -> Directory:
     tree = await load_tree(source, tree_id)
-    layouts: dict[bytes, FileLayout] = {}
+    # A damaged or forged tree's unsafe names (`..`, `a/b`), and any second entry of one
+    # name, are left out: what lists the mount only ever sees one-component names.
+    nodes: dict[bytes, Node] = {}
     for node in tree.nodes:
+        if is_safe_name(node.name):
+            nodes.setdefault(node.name, node)
+    layouts: dict[bytes, FileLayout] = {}
+    for node in nodes.values():
         if node.type == FILE:
             # A file whose content is not in the index lists, but reading it fails.
             with contextlib.suppress(BbackupError):
                 layouts[node.name] = file_layout(source, node.content)
-    return Directory({n.name: n for n in tree.nodes}, layouts)
+    return Directory(nodes, layouts)
 
 
 class SnapshotFilesystem:

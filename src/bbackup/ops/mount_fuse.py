@@ -90,9 +90,15 @@ def serve(fuse: ModuleType, operations: Any, mount_point: str, *, allow_other: b
         "subtype": "bbackup",
         # Snapshots never change: what the kernel has cached of a file stays valid.
         "kernel_cache": True,
+        # A restored setuid file or device node grants nothing through the mount.
+        "nosuid": True,
+        "nodev": True,
     }
     if allow_other:
+        # Other users get what the snapshot's modes and owners allow them, no more: the
+        # kernel checks them (without this, every user could read every file).
         options["allow_other"] = True
+        options["default_permissions"] = True
     try:
         fuse.FUSE(operations, mount_point, **options)
     except RuntimeError as exc:

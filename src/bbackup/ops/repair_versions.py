@@ -4,11 +4,12 @@ after an attacker deleted or overwrote objects.
 Nothing is destroyed: no version is ever deleted. Each object whose current version
 differs from (or lacks) its version at TIME gets a server-side copy of that old version
 as its new current version (with the lock setting's retention). Snapshots, index
-segments, damage records and key files created after TIME are hidden behind a delete marker,
-which removes no data and can be undone by deleting the marker; packs created after TIME
-are left for prune, which deletes them once nothing uses them. Lock documents are not
-touched. The order (packs, index, snapshots, keys, config) means an interrupted repair
-leaves nothing referring to what is not back yet; running it again finishes it.
+segments, damage records, drill records and key files created after TIME are hidden
+behind a delete marker, which removes no data and can be undone by deleting the marker;
+packs created after TIME are left for prune, which deletes them once nothing uses them.
+Lock documents are not touched. The order (packs, index, snapshots, keys, config) means
+an interrupted repair leaves nothing referring to what is not back yet; running it again
+finishes it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bbackup.errors import UsageError
+from bbackup.ops.drill_record import DRILL_PREFIX
 from bbackup.repository import DocumentStore, RepositoryLock
 from bbackup.repository.damage import DAMAGE_PREFIX
 from bbackup.repository.roles import PACK_PREFIXES
@@ -28,8 +30,9 @@ from bbackup.storage import ObjectVersion, VersionedStore, iso_time, versions_at
 _ORDER = ("data/", "tree/", "index/", DAMAGE_PREFIX, "snapshots/", "keys/", "config")
 
 #: Objects created after TIME that are hidden (not packs: prune's to delete). Damage
-#: records written since describe the vandalised view, which the repair undoes.
-_HIDDEN_PREFIXES = ("index/", "snapshots/", "keys/", "config", DAMAGE_PREFIX)
+#: records written since describe the vandalised view, which the repair undoes; drill
+#: records written since could claim packs proven that an attacker has replaced.
+_HIDDEN_PREFIXES = ("index/", "snapshots/", "keys/", "config", DAMAGE_PREFIX, DRILL_PREFIX)
 
 
 @dataclass(slots=True)

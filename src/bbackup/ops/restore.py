@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -436,11 +437,14 @@ class Restorer:
             layout = blob_layout(self.repo.index.lookup, file.node)
             parent_fd = self._directories.acquire(file.parent)
             try:
-                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                # Non-blocking: a FIFO swapped in since the write must not hang the open.
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
                 fd = os.open(file.name, flags, dir_fd=parent_fd)
             finally:
                 self._directories.release(file.parent)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return "cannot verify: no longer a regular file"
                 mismatched, read = mismatched_blobs(fd, layout, self.repo.blob_id)
             finally:
                 os.close(fd)

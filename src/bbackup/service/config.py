@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -58,14 +59,28 @@ def load_config(path: Path | None = None) -> ServiceConfig:
     """Read and check the config file; ConfigError listing every problem otherwise."""
     path = path or default_config_path()
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            _refuse_if_others_can_write(path, os.fstat(f.fileno()))
+            text = f.read().decode()
     except FileNotFoundError:
         raise UsageError(
             f"no config file at {path}: create one (see docs/automation.md) or pass --config"
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
     return parse_config(text, path)
+
+
+def _refuse_if_others_can_write(path: Path, info: os.stat_result) -> None:
+    """The config's hooks and password commands run as whoever runs the jobs (often root):
+    like ssh with its config, refuse a file another user could have written."""
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or info.st_uid not in (os.geteuid(), 0):
+        raise UsageError(
+            f"{path} can be written by other users, and its hooks and password commands "
+            f"would run as this user: make it yours and `chmod go-w {path}`"
+        )
 
 
 def parse_config(text: str, path: Path) -> ServiceConfig:

@@ -139,6 +139,10 @@ class StateDirectory:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or state_directory()
 
+    def _make_root(self) -> None:
+        """Create the directory private to its user: reports name paths and errors."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
     def job_state(self, job: str) -> JobState:
         """The job's state; an empty one if it never ran or its file is unreadable."""
         try:
@@ -148,6 +152,7 @@ class StateDirectory:
 
     def record(self, report: RunReport, state: JobState) -> Path:
         """Save the run's report and the job's new state; return the report's path."""
+        self._make_root()
         reports = self.root / "reports" / report.job
         # UTC with microseconds: names sort by time and two runs never share one.
         stamp = report.started.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -170,6 +175,7 @@ class StateDirectory:
         """Hold the job's lock file for the block: JobLocked if another process (or task)
         holds it and `wait` is false. An advisory flock, so a killed run never leaves a
         stale lock behind."""
+        self._make_root()
         path = self.root / "locks" / f"{job}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -193,11 +199,19 @@ class StateDirectory:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a part."""
+    """Write a file so that readers see the old or the new content, never a part. The
+    temporary name is predictable and the directory may be shared (a metrics file): it is
+    created anew, never opened through a link or over a file someone else put there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        with open(tmp, "w") as f:
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:
+        tmp.unlink()  # left by a killed run of this process ID; someone else's: PermissionError
+        fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

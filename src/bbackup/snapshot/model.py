@@ -170,6 +170,13 @@ _WIRE_DEFAULTS: list[tuple[str, str, Any]] = [
 ]
 
 
+def is_safe_name(name: bytes) -> bool:
+    """Whether a tree entry's name is one path component: not empty, `.` or `..`, and
+    without `/` or NUL. Only a damaged or forged tree holds another; used as a path, it
+    could lead out of a directory."""
+    return b"/" not in name and b"\0" not in name and name not in (b"", b".", b"..")
+
+
 @dataclass(slots=True)
 class Tree:
     """One directory's entries, sorted by name."""

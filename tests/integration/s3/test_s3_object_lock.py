@@ -486,3 +486,21 @@ def test_copy_as_of_carries_the_state_before_an_attack_into_a_new_repository(
     out = tmp_path / "out"
     assert cli("restore", "-r", fresh, "latest", "--target", out).exit_code == 0
     _same_tree(restored_path(out, src), src)
+
+
+def test_repair_versions_hides_drill_records_written_since_the_moment(
+    cli: Cli, locked: LockedBucket, tmp_path: Path
+) -> None:
+    # A drill record says which packs were proven restorable: one written by whoever
+    # holds the backup machine after the moment must not steer drills after the repair.
+    src = _source(tmp_path)
+    _init(cli, locked.url, "7d")
+    assert cli("backup", "-r", locked.url, src).exit_code == 0
+    before_attack = _moment_between()
+    assert cli("drill", "-r", locked.url, "--sample", "100%").exit_code == 0
+    assert [k for k in locked.current() if k.startswith("repo/drills/")]
+
+    repaired = cli("repair", "versions", "-r", locked.url, "--as-of", before_attack)
+
+    assert repaired.exit_code == 0, repaired
+    assert [k for k in locked.current() if k.startswith("repo/drills/")] == []
