@@ -139,12 +139,16 @@ def test_service_catches_up_a_due_job_refuses_an_overlap_and_stops_on_sigterm(
     start_service: type[Service],
     isolated_env: Path,
 ) -> None:
-    # The hook holds the run open long enough for a second run to try to start.
-    config = job_config("sleep 1.5", {"a.txt": "alpha\n", "b.bin": os.urandom(3000)})
+    # The hook holds the run open until the second run has tried to start, however slow
+    # the machine (a fixed sleep lost that race under load).
+    gate = isolated_env / "overlap-tried"
+    hook = f"while [ ! -e {gate} ]; do sleep 0.05; done"
+    config = job_config(hook, {"a.txt": "alpha\n", "b.bin": os.urandom(3000)})
     service = start_service(config)
     service.wait_for(r"docs: due now \(missed or never run\)")
     service.wait_for(r"docs: before hook started")
     overlapping = run_subprocess("run", "docs", "--config", config)
+    gate.touch()
     assert overlapping.exit_code == ExitCode.LOCKED, overlapping
     assert "job docs is already running" in overlapping.stderr
     service.wait_for(r"docs: success in ")
