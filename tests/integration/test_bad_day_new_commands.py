@@ -1,0 +1,43 @@
+"""Hostile and unlucky input to the commands added this session (copy, dump, key export and
+import, lifecycle, stats, drill, the job commands, tag/rewrite/cat and friends): each gets a
+one-line error and its documented exit code, never a traceback, a hang or a damaged repository."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cli_harness import Cli, CliResult
+
+from bbackup.errors import ExitCode
+
+
+def refused(result: CliResult, code: int, message: str) -> None:
+    """The command failed with `code` and one error line holding `message`, no traceback."""
+    assert result.exit_code == code, result
+    assert "internal error" not in result.output and "Traceback" not in result.output, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bbackup: error:")]
+    assert len(errors) == 1 and message in errors[0], result
+
+
+def job_config(tmp_path: Path, repo: Path, job_lines: str) -> Path:
+    source = tmp_path / "source"
+    source.mkdir(exist_ok=True)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[repositories.r]\nurl = "{repo}"\n'
+        f'[jobs.j]\nrepository = "r"\nsources = ["{source}"]\n{job_lines}\n'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "command", [["config", "check"], ["run", "j"], ["status"], ["schedule", "show"], ["service"]]
+)
+def test_a_config_file_that_is_not_utf8_is_a_config_error(
+    tmp_path: Path, cli: Cli, command: list[str]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_bytes(b'[jobs.j]\nrepository = "r"\n\xff\xfe\n')
+    refused(cli(*command, "-c", config), ExitCode.USAGE, f"{config}:3: not valid TOML: not UTF-8")
