@@ -41,3 +41,8 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(
     config = tmp_path / "config.toml"
     config.write_bytes(b'[jobs.j]\nrepository = "r"\n\xff\xfe\n')
     refused(cli(*command, "-c", config), ExitCode.USAGE, f"{config}:3: not valid TOML: not UTF-8")
+
+
+def test_a_hook_timeout_of_zero_is_refused(tmp_path: Path, cli: Cli) -> None:
+    config = job_config(tmp_path, tmp_path / "repo", 'hooks = { before = "true", timeout = "0s" }')
+    refused(cli("config", "check", "-c", config), ExitCode.USAGE, "must be at least 1s")
