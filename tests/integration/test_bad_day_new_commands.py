@@ -46,3 +46,27 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(
 def test_a_hook_timeout_of_zero_is_refused(tmp_path: Path, cli: Cli) -> None:
     config = job_config(tmp_path, tmp_path / "repo", 'hooks = { before = "true", timeout = "0s" }')
     refused(cli("config", "check", "-c", config), ExitCode.USAGE, "must be at least 1s")
+
+
+@pytest.mark.parametrize("command", ["rewrite", "backup"])
+def test_an_exclude_file_with_bytes_that_are_not_utf8_is_read_as_file_names(
+    tmp_path: Path, repo: Path, cli: Cli, command: str
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "keep.txt").write_text("keep")
+    (source / os.fsdecode(b"drop\xff.bin")).write_bytes(b"x")
+    assert cli("backup", "-r", repo, source).exit_code == 0
+    exclude_file = tmp_path / "excludes"
+    exclude_file.write_bytes(b"# junk\n*\xff.bin\n")
+
+    if command == "rewrite":
+        # --forget: the rewritten snapshot keeps the original's time, so `latest` is one.
+        result = cli("rewrite", "-r", repo, "latest", "--exclude-file", exclude_file, "--forget")
+    else:
+        result = cli("backup", "-r", repo, source, "--exclude-file", exclude_file)
+
+    assert result.exit_code == 0, result
+    listed = cli("ls", "-r", repo, "latest", "--json").stdout
+    assert "keep.txt" in listed
+    assert "drop" not in listed
