@@ -70,3 +70,20 @@ def test_an_exclude_file_with_bytes_that_are_not_utf8_is_read_as_file_names(
     listed = cli("ls", "-r", repo, "latest", "--json").stdout
     assert "keep.txt" in listed
     assert "drop" not in listed
+
+
+def test_a_source_path_and_tag_that_are_not_utf8_back_up_and_restore(
+    tmp_path: Path, repo: Path, cli: Cli
+) -> None:
+    source = tmp_path / os.fsdecode(b"caf\xe9")
+    source.mkdir()
+    (source / "menu.txt").write_bytes(b"soup")
+
+    backed_up = cli("backup", "-r", repo, source, "--tag", os.fsdecode(b"t\xff"))
+    assert backed_up.exit_code == 0, backed_up
+    assert cli("check", "-r", repo).exit_code == 0
+
+    target = tmp_path / "target"
+    restored = cli("restore", "-r", repo, "latest", "-t", target, "--path", str(source))
+    assert restored.exit_code == 0, restored
+    assert (target / str(source).lstrip("/") / "menu.txt").read_bytes() == b"soup"
