@@ -5,10 +5,12 @@ one-line error and its documented exit code, never a traceback, a hang or a dama
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from cli_harness import Cli, CliResult
+from cli_harness import CHEAPEST_KDF, Cli, CliResult
 
 from bbackup.errors import ExitCode
 
@@ -87,3 +89,37 @@ def test_a_source_path_and_tag_that_are_not_utf8_back_up_and_restore(
     restored = cli("restore", "-r", repo, "latest", "-t", target, "--path", str(source))
     assert restored.exit_code == 0, restored
     assert (target / str(source).lstrip("/") / "menu.txt").read_bytes() == b"soup"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dump", "latest", "FILE"],
+        ["key", "export", "--out", "-", "--export-password-file", "PW", *CHEAPEST_KDF],
+    ],
+)
+def test_a_full_disk_under_stdout_is_exit_20(
+    tmp_path: Path, repo: Path, cli: Cli, command: list[str]
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file").write_bytes(os.urandom(300_000))
+    assert cli("backup", "-r", repo, source).exit_code == 0
+    (tmp_path / "pw").write_text("export password\n")
+    args = [
+        str(source / "file") if a == "FILE" else str(tmp_path / "pw") if a == "PW" else a
+        for a in command
+    ]
+
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bbackup", *args, "-r", str(repo)],
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+
+    assert proc.returncode == ExitCode.NO_SPACE, proc.stderr
+    assert proc.stderr.splitlines() == ["bbackup: error: No space left on device"]

@@ -3,6 +3,7 @@ people, and the one place that maps errors to a one-line message and an exit cod
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ class error_exit:
         if isinstance(exc, OSError):
             fail(
                 f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}",
-                1,
+                ExitCode.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 1,
                 self.as_json,
             )
         if os.environ.get("BBACKUP_DEBUG"):
