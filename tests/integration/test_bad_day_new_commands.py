@@ -123,3 +123,20 @@ def test_a_full_disk_under_stdout_is_exit_20(
 
     assert proc.returncode == ExitCode.NO_SPACE, proc.stderr
     assert proc.stderr.splitlines() == ["bbackup: error: No space left on device"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["-t", "GLACIER:99999999999"], "at most 2147483647 days"),
+        (["--noncurrent-days", "99999999999"], "at most 2147483647 days"),
+        (["-t", "GLACIER:-1"], "days cannot be negative"),
+        (["-t", "FOO:30"], "no storage class FOO"),
+        (["-t", "GLACIER"], "use CLASS:DAYS"),
+        (["-t", "GLACIER:30", "-t", "GLACIER:90"], "GLACIER"),
+    ],
+)
+def test_a_nonsense_lifecycle_ladder_is_a_usage_error(
+    cli: Cli, flags: list[str], message: str
+) -> None:
+    refused(cli("lifecycle", "plan", "-r", "s3://bucket/repo", *flags), ExitCode.USAGE, message)
