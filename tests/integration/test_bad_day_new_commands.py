@@ -140,3 +140,22 @@ def test_a_nonsense_lifecycle_ladder_is_a_usage_error(
     cli: Cli, flags: list[str], message: str
 ) -> None:
     refused(cli("lifecycle", "plan", "-r", "s3://bucket/repo", *flags), ExitCode.USAGE, message)
+
+
+def test_a_crontab_holding_bytes_that_are_not_utf8_keeps_them_through_install_and_remove(
+    tmp_path: Path, cli: Cli
+) -> None:
+    config = job_config(tmp_path, tmp_path / "repo", 'schedule = "daily 02:00"')
+    crontab = tmp_path / "crontab"
+    foreign = b"5 4 * * * root /usr/local/bin/caf\xe9 --night\n"
+    crontab.write_bytes(foreign)
+    cron = ["--cron", "--crontab-file", crontab, "-c", config]
+
+    installed = cli("schedule", "install", *cron)
+    assert installed.exit_code == 0, installed
+    lines = crontab.read_bytes().splitlines(keepends=True)
+    assert lines[0] == foreign and b"bbackup run j" in lines[1]
+
+    removed = cli("schedule", "remove", *cron)
+    assert removed.exit_code == 0, removed
+    assert crontab.read_bytes() == foreign
