@@ -159,3 +159,21 @@ def test_a_crontab_holding_bytes_that_are_not_utf8_keeps_them_through_install_an
     removed = cli("schedule", "remove", *cron)
     assert removed.exit_code == 0, removed
     assert crontab.read_bytes() == foreign
+
+
+def test_a_drill_reads_the_repositorys_trees_not_the_local_caches_copies(
+    tmp_path: Path, repo: Path, cli: Cli
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file").write_bytes(b"data" * 1000)
+    assert cli("backup", "-r", repo, source).exit_code == 0
+    assert cli("ls", "-r", repo, "latest").exit_code == 0  # the cache now holds every tree
+    for tree_pack in (repo / "tree").rglob("*"):
+        if tree_pack.is_file():
+            tree_pack.write_bytes(tree_pack.read_bytes()[:20])
+
+    drilled = cli("drill", "-r", repo, "--sample", "100%")
+
+    assert drilled.exit_code == ExitCode.INTEGRITY, drilled
+    assert "restore drill failed" in drilled.stdout
