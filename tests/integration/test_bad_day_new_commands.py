@@ -177,3 +177,20 @@ def test_a_drill_reads_the_repositorys_trees_not_the_local_caches_copies(
 
     assert drilled.exit_code == ExitCode.INTEGRITY, drilled
     assert "restore drill failed" in drilled.stdout
+
+
+@pytest.mark.parametrize("archive", [[], ["--archive", "tar"]])
+def test_dump_of_a_file_whose_pack_is_missing_is_an_integrity_error(
+    tmp_path: Path, repo: Path, cli: Cli, archive: list[str]
+) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "file").write_bytes(os.urandom(5000))
+    assert cli("backup", "-r", repo, source).exit_code == 0
+    for pack in (repo / "data").rglob("*"):
+        if pack.is_file():
+            pack.unlink()
+
+    dumped = cli("dump", "-r", repo, "--no-cache", *archive, "latest", source / "file")
+
+    refused(dumped, ExitCode.INTEGRITY, "pack is missing")
