@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import datetime
@@ -95,7 +96,7 @@ def register(app: typer.Typer) -> None:
         patterns = [check_pattern(p, "--exclude") for p in exclude or []]
         for path in exclude_file or []:
             try:
-                lines = Path(path).read_text().splitlines()
+                lines = os.fsdecode(Path(path).read_bytes()).splitlines()
             except OSError as exc:
                 raise UsageError(f"cannot read exclude file {path}: {exc.strerror}") from exc
             patterns += [

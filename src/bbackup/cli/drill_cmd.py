@@ -4,6 +4,7 @@ failed."""
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated
 
 import typer
@@ -101,7 +102,12 @@ def register(app: typer.Typer) -> None:
 
         if scratch is not None and not scratch.strip():
             raise UsageError("--scratch: give a directory")
-        report = with_repo(opts, work)
+        # A drill proves what the repository holds, as check does, never the local cache's
+        # copies of its trees and indexes: on the day of a disaster there is no cache.
+        with tempfile.TemporaryDirectory(prefix="bbackup-drill-cache-") as fresh_cache:
+            if not opts.no_cache:
+                opts.cache_dir = fresh_cache
+            report = with_repo(opts, work)
         if opts.json:
             emit_json({"event": "summary", **report.to_dict()})
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bbackup.errors import UsageError
@@ -13,7 +14,8 @@ def read_exclude_patterns(patterns: list[str] | None, files: list[str] | None) -
     result = list(patterns or [])
     for path in files or []:
         try:
-            lines = Path(path).read_text().splitlines()
+            # Decoded as file names are: a pattern may hold bytes that are not UTF-8.
+            lines = os.fsdecode(Path(path).read_bytes()).splitlines()
         except OSError as exc:
             raise UsageError(f"cannot read exclude file {path}: {exc.strerror}") from exc
         result += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]

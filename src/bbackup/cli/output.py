@@ -4,6 +4,7 @@ people, and the one place that maps errors to a one-line message and an exit cod
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -42,7 +43,7 @@ class error_exit:
         if isinstance(exc, OSError):
             fail(
                 f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}",
-                1,
+                ExitCode.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 1,
                 self.as_json,
             )
         if os.environ.get("BBACKUP_DEBUG"):

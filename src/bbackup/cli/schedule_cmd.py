@@ -77,11 +77,17 @@ def _systemctl(user: bool, *args: str) -> None:
     echo(f"ran: {' '.join(command)}")
 
 
+#: Other lines of a crontab may hold bytes that are not UTF-8; they are written back as read.
+_FOREIGN_BYTES = "surrogateescape"
+
+
 def _read_crontab(user: bool, crontab_file: Path | None) -> str:
     if crontab_file is not None or not user:
         path = crontab_file or SYSTEM_CRONTAB
-        return path.read_text() if path.exists() else ""
-    done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+        return path.read_text(errors=_FOREIGN_BYTES) if path.exists() else ""
+    done = subprocess.run(
+        ["crontab", "-l"], capture_output=True, errors=_FOREIGN_BYTES, check=False
+    )
     return done.stdout if done.returncode == 0 else ""  # "no crontab for user" is empty
 
 
@@ -89,10 +95,12 @@ def _write_crontab(user: bool, crontab_file: Path | None, text: str) -> None:
     if crontab_file is not None or not user:
         path = crontab_file or SYSTEM_CRONTAB
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        path.write_text(text, errors=_FOREIGN_BYTES)
         echo(f"wrote {path}")
         return
-    done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["crontab", "-"], input=text, capture_output=True, errors=_FOREIGN_BYTES, check=False
+    )
     if done.returncode != 0:
         raise BbackupError(f"crontab - failed: {done.stderr.strip()}")
     echo("updated the crontab")

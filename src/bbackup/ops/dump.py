@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from bbackup.errors import IntegrityError, UsageError
+from bbackup.errors import IntegrityError, NotFound, UsageError
 from bbackup.ops.dump_archive import archive_writer
 from bbackup.ops.restore import (
     MAX_BYTES_IN_FLIGHT,
@@ -257,7 +257,11 @@ class OrderedBlobReader:
         first = read.blobs[0].entry
         name = pack_object_name(first.blob_type, first.pack_id)
         async with self.slots:
-            data = await self.loader.read_pack(name, read.start, read.end - read.start)
+            try:
+                data = await self.loader.read_pack(name, read.start, read.end - read.start)
+            except NotFound:
+                # Missing data is an integrity error (exit 13), as for restore.
+                raise IntegrityError(f"{name}: pack is missing") from None
         if len(data) != read.end - read.start:
             raise IntegrityError(f"pack {first.pack_id}: {name} is truncated")
         loop = asyncio.get_running_loop()

@@ -75,6 +75,11 @@ class ClassRules:
     minimum_days: Mapping[str, int]
 
 
+#: The most days a rule may name: S3 reads Days as a 32-bit integer and answers more with
+#: MalformedXML, which other stores may accept and never act on.
+MAX_RULE_DAYS = 2**31 - 1
+
+
 def parse_transition(text: str) -> Transition:
     """`CLASS:DAYS` (e.g. `GLACIER:90`) as a Transition; UsageError with the reason."""
     storage_class, sep, days_text = text.strip().partition(":")
@@ -102,9 +107,13 @@ def validate_ladder(ladder: Ladder, rules: ClassRules) -> list[str]:
     ):
         if value is not None and value < 0:
             raise UsageError(f"{name} {value}: days cannot be negative")
+        if value is not None and value > MAX_RULE_DAYS:
+            raise UsageError(f"{name} {value}: at most {MAX_RULE_DAYS} days")
     previous = Transition("STANDARD", 0)
     for step in ladder.transitions:
         where = f"--transition {step}"
+        if step.days > MAX_RULE_DAYS:
+            raise UsageError(f"{where}: at most {MAX_RULE_DAYS} days")
         if rules.classes is not None and step.storage_class not in rules.classes:
             offered = ", ".join(sorted(rules.classes)) or "none"
             raise UsageError(

@@ -61,15 +61,19 @@ def load_config(path: Path | None = None) -> ServiceConfig:
     try:
         with open(path, "rb") as f:
             _refuse_if_others_can_write(path, os.fstat(f.fileno()))
-            text = f.read().decode()
+            raw = f.read()
     except FileNotFoundError:
         raise UsageError(
             f"no config file at {path}: create one (see docs/automation.md) or pass --config"
         ) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
+    try:
+        # TOML is UTF-8 by definition, whatever the locale says.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"{path}:{line}: not valid TOML: not UTF-8 text"]) from None
     return parse_config(text, path)
 
 

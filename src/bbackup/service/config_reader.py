@@ -293,7 +293,11 @@ class ConfigReader:
         table = self.table(body[key[-1]], key, ("before", "after", "timeout"))
 
         def timeout(value: str) -> int:
-            return parse_duration(value).total_seconds()
+            seconds = parse_duration(value).total_seconds()
+            if seconds < 1:
+                # A zero timeout would kill every hook at once and fail every run.
+                raise ValueError(f"must be at least 1s, not {value!r}")
+            return seconds
 
         return HookSettings(
             before=self.get(table, (*key, "before"), str, "") or None,

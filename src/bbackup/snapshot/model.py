@@ -9,6 +9,7 @@ unchanged directory serializes to the same bytes and deduplicates.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -230,16 +231,16 @@ class Snapshot:
     def to_bytes(self) -> bytes:
         wire = {
             "time": self.time.isoformat(),
-            "host": self.host,
-            "user": self.user,
-            "paths": self.paths,
-            "tags": self.tags,
+            "host": _text_to_wire(self.host),
+            "user": _text_to_wire(self.user),
+            "paths": [_text_to_wire(p) for p in self.paths],
+            "tags": [_text_to_wire(t) for t in self.tags],
             "tree": self.tree,
             "type": self.backup_type,
             "parent": self.parent,
             "base": self.base,
             "program_version": self.program_version,
-            "excludes": self.excludes,
+            "excludes": [_text_to_wire(e) for e in self.excludes],
             "summary": self.summary,
         }
         if self.original is not None:  # absent from others: their bytes (IDs) stay as ever
@@ -255,16 +256,16 @@ class Snapshot:
                 raise TypeError("a snapshot is a map")
             snapshot = cls(
                 time=datetime.fromisoformat(w["time"]),
-                host=w["host"],
-                user=w.get("user", ""),
-                paths=w["paths"],
-                tags=w.get("tags", []),
+                host=_text_from_wire(w["host"]),
+                user=_text_from_wire(w.get("user", "")),
+                paths=_texts_from_wire(w["paths"]),
+                tags=_texts_from_wire(w.get("tags", [])),
                 tree=w["tree"],
                 backup_type=w.get("type", "incremental"),
                 parent=w.get("parent"),
                 base=w.get("base"),
                 program_version=w.get("program_version", ""),
-                excludes=w.get("excludes", []),
+                excludes=_texts_from_wire(w.get("excludes", [])),
                 summary=w.get("summary", {}),
                 original=w.get("original"),
                 id=snapshot_id,
@@ -278,6 +279,25 @@ class Snapshot:
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+
+def _text_to_wire(text: str) -> str | bytes:
+    """A path, pattern, tag or name as stored: a string, or its bytes where it is not
+    UTF-8 (a file name or argument decoded with surrogate escapes), which msgpack cannot
+    store as a string."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _text_from_wire(value: Any) -> Any:
+    return os.fsdecode(value) if type(value) is bytes else value
+
+
+def _texts_from_wire(values: Any) -> Any:
+    return [_text_from_wire(v) for v in values] if type(values) is list else values
 
 
 def _snapshot_well_typed(s: Snapshot) -> bool:
