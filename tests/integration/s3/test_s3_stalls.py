@@ -105,17 +105,20 @@ def test_slow_upload_that_keeps_moving_is_not_cut(
 ) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(12 * MiB))
-    # 3 MiB/s: the pack takes several I/O timeouts, but moves a block every 0.1 s.
-    proxy.throttle = 3 * MiB
+    (src / "big.bin").write_bytes(os.urandom(9 * MiB))
+    # 1.5 MiB/s: the pack takes more than two I/O timeouts, but moves a block every 0.2 s.
+    # The timeout is longer than the other tests' because after the last block moto (in
+    # this busy test process) must take in and answer the whole pack within it.
+    io_timeout = 2.5
+    proxy.throttle = 3 * MiB // 2
     proxy.inject(Fault.THROTTLE, method="PUT", path="/data/", times=None)
 
-    result, elapsed = through_proxy(proxy, "backup", "-r", repo_url, src)
+    result, elapsed = through_proxy(proxy, "backup", "-r", repo_url, src, io_timeout=io_timeout)
 
     assert result.exit_code == 0, result
     assert proxy.injected[Fault.THROTTLE] == 1  # not cut, so not retried
-    assert elapsed > 2 * IO_TIMEOUT
-    assert sum(e["Size"] for e in bucket_objects(s3_bucket, "repo/data/")) > 12 * MiB
+    assert elapsed > 2 * io_timeout
+    assert sum(e["Size"] for e in bucket_objects(s3_bucket, "repo/data/")) > 9 * MiB
 
 
 def test_store_that_never_answers_ends_backup_with_exit_18(
