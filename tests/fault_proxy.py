@@ -219,6 +219,7 @@ class FaultProxy:
                     return
                 if fault is Fault.THROTTLE:
                     self._count(fault)
+                    _shrink_receive_buffer(writer)
                     body = await self._read_slowly(reader, request.length)
                 else:
                     body = await reader.readexactly(request.length)
@@ -308,6 +309,19 @@ class FaultProxy:
         assert self._stopping is not None
         await self._stopping.wait()
         raise ConnectionResetError("the proxy stopped")
+
+
+def _shrink_receive_buffer(writer: asyncio.StreamWriter) -> None:
+    """Keep the kernel from taking megabytes of a throttled body ahead of the throttle.
+
+    A slow link holds nothing at the far end: what the sender sees acknowledged has
+    arrived. Loopback grows the receive buffer to megabytes instead, which the sender
+    sees acknowledged at once and the throttle then takes seconds to read, seconds in
+    which the upload looks stalled to the sender.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> _Request | None:

@@ -4,15 +4,17 @@ ones are deleted, and the early-deletion charge is reported before it is incurre
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_harness import Cli
+from cli_harness import CHEAPEST_KDF, PASSWORD, Cli, CliResult
 from prune_harness import MiB, backup_at, ok, replace_tree
+from typer.testing import CliRunner
 
-from s3_server import S3Bucket
+from bbackup.cli.app import app
+from s3_server import TEST_CREDENTIALS, MotoEndpoint, S3Bucket
 
 pytestmark = pytest.mark.s3
 
@@ -39,11 +41,47 @@ def data_objects(bucket: S3Bucket) -> dict[str, dict[str, Any]]:
     }
 
 
-@pytest.fixture
-def glacier_repo(tmp_path: Path, cli: Cli, s3_bucket: S3Bucket) -> GlacierRepo:
-    url = s3_bucket.url
-    ok(cli("init", "-r", url))
-    src = tmp_path / "src"
+@dataclass(frozen=True)
+class GlacierTemplate:
+    """The repository every test copies: built once, in STANDARD so it can be copied."""
+
+    bucket: str
+    packs: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def glacier_template(
+    tmp_path_factory: pytest.TempPathFactory, moto_endpoint: MotoEndpoint
+) -> Iterator[GlacierTemplate]:
+    """Three backups (each adds one data pack) and the first two forgotten, made once per
+    module: three backups per test were most of this file's time. Module fixtures come
+    before the per-test isolated environment, so this one builds its own."""
+    root = tmp_path_factory.mktemp("glacier-template")
+    bucket = moto_endpoint.create_bucket()
+    url = f"s3://{bucket}/repo"
+    isolated: dict[str, str | None] = {
+        key: None for key in os.environ if key.startswith(("AWS_", "BBACKUP_", "XDG_"))
+    }
+    env = {
+        **isolated,
+        **TEST_CREDENTIALS,
+        "HOME": str(root),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "BBACKUP_S3_ENDPOINT": moto_endpoint.url,
+        "BBACKUP_PASSWORD": PASSWORD,
+    }
+    runner = CliRunner()
+
+    def cli(*args: str | os.PathLike[str]) -> CliResult:
+        result = runner.invoke(app, [os.fspath(a) for a in args], env=env, catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    def data_keys() -> set[str]:
+        listing = moto_endpoint.client.list_objects_v2(Bucket=bucket, Prefix="repo/data/")
+        return {entry["Key"] for entry in listing.get("Contents", ())}
+
+    ok(cli("init", "-r", url, *CHEAPEST_KDF))
+    src = root / "src"
     a = os.urandom(2 * MiB)
     states = [
         ("unused", {"e.bin": os.urandom(MiB)}),
@@ -52,14 +90,35 @@ def glacier_repo(tmp_path: Path, cli: Cli, s3_bucket: S3Bucket) -> GlacierRepo:
     ]
     packs = {}
     for day, (role, files) in enumerate(states, start=1):
-        before = set(data_objects(s3_bucket))
+        before = data_keys()
         replace_tree(src, files)
-        when = f"2026-03-0{day}T04:00:00+00:00"
-        backup_at(cli, url, src, when, "--storage-class", "GLACIER")
-        [packs[role]] = set(data_objects(s3_bucket)) - before
-    assert {o["class"] for o in data_objects(s3_bucket).values()} == {"GLACIER"}
+        backup_at(cli, url, src, f"2026-03-0{day}T04:00:00+00:00")
+        [packs[role]] = data_keys() - before
     ok(cli("forget", "-r", url, "--keep-last", "1"))
-    return GlacierRepo(url, packs)
+    try:
+        yield GlacierTemplate(bucket, packs)
+    finally:
+        moto_endpoint.remove_bucket(bucket)
+
+
+@pytest.fixture
+def glacier_repo(s3_bucket: S3Bucket, glacier_template: GlacierTemplate) -> GlacierRepo:
+    """A fresh copy of the template whose data packs are in GLACIER, as
+    `backup --storage-class GLACIER` leaves them (what prune sees of a pack's class is
+    what the listing says, so copies stored as GLACIER are the same to it)."""
+    client, template = s3_bucket.client, glacier_template.bucket
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=template):
+        for entry in page.get("Contents", ()):
+            key = entry["Key"]
+            client.copy_object(
+                Bucket=s3_bucket.bucket,
+                Key=key,
+                CopySource={"Bucket": template, "Key": key},
+                StorageClass="GLACIER" if key.startswith("repo/data/") else "STANDARD",
+            )
+    assert {o["class"] for o in data_objects(s3_bucket).values()} == {"GLACIER"}
+    assert set(glacier_template.packs.values()) <= set(data_objects(s3_bucket))
+    return GlacierRepo(s3_bucket.url, glacier_template.packs)
 
 
 def decisions_by_key(event: dict[str, Any]) -> dict[str, dict[str, Any]]:
