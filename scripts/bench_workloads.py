@@ -128,7 +128,7 @@ def stdlib_plus_random(work: Path, name: str, random_mib: int, seed: int) -> Wor
         _stamp(dest, want)
     files, total = tree_size(dest)
     desc = f"Python {stdlib.name} standard library + {random_mib} MiB random"
-    return Workload(name, dest, WORKLOAD_BACKENDS[name], desc, files, total)
+    return Workload(name, dest.resolve(), WORKLOAD_BACKENDS[name], desc, files, total)
 
 
 def small_files(work: Path, count: int, seed: int) -> Workload:
@@ -154,7 +154,9 @@ def small_files(work: Path, count: int, seed: int) -> Workload:
         _stamp(dest, want)
     files, total = tree_size(dest)
     desc = f"{count:,} synthetic files of 128 B - 4 KiB"
-    return Workload("small-files", dest, WORKLOAD_BACKENDS["small-files"], desc, files, total)
+    return Workload(
+        "small-files", dest.resolve(), WORKLOAD_BACKENDS["small-files"], desc, files, total
+    )
 
 
 def seeded(work: Path, size_mb: float, seed: int) -> Workload:
@@ -169,4 +171,4 @@ def seeded(work: Path, size_mb: float, seed: int) -> Workload:
         _stamp(dest, want)
     files, total = tree_size(dest)
     desc = f"bench.py seeded set, {size_mb:g} MiB, seed {seed}"
-    return Workload("seeded", dest, WORKLOAD_BACKENDS["seeded"], desc, files, total)
+    return Workload("seeded", dest.resolve(), WORKLOAD_BACKENDS["seeded"], desc, files, total)
