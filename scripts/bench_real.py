@@ -309,6 +309,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def write_results(run: Run, info: dict[str, Any], workloads: list[Workload], out: Path) -> str:
+    """Write the JSON, the Markdown tables (returned) and the SVG chart."""
+    result: dict[str, Any] = {
+        "machine": info,
+        "config": {k: v for k, v in vars(run.args).items() if not k.startswith("_")},
+        "cold_cache": run.dropper.works,
+        "workloads": [{**asdict(wl), "source": str(wl.source)} for wl in workloads],
+        "measurements": [asdict(m) for m in run.measurements],
+    }
+    result["summary"] = bench_report.summarise(run.measurements)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    table = bench_report.markdown(result)
+    out.with_suffix(".md").write_text(table)
+    bench_report.write_svg(result, out.with_suffix(".svg"))
+    return table
+
+
 def find_peer(name: str) -> str | None:
     """restic 0.18 and rclone: on PATH, or in get-peers.sh's cache folder."""
     found = shutil.which(name)
@@ -334,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         out = subprocess.run([rclone, "version"], capture_output=True, text=True, check=False)
         info["rclone"] = out.stdout.splitlines()[0] if out.stdout else ""
     workloads = build_workloads(args, work)
+    out_path = Path(args.out)
     try:
         if any("s3" in wl.backends for wl in workloads):
             # The proxy adds its delay per direction: half of a request's added latency.
@@ -343,23 +362,13 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeat):
                 for backend in wl.backends:
                     run_backend(run, wl, backend, repeat, source_manifest)
+                    # Written after every run: a long benchmark that stops late keeps
+                    # what it measured.
+                    table = write_results(run, info, workloads, out_path)
     finally:
         if run.s3 is not None:
             run.s3.stop()
-    result = {
-        "machine": info,
-        "config": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-        "cold_cache": run.dropper.works,
-        "workloads": [{**asdict(wl), "source": str(wl.source)} for wl in workloads],
-        "measurements": [asdict(m) for m in run.measurements],
-    }
-    result["summary"] = bench_report.summarise(run.measurements)
-    out_path = Path(args.out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str))
-    table = bench_report.markdown(result)
-    out_path.with_suffix(".md").write_text(table)
-    bench_report.write_svg(result, out_path.with_suffix(".svg"))
+    table = write_results(run, info, workloads, out_path)
     print("\n" + table)
     print(f"results: {out_path}, {out_path.with_suffix('.md')}, {out_path.with_suffix('.svg')}")
     bad = [m for m in run.measurements if m.exit_code != 0 or m.verified is False]
