@@ -110,7 +110,7 @@ class Archiver:
             # read before it may be deduplicated against or reused from a parent. The
             # pack listing (one LIST per 1000 packs) and the snapshots run beside the
             # index load, so an unchanged backup waits for none of them in turn: on S3
-            # each is a round trip or two (docs/performance.md, "Adoption").
+            # each is a round trip or two (docs/bench/history.md, "Adoption").
             stored, _, snapshots = await asyncio.gather(
                 self.repo.list_packs(), self.repo.load_index(), load_snapshots(self.repo)
             )
