@@ -2,11 +2,13 @@
 restic against the targets of issue #19, a Markdown report and a dependency-free SVG chart.
 
     python scripts/bench_report.py bench-out/real.json   # rewrites real.md and real.svg
+    python scripts/bench_report.py OUT.json --from-log bench_real.log   # a run cut short
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from html import escape
@@ -226,8 +228,56 @@ def write_svg(result: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
+_LOG_LINE = re.compile(
+    r"\[(?P<workload>\S+) (?P<backend>\S+) r(?P<repeat>\d+)\] (?P<tool>\S+)\s+(?P<phase>\S+)"
+    r"\s+(?P<wall>[\d.]+) s\s+cpu\s+(?P<cpu>[\d.]+) s\s+rss\s+(?P<rss>[\d.]+) MiB"
+    r"(?:\s+req PUT=(?P<PUT>\d+) GET=(?P<GET>\d+) HEAD=(?P<HEAD>\d+) LIST=(?P<LIST>\d+))?"
+    r"\s+load (?P<load>[\d.]+)(?P<rest>.*)"
+)
+
+
+def from_log(text: str) -> list[dict[str, Any]]:
+    """Measurements from bench_real.py's console log, for a run stopped before it wrote
+    its JSON (no stored size and no restore verification: the log does not carry them)."""
+    out = []
+    for line in text.splitlines():
+        m = _LOG_LINE.search(line)
+        if not m:
+            continue
+        g = m.groupdict()
+        out.append(
+            {
+                "workload": g["workload"],
+                "backend": g["backend"],
+                "repeat": int(g["repeat"]),
+                "tool": g["tool"],
+                "phase": g["phase"],
+                "exit_code": 1 if "EXIT" in g["rest"] else 0,
+                "wall_s": float(g["wall"]),
+                "cpu_s": float(g["cpu"]),
+                "max_rss_mib": float(g["rss"]),
+                "repo_bytes": 0,
+                "requests": {k: int(g[k]) for k in ("PUT", "GET", "HEAD", "LIST") if g[k]},
+                "loadavg": float(g["load"]),
+            }
+        )
+    return out
+
+
 def main(argv: list[str]) -> int:
     path = Path(argv[0])
+    if argv[1:2] == ["--from-log"]:
+        measurements = from_log(Path(argv[2]).read_text())
+        config = {"repeat": max((m["repeat"] for m in measurements), default=0) + 1}
+        machine = {"nproc": 2, "source": f"parsed from {argv[2]}"}
+        text = Path(argv[2]).read_text()
+        result = {
+            "machine": machine,
+            "config": config,
+            "cold_cache": "cannot drop the page cache" not in text,
+            "measurements": measurements,
+        }
+        path.write_text(json.dumps(result, indent=2))
     result = json.loads(path.read_text())
     result["summary"] = summarise(result["measurements"])
     path.with_suffix(".md").write_text(markdown(result))
