@@ -179,7 +179,7 @@ def medians_table(summary: dict[str, Any]) -> list[str]:
                     lines.append(
                         f"| {wl} | {backend} | {phase} | {tool} | {_f(t['wall_s'])} "
                         f"| {_f(t['cpu_s'])} | {_f(t['max_rss_mib'], 1)} "
-                        f"| {_f(t['repo_bytes'] / MiB, 1)} | {req if backend == 's3' else '-'} "
+                        f"| {_f(t['repo_bytes'] / MiB if t['repo_bytes'] else None, 1)} | {req if backend == 's3' else '-'} "
                         f"| {' '.join(map(str, t['wall_all']))} |"
                     )
     return [*lines, ""]
