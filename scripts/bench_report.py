@@ -176,10 +176,11 @@ def medians_table(summary: dict[str, Any]) -> list[str]:
                         lines.append(f"| {wl} | {backend} | {phase} | {tool} | failed |||||")
                         continue
                     req = "/".join(str(int(t[k])) for k in ("PUT", "GET", "HEAD", "LIST"))
+                    stored = t["repo_bytes"] / MiB if t["repo_bytes"] else None
                     lines.append(
                         f"| {wl} | {backend} | {phase} | {tool} | {_f(t['wall_s'])} "
                         f"| {_f(t['cpu_s'])} | {_f(t['max_rss_mib'], 1)} "
-                        f"| {_f(t['repo_bytes'] / MiB if t['repo_bytes'] else None, 1)} | {req if backend == 's3' else '-'} "
+                        f"| {_f(stored, 1)} | {req if backend == 's3' else '-'} "
                         f"| {' '.join(map(str, t['wall_all']))} |"
                     )
     return [*lines, ""]
