@@ -27,7 +27,7 @@ memory does not hide another's, and print them side by side.
   not; each is a plain Python loop over --lookups IDs, as the callers are, run --repeats
   times (median). The IDs looked up are fresh copies allocated in lookup order, as
   callers hold IDs just decoded from a tree. These four, one call per ID in random
-  order, are the ones held to the target. A fifth loop, not held to it, looks up IDs in
+  order, are the random-order loops. A fifth loop looks up IDs in
   the order they were stored, as restoring a file does (its blobs sit side by side in
   a few packs): the same Python code, but the rows and pack IDs it reads are already
   in the CPU cache, so the difference from the random-order loop is time spent waiting
@@ -36,8 +36,10 @@ memory does not hide another's, and print them side by side.
 * add throughput (blobs/s), and with --load-segments the time to serialise the index into
   segments and load them back into a fresh Index (what opening a large repository costs).
 
-Targets: at most 100 bytes per blob at 5 M blobs; at least 1 M lookups per second.
-Misses are reported, not failed: exit status is 0 unless the benchmark itself breaks.
+Target: at most 100 bytes per blob at 5 M blobs. Lookup rates are reported without a
+target (issue #19 retired the 1 M lookups/s one: what counts is the time and memory of
+real operations on large repositories, measured by scripts/bench_real.py). A miss is
+reported, not failed: exit status is 0 unless the benchmark itself breaks.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 TARGET_BYTES_PER_BLOB = 100
-TARGET_LOOKUPS_PER_S = 1_000_000
 
 
 def rss_bytes() -> int:
@@ -375,11 +376,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "status": "PASS" if per_blob <= TARGET_BYTES_PER_BLOB else "MISS",
                 "note": "" if n >= 5_000_000 else f"measured at {n} blobs, target is at 5 M",
             },
-            "lookups_per_s": {
-                "value": worst_lookup,
-                "limit": TARGET_LOOKUPS_PER_S,
-                "status": "PASS" if worst_lookup >= TARGET_LOOKUPS_PER_S else "MISS",
-            },
+            "lookups_per_s": {"value": worst_lookup, "limit": None, "status": "no target"},
         },
     }
 
@@ -499,7 +496,7 @@ def print_report(r: dict[str, Any]) -> None:
     for loop in r["lookups"]:
         print(
             f"  {loop['label']:32s} {loop['per_s']:>11,.0f} {loop['cpu_per_s']:>11,.0f}"
-            f"   ({loop['found']:,} found{'' if loop['target'] else '; not in the target'})"
+            f"   ({loop['found']:,} found{'' if loop['target'] else '; not random order'})"
         )
     if r["segment_reload"]:
         s = r["segment_reload"]
@@ -514,10 +511,7 @@ def print_report(r: dict[str, Any]) -> None:
         f"  target bytes/blob ≤ {b['limit']}: {b['value']:.1f} {b['status']}"
         + (f" ({b['note']})" if b["note"] else "")
     )
-    print(
-        f"  target lookups/s ≥ {lk['limit']:,} (slowest random-order loop, wall clock):"
-        f" {lk['value']:,.0f} {lk['status']}"
-    )
+    print(f"  lookups/s, slowest random-order loop (wall clock; no target): {lk['value']:,.0f}")
 
 
 def print_comparison(results: dict[str, dict[str, Any]]) -> None:

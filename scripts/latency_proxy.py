@@ -25,6 +25,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
@@ -65,12 +66,16 @@ class RequestStats:
         self.bytes_up = 0
         self.bytes_down = 0
         self.connections = 0
+        #: (time.monotonic(), method, target) of every request since the last reset: the
+        #: serial chain of round trips a command waits for (scripts/s3_timeline.py).
+        self.trace: list[tuple[float, str, str]] = []
 
     def count(self, method: str, target: str) -> None:
         op = classify(method, target)
         with self._lock:
             self.ops[op] += 1
             self.detail[f"{method.upper()} {op}"] += 1
+            self.trace.append((time.monotonic(), method.upper(), target))
 
     def add_bytes(self, up: int = 0, down: int = 0) -> None:
         with self._lock:
@@ -93,6 +98,7 @@ class RequestStats:
             self.ops.clear()
             self.detail.clear()
             self.bytes_up = self.bytes_down = self.connections = 0
+            self.trace = []
 
 
 class HttpRequestParser:

@@ -108,16 +108,18 @@ class Archiver:
             # Read the index and the snapshots only once our lock is visible: a prune that
             # cannot see the lock yet may delete any pack no snapshot uses, so nothing
             # read before it may be deduplicated against or reused from a parent. The
-            # pack listing (one LIST per 1000 packs) runs beside the index load, so an
-            # unchanged backup does not wait for it (docs/performance.md, "Adoption").
-            stored, _ = await asyncio.gather(self.repo.list_packs(), self.repo.load_index())
+            # pack listing (one LIST per 1000 packs) and the snapshots run beside the
+            # index load, so an unchanged backup waits for none of them in turn: on S3
+            # each is a round trip or two (docs/bench/history.md, "Adoption").
+            stored, _, snapshots = await asyncio.gather(
+                self.repo.list_packs(), self.repo.load_index(), load_snapshots(self.repo)
+            )
             adoption = await adopt_packs(
                 self.repo, stored, lock.seen_locks, on_warning=self._warning
             )
             self.summary.packs_adopted = adoption.packs
             self._warn_recorded_damage()
             self.summary.bytes_adopted = adoption.bytes
-            snapshots = await load_snapshots(self.repo)
             parent = select_parent(snapshots, self.options.host, paths, self.options.backup_type)
             # A full backup trusts nothing from the latest snapshot but compares with it,
             # so that its files are reported new, changed or unmodified, not all new.

@@ -123,7 +123,14 @@ class TreeWalker:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
         scheduled = [await self._schedule(p, n, previous.get(n.name)) for p, n in entries]
-        return self._task(self._save_tree(scheduled, parent_tree, previous))
+        del entries
+        task = self._task(self._save_tree(scheduled, parent_tree, previous))
+        # Let the tree task start now: when nothing of this directory is left to read (an
+        # unchanged backup) it finishes at once and frees the directory's nodes and its
+        # parent's. Otherwise a walk that never waits for a read would hold every node
+        # of both snapshots until it ends: ~1 KiB per file.
+        await asyncio.sleep(0)
+        return task
 
     async def _save_tree(
         self,

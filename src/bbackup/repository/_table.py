@@ -14,7 +14,7 @@ A lookup that finds a blob reads memory in three unrelated places, one after the
 a table word, the row, and the pack's ID string (which the `IndexEntry` holds). With
 millions of blobs each is a cache and TLB miss; at 5 M blobs that is about half the time
 a `lookup` takes (scripts/bench_index.py compares IDs in random and in stored order).
-PyPI's `borghash` was measured in this place and not adopted (docs/performance.md,
+PyPI's `borghash` was measured in this place and not adopted (docs/bench/history.md,
 "Index: borghash vs our table").
 """
 

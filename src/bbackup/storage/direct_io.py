@@ -4,7 +4,7 @@ switch (`ENABLED`), the rules O_DIRECT imposes, and why it is worth it.
 Why. A first backup spent ~10 % of its CPU time in the kernel copying packs into the page
 cache and writing them back for the per-pack fsync: buffered writes plus fsync reached
 ~350 MB/s on the benchmark VM's disk, direct writes 1.4 GB/s (800 MiB first backup: 3.12–
-3.26 s → 2.35–2.52 s, CPU 5.3–5.5 s → 4.0–4.3 s; docs/performance.md, session 3). A restore
+3.26 s → 2.35–2.52 s, CPU 5.3–5.5 s → 4.0–4.3 s; docs/bench/history.md, session 3). A restore
 reads each pack once, so through the cache every ranged read took fresh pages for bytes
 copied out at once and never read again (restore run second: 2.21 s → 1.29 s, CPU 3.77 →
 1.90 s; session 4). Either way a large backup or restore no longer evicts the machine's

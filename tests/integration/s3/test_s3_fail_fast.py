@@ -52,7 +52,8 @@ def test_refused_credentials_exit_17_at_once(
 
     assert_one_line_error(result, 17, "access denied", s3_bucket.bucket, "credentials")
     assert elapsed < 20
-    assert len(requests) == 1, f"retried a refusal: {requests}"
+    # Opening asks for the config and the key listing at once; neither may be retried.
+    assert len(requests) == len(set(requests)) <= 2, f"retried a refusal: {requests}"
     assert s3_bucket.keys() == []
 
 
