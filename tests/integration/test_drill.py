@@ -151,3 +151,32 @@ def test_run_drills_when_due_and_status_shows_the_proof(
     # Not due again this week: the second run does not drill.
     again = cli("run", "docs", "--config", config, "--json")
     assert again.event("summary")["drill"] is None
+
+
+def test_a_scheduled_drill_reads_the_store_not_the_local_cache(
+    cli: Cli, tmp_path: Path, make_tree: MakeTree, isolated_env: Path
+) -> None:
+    """`run`'s drill opens the repository without the cache, as `bbackup drill` does: the
+    store lost its trees, the run's cache still holds them, the drill must fail."""
+    repo = tmp_path / "repo"
+    assert cli("init", "-r", repo).exit_code == 0
+    src = make_tree(tmp_path / "src", {"file.bin": os.urandom(64 * KiB)})
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[repositories.local]\nurl = "{repo}"\n\n[jobs.docs]\nrepository = "local"\n'
+        f'sources = ["{src}"]\ndrill = {{ schedule = "daily", sample = "100%" }}\n'
+    )
+    first = cli("run", "docs", "--config", config, "--json")
+    assert first.exit_code == 0 and first.event("summary")["drill"]["ok"], first
+    assert cli("ls", "-r", repo, "latest").exit_code == 0  # the cache holds every tree
+    for tree_pack in (repo / "tree").rglob("*"):
+        if tree_pack.is_file():
+            tree_pack.write_bytes(tree_pack.read_bytes()[:20])
+    # As if a day had passed: the job's state forgets the drill, so the next run drills.
+    (isolated_env / ".local" / "state" / "bbackup" / "jobs" / "docs.json").unlink()
+
+    # The next run: its backup finds the trees in the cache, its drill does not.
+    second = cli("run", "docs", "--config", config, "--json")
+
+    assert second.exit_code == ExitCode.INTEGRITY, second
+    assert not second.event("summary")["drill"]["ok"]

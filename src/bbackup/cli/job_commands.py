@@ -50,7 +50,7 @@ def repository_opener(as_json: bool) -> RepositoryOpener:
             s3_region=settings.s3_region or os.environ.get("BBACKUP_S3_REGION"),
             s3_path_style=settings.s3_path_style,
             connections=settings.connections,
-            no_cache=False,
+            no_cache=settings.no_cache,
             cache_dir=os.environ.get("BBACKUP_CACHE_DIR"),
             json=as_json,
         )

@@ -7,6 +7,7 @@ directly."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -122,7 +123,7 @@ class JobRunner:
                     and self.drill_step is not None
                     and period_due(job.drill.every, state.last_drill, report.started)
                 ):
-                    await self._step(report, "drill", self._drill(repo, job, state, report))
+                    await self._step(report, "drill", self._drill(job, state, report))
             report.result = "partial" if report.errors else "success"
             report.exit_code = ExitCode.PARTIAL if report.errors else ExitCode.OK
         except StepFailed as exc:
@@ -267,11 +268,14 @@ class JobRunner:
         state.last_prune = report.started
         return f"{human_bytes(result.bytes_reclaimed)} reclaimed"
 
-    async def _drill(
-        self, repo: Repository, job: JobSettings, state: JobState, report: RunReport
-    ) -> str:
+    async def _drill(self, job: JobSettings, state: JobState, report: RunReport) -> str:
         assert self.drill_step is not None and job.drill is not None
-        result = await self.drill_step(repo, job, job.drill, report.snapshot_id)
+        # The drill reads the store through a repository of its own without the local
+        # cache, as `bbackup drill` does: a warm cache must not prove what the store lost.
+        settings = dataclasses.replace(self.config.repository_of(job), no_cache=True)
+        async with self.open_repository(settings) as uncached:
+            await uncached.load_index()
+            result = await self.drill_step(uncached, job, job.drill, report.snapshot_id)
         report.drill = result
         state.last_drill = self.clock()
         state.drill_coverage = result.get("coverage") or state.drill_coverage

@@ -26,6 +26,9 @@ class RepositorySettings:
     s3_region: str | None = None
     s3_path_style: bool | None = None
     connections: int | None = None
+    #: Open it without the local cache (not a config key: a drill proves what the store
+    #: holds, never the cache's copies of its trees and index).
+    no_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
