@@ -10,7 +10,9 @@ Memory is bounded by counting packs: at most `upload_slots + 1` exist at once (b
 filled, being hashed or being uploaded; the open tree pack counts too). A thread that
 needs a new pack waits for one to finish uploading, so a slow store slows the readers
 instead of filling memory. The event loop itself never waits on that: `add`, its entry
-point, moves to a thread whenever it might have to.
+point, moves to a thread whenever it might have to. A waiting thread also wakes when
+another one opens a pack of its type, and uses it: the slot it waited for may be held
+by that very pack, which only closes when it fills (see `_take_slot`).
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ class BlobWriter:
         self._lock = threading.Lock()  # the open packs, their writers, stats
         self._open: dict[BlobType, PackBuilder] = {}
         slots = max(1, upload_slots) + 1
-        self._pack_slots = threading.Semaphore(slots)
+        self._free_slots = slots
+        # Signalled (under `_lock`) when a slot is freed, a pack is opened, or on error.
+        self._slots_changed = threading.Condition(self._lock)
         self._max_spare_maps = slots
         self._spare_maps: list[mmap.mmap] = []
         # `add` runs a `put` that may wait for a pack slot here, never in the event loop's
@@ -139,12 +143,33 @@ class BlobWriter:
                 self._finish(completed)
             if placed is not None:
                 break
-            self._pack_slots.acquire()
-            if self._error is not None:
-                self._pack_slots.release()
-                raise self._error
-            spare = self._new_pack(blob.blob_type, max(self.pack_size, length) + PACK_SLACK)
+            if self._take_slot(blob.blob_type):
+                spare = self._new_pack(blob.blob_type, max(self.pack_size, length) + PACK_SLACK)
         self._seal_into(blob, *placed)
+
+    def _take_slot(self, blob_type: BlobType) -> bool:
+        """Wait until a pack slot is free and take it (True), or until a pack of
+        `blob_type` is open (False: place the blob again, there may be room).
+
+        Waiting for a slot alone could last forever: with two slots, the open tree pack
+        holds one; if another reader takes the other and opens a data pack with room to
+        spare, that pack closes only when it fills, i.e. when this thread writes to it.
+        """
+        with self._slots_changed:
+            while self._free_slots == 0 and blob_type not in self._open:
+                if self._error is not None:
+                    break
+                self._slots_changed.wait()
+            if self._error is not None:
+                raise self._error
+            if blob_type in self._open:
+                return False
+            self._free_slots -= 1
+            return True
+
+    def _wake_waiters(self) -> None:
+        with self._slots_changed:
+            self._slots_changed.notify_all()
 
     async def add(self, blob: PreparedBlob) -> None:
         """`put` for the event loop: inline when the open pack has room, else in a thread."""
@@ -185,6 +210,7 @@ class BlobWriter:
                     return None, completed
                 pack = self._open[blob.blob_type] = spare
                 spare = None
+                self._slots_changed.notify_all()  # a thread waiting for a slot may fit
             target = pack.reserve(blob.blob_id, length, blob.raw_length)
             if pack.size >= self.pack_size:
                 self._close(pack)
@@ -246,11 +272,15 @@ class BlobWriter:
     def _dispose(self, pack: PackBuilder) -> None:
         """Free a stored (or dropped) pack's slot, keeping its map for the next pack."""
         buffer = pack.release()
-        if buffer is not None and len(buffer) == self.pack_size + PACK_SLACK:
-            with self._lock:
-                if len(self._spare_maps) < self._max_spare_maps:
-                    self._spare_maps.append(buffer)
-        self._pack_slots.release()
+        with self._slots_changed:
+            if (
+                buffer is not None
+                and len(buffer) == self.pack_size + PACK_SLACK
+                and len(self._spare_maps) < self._max_spare_maps
+            ):
+                self._spare_maps.append(buffer)
+            self._free_slots += 1
+            self._slots_changed.notify_all()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -270,6 +300,7 @@ class BlobWriter:
         self._uploads.discard(task)
         if not task.cancelled() and task.exception() is not None and self._error is None:
             self._error = task.exception()
+            self._wake_waiters()
 
     async def _upload(self, pack: PackBuilder, pack_id: str, data: memoryview | bytes) -> None:
         size = len(data)
@@ -338,6 +369,7 @@ class BlobWriter:
         self._aborted = True
         if self._error is None:
             self._error = BbackupError("the backup was aborted")
+        self._wake_waiters()
         for task in list(self._uploads):
             task.cancel()
         if self._uploads:

@@ -289,3 +289,53 @@ def test_staged_uploads_free_each_pack_map_before_its_upload() -> None:
     assert sent_types == {bytes}
     # Only the pack being filled is mapped while others upload (3 without staging).
     assert storage.puts > 20 and max(storage.mapped_during_puts) <= 1
+
+
+class GatedStorage(MemoryStorage):
+    """A store whose first pack upload waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.first_put_started = threading.Event()
+
+    async def put(self, name, data, *, storage_class=None, if_absent=False):  # type: ignore[no-untyped-def]
+        if name.startswith("data/") and not self.first_put_started.is_set():
+            self.first_put_started.set()
+            await asyncio.to_thread(self.gate.wait)
+        await super().put(name, data, storage_class=storage_class, if_absent=if_absent)
+
+
+def test_a_writer_waiting_for_a_pack_slot_uses_a_pack_another_writer_opened_meanwhile() -> None:
+    """Found with `backup --connections 1` (two pack slots): the open tree pack holds one
+    slot, a full data pack uploading the other, and two readers wait for a new data pack.
+    The upload frees one slot; the reader that gets it opens a pack with room for both,
+    and the other must use that pack, not wait for a slot nobody will free until the
+    backup ends (the tree pack is closed by `flush`, which waits for the readers)."""
+    cipher = Cipher(MasterKey.generate())
+    storage = GatedStorage()
+
+    async def run() -> Index:
+        index = Index()
+        writer = BlobWriter(
+            storage, cipher, index, pack_size=64 * KiB, compression_level=3, upload_slots=1
+        )
+        await writer.add(writer.prepare(BlobType.TREE, b"a tree"))  # slot 1, stays open
+        full = writer.prepare(BlobType.DATA, os.urandom(64 * KiB))
+        await asyncio.to_thread(writer.put, full)  # slot 2: a full pack, upload gated
+        await asyncio.to_thread(storage.first_put_started.wait)
+        blobs = [writer.prepare(BlobType.DATA, os.urandom(KiB)) for _ in range(2)]
+        readers = [asyncio.ensure_future(asyncio.to_thread(writer.put, b)) for b in blobs]
+        await asyncio.sleep(0.2)  # both readers are now waiting for a slot
+        storage.gate.set()
+        _, waiting = await asyncio.wait(readers, timeout=10)
+        if waiting:  # stuck: free them (their slots are in the open packs) and fail
+            await writer.abort()
+            await asyncio.gather(*readers, return_exceptions=True)
+            pytest.fail("a reader waited for a pack slot while an open pack had room")
+        await writer.flush()
+        for blob in [full, *blobs]:
+            assert blob.blob_id in index
+        return index
+
+    asyncio.run(run())
