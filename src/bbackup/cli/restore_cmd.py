@@ -138,12 +138,14 @@ def register(app: typer.Typer) -> None:
 
             def sample() -> dict[str, object]:
                 p = restorer.progress
-                return {
+                values: dict[str, object] = {
                     "files": restorer.summary.files,
                     "bytes": p.bytes_written,
-                    "bytes_total": p.bytes_total,
                     "seconds": time.monotonic() - start,
                 }
+                if p.planned:  # a total still growing while planning would mislead
+                    values["bytes_total"] = p.bytes_total
+                return values
 
             # A blob that fails verification is recorded, so backups upload it again.
             async with (

@@ -231,6 +231,7 @@ class Restorer:
                 )
                 reads = self._plan_reads()
                 self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
+                self.progress.planned = True
                 await self._fetch_all(reads)
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)

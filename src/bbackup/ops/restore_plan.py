@@ -45,6 +45,8 @@ class RestoreProgress:
     files: int = 0
     bytes_written: int = 0
     bytes_total: int = 0
+    #: Planning is over: `bytes_total` is final (while planning it only grows).
+    planned: bool = False
     started: float = field(default_factory=time.monotonic)
 
 

@@ -99,8 +99,9 @@ def test_backup_completes_behind_a_proxy_that_never_answers_expect_continue(
     assert result.exit_code == 0, result
     assert proxy.expect_continue == 0
     assert proxy.requests["PUT"] >= 3  # the data pack, the index segment, the snapshot
-    # Connections outlive the uploads: a PUT leaves its connection for the next request.
-    assert proxy.connections < proxy.requests["PUT"], (proxy.connections, proxy.requests)
+    # Connections outlive requests: fewer connections than requests (how many of the
+    # PUTs went out at once, each on its own connection, depends on timing).
+    assert proxy.connections < sum(proxy.requests.values()), (proxy.connections, proxy.requests)
     restored = cli("restore", "latest", "-r", repo_url, "--target", tmp_path / "restore")
     assert restored.exit_code == 0, restored
     assert source_files(restored_path(tmp_path / "restore", src)) == source_files(src)
