@@ -37,6 +37,8 @@ def damaged(tmp_path: Path, cli: Cli, make_tree: MakeTree) -> tuple[Path, Path, 
     """(repository, source, the damaged pack's object name)."""
     tree: Spec = {
         "big.bin": os.urandom(5 * MiB),
+        # Enough besides for a second data pack (a pack may run past its 4 MiB target).
+        "other.bin": os.urandom(3 * MiB),
         "a.txt": "alpha\n",
         "d": {"y.bin": os.urandom(MiB)},
     }
