@@ -73,6 +73,11 @@ PACK_TAIL_READ = 64 * 1024
 DamageReporter = Callable[[str], None]
 
 
+#: Times `load_index` lists `index/` again when segments it listed are gone before it
+#: reads them (a prune beside it superseded and deleted them).
+SEGMENT_LISTING_RETRIES = 5
+
+
 class DamagedDocument(IntegrityError):
     """A stored document that cannot be used: damaged, or stored under another name."""
 
@@ -154,6 +159,17 @@ class Repository:
             self.list_names("index/"), self._read_damage_records()
         )
         loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        for _ in range(SEGMENT_LISTING_RETRIES):
+            if not any(result is None for result in loaded):
+                break
+            # A prune beside us deleted segments after writing the one that supersedes
+            # them: what vanished between the listing and the read is in a newer listing.
+            names = await self.list_names("index/")
+            loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        else:
+            gone = [n for n, result in zip(names, loaded, strict=True) if result is None]
+            if gone:
+                raise NotFound(f"{gone[0]}: not found (index segments keep vanishing)")
         segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
         superseded = {s for segment in segments.values() for s in segment.supersedes}
         index = Index()
@@ -164,7 +180,7 @@ class Repository:
             elif isinstance(result, IndexSegment):
                 index.add_segment(result)
                 used.append(name)
-            else:
+            elif result is not None:
                 damaged[name] = result.problem
                 self.note_damage(name, result.problem)
         if records:
@@ -175,9 +191,13 @@ class Repository:
         self._superseded_segments = skipped
         self._damaged_segments = damaged
 
-    async def _read_segment(self, name: str) -> IndexSegment | DamagedDocument:
+    async def _read_segment(self, name: str) -> IndexSegment | DamagedDocument | None:
+        """The segment `name`; its damage; None if it is gone since it was listed."""
         try:
-            payload = await self._read_document(name, INDEX_KIND)
+            try:
+                payload = await self._read_document(name, INDEX_KIND)
+            except NotFound:
+                return None
             try:
                 return IndexSegment.from_bytes(payload)
             except IntegrityError as exc:
