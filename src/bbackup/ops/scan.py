@@ -271,7 +271,31 @@ def _unclean(path: bytes, message: str) -> None:
     raise _Unclean(message)
 
 
-class Prescan:
+class BackgroundWalk:
+    """A walk of the backup's sources in a daemon thread beside the archiver: `_run` does
+    the walking and checks `_stopping`; `finished` once it returned, `stop()` ends it."""
+
+    def __init__(self, paths: Sequence[str], excluder: Excluder, thread_name: str) -> None:
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(list(paths), excluder), name=thread_name, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def finished(self) -> bool:
+        """True once the walk is complete (or stopped)."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _run(self, paths: list[str], excluder: Excluder) -> None:
+        raise NotImplementedError
+
+
+class Prescan(BackgroundWalk):
     """Lists and stats the source directories in a thread while the repository opens.
 
     Opening a repository spends ~0.3 s in the key derivation, which does not hold the
@@ -285,21 +309,8 @@ class Prescan:
 
     def __init__(self, paths: Sequence[str], excluder: Excluder, limit: int = 30_000) -> None:
         self._dirs: dict[bytes, list[tuple[bytes, Node]]] = {}
-        self._stopping = threading.Event()
         self._limit = limit
-        self._thread = threading.Thread(
-            target=self._run, args=(list(paths), excluder), name="bb-prescan", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def finished(self) -> bool:
-        """True once the walk is complete (or stopped, or at its limit)."""
-        return not self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
+        super().__init__(paths, excluder, "bb-prescan")
 
     def take(self, path: bytes) -> list[tuple[bytes, Node]] | None:
         """The entries of `path` if the prescan listed it (each is handed out once)."""
@@ -319,7 +330,7 @@ class Prescan:
             pending.extend(full for full, node in reversed(entries) if node.type == DIR)
 
 
-class TotalsScan:
+class TotalsScan(BackgroundWalk):
     """Counts the files and bytes a backup will come to, in a thread running ahead of it
     (restic's scanner), so that progress can show totals, a percentage and an ETA. It
     only stats, reads nothing, and is started only when progress is shown."""
@@ -327,20 +338,7 @@ class TotalsScan:
     def __init__(self, paths: Sequence[str], excluder: Excluder) -> None:
         self.files = 0
         self.bytes = 0
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(list(paths), excluder), name="bb-totals", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def finished(self) -> bool:
-        """True once every path was counted (the totals are final) or the scan stopped."""
-        return not self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
+        super().__init__(paths, excluder, "bb-totals")
 
     def _run(self, paths: list[str], excluder: Excluder) -> None:
         pending = []
