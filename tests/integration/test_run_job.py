@@ -306,7 +306,7 @@ def test_a_wrong_password_is_a_reported_failure_naming_the_repository(
             f'url = "{repo}"', f'url = "{repo}"\npassword_file = "{password_file}"'
         )
     )
-    monkeypatch.delenv("BBACKUP_PASSWORD")  # else it would win over the config's password_file
+    # BBACKUP_PASSWORD (the right password) stays set: the job's own password file wins.
     result = cli("run", "docs", "--config", config)
     assert result.exit_code == ExitCode.WRONG_PASSWORD, result
     (report,) = reports(isolated_env)

@@ -1,5 +1,5 @@
-"""The one password source resolver: BBACKUP_PASSWORD, a password file, a password
-command, then a prompt on a terminal; without any of them, a clear error, never a hang.
+"""The one password source resolver: a password file, a password command, BBACKUP_PASSWORD,
+then a prompt on a terminal; without any of them, a clear error, never a hang.
 
 The entry point (`cli/early.py`) imports this module before anything else, to read the
 password the same way for the early key derivation: it imports nothing heavy at the top
@@ -22,16 +22,23 @@ def read_password_file(path: str) -> str:
 
 
 def password_without_asking(
-    password_file: str | None, environ: Mapping[str, str], variable: str = "BBACKUP_PASSWORD"
+    password_file: str | None,
+    environ: Mapping[str, str],
+    variable: str = "BBACKUP_PASSWORD",
+    password_command: str | None = None,
 ) -> str | None:
-    """The password from `variable` (BBACKUP_PASSWORD; `copy`'s source: BBACKUP_FROM_PASSWORD),
-    else from `password_file`; None if neither is given (a password command or a prompt comes
-    next). OSError if the file is unreadable."""
-    if (value := environ.get(variable)) is not None:
-        return value
+    """The password from `password_file`, else (without a password command) from the
+    variable `variable` (BBACKUP_PASSWORD; `copy`'s source: BBACKUP_FROM_PASSWORD); None if
+    neither applies (a password command or a prompt comes next). OSError if the file is
+    unreadable.
+
+    An explicit source beats the environment, as in restic: a job's or a flag's password
+    file or command is used even when BBACKUP_PASSWORD is set for another repository."""
     if password_file:
         return read_password_file(password_file)
-    return None
+    if password_command:
+        return None
+    return environ.get(variable)
 
 
 def resolve_password(
@@ -42,13 +49,13 @@ def resolve_password(
     prompt: str = "Password",
     variable: str = "BBACKUP_PASSWORD",
 ) -> str:
-    """The password of a repository command: env `variable`, file, command, then a TTY
-    prompt."""
+    """The password of a repository command: a password file, a password command, the
+    environment variable `variable`, then a TTY prompt."""
     try:
-        value = password_without_asking(password_file, os.environ, variable)
+        value = password_without_asking(password_file, os.environ, variable, password_command)
     except OSError as exc:
         raise UsageError(f"cannot read password file {password_file}: {exc.strerror}") from exc
-    if value == "" and password_file and variable not in os.environ:
+    if value == "" and password_file:
         raise NoPasswordSource(f"password file {password_file} is empty")
     if value is not None:
         return value

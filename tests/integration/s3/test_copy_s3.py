@@ -105,7 +105,7 @@ def test_copy_from_s3_reaches_the_source_with_its_own_options_and_keeps_the_firs
     listing = cli("snapshots", "-r", back, "--json").snapshot_list()
     assert [s["original"] for s in listing] == source.snapshot_ids[:1]
     # The copy of a copy is recognised as a copy of the first snapshot: nothing to do.
-    monkeypatch.delenv("BBACKUP_FROM_PASSWORD")  # it would come before the password file
+    monkeypatch.setenv("BBACKUP_FROM_PASSWORD", "not the password")  # the file wins over it
     again = cli("copy", "-r", back, *source.from_args(), source.snapshot_ids[0])
     assert "nothing to copy" in again.stdout, again
     target = tmp_path / "restore"
