@@ -59,6 +59,9 @@ def print_prune(report: PruneReport, as_json: bool) -> None:
         echo(f"repacked into {human_bytes(report.bytes_repacked_written)} of new packs")
     if pending := report.pending_line():
         echo(pending)
+    if report.damage_records_removed:
+        count = len(report.damage_records_removed)
+        echo(f"removed {count} damage record{'s' if count != 1 else ''}: their packs are gone")
     for line in report.versioned.lines() if report.versioned else ():
         echo(line)
     if report.early_delete_charge_usd:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
     BlobLoader,
     BlobSaverSource,
+    DamageRecord,
     DocumentStore,
     IndexSegment,
     PackInfo,
@@ -57,7 +58,10 @@ from bbackup.storage import ObjectInfo, VersionedStore
 
 class PrunedRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
     """What prune needs: the stored packs and the index, blobs to verify and copy, a blob
-    saver for the copies, and the snapshot and lock documents."""
+    saver for the copies, the snapshot and lock documents, and the damage records."""
+
+    @property
+    def damage_records(self) -> dict[str, DamageRecord]: ...
 
 
 @dataclass(slots=True)
@@ -85,6 +89,8 @@ class PruneReport:
     #: On a versioned bucket: what the deletions left as noncurrent versions, and when
     #: that space is freed (`ops.prune_versions`).
     versioned: VersionedDeletions | None = None
+    #: Damage records deleted because every pack they name is gone.
+    damage_records_removed: list[str] = field(default_factory=list)
 
     def pending_line(self) -> str | None:
         """One line saying how much a later prune deletes and from when; None if nothing."""
@@ -117,6 +123,7 @@ class PruneReport:
             "duration_seconds": self.duration_seconds,
             "pending": self.pending,
             "versioned": self.versioned.to_dict() if self.versioned else None,
+            "damage_records_removed": self.damage_records_removed,
         }
 
 
@@ -302,7 +309,23 @@ async def _prune_pass(
                 await delete_versioned(versions, report.versioned, info, repo.delete_pack)
 
     await asyncio.gather(*(delete(d.pack_id) for d in deletions))
+    gone = {d.pack_id for d in deletions}
+    report.damage_records_removed = await _remove_moot_damage_records(repo, gone, stored)
     return report
+
+
+async def _remove_moot_damage_records(
+    repo: PrunedRepository, gone: set[str], stored: Mapping[str, ObjectInfo]
+) -> list[str]:
+    """Delete the damage records all of whose packs are gone: deleted now, or missing
+    from the listing this pass took after loading the records. A damaged pack that was
+    repacked stays (marked) until its grace period ends, and so does its record."""
+    removed = []
+    for name, record in sorted(repo.damage_records.items()):
+        if all(p in gone or p not in stored for p in record.packs):
+            await repo.delete_document(name)
+            removed.append(name)
+    return removed
 
 
 #: A document name nothing can have (names are SHA-256 of the stored bytes), under a
@@ -338,6 +361,7 @@ def _combine(first: PruneReport, second: PruneReport) -> PruneReport:
     if first.versioned is not None and second.versioned is not None:
         first.versioned.add(second.versioned)
     merged.bytes_reclaimed = first.bytes_reclaimed + second.bytes_reclaimed
+    merged.damage_records_removed = first.damage_records_removed + second.damage_records_removed
     merged.bytes_repacked_written = first.bytes_repacked_written
     merged.early_delete_charge_usd = round(
         sum(d["early_delete_charge_usd"] for d in merged.decisions), 6
