@@ -15,6 +15,13 @@ repository (S3), whose key files cannot be read without the S3 client (~0.3 s to
 the guess is the copy of the key file that opened it last time, which the cache keeps
 (`cache_paths.unlock_hint`; `cli.opening.key_hint` says when it is written).
 
+Peak memory: Argon2 holds 64 MiB while it runs, and whatever the program has loaded by
+then comes on top (~17 MiB for a local repository, ~25 MiB with the S3 client). Where the
+derivation's threads (one per lane, 4) keep every core busy anyway, loading alongside
+saves little time (~50 ms on two cores), so `main` waits for the derivation before it
+loads the rest: the peak is then the derivation's alone (~82 MiB, not ~100-110). With a
+core to spare it loads alongside, which saves the whole load time (docs/performance.md).
+
 This is only a guess at what the command will do. It never reports an error or prints
 anything: whatever goes wrong here goes wrong again, properly reported, in the command.
 This module imports only light modules at the top: it runs before everything else.
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 
 from bbackup.cache_paths import cache_directory, unlock_hint
@@ -64,23 +72,24 @@ def _local_keys_directory(location: str) -> str | None:
     return os.path.join(os.path.abspath(os.path.expanduser(location)), "keys")
 
 
-def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
+def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> threading.Thread | None:
     """Start deriving the keys of the repository `argv` names if the password can be had
     without asking: from its key files if it is local, else from the copy of the key file
-    that opened it last time (`unlock_hint`); otherwise do nothing."""
+    that opened it last time (`unlock_hint`); otherwise do nothing. Returns the derivation
+    to wait for before loading the rest, if it keeps every core busy (`_fills_every_core`)."""
     if environ.get(DISABLE_VARIABLE) == "1":
-        return
+        return None
     if not argv or argv[0] in _NO_KEY or any(a in ("--help", "-h") for a in argv):
-        return
+        return None
     try:
         password = password_without_asking(
             _option(argv, "--password-file") or environ.get("BBACKUP_PASSWORD_FILE"), environ
         )
         if password is None:
-            return  # a password command or a prompt: the command runs it, once
+            return None  # a password command or a prompt: the command runs it, once
         location = _option(argv, "--repo", "-r") or environ.get("BBACKUP_REPOSITORY")
         if not location:
-            return
+            return None
         keys = _local_keys_directory(location)
         if keys is not None:
             paths = [
@@ -91,29 +100,61 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> None:
             explicit = _option(argv, "--cache-dir") or environ.get("BBACKUP_CACHE_DIR")
             paths = [unlock_hint(cache_directory(explicit, environ), location)]
         else:
-            return
+            return None
         if not 0 < len(paths) <= _MAX_KEY_FILES:
-            return
+            return None
         files = []
         for path in paths:
             with open(path, "rb") as f:
                 data = f.read(_MAX_KEY_FILE_BYTES + 1)
             if len(data) > _MAX_KEY_FILE_BYTES:
-                return
+                return None
             files.append(data)
         from bbackup.crypto.kdf import derive_ahead
 
-        derive_ahead(files, password)
+        thread = derive_ahead(files, password)
+        return thread if thread is not None and _fills_every_core(files) else None
     except Exception:  # a guess: the command reports the real error
-        return
+        return None
+
+
+def _fills_every_core(files: Sequence[bytes]) -> bool:
+    """Whether deriving the keys of these key files keeps every core this process may use
+    busy: OpenSSL runs argon2id's lanes on as many threads, scrypt runs on one."""
+    import json
+
+    threads = 1
+    for data in files:
+        try:
+            document = json.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(document, dict) or document.get("kdf") != "argon2id":
+            continue
+        if type(lanes := document.get("p")) is int:
+            threads = max(threads, lanes)
+    return threads >= _usable_cores()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def main() -> None:
     """The `bbackup` command: start unlocking, then load and run the application, and
     exit as soon as it is done (`cli.fast_exit`)."""
-    unlock_early(sys.argv[1:], os.environ)
-    from bbackup.cli.app import main as run
     from bbackup.cli.fast_exit import exit_now
+
+    unlocking = unlock_early(sys.argv[1:], os.environ)
+    if unlocking is not None:
+        try:
+            unlocking.join()
+        except KeyboardInterrupt:
+            exit_now(130)  # Ctrl-C before anything started: nothing to report or undo
+    from bbackup.cli.app import main as run
 
     try:
         run()
