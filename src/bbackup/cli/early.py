@@ -15,12 +15,13 @@ repository (S3), whose key files cannot be read without the S3 client (~0.3 s to
 the guess is the copy of the key file that opened it last time, which the cache keeps
 (`cache_paths.unlock_hint`; `cli.opening.key_hint` says when it is written).
 
-Peak memory: Argon2 holds 64 MiB while it runs, and whatever the program has loaded by
-then comes on top (~17 MiB for a local repository, ~25 MiB with the S3 client). Where the
-derivation's threads (one per lane, 4) keep every core busy anyway, loading alongside
-saves little time (~50 ms on two cores), so `main` waits for the derivation before it
-loads the rest: the peak is then the derivation's alone (~82 MiB, not ~100-110). With a
-core to spare it loads alongside, which saves the whole load time (docs/performance.md).
+Peak memory: Argon2 holds 64 MiB while it runs, and what the program loads meanwhile comes
+on top (~17 MiB for a local repository, ~30 MiB with the S3 client): a peak of ~100-115
+MiB instead of ~82 for the derivation alone. Loading after the derivation instead costs
+wall time even where the derivation's threads fill every core (measured on two cores:
++0.4 s local, +1.2 s S3 at load 10), so `main` waits for it only where memory is short
+(`memory_is_short`: less than SHORT_OF_MEMORY available to this process), where 20-30
+MiB matter more than a fraction of a second (docs/startup.md).
 
 This is only a guess at what the command will do. It never reports an error or prints
 anything: whatever goes wrong here goes wrong again, properly reported, in the command.
@@ -76,7 +77,7 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> threading.T
     """Start deriving the keys of the repository `argv` names if the password can be had
     without asking: from its key files if it is local, else from the copy of the key file
     that opened it last time (`unlock_hint`); otherwise do nothing. Returns the derivation
-    to wait for before loading the rest, if it keeps every core busy (`_fills_every_core`)."""
+    to wait for before loading the rest where memory is short (`memory_is_short`)."""
     if environ.get(DISABLE_VARIABLE) == "1":
         return None
     if not argv or argv[0] in _NO_KEY or any(a in ("--help", "-h") for a in argv):
@@ -113,34 +114,55 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> threading.T
         from bbackup.crypto.kdf import derive_ahead
 
         thread = derive_ahead(files, password)
-        return thread if thread is not None and _fills_every_core(files) else None
+        return thread if thread is not None and memory_is_short() else None
     except Exception:  # a guess: the command reports the real error
         return None
 
 
-def _fills_every_core(files: Sequence[bytes]) -> bool:
-    """Whether deriving the keys of these key files keeps every core this process may use
-    busy: OpenSSL runs argon2id's lanes on as many threads, scrypt runs on one."""
-    import json
-
-    threads = 1
-    for data in files:
-        try:
-            document = json.loads(data)
-        except ValueError:
-            continue
-        if not isinstance(document, dict) or document.get("kdf") != "argon2id":
-            continue
-        if type(lanes := document.get("p")) is int:
-            threads = max(threads, lanes)
-    return threads >= _usable_cores()
+#: Below this much memory available to the process, `main` loads the program only after
+#: the early key derivation, so that their peaks do not add up.
+SHORT_OF_MEMORY = 512 * 1024 * 1024
 
 
-def _usable_cores() -> int:
+def memory_is_short(limit: int | None = None) -> bool:
+    """Whether less than `limit` bytes (SHORT_OF_MEMORY) are available to this process:
+    the kernel's MemAvailable, or what is left under the cgroup's memory limit (a
+    container), whichever is less. False where neither can be read."""
+    limit = SHORT_OF_MEMORY if limit is None else limit
+    available = [_meminfo_available()]
+    for limit_file, usage_file in _CGROUP_MEMORY_FILES:
+        available.append(_cgroup_available(limit_file, usage_file))
+    known = [a for a in available if a is not None]
+    return bool(known) and min(known) < limit
+
+
+#: (limit, usage) of the process's memory cgroup: cgroup v2, then v1.
+_CGROUP_MEMORY_FILES = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _meminfo_available() -> int | None:
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available(limit_file: str, usage_file: str) -> int | None:
+    try:
+        with open(limit_file, "rb") as f:
+            limit = f.read().strip()
+        with open(usage_file, "rb") as f:
+            usage = int(f.read())
+        return None if limit == b"max" else int(limit) - usage  # v1's "no limit" is huge
+    except (OSError, ValueError):
+        return None
 
 
 def main() -> None:
