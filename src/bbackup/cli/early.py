@@ -18,10 +18,12 @@ the guess is the copy of the key file that opened it last time, which the cache 
 Peak memory: Argon2 holds 64 MiB while it runs, and what the program loads meanwhile comes
 on top (~17 MiB for a local repository, ~30 MiB with the S3 client): a peak of ~100-115
 MiB instead of ~82 for the derivation alone. Loading after the derivation instead costs
-wall time even where the derivation's threads fill every core (measured on two cores:
-+0.4 s local, +1.2 s S3 at load 10), so `main` waits for it only where memory is short
-(`memory_is_short`: less than SHORT_OF_MEMORY available to this process), where 20-30
-MiB matter more than a fraction of a second (docs/startup.md).
+wall time even where the derivation's threads fill every core: the loading then waits
+instead of taking its share of the cores (on two cores about half the load time, ~0.07 s
+local and ~0.25 s with the S3 client; with cores to spare, all of it). So `main` waits
+for the derivation only where memory is short (`memory_is_short`: less than
+SHORT_OF_MEMORY available to this process), where 20-30 MiB matter more than a fraction
+of a second (docs/startup.md).
 
 This is only a guess at what the command will do. It never reports an error or prints
 anything: whatever goes wrong here goes wrong again, properly reported, in the command.
