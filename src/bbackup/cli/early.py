@@ -132,17 +132,32 @@ def memory_is_short(limit: int | None = None) -> bool:
     container), whichever is less. False where neither can be read."""
     limit = SHORT_OF_MEMORY if limit is None else limit
     available = [_meminfo_available()]
-    for limit_file, usage_file in _CGROUP_MEMORY_FILES:
+    for limit_file, usage_file in _cgroup_memory_files():
         available.append(_cgroup_available(limit_file, usage_file))
     known = [a for a in available if a is not None]
     return bool(known) and min(known) < limit
 
 
-#: (limit, usage) of the process's memory cgroup: cgroup v2, then v1.
-_CGROUP_MEMORY_FILES = (
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-)
+def _cgroup_memory_files() -> list[tuple[str, str]]:
+    """(limit, usage) files of the memory cgroups that may bound this process: its own
+    cgroup v2 (a systemd unit's MemoryMax=), the namespace's root (a container), and
+    cgroup v1's."""
+    files = [
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ]
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            for line in f:
+                if line.startswith(b"0::/") and len(line.strip()) > 4:
+                    own = "/sys/fs/cgroup" + line[3:].strip().decode(errors="replace")
+                    files.insert(0, (own + "/memory.max", own + "/memory.current"))
+    except OSError:
+        pass
+    return files
 
 
 def _meminfo_available() -> int | None:
