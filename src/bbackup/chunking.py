@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pyfastcdc import FastCDC
-
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -34,6 +32,8 @@ class Chunker:
     """Splits byte streams into content-defined chunks. One instance per thread."""
 
     def __init__(self, seed: int, params: ChunkerParams) -> None:
+        from pyfastcdc import FastCDC  # here: only a backup chunks, every command reads params
+
         self.params = params
         self._cdc = FastCDC(
             avg_size=params.avg_size,

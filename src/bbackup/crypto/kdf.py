@@ -120,12 +120,12 @@ _ahead: dict[_Inputs, _Ahead] = {}
 _ahead_lock = threading.Lock()
 
 
-def derive_ahead(files: Sequence[bytes], password: str) -> None:
+def derive_ahead(files: Sequence[bytes], password: str) -> threading.Thread | None:
     """Start deriving the keys of the key files `files` (their stored bytes) from
     `password` in a daemon thread, one after another, stopping at the first whose key
     opens its file. A `derive` with the same inputs waits for the result instead of
     deriving again; a guess that turns out wrong costs only CPU time. Files that cannot
-    be parsed are skipped: opening them reports the error."""
+    be parsed are skipped: opening them reports the error. Returns the thread, if any."""
     secret = password.encode()
     jobs: list[tuple[_Inputs, _Ahead, bytes]] = []
     for data in files:
@@ -141,8 +141,11 @@ def derive_ahead(files: Sequence[bytes], password: str) -> None:
             if inputs not in _ahead:
                 job = _ahead[inputs] = _Ahead()
                 jobs.append((inputs, job, box))
-    if jobs:
-        threading.Thread(target=_run_ahead, args=(jobs,), name="bb-unlock", daemon=True).start()
+    if not jobs:
+        return None
+    thread = threading.Thread(target=_run_ahead, args=(jobs,), name="bb-unlock", daemon=True)
+    thread.start()
+    return thread
 
 
 def _run_ahead(jobs: list[tuple[_Inputs, _Ahead, bytes]]) -> None:
