@@ -86,7 +86,10 @@ def unlock_early(argv: Sequence[str], environ: Mapping[str, str]) -> threading.T
         return None
     try:
         password = password_without_asking(
-            _option(argv, "--password-file") or environ.get("BBACKUP_PASSWORD_FILE"), environ
+            _option(argv, "--password-file") or environ.get("BBACKUP_PASSWORD_FILE"),
+            environ,
+            password_command=_option(argv, "--password-command")
+            or environ.get("BBACKUP_PASSWORD_COMMAND"),
         )
         if password is None:
             return None  # a password command or a prompt: the command runs it, once
