@@ -13,13 +13,13 @@ import asyncio
 import getpass
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
 from bbackup.crypto.keys import MasterKey
-from bbackup.errors import IntegrityError, NotFound
+from bbackup.errors import Archived, IntegrityError, NotFound
 from bbackup.repository.cache import CachingStorage
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.damage import (
@@ -71,6 +71,12 @@ PACK_TAIL_READ = 64 * 1024
 
 #: Called with one line naming a damaged object, what is wrong and what happens now.
 DamageReporter = Callable[[str], None]
+#: Called with a pack's name when reading it answered `Archived`; returns once the pack
+#: should be readable (a thaw: estimate, restore request, wait) or raises.
+ArchivedReadHandler = Callable[[str], Awaitable[None]]
+#: Reads of one pack that may meet `Archived` before the error is final: the first, and
+#: one after each thaw (a restored copy may expire between the thaw and the read).
+ARCHIVED_READ_ATTEMPTS = 3
 
 
 #: Times `load_index` lists `index/` again when segments it listed are gone before it
@@ -139,6 +145,8 @@ class Repository:
         #: them: `found_damage`).
         self._failed_blobs: dict[str, set[bytes]] = {}
         self._failed_lock = threading.Lock()
+        #: What a pack read does on `Archived` (the CLI's thaw); None: the error stands.
+        self.on_archived_read: ArchivedReadHandler | None = None
 
     @property
     def location(self) -> str:
@@ -317,7 +325,7 @@ class Repository:
     async def load_blob(self, blob_id: bytes) -> bytes:
         entry = self.index.lookup(blob_id)
         name = pack_object_name(entry.blob_type, entry.pack_id)
-        sealed = await self.storage.get(name, entry.offset, entry.length)
+        sealed = await self._get_pack(name, entry.offset, entry.length)
         if len(sealed) != entry.length:
             raise IntegrityError(f"{name}: blob {blob_id.hex()[:16]} is truncated")
         try:
@@ -329,6 +337,19 @@ class Repository:
 
     async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         _require_prefix(name, PACK_PREFIXES, "pack")
+        return await self._get_pack(name, offset, length)
+
+    async def _get_pack(self, name: str, offset: int, length: int | None) -> bytes:
+        """A pack read; one that meets an archived pack thaws it (`on_archived_read`) and
+        reads again. Reading first and thawing only on `Archived` costs nothing where no
+        pack is archived, where a look at every needed pack first costs a HEAD each."""
+        thaw = self.on_archived_read
+        if thaw is not None:
+            for _ in range(ARCHIVED_READ_ATTEMPTS - 1):
+                try:
+                    return await self.storage.get(name, offset, length)
+                except Archived:
+                    await thaw(name)
         return await self.storage.get(name, offset, length)
 
     async def list_packs(self) -> list[ObjectInfo]:
