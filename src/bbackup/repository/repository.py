@@ -38,6 +38,7 @@ from bbackup.repository.pack import (
     parse_header,
     parse_pack,
 )
+from bbackup.repository.read_ahead import DocumentReadAhead
 from bbackup.repository.roles import (
     DELETABLE_DOCUMENT_PREFIXES,
     PACK_PREFIXES,
@@ -147,6 +148,7 @@ class Repository:
         self._failed_lock = threading.Lock()
         #: What a pack read does on `Archived` (the CLI's thaw); None: the error stands.
         self.on_archived_read: ArchivedReadHandler | None = None
+        self._read_ahead: list[DocumentReadAhead] = []
 
     @property
     def location(self) -> str:
@@ -415,7 +417,20 @@ class Repository:
 
     # ---- documents ---------------------------------------------------------------------
 
+    def read_ahead(self, prefix: str) -> None:
+        """Start listing `prefix` and reading its documents now, for `list_names` and
+        `load_document` later in this command. Any write drops what is read ahead: a
+        command that locks (prune, forget) reads what it decides on after its lock."""
+        self._read_ahead.append(DocumentReadAhead(self.storage, prefix))
+
+    async def stop_read_ahead(self) -> None:
+        """Drop and stop whatever `read_ahead` started."""
+        ahead, self._read_ahead = self._read_ahead, []
+        for documents in ahead:
+            await documents.aclose()
+
     async def save_document(self, directory: str, kind: str, payload: bytes) -> str:
+        await self.stop_read_ahead()
         sealed = self.cipher.seal_document(kind, payload)
         name = document_name(directory, sealed)
         await self.storage.put(name, sealed, if_absent=True)
@@ -432,7 +447,8 @@ class Repository:
 
     async def _read_document(self, name: str, kind: str) -> bytes:
         """Read, check the name against the content, and open a document."""
-        sealed = await self.storage.get(name)
+        read = next((r for a in self._read_ahead if (r := a.take_read(name)) is not None), None)
+        sealed = await (read if read is not None else self.storage.get(name))
         try:
             payload = self.cipher.open_document(kind, sealed)
         except IntegrityError as exc:
@@ -450,13 +466,19 @@ class Repository:
         return payload
 
     async def list_names(self, prefix: str) -> list[str]:
-        names = [info.name async for info in self.storage.list(prefix)]
+        ahead = (a.take_listing() for a in self._read_ahead if a.prefix == prefix)
+        listing = next((task for task in ahead if task is not None), None)
+        if listing is not None:
+            names = await listing
+        else:
+            names = [info.name async for info in self.storage.list(prefix)]
         if isinstance(self.storage, CachingStorage):
             self.storage.prune_missing(prefix, set(names))
         return names
 
     async def delete_document(self, name: str) -> None:
         _require_prefix(name, DELETABLE_DOCUMENT_PREFIXES, "deletable document")
+        await self.stop_read_ahead()
         await self.storage.delete(name)
 
     async def document_mtime(self, name: str) -> float:
@@ -478,6 +500,7 @@ class Repository:
         await self.storage.delete(name)
 
     async def aclose(self) -> None:
+        await self.stop_read_ahead()
         await self.storage.aclose()
 
 
