@@ -80,6 +80,10 @@ ArchivedReadHandler = Callable[[str], Awaitable[None]]
 ARCHIVED_READ_ATTEMPTS = 3
 
 
+#: The prefix `list_packs` lists data/ by on a remote store: damaged/ shares its first
+#: letter, so the damage records come in the same LIST request (drills/ comes too).
+SHARED_DATA_LISTING = "d"
+
 #: Times `load_index` lists `index/` again when segments it listed are gone before it
 #: reads them (a prune beside it superseded and deleted them).
 SEGMENT_LISTING_RETRIES = 5
@@ -149,6 +153,8 @@ class Repository:
         #: What a pack read does on `Archived` (the CLI's thaw); None: the error stands.
         self.on_archived_read: ArchivedReadHandler | None = None
         self._read_ahead: list[DocumentReadAhead] = []
+        #: Listings under way that answer a listing of a longer prefix (`list_packs`).
+        self._shared_listings: dict[str, asyncio.Future[list[ObjectInfo]]] = {}
 
     @property
     def location(self) -> str:
@@ -165,21 +171,11 @@ class Repository:
         """Read every index segment, skipping those a newer segment supersedes and those
         that are damaged or misnamed (named through `on_damage`, and listed in
         `damaged_segments`): the packs only they list look unindexed until `repair index`."""
-        names, records = await asyncio.gather(
-            self.list_names("index/"), self._read_damage_records()
+        # The segments are read as soon as they are listed, whatever the damage records'
+        # listing waits for (in a backup it is part of the listing of data/: `list_packs`).
+        (names, loaded), records = await asyncio.gather(
+            self._read_listed_segments(), self._read_damage_records()
         )
-        loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
-        for _ in range(SEGMENT_LISTING_RETRIES):
-            if not any(result is None for result in loaded):
-                break
-            # A prune beside us deleted segments after writing the one that supersedes
-            # them: what vanished between the listing and the read is in a newer listing.
-            names = await self.list_names("index/")
-            loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
-        else:
-            gone = [n for n, result in zip(names, loaded, strict=True) if result is None]
-            if gone:
-                raise NotFound(f"{gone[0]}: not found (index segments keep vanishing)")
         segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
         superseded = {s for segment in segments.values() for s in segment.supersedes}
         index = Index()
@@ -200,6 +196,25 @@ class Repository:
         self._index_segments = used
         self._superseded_segments = skipped
         self._damaged_segments = damaged
+
+    async def _read_listed_segments(
+        self,
+    ) -> tuple[list[str], list[IndexSegment | DamagedDocument | None]]:
+        """The listed index segments and what reading each gave (`_read_segment`)."""
+        names = await self.list_names("index/")
+        loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        for _ in range(SEGMENT_LISTING_RETRIES):
+            if not any(result is None for result in loaded):
+                break
+            # A prune beside us deleted segments after writing the one that supersedes
+            # them: what vanished between the listing and the read is in a newer listing.
+            names = await self.list_names("index/")
+            loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        else:
+            gone = [n for n, result in zip(names, loaded, strict=True) if result is None]
+            if gone:
+                raise NotFound(f"{gone[0]}: not found (index segments keep vanishing)")
+        return names, loaded
 
     async def _read_segment(self, name: str) -> IndexSegment | DamagedDocument | None:
         """The segment `name`; its damage; None if it is gone since it was listed."""
@@ -356,13 +371,23 @@ class Repository:
 
     async def list_packs(self) -> list[ObjectInfo]:
         """Every stored pack, data/ then tree/; the two listings run at once (on S3 each
-        is a round trip or more, and a backup waits for both)."""
+        is a round trip or more, and a backup waits for both).
 
-        async def listing(prefix: str) -> list[ObjectInfo]:
-            return [info async for info in self.storage.list(prefix)]
+        On a remote store data/ is listed as `d`, which holds damaged/ and drills/ too (a
+        few objects beside thousands of packs): the damage records' listing that
+        `load_index` asks for meanwhile (a backup runs both at once) takes its part of
+        this one instead of a LIST request of its own."""
+        prefix = SHARED_DATA_LISTING if self.profile.remote else "data/"
+        data = asyncio.ensure_future(self._list_infos(prefix))
+        self._shared_listings[prefix] = data
+        try:
+            stored, trees = await asyncio.gather(data, self._list_infos("tree/"))
+        finally:
+            del self._shared_listings[prefix]
+        return [info for info in stored if info.name.startswith("data/")] + trees
 
-        listings = await asyncio.gather(*(listing(prefix) for prefix in PACK_PREFIXES))
-        return [info for infos in listings for info in infos]
+    async def _list_infos(self, prefix: str) -> list[ObjectInfo]:
+        return [info async for info in self.storage.list(prefix)]
 
     async def stat_pack(self, name: str) -> ObjectInfo:
         """One pack's size, storage class and archive restore state, from the store."""
@@ -468,8 +493,12 @@ class Repository:
     async def list_names(self, prefix: str) -> list[str]:
         ahead = (a.take_listing() for a in self._read_ahead if a.prefix == prefix)
         listing = next((task for task in ahead if task is not None), None)
+        shared = next((t for p, t in self._shared_listings.items() if prefix.startswith(p)), None)
         if listing is not None:
             names = await listing
+        elif shared is not None:
+            # Shielded: this reader giving up must not cancel the listing's owner.
+            names = [i.name for i in await asyncio.shield(shared) if i.name.startswith(prefix)]
         else:
             names = [info.name async for info in self.storage.list(prefix)]
         if isinstance(self.storage, CachingStorage):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_harness import CHEAPEST_KDF, PASSWORD, Cli, MakeTree, run_subprocess
-from s3_harness import server_requests
+from s3_harness import listed_prefixes, server_requests
 
 from bbackup.cache_paths import unlock_hint
 from s3_server import TEST_CREDENTIALS, S3Bucket
@@ -75,15 +75,6 @@ def test_a_stale_copy_is_replaced_and_a_wrong_password_still_fails(
     assert run_subprocess("snapshots", "-r", s3_bucket.url, env=env).exit_code == 0
 
 
-def key_requests(requests: list[tuple[str, str]], bucket: S3Bucket) -> list[tuple[str, str]]:
-    """The requests that read keys/: listings of it and reads of a key file."""
-    return [
-        (method, path)
-        for method, path in requests
-        if "prefix=repo/keys/" in path or path.startswith(f"/{bucket.bucket}/repo/keys/")
-    ]
-
-
 def test_the_key_file_that_opened_it_last_is_read_by_name_and_a_removed_one_opens_nothing(
     tmp_path: Path,
     cli: Cli,
@@ -99,11 +90,14 @@ def test_the_key_file_that_opened_it_last_is_read_by_name_and_a_removed_one_open
     second_password.write_text("another password")
     assert cli("key", "add", "-r", url, "--new-password-file", second_password).exit_code == 0
 
-    with server_requests() as requests:
+    with server_requests(keep_query=True) as requests:
         warm = cli("snapshots", "-r", url)
     assert warm.exit_code == 0, warm
     # One GET of last time's key file, beside the config: no listing of keys/.
-    assert key_requests(requests, s3_bucket) == [("GET", f"/{s3_bucket.bucket}/{first_key}")]
+    listed = listed_prefixes(requests, s3_bucket)
+    assert "repo/snapshots/" in listed and "repo/keys/" not in listed, listed
+    key_reads = [(m, p) for m, p in requests if p.startswith(f"/{s3_bucket.bucket}/repo/keys/")]
+    assert key_reads == [("GET", f"/{s3_bucket.bucket}/{first_key}")]
 
     # The other password opens the other key file, though the copy is of the first.
     monkeypatch.setenv("BBACKUP_PASSWORD", "another password")
