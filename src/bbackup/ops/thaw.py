@@ -50,7 +50,7 @@ class ArchivedPackSource(Protocol):
     @property
     def profile(self) -> StorageProfile: ...
 
-    async def list_packs(self) -> list[ObjectInfo]: ...
+    async def list_packs(self, prefixes: tuple[str, ...] = ...) -> list[ObjectInfo]: ...
 
     async def stat_pack(self, name: str) -> ObjectInfo: ...
 
@@ -128,7 +128,11 @@ async def survey_packs(
         listed = {info.name: info for info in found if info is not None}
         states = dict(listed)
     else:
-        listed = {info.name: info for info in await repo.list_packs() if info.name in wanted}
+        # tree/ is listed only when a tree pack is wanted (check --read-data): a restore
+        # reads data packs only.
+        trees = any(name.startswith("tree/") for name in wanted)
+        stored = await repo.list_packs(("data/", "tree/") if trees else ("data/",))
+        listed = {info.name: info for info in stored if info.name in wanted}
         archived = [i.name for i in listed.values() if i.storage_class in ARCHIVE_CLASSES]
         # A listing does not say whether a restore is under way; a HEAD of the archived does.
         states = dict(zip(archived, await _bounded(repo.stat_pack, archived), strict=True))

@@ -369,22 +369,39 @@ class Repository:
                     await thaw(name)
         return await self.storage.get(name, offset, length)
 
-    async def list_packs(self) -> list[ObjectInfo]:
-        """Every stored pack, data/ then tree/; the two listings run at once (on S3 each
-        is a round trip or more, and a backup waits for both).
+    async def list_packs(self, prefixes: tuple[str, ...] = PACK_PREFIXES) -> list[ObjectInfo]:
+        """Every stored pack under `prefixes` (data/ and tree/), in that order; the
+        listings run at once (on S3 each is a round trip or more).
 
         On a remote store data/ is listed as `d`, which holds damaged/ and drills/ too (a
         few objects beside thousands of packs): the damage records' listing that
         `load_index` asks for meanwhile (a backup runs both at once) takes its part of
         this one instead of a LIST request of its own."""
-        prefix = SHARED_DATA_LISTING if self.profile.remote else "data/"
-        data = asyncio.ensure_future(self._list_infos(prefix))
-        self._shared_listings[prefix] = data
+        shared = SHARED_DATA_LISTING if self.profile.remote and "data/" in prefixes else None
+        listings = {
+            prefix: asyncio.ensure_future(
+                self._list_infos(shared if prefix == "data/" and shared else prefix)
+            )
+            for prefix in prefixes
+        }
+        if shared:
+            self._shared_listings[shared] = listings["data/"]
         try:
-            stored, trees = await asyncio.gather(data, self._list_infos("tree/"))
+            await asyncio.gather(*listings.values())
+        except BaseException:
+            for listing in listings.values():
+                listing.cancel()
+            await asyncio.gather(*listings.values(), return_exceptions=True)
+            raise
         finally:
-            del self._shared_listings[prefix]
-        return [info for info in stored if info.name.startswith("data/")] + trees
+            if shared:
+                del self._shared_listings[shared]
+        return [
+            info
+            for prefix, listing in listings.items()
+            for info in listing.result()
+            if info.name.startswith(prefix)
+        ]
 
     async def _list_infos(self, prefix: str) -> list[ObjectInfo]:
         return [info async for info in self.storage.list(prefix)]
