@@ -32,7 +32,9 @@ from bbackup.errors import (
 )
 from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.damage import DAMAGE_PREFIX
 from bbackup.repository.key_files import intact_key_files, read_key_files
+from bbackup.repository.read_ahead import start_listing
 from bbackup.repository.repository import (
     CONFIG_KIND,
     CONFIG_NAME,
@@ -43,6 +45,8 @@ from bbackup.repository.repository import (
 from bbackup.repository.writer import document_name
 from bbackup.storage import Storage, StorageStack
 
+#: What `load_index` lists (and the snapshots, which whoever loads the index reads next).
+INDEX_LISTINGS = ("index/", DAMAGE_PREFIX, "snapshots/")
 #: Key files as stored: (name, bytes).
 KeyBytes = list[tuple[str, bytes]]
 
@@ -157,18 +161,27 @@ async def open_repository(
     if isinstance(first, BaseException):
         raise first
     keys, complete = first
+    # What loading the index lists is listed while the key is derived (half a second or
+    # more of an idle network); listings are never cached, so this costs no request.
+    listings = {p: start_listing(storage, p) for p in INDEX_LISTINGS} if load_index else {}
     try:
-        key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
-    except (WrongPassword, IntegrityError):
-        if complete:
-            raise
-        # The password opens another key file than last time's (or that copy is
-        # damaged): try every other one, as without a copy.
-        others = [(n, k) for n, k in await read_key_files(storage) if n != remembered]
-        if not others:
-            raise
-        keys = others
-        key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
+        try:
+            key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
+        except (WrongPassword, IntegrityError):
+            if complete:
+                raise
+            # The password opens another key file than last time's (or that copy is
+            # damaged): try every other one, as without a copy.
+            others = [(n, k) for n, k in await read_key_files(storage) if n != remembered]
+            if not others:
+                raise
+            keys = others
+            key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
+    except BaseException:
+        for listing in listings.values():
+            listing.cancel()
+        await asyncio.gather(*listings.values(), return_exceptions=True)
+        raise
     if remember_key is not None:
         keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
@@ -183,8 +196,9 @@ async def open_repository(
         storage.on_mismatch = repo.note_pack_damage
     if load_index:
         # Whoever needs the index reads the snapshots next (restore, ls, diff, check,
-        # find, stats): their listing and documents come beside the index, not after it.
-        repo.read_ahead("snapshots/")
+        # find, stats): their documents come beside the index, not after it.
+        for prefix, listing in listings.items():
+            repo.read_ahead(prefix, listing=listing, documents=prefix == "snapshots/")
         try:
             await repo.load_index()
         except BaseException:

@@ -459,11 +459,19 @@ class Repository:
 
     # ---- documents ---------------------------------------------------------------------
 
-    def read_ahead(self, prefix: str) -> None:
-        """Start listing `prefix` and reading its documents now, for `list_names` and
-        `load_document` later in this command. Any write drops what is read ahead: a
-        command that locks (prune, forget) reads what it decides on after its lock."""
-        self._read_ahead.append(DocumentReadAhead(self.storage, prefix))
+    def read_ahead(
+        self,
+        prefix: str,
+        *,
+        listing: asyncio.Task[list[str]] | None = None,
+        documents: bool = True,
+    ) -> None:
+        """Start listing `prefix` (or take the `listing` under way) and, with `documents`,
+        reading its documents now, for `list_names` and `load_document` later in this
+        command. Any write drops what is read ahead: a command that locks (prune,
+        forget) reads what it decides on after its lock."""
+        ahead = DocumentReadAhead(self.storage, prefix, listing=listing, documents=documents)
+        self._read_ahead.append(ahead)
 
     async def stop_read_ahead(self) -> None:
         """Drop and stop whatever `read_ahead` started."""
