@@ -106,8 +106,8 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            # Archived packs are thawed before anything is written (the filter is a fresh
-            # one: the Restorer's own counts which patterns matched).
+            # Archived packs are thawed when the first read meets one (the filter is a
+            # fresh one: the Restorer's own counts which patterns matched).
             packs = await packs_for_restore(repo, snap, PathFilter(include or (), exclude or ()))
             readable = await thaw_before_reading(
                 repo, packs, thaw, as_json=opts.json, dry_run=dry_run

@@ -1,11 +1,14 @@
 """Reading archived packs from the command line: the `--restore-tier`, `--restore-days` and
-`--no-wait` options, the estimate printed before any restore request (and alone with
-`--dry-run`), the wait's progress lines, and `--no-wait`'s message and exit code (19,
-ARCHIVED: restores are requested or under way; run the same command again later)."""
+`--no-wait` options, the thaw that a read meeting an archived pack starts (the estimate
+printed before any restore request; alone with `--dry-run`), the wait's progress lines,
+and `--no-wait`'s message and exit code (19, ARCHIVED: restores are requested or under
+way; run the same command again later)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Collection
 from typing import Annotated, Any
@@ -20,6 +23,7 @@ from bbackup.ops.pricing import RESTORE_TIERS, tier_offered
 from bbackup.ops.thaw import (
     DEFAULT_POLL_SECONDS,
     ArchivedPackSource,
+    ThawOnArchivedRead,
     ThawOptions,
     ThawProgress,
     request_restores,
@@ -85,13 +89,39 @@ async def thaw_before_reading(
     as_json: bool,
     dry_run: bool = False,
 ) -> bool:
-    """Make the packs `names` readable before a command reads them: print the estimate,
-    request the restores not yet requested and wait for all (or, with --no-wait, exit 19).
-    Returns False for a dry run: the estimate is printed and nothing is asked."""
-    if not dry_run and not repo.profile.restore_requests:
+    """Make the packs `names` readable for a command that reads them: the first read that
+    meets an archived pack thaws them all (prints the estimate, requests the restores not
+    yet requested and waits for all, or with --no-wait exits 19) and reads again; where
+    nothing is archived nothing is looked at. With `dry_run`, the estimate is printed now
+    (a look at every pack) and False returned: nothing is asked."""
+    if dry_run:
+        prices = load_prices()
+        survey = await survey_packs(repo, names, prices, tier=options.tier, days=options.days)
+        _report_estimate(survey.estimate, as_json, priced=repo.profile.remote)
+        return False
+    if not repo.profile.restore_requests:
         return True
+    # The thaw's lines go where this command's lines go now (dump: stderr, stdout carrying
+    # the dump), not wherever stdout points when a read meets an archived pack.
+    out = sys.stdout
+
+    async def thaw(wanted: set[str]) -> None:
+        with contextlib.redirect_stdout(out):
+            await _thaw(repo, wanted, options, as_json=as_json)
+
+    repo.on_archived_read = ThawOnArchivedRead(names, thaw)
+    return True
+
+
+async def _thaw(
+    repo: ArchivedPackSource, names: Collection[str], options: ThawOptions, *, as_json: bool
+) -> None:
+    """Survey `names`, print the estimate, request the restores not yet requested and wait
+    for all (or, with --no-wait, exit 19)."""
     prices = load_prices()
     survey = await survey_packs(repo, names, prices, tier=options.tier, days=options.days)
+    if not survey.archived:
+        return
     unoffered = sorted(
         {
             o.storage_class
@@ -99,11 +129,6 @@ async def thaw_before_reading(
             if not tier_offered(prices, o.storage_class, options.tier)
         }
     )
-    if dry_run:
-        _report_estimate(survey.estimate, as_json, priced=repo.profile.remote)
-        return False
-    if not survey.archived:
-        return True
     if unoffered:
         offered = [t for t in RESTORE_TIERS if all(tier_offered(prices, c, t) for c in unoffered)]
         raise UsageError(
@@ -166,7 +191,6 @@ async def thaw_before_reading(
     await wait_for_restores(
         repo, survey, options, requested=len(requested), on_progress=on_progress
     )
-    return True
 
 
 def _come_back_message(

@@ -5,6 +5,12 @@ index lists. The next backup reads only each such pack's header (a ranged read o
 end), verifies it, and stores one index segment listing them, so deduplication finds their
 blobs and nothing is uploaded again. A pack whose header does not open is skipped and
 named; prune deals with it after the grace period.
+
+A backup lists data/ only; tree/ is listed when a data pack is unindexed. An interrupted
+run that stored tree packs and no data pack (everything deduplicated) is not adopted: the
+next backup uploads those few directory listings again and prune removes the strays, where
+listing tree/ on every backup would cost a LIST request each time (docs/bench/history.md,
+"Adoption").
 """
 
 from __future__ import annotations
@@ -64,8 +70,11 @@ async def adopt_packs(
     other_locks: list[LockInfo],
     *,
     on_warning: Callable[[str], None] | None = None,
+    trees_listed: bool = True,
 ) -> Adoption:
-    """Index every pack in `stored` that the loaded index does not list.
+    """Index every pack in `stored` that the loaded index does not list; without
+    `trees_listed` (`stored` holds data/ only), tree/ is listed too if a data pack is
+    unindexed.
 
     Call with the backup's lock visible and the index loaded after it; `other_locks` are
     the live locks seen since. While a prune runs, nothing is adopted: it may have read
@@ -76,9 +85,12 @@ async def adopt_packs(
     started = time.monotonic()
     warn = on_warning or (lambda _line: None)
     adoption = Adoption()
-    candidates = unindexed_packs(stored, set(repo.index.all_packs()))
+    indexed = set(repo.index.all_packs())
+    candidates = unindexed_packs(stored, indexed)
     if not candidates:
         return adoption
+    if not trees_listed:
+        candidates += unindexed_packs(await repo.list_packs(("tree/",)), indexed)
     pruning = [lock for lock in other_locks if lock.purpose == "prune" and not lock.stale]
     if pruning:
         why = f"a prune is running ({pruning[0].describe()})"

@@ -112,10 +112,10 @@ class Archiver:
             # index load, so an unchanged backup waits for none of them in turn: on S3
             # each is a round trip or two (docs/bench/history.md, "Adoption").
             stored, _, snapshots = await asyncio.gather(
-                self.repo.list_packs(), self.repo.load_index(), load_snapshots(self.repo)
+                self.repo.list_packs(("data/",)), self.repo.load_index(), load_snapshots(self.repo)
             )
             adoption = await adopt_packs(
-                self.repo, stored, lock.seen_locks, on_warning=self._warning
+                self.repo, stored, lock.seen_locks, on_warning=self._warning, trees_listed=False
             )
             self.summary.packs_adopted = adoption.packs
             self._warn_recorded_damage()

@@ -1,11 +1,13 @@
-"""Thawing archived packs before a read: find which of the packs a restore or check needs
+"""Thawing archived packs for a read: find which of the packs a restore or check needs
 sit in GLACIER or DEEP_ARCHIVE, estimate what restoring them costs, request restores for
 those not yet requested, and wait (polling each pending pack's restore state with backoff)
 until all are readable.
 
-Only `data/` packs ever leave the hot tier (DESIGN §4), so everything that decides which
-packs are needed (snapshots, trees, index) is read without a thaw. A re-run finds the
-restores already under way by their state and requests nothing twice.
+Reads come first: the thaw starts when a read meets an archived pack (`ThawOnArchivedRead`),
+so a repository with nothing archived pays no request for it. Only `data/` packs ever
+leave the hot tier (DESIGN §4), so everything that decides which packs are needed
+(snapshots, trees, index) is read without a thaw. A re-run finds the restores already
+under way by their state and requests nothing twice.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ class ArchivedPackSource(Protocol):
     """What a thaw needs of the repository: the stored packs with their storage classes,
     one pack's restore state, and restore requests."""
 
+    #: Called by a pack read that met an archived pack (`ThawOnArchivedRead` plays it).
+    on_archived_read: Callable[[str], Awaitable[None]] | None
+
     @property
     def profile(self) -> StorageProfile: ...
 
-    async def list_packs(self) -> list[ObjectInfo]: ...
+    async def list_packs(self, prefixes: tuple[str, ...] = ...) -> list[ObjectInfo]: ...
 
     async def stat_pack(self, name: str) -> ObjectInfo: ...
 
@@ -123,7 +128,11 @@ async def survey_packs(
         listed = {info.name: info for info in found if info is not None}
         states = dict(listed)
     else:
-        listed = {info.name: info for info in await repo.list_packs() if info.name in wanted}
+        # tree/ is listed only when a tree pack is wanted (check --read-data): a restore
+        # reads data packs only.
+        trees = any(name.startswith("tree/") for name in wanted)
+        stored = await repo.list_packs(("data/", "tree/") if trees else ("data/",))
+        listed = {info.name: info for info in stored if info.name in wanted}
         archived = [i.name for i in listed.values() if i.storage_class in ARCHIVE_CLASSES]
         # A listing does not say whether a restore is under way; a HEAD of the archived does.
         states = dict(zip(archived, await _bounded(repo.stat_pack, archived), strict=True))
@@ -207,6 +216,30 @@ async def wait_for_restores(
     if on_progress is not None:
         on_progress(progress)
     return progress
+
+
+class ThawOnArchivedRead:
+    """The handler a repository calls when a pack read meets an archived pack: the first
+    call thaws every pack the command will read (`names`, one survey and one estimate for
+    all), concurrent callers wait for that one thaw, and a pack still archived afterwards
+    (its restored copy expired, or it was never in `names`) is thawed on its own."""
+
+    def __init__(self, names: Collection[str], thaw: Callable[[set[str]], Awaitable[None]]):
+        self._names = set(names)
+        self._thaw = thaw
+        self._thawed: set[str] = set()
+        self._thaws_done = 0
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, name: str) -> None:
+        seen = self._thaws_done
+        async with self._lock:
+            if self._thaws_done != seen and name in self._thawed:
+                return  # thawed while this read waited for the lock: read it again
+            wanted = {name} if self._thawed else self._names | {name}
+            await self._thaw(wanted)
+            self._thawed |= wanted
+            self._thaws_done += 1
 
 
 async def _bounded(

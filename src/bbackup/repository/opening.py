@@ -32,7 +32,9 @@ from bbackup.errors import (
 )
 from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
+from bbackup.repository.damage import DAMAGE_PREFIX
 from bbackup.repository.key_files import intact_key_files, read_key_files
+from bbackup.repository.read_ahead import start_listing
 from bbackup.repository.repository import (
     CONFIG_KIND,
     CONFIG_NAME,
@@ -41,7 +43,12 @@ from bbackup.repository.repository import (
     current_user,
 )
 from bbackup.repository.writer import document_name
-from bbackup.storage import StorageStack
+from bbackup.storage import Storage, StorageStack
+
+#: What `load_index` lists (and the snapshots, which whoever loads the index reads next).
+INDEX_LISTINGS = ("index/", DAMAGE_PREFIX, "snapshots/")
+#: Key files as stored: (name, bytes).
+KeyBytes = list[tuple[str, bytes]]
 
 
 async def init_repository(
@@ -78,6 +85,41 @@ async def init_repository(
     return config
 
 
+def _remembered_key_name(remember_key: Path | None) -> str | None:
+    """The name of the key file whose copy `remember_key` holds (it is named by its
+    content), or None where there is no copy."""
+    if remember_key is None:
+        return None
+    try:
+        return document_name("keys", remember_key.read_bytes())
+    except OSError:
+        return None
+
+
+async def _first_key_files(storage: Storage, remembered: str | None) -> tuple[KeyBytes, bool]:
+    """(key files to try first, whether they are all there are). The key file that opened
+    the repository last time is fetched by name, no listing: it is read from the store,
+    not the cache, so a key removed since no longer opens it. Gone: every key file."""
+    if remembered is not None:
+        try:
+            return [(remembered, await storage.get(remembered))], False
+        except NotFound:
+            pass
+    return await read_key_files(storage), True
+
+
+async def _unwrap(
+    storage: Storage,
+    keys: KeyBytes,
+    password: str,
+    on_damaged_key: Callable[[str], None] | None,
+) -> tuple[str, MasterKey]:
+    if not keys:
+        raise IntegrityError(f"repository at {storage.location} has no key files")
+    intact = intact_key_files(keys, on_damaged_key)
+    return await asyncio.to_thread(_open_any, intact, password)
+
+
 def _open_any(keys: Iterable[tuple[str, KeyFile]], password: str) -> tuple[str, MasterKey]:
     for name, key_file in keys:
         try:
@@ -108,19 +150,38 @@ async def open_repository(
     storage = stack.storage
     # The config and the key files are independent: on a remote store, one round trip
     # instead of two. The config's error still comes first, as when read on its own.
-    sealed_config, keys = await asyncio.gather(
-        storage.get(CONFIG_NAME), read_key_files(storage), return_exceptions=True
+    remembered = _remembered_key_name(remember_key)
+    sealed_config, first = await asyncio.gather(
+        storage.get(CONFIG_NAME), _first_key_files(storage, remembered), return_exceptions=True
     )
     if isinstance(sealed_config, NotFound):
         raise RepositoryNotFound(f"no repository at {storage.location}") from None
     if isinstance(sealed_config, BaseException):
         raise sealed_config
-    if isinstance(keys, BaseException):
-        raise keys
-    if not keys:
-        raise IntegrityError(f"repository at {storage.location} has no key files")
-    intact = intact_key_files(keys, on_damaged_key)
-    key_name, master = await asyncio.to_thread(_open_any, intact, password)
+    if isinstance(first, BaseException):
+        raise first
+    keys, complete = first
+    # What loading the index lists is listed while the key is derived (half a second or
+    # more of an idle network); listings are never cached, so this costs no request.
+    listings = {p: start_listing(storage, p) for p in INDEX_LISTINGS} if load_index else {}
+    try:
+        try:
+            key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
+        except (WrongPassword, IntegrityError):
+            if complete:
+                raise
+            # The password opens another key file than last time's (or that copy is
+            # damaged): try every other one, as without a copy.
+            others = [(n, k) for n, k in await read_key_files(storage) if n != remembered]
+            if not others:
+                raise
+            keys = others
+            key_name, master = await _unwrap(storage, keys, password, on_damaged_key)
+    except BaseException:
+        for listing in listings.values():
+            listing.cancel()
+        await asyncio.gather(*listings.values(), return_exceptions=True)
+        raise
     if remember_key is not None:
         keep_key_copy(remember_key, dict(keys)[key_name])
     config = RepositoryConfig.from_bytes(Cipher(master).open_document(CONFIG_KIND, sealed_config))
@@ -134,5 +195,13 @@ async def open_repository(
     if isinstance(storage, CachingStorage):
         storage.on_mismatch = repo.note_pack_damage
     if load_index:
-        await repo.load_index()
+        # Whoever needs the index reads the snapshots next (restore, ls, diff, check,
+        # find, stats): their documents come beside the index, not after it.
+        for prefix, listing in listings.items():
+            repo.read_ahead(prefix, listing=listing, documents=prefix == "snapshots/")
+        try:
+            await repo.load_index()
+        except BaseException:
+            await repo.stop_read_ahead()
+            raise
     return repo

@@ -13,13 +13,13 @@ import asyncio
 import getpass
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import Cipher
 from bbackup.crypto.keys import MasterKey
-from bbackup.errors import IntegrityError, NotFound
+from bbackup.errors import Archived, IntegrityError, NotFound
 from bbackup.repository.cache import CachingStorage
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.damage import (
@@ -38,6 +38,7 @@ from bbackup.repository.pack import (
     parse_header,
     parse_pack,
 )
+from bbackup.repository.read_ahead import DocumentReadAhead
 from bbackup.repository.roles import (
     DELETABLE_DOCUMENT_PREFIXES,
     PACK_PREFIXES,
@@ -71,7 +72,17 @@ PACK_TAIL_READ = 64 * 1024
 
 #: Called with one line naming a damaged object, what is wrong and what happens now.
 DamageReporter = Callable[[str], None]
+#: Called with a pack's name when reading it answered `Archived`; returns once the pack
+#: should be readable (a thaw: estimate, restore request, wait) or raises.
+ArchivedReadHandler = Callable[[str], Awaitable[None]]
+#: Reads of one pack that may meet `Archived` before the error is final: the first, and
+#: one after each thaw (a restored copy may expire between the thaw and the read).
+ARCHIVED_READ_ATTEMPTS = 3
 
+
+#: The prefix `list_packs` lists data/ by on a remote store: damaged/ shares its first
+#: letter, so the damage records come in the same LIST request (drills/ comes too).
+SHARED_DATA_LISTING = "d"
 
 #: Times `load_index` lists `index/` again when segments it listed are gone before it
 #: reads them (a prune beside it superseded and deleted them).
@@ -139,6 +150,11 @@ class Repository:
         #: them: `found_damage`).
         self._failed_blobs: dict[str, set[bytes]] = {}
         self._failed_lock = threading.Lock()
+        #: What a pack read does on `Archived` (the CLI's thaw); None: the error stands.
+        self.on_archived_read: ArchivedReadHandler | None = None
+        self._read_ahead: list[DocumentReadAhead] = []
+        #: Listings under way that answer a listing of a longer prefix (`list_packs`).
+        self._shared_listings: dict[str, asyncio.Future[list[ObjectInfo]]] = {}
 
     @property
     def location(self) -> str:
@@ -155,21 +171,11 @@ class Repository:
         """Read every index segment, skipping those a newer segment supersedes and those
         that are damaged or misnamed (named through `on_damage`, and listed in
         `damaged_segments`): the packs only they list look unindexed until `repair index`."""
-        names, records = await asyncio.gather(
-            self.list_names("index/"), self._read_damage_records()
+        # The segments are read as soon as they are listed, whatever the damage records'
+        # listing waits for (in a backup it is part of the listing of data/: `list_packs`).
+        (names, loaded), records = await asyncio.gather(
+            self._read_listed_segments(), self._read_damage_records()
         )
-        loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
-        for _ in range(SEGMENT_LISTING_RETRIES):
-            if not any(result is None for result in loaded):
-                break
-            # A prune beside us deleted segments after writing the one that supersedes
-            # them: what vanished between the listing and the read is in a newer listing.
-            names = await self.list_names("index/")
-            loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
-        else:
-            gone = [n for n, result in zip(names, loaded, strict=True) if result is None]
-            if gone:
-                raise NotFound(f"{gone[0]}: not found (index segments keep vanishing)")
         segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
         superseded = {s for segment in segments.values() for s in segment.supersedes}
         index = Index()
@@ -190,6 +196,25 @@ class Repository:
         self._index_segments = used
         self._superseded_segments = skipped
         self._damaged_segments = damaged
+
+    async def _read_listed_segments(
+        self,
+    ) -> tuple[list[str], list[IndexSegment | DamagedDocument | None]]:
+        """The listed index segments and what reading each gave (`_read_segment`)."""
+        names = await self.list_names("index/")
+        loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        for _ in range(SEGMENT_LISTING_RETRIES):
+            if not any(result is None for result in loaded):
+                break
+            # A prune beside us deleted segments after writing the one that supersedes
+            # them: what vanished between the listing and the read is in a newer listing.
+            names = await self.list_names("index/")
+            loaded = await asyncio.gather(*(self._read_segment(n) for n in names))
+        else:
+            gone = [n for n, result in zip(names, loaded, strict=True) if result is None]
+            if gone:
+                raise NotFound(f"{gone[0]}: not found (index segments keep vanishing)")
+        return names, loaded
 
     async def _read_segment(self, name: str) -> IndexSegment | DamagedDocument | None:
         """The segment `name`; its damage; None if it is gone since it was listed."""
@@ -317,7 +342,7 @@ class Repository:
     async def load_blob(self, blob_id: bytes) -> bytes:
         entry = self.index.lookup(blob_id)
         name = pack_object_name(entry.blob_type, entry.pack_id)
-        sealed = await self.storage.get(name, entry.offset, entry.length)
+        sealed = await self._get_pack(name, entry.offset, entry.length)
         if len(sealed) != entry.length:
             raise IntegrityError(f"{name}: blob {blob_id.hex()[:16]} is truncated")
         try:
@@ -329,17 +354,57 @@ class Repository:
 
     async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         _require_prefix(name, PACK_PREFIXES, "pack")
+        return await self._get_pack(name, offset, length)
+
+    async def _get_pack(self, name: str, offset: int, length: int | None) -> bytes:
+        """A pack read; one that meets an archived pack thaws it (`on_archived_read`) and
+        reads again. Reading first and thawing only on `Archived` costs nothing where no
+        pack is archived, where a look at every needed pack first costs a HEAD each."""
+        thaw = self.on_archived_read
+        if thaw is not None:
+            for _ in range(ARCHIVED_READ_ATTEMPTS - 1):
+                try:
+                    return await self.storage.get(name, offset, length)
+                except Archived:
+                    await thaw(name)
         return await self.storage.get(name, offset, length)
 
-    async def list_packs(self) -> list[ObjectInfo]:
-        """Every stored pack, data/ then tree/; the two listings run at once (on S3 each
-        is a round trip or more, and a backup waits for both)."""
+    async def list_packs(self, prefixes: tuple[str, ...] = PACK_PREFIXES) -> list[ObjectInfo]:
+        """Every stored pack under `prefixes` (data/ and tree/), in that order; the
+        listings run at once (on S3 each is a round trip or more).
 
-        async def listing(prefix: str) -> list[ObjectInfo]:
-            return [info async for info in self.storage.list(prefix)]
+        On a remote store data/ is listed as `d`, which holds damaged/ and drills/ too (a
+        few objects beside thousands of packs): the damage records' listing that
+        `load_index` asks for meanwhile (a backup runs both at once) takes its part of
+        this one instead of a LIST request of its own."""
+        shared = SHARED_DATA_LISTING if self.profile.remote and "data/" in prefixes else None
+        listings = {
+            prefix: asyncio.ensure_future(
+                self._list_infos(shared if prefix == "data/" and shared else prefix)
+            )
+            for prefix in prefixes
+        }
+        if shared:
+            self._shared_listings[shared] = listings["data/"]
+        try:
+            await asyncio.gather(*listings.values())
+        except BaseException:
+            for listing in listings.values():
+                listing.cancel()
+            await asyncio.gather(*listings.values(), return_exceptions=True)
+            raise
+        finally:
+            if shared:
+                del self._shared_listings[shared]
+        return [
+            info
+            for prefix, listing in listings.items()
+            for info in listing.result()
+            if info.name.startswith(prefix)
+        ]
 
-        listings = await asyncio.gather(*(listing(prefix) for prefix in PACK_PREFIXES))
-        return [info for infos in listings for info in infos]
+    async def _list_infos(self, prefix: str) -> list[ObjectInfo]:
+        return [info async for info in self.storage.list(prefix)]
 
     async def stat_pack(self, name: str) -> ObjectInfo:
         """One pack's size, storage class and archive restore state, from the store."""
@@ -394,7 +459,28 @@ class Repository:
 
     # ---- documents ---------------------------------------------------------------------
 
+    def read_ahead(
+        self,
+        prefix: str,
+        *,
+        listing: asyncio.Task[list[str]] | None = None,
+        documents: bool = True,
+    ) -> None:
+        """Start listing `prefix` (or take the `listing` under way) and, with `documents`,
+        reading its documents now, for `list_names` and `load_document` later in this
+        command. Any write drops what is read ahead: a command that locks (prune,
+        forget) reads what it decides on after its lock."""
+        ahead = DocumentReadAhead(self.storage, prefix, listing=listing, documents=documents)
+        self._read_ahead.append(ahead)
+
+    async def stop_read_ahead(self) -> None:
+        """Drop and stop whatever `read_ahead` started."""
+        ahead, self._read_ahead = self._read_ahead, []
+        for documents in ahead:
+            await documents.aclose()
+
     async def save_document(self, directory: str, kind: str, payload: bytes) -> str:
+        await self.stop_read_ahead()
         sealed = self.cipher.seal_document(kind, payload)
         name = document_name(directory, sealed)
         await self.storage.put(name, sealed, if_absent=True)
@@ -411,7 +497,8 @@ class Repository:
 
     async def _read_document(self, name: str, kind: str) -> bytes:
         """Read, check the name against the content, and open a document."""
-        sealed = await self.storage.get(name)
+        read = next((r for a in self._read_ahead if (r := a.take_read(name)) is not None), None)
+        sealed = await (read if read is not None else self.storage.get(name))
         try:
             payload = self.cipher.open_document(kind, sealed)
         except IntegrityError as exc:
@@ -429,13 +516,23 @@ class Repository:
         return payload
 
     async def list_names(self, prefix: str) -> list[str]:
-        names = [info.name async for info in self.storage.list(prefix)]
+        ahead = (a.take_listing() for a in self._read_ahead if a.prefix == prefix)
+        listing = next((task for task in ahead if task is not None), None)
+        shared = next((t for p, t in self._shared_listings.items() if prefix.startswith(p)), None)
+        if listing is not None:
+            names = await listing
+        elif shared is not None:
+            # Shielded: this reader giving up must not cancel the listing's owner.
+            names = [i.name for i in await asyncio.shield(shared) if i.name.startswith(prefix)]
+        else:
+            names = [info.name async for info in self.storage.list(prefix)]
         if isinstance(self.storage, CachingStorage):
             self.storage.prune_missing(prefix, set(names))
         return names
 
     async def delete_document(self, name: str) -> None:
         _require_prefix(name, DELETABLE_DOCUMENT_PREFIXES, "deletable document")
+        await self.stop_read_ahead()
         await self.storage.delete(name)
 
     async def document_mtime(self, name: str) -> float:
@@ -457,6 +554,7 @@ class Repository:
         await self.storage.delete(name)
 
     async def aclose(self) -> None:
+        await self.stop_read_ahead()
         await self.storage.aclose()
 
 

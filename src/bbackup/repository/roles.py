@@ -153,8 +153,9 @@ class PackInventory(Protocol):
         """Read every index segment again, skipping damaged ones."""
         ...
 
-    async def list_packs(self) -> list[ObjectInfo]:
-        """Every stored pack (data and tree) with its size, mtime and storage class."""
+    async def list_packs(self, prefixes: tuple[str, ...] = PACK_PREFIXES) -> list[ObjectInfo]:
+        """Every stored pack (data/ and tree/, or those of `prefixes`) with its size, mtime
+        and storage class."""
         ...
 
     async def read_pack(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

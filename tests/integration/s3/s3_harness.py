@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +52,22 @@ _REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (\S+) HTTP/[0-9.]+')
 
 
 class _RequestLog(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, keep_query: bool) -> None:
         super().__init__(logging.INFO)
         self.requests: list[tuple[str, str]] = []
+        self.keep_query = keep_query
 
     def emit(self, record: logging.LogRecord) -> None:
         match = _REQUEST_LINE.search(record.getMessage())
         if match:
-            self.requests.append((match.group(1), match.group(2).split("?", 1)[0]))
+            path = match.group(2) if self.keep_query else match.group(2).split("?", 1)[0]
+            self.requests.append((match.group(1), path))
 
 
 @contextlib.contextmanager
-def server_requests() -> Iterator[list[tuple[str, str]]]:
-    """Collect (method, path) of every request the session's moto server answers meanwhile.
+def server_requests(*, keep_query: bool = False) -> Iterator[list[tuple[str, str]]]:
+    """Collect (method, path) of every request the session's moto server answers meanwhile
+    (`keep_query`: the path with its query, which says what a listing listed).
 
     moto keeps no access log, but its werkzeug request handler logs each request line at
     INFO; tests/s3_server.py sets that logger to WARNING, so it is raised here for a while.
@@ -71,7 +75,7 @@ def server_requests() -> Iterator[list[tuple[str, str]]]:
     stderr handler.
     """
     logger = logging.getLogger("werkzeug")
-    handler = _RequestLog()
+    handler = _RequestLog(keep_query)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -80,6 +84,17 @@ def server_requests() -> Iterator[list[tuple[str, str]]]:
     finally:
         logger.setLevel(level)
         logger.removeHandler(handler)
+
+
+def listed_prefixes(requests: list[tuple[str, str]], bucket: S3Bucket) -> list[str]:
+    """The prefixes of the listings among `requests` (from `server_requests(keep_query=True)`),
+    relative to the bucket."""
+    found = []
+    for method, path in requests:
+        if method == "GET" and path.startswith(f"/{bucket.bucket}?") and "list-type=2" in path:
+            query = dict(p.partition("=")[::2] for p in path.partition("?")[2].split("&"))
+            found.append(urllib.parse.unquote(query.get("prefix", "")))
+    return found
 
 
 def gets_under(requests: list[tuple[str, str]], bucket: S3Bucket, prefix: str) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_harness import CHEAPEST_KDF, PASSWORD, Cli, MakeTree, run_subprocess
+from s3_harness import listed_prefixes, server_requests
 
 from bbackup.cache_paths import unlock_hint
 from s3_server import TEST_CREDENTIALS, S3Bucket
@@ -72,3 +73,42 @@ def test_a_stale_copy_is_replaced_and_a_wrong_password_still_fails(
     assert wrong.exit_code == 12, wrong
     assert "Traceback" not in wrong.stderr
     assert run_subprocess("snapshots", "-r", s3_bucket.url, env=env).exit_code == 0
+
+
+def test_the_key_file_that_opened_it_last_is_read_by_name_and_a_removed_one_opens_nothing(
+    tmp_path: Path,
+    cli: Cli,
+    s3_bucket: S3Bucket,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = s3_bucket.url
+    assert cli("init", "-r", url).exit_code == 0
+    (first_key,) = s3_bucket.keys("repo/keys/")
+    first_bytes = s3_bucket.client.get_object(Bucket=s3_bucket.bucket, Key=first_key)["Body"].read()
+    second_password = tmp_path / "second.pass"
+    second_password.write_text("another password")
+    assert cli("key", "add", "-r", url, "--new-password-file", second_password).exit_code == 0
+
+    with server_requests(keep_query=True) as requests:
+        warm = cli("snapshots", "-r", url)
+    assert warm.exit_code == 0, warm
+    # One GET of last time's key file, beside the config: no listing of keys/.
+    listed = listed_prefixes(requests, s3_bucket)
+    assert "repo/snapshots/" in listed and "repo/keys/" not in listed, listed
+    key_reads = [(m, p) for m, p in requests if p.startswith(f"/{s3_bucket.bucket}/repo/keys/")]
+    assert key_reads == [("GET", f"/{s3_bucket.bucket}/{first_key}")]
+
+    # The other password opens the other key file, though the copy is of the first.
+    monkeypatch.setenv("BBACKUP_PASSWORD", "another password")
+    assert cli("snapshots", "-r", url).exit_code == 0
+    first_id = first_key.rsplit("/", 1)[-1]
+    assert cli("key", "remove", "-r", url, first_id[:12]).exit_code == 0
+
+    # A copy of the removed key file opens nothing: it is read from the store, by name.
+    hint = Path(unlock_hint(isolated_env / ".cache" / "bbackup", url))
+    hint.write_bytes(first_bytes)
+    monkeypatch.setenv("BBACKUP_PASSWORD", PASSWORD)
+    removed = cli("snapshots", "-r", url)
+    assert removed.exit_code == 12, removed
+    assert "Traceback" not in removed.stderr

@@ -12,6 +12,7 @@ from s3_harness import (
     MiB,
     bucket_objects,
     gets_under,
+    listed_prefixes,
     misnamed_objects,
     server_requests,
     source_files,
@@ -64,3 +65,32 @@ def test_repair_packs_on_s3_reads_the_named_pack_only_and_the_next_full_backup_r
     assert source_files(restored_path(out, src)) == source_files(src)
     ok(cli("check", "-r", url, "--read-data"))
     assert misnamed_objects(s3_bucket, "repo/") == []
+
+
+def test_a_backup_on_another_machine_sees_the_damage_record_without_listing_damaged(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket
+) -> None:
+    url = s3_bucket.url
+    src = make_tree(tmp_path / "src", {"big.bin": os.urandom(6 * MiB), "a.txt": "alpha\n"})
+    ok(cli("init", "-r", url, "--pack-size", "4"))
+    ok(cli("backup", "-r", url, src))
+    largest = max(bucket_objects(s3_bucket, "repo/data/"), key=lambda e: e["Size"])
+    key = largest["Key"]
+    body = bytearray(s3_bucket.client.get_object(Bucket=s3_bucket.bucket, Key=key)["Body"].read())
+    body[len(body) // 3] ^= 0x04
+    s3_bucket.client.put_object(Bucket=s3_bucket.bucket, Key=key, Body=bytes(body))
+    assert cli("check", "-r", url, "--read-data").exit_code == 13
+    assert s3_bucket.keys("repo/damaged/"), "check recorded no damage"
+
+    with server_requests(keep_query=True) as requests:
+        backup = ok(cli("backup", "-r", url, "--cache-dir", tmp_path / "host-2", "--json", src))
+
+    # The record came with the listing of data/ (prefix "d"): one LIST for both.
+    listed = listed_prefixes(requests, s3_bucket)
+    assert "repo/d" in listed and "repo/damaged/" not in listed, listed
+    assert f"1 pack is recorded as damaged ({key.removeprefix('repo/')})" in backup.stderr
+    summary = backup.event("summary")
+    assert summary["bytes_added"] > 0  # the damaged blob, read and uploaded again
+    out = tmp_path / "out"
+    ok(cli("restore", "-r", url, summary["snapshot_id"], "--target", out, "--no-cache"))
+    assert source_files(restored_path(out, src)) == source_files(src)

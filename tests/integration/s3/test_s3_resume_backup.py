@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 from cli_harness import Cli, MakeTree, restored_path
-from s3_harness import MiB, bucket_objects, gets_under, server_requests, source_files
+from s3_harness import (
+    MiB,
+    bucket_objects,
+    gets_under,
+    listed_prefixes,
+    server_requests,
+    source_files,
+)
 
 import bbackup.repository.writer
 from s3_server import S3Bucket
@@ -54,3 +61,10 @@ def test_backup_after_an_interrupted_one_adopts_its_packs_with_one_ranged_read_e
     target = tmp_path / "restore"
     assert cli("restore", "latest", "-r", url, "--target", target).exit_code == 0
     assert source_files(restored_path(target, src)) == source_files(src)
+
+    # Nothing is unindexed now: the next backup lists data/ (with damaged/, as "d") and
+    # not tree/, which it lists only when a data pack is unindexed.
+    with server_requests(keep_query=True) as requests:
+        assert cli("backup", "-r", url, src).exit_code == 0
+    listed = listed_prefixes(requests, s3_bucket)
+    assert "repo/d" in listed and "repo/tree/" not in listed, listed

@@ -141,7 +141,10 @@ def test_no_wait_exits_19_and_an_interrupted_wait_requests_nothing_again(
     assert f"requested restores of {len(packs)} archived packs" in first.stderr
     assert "run the same command again" in first.stderr
     assert len(requested_restores(requests, s3_bucket)) == len(packs)
-    assert not target.exists(), "--no-wait wrote into the target"
+    # The restore read first and stopped at the first archived pack: whatever it wrote
+    # (directories, files of hot packs) the re-run completes; nothing archived was read.
+    restored = restored_path(target, src) / "a.bin"
+    assert not restored.exists() or restored.read_bytes() != (src / "a.bin").read_bytes()
     # The archive starts working on the requests (one look steps each restore into
     # progress), and holds them there as AWS does for hours.
     set_restore_progression(s3_bucket.endpoint, 1)
@@ -266,3 +269,61 @@ def test_instant_classes_are_read_directly_and_deep_archive_refuses_expedited(
     assert expedited.exit_code == 2, expedited
     assert "--restore-tier expedited is not offered for DEEP_ARCHIVE" in expedited.stderr
     assert requested_restores(requests, s3_bucket) == []
+
+
+def test_a_restore_with_nothing_archived_reads_at_once_and_looks_at_no_pack(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(MiB), "b.txt": "bee\n"})
+    url = s3_bucket.url
+    assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
+    assert cli("backup", "-r", url, src).exit_code == 0
+    target = tmp_path / "restore"
+
+    with server_requests() as requests:
+        result = cli("restore", "latest", "-r", url, "--target", target)
+
+    assert result.exit_code == 0, result
+    assert source_files(restored_path(target, src)) == source_files(src)
+    prefix = f"/{s3_bucket.bucket}/repo/data/"
+    looks = [(m, p) for m, p in requests if p.startswith(prefix) and m != "GET"]
+    assert looks == [], "a restore of hot packs sent more than its reads"
+    assert "archived" not in result.output
+
+
+def test_packs_a_lifecycle_rule_archived_are_thawed_when_the_first_read_meets_one(
+    tmp_path: Path, cli: Cli, make_tree: MakeTree, s3_bucket: S3Bucket, new_machine: None
+) -> None:
+    src = make_tree(tmp_path / "src", {"old": {"a.bin": os.urandom(MiB)}})
+    url = s3_bucket.url
+    assert cli("init", "-r", url, "--pack-size", "4").exit_code == 0
+    assert cli("backup", "-r", url, src).exit_code == 0
+    old_packs = data_keys(s3_bucket)
+    make_tree(src / "new", {"b.bin": os.urandom(MiB)})
+    assert cli("backup", "-r", url, src).exit_code == 0
+    # A lifecycle transition, as the bucket's rules would make it after 90 days: the
+    # repository records nothing of it, so the restore learns it from its first read.
+    for key in old_packs:
+        s3_bucket.client.copy_object(
+            Bucket=s3_bucket.bucket,
+            Key=key,
+            CopySource={"Bucket": s3_bucket.bucket, "Key": key},
+            StorageClass="GLACIER",
+        )
+    target = tmp_path / "restore"
+
+    with server_requests() as requests:
+        result = cli("restore", "latest", "-r", url, "--target", target, "--json")
+
+    assert result.exit_code == 0, result
+    assert source_files(restored_path(target, src)) == source_files(src)
+    wanted = sorted(f"/{s3_bucket.bucket}/{key}" for key in old_packs)
+    assert sorted(requested_restores(requests, s3_bucket)) == wanted
+    events = [e["event"] for e in result.events()]
+    assert events.index("thaw_estimate") < events.index("thaw_waiting")
+    (glacier,) = [c for c in result.event("thaw_estimate")["classes"] if c["to_request"]]
+    assert (glacier["storage_class"], glacier["to_request"]) == ("GLACIER", len(old_packs))
+    # The estimate came before any restore request: the first look at a pack is a read.
+    prefix = f"/{s3_bucket.bucket}/repo/data/"
+    first = next(m for m, p in requests if p.startswith(prefix))
+    assert first == "GET"

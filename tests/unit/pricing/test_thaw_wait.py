@@ -36,10 +36,11 @@ class Archive:
     def profile(self) -> StorageProfile:
         return PROFILES["s3"]
 
-    async def list_packs(self) -> list[ObjectInfo]:
-        return [ObjectInfo(n, 1000, 0.0, "GLACIER") for n in self.looks_left] + [
+    async def list_packs(self, prefixes: tuple[str, ...] = ("data/", "tree/")) -> list[ObjectInfo]:
+        stored = [ObjectInfo(n, 1000, 0.0, "GLACIER") for n in self.looks_left] + [
             ObjectInfo("data/ff/hot", 500, 0.0, "STANDARD")
         ]
+        return [info for info in stored if info.name.startswith(prefixes)]
 
     async def stat_pack(self, name: str) -> ObjectInfo:
         if name not in self.looks_left:
