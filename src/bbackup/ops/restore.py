@@ -411,7 +411,10 @@ class Restorer:
             try:
                 fd = self._directories.acquire(directory)
                 try:
-                    set_metadata(fd, directory.node, chown=self._writer.chown)
+                    bare = directory.created and not (
+                        directory.parent is None or directory.parent.default_acl
+                    )
+                    set_metadata(fd, directory.node, chown=self._writer.chown, bare=bare)
                 finally:
                     self._directories.release(directory)
             except OSError as exc:
