@@ -218,8 +218,12 @@ class Restorer:
                 # With --delete an exclude may be there for the target's entries alone.
                 await asyncio.to_thread(self._plan.match_target_entries, selection.root)
             self.path_filter.require_matches(self.snapshot.id)
+        # Once planned, the selection's nodes that get no write (directories, links, empty
+        # files) and its directories' listings are not needed: hold only the root here.
+        root = selection.root
+        del selection
         if self.dry_run:
-            await asyncio.to_thread(self._plan.plan_dry_run, selection.root)
+            await asyncio.to_thread(self._plan.plan_dry_run, root)
             reads = self._plan_reads()
             self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
             self.summary.bytes = self.progress.bytes_total
@@ -227,8 +231,9 @@ class Restorer:
             target_fd = self._directories.open_target()
             try:
                 await asyncio.to_thread(
-                    self._plan.plan_dir, selection.root, self._directories.root, target_fd
+                    self._plan.plan_dir, root, self._directories.root, target_fd
                 )
+                del root
                 reads = self._plan_reads()
                 self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
                 self.progress.planned = True
@@ -354,6 +359,8 @@ class Restorer:
             for file, offset in blob.places:
                 self._writer.write(file, plain, offset)
             written += len(plain) * len(blob.places)
+        # Its blobs (index entries, places) are done with: free them as the restore goes.
+        read.blobs.clear()
         return written
 
     def _lose_read(self, read: PackRead, problem: str) -> None:

@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bbackup.errors import NoSpace
 from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
@@ -67,7 +67,7 @@ class RestoredFile:
     #: It could not be created: its other writes are dropped (the error is reported once).
     failed: bool = False
     #: Blobs that could not be read: the file stays at its partial name.
-    missing: list[bytes] = field(default_factory=list)
+    missing: tuple[bytes, ...] = ()
     #: Indices (in its content list) of blobs its partial file already held in place.
     reused: frozenset[int] = frozenset()
     #: (device, inode) of its partial file, taken when it is closed before its last blob
@@ -150,7 +150,7 @@ class FileWriter:
         """Count a blob that could not be read as landed, leaving a hole at its place: the
         file is still created (its other blobs are worth keeping) but never renamed."""
         with self._lock:
-            file.missing.append(blob_id)
+            file.missing += (blob_id,)
         self.write(file, b"", 0)
 
     def finish_reused(self, file: RestoredFile) -> None:

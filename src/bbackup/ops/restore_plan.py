@@ -473,9 +473,10 @@ class RestorePlanner:
         resumable = {
             partial_name(e.name) for e in selected.entries if isinstance(e, Node) and e.type == FILE
         }
+        names = selected.names()
         for text in sorted(os.listdir(dir_fd)):
             name = os.fsencode(text)
-            if name in selected.names or name in resumable:
+            if name in names or name in resumable:
                 continue
             rel = selected.rel + b"/" + name
             if self.path_filter.excluded(rel, count=False):
@@ -498,9 +499,10 @@ class RestorePlanner:
 
         def walk(selected: SelectedDir, dir_fd: int) -> None:
             if selected.backed_up and not selected.damaged:
+                names = selected.names()
                 for text in os.listdir(dir_fd):
                     name = os.fsencode(text)
-                    if name not in selected.names:
+                    if name not in names:
                         self.path_filter.excluded(selected.rel + b"/" + name)
             for entry in selected.entries:
                 if isinstance(entry, SelectedDir) and entry.node is not None:

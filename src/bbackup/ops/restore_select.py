@@ -136,11 +136,23 @@ class SelectedDir:
     #: At or below one of the snapshot's backed-up paths: the snapshot lists all it held,
     #: so --delete may remove what it lacks.
     backed_up: bool
-    #: Every name the snapshot has here, selected or not.
-    names: frozenset[bytes] = frozenset()
+    #: Every name the snapshot has here, selected or not; None when all are selected
+    #: (most directories): then no second set of names is kept for the whole restore.
+    all_names: frozenset[bytes] | None = None
     entries: list[Node | SelectedDir] = field(default_factory=list)
     #: Its tree could not be read: its contents are unknown, nothing in it is deleted.
     damaged: bool = False
+
+    def names(self) -> frozenset[bytes]:
+        """Every name the snapshot has here, selected or not."""
+        if self.all_names is not None:
+            return self.all_names
+        return frozenset(e.name for e in self.entries)
+
+    @property
+    def name(self) -> bytes:
+        """Its name in its parent ("" for the root)."""
+        return b"" if self.node is None else self.node.name
 
     def files(self) -> Iterator[tuple[SelectedDir, Node]]:
         """Every regular file selected below this directory, with the directory that
@@ -197,7 +209,6 @@ async def select_entries(
             where = os.fsdecode(directory.rel or b"/")
             selection.damaged_trees.append(DamagedTree(where, tree_id.hex(), str(exc)))
             return
-        directory.names = frozenset(node.name for node in tree.nodes)
         for node in tree.nodes:
             name = node.name
             if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
@@ -221,6 +232,8 @@ async def select_entries(
                 await walk(child, node.subtree)
             if included or child.entries or child.damaged:
                 directory.entries.append(child)
+        if len(directory.entries) != len(tree.nodes):
+            directory.all_names = frozenset(node.name for node in tree.nodes)
 
     await walk(root, snapshot.tree)
     return selection
