@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
 from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
+from bbackup.ops.restore_gc import PlanCollection
 from bbackup.ops.restore_metadata import restore_owners, set_metadata
 from bbackup.ops.restore_plan import RestorePlanner, RestoreProgress, RestoreSource, RestoreSummary
 from bbackup.ops.restore_select import PathFilter, select_entries
@@ -207,6 +208,14 @@ class Restorer:
         """Restore; NothingMatched (before anything is written) if a pattern matches no
         entry of the snapshot."""
         started = time.monotonic()
+        with PlanCollection() as collection:
+            await self._restore(collection)
+        self.summary.duration_seconds = round(time.monotonic() - started, 3)
+        self.summary.errors = len(self.summary.error_list)
+        self.summary.skipped = len(self.summary.skipped_list)
+        return self.summary
+
+    async def _restore(self, collection: PlanCollection) -> None:
         selection = await select_entries(self.repo, self.snapshot, self.path_filter)
         self.summary.damaged_trees = [
             {"path": t.path, "tree": t.tree, "message": t.message} for t in selection.damaged_trees
@@ -237,6 +246,7 @@ class Restorer:
                 reads = self._plan_reads()
                 self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
                 self.progress.planned = True
+                collection.planned()
                 await self._fetch_all(reads)
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)
@@ -245,10 +255,6 @@ class Restorer:
             finally:
                 self._directories.close_all()
             self._report_damage()
-        self.summary.duration_seconds = round(time.monotonic() - started, 3)
-        self.summary.errors = len(self.summary.error_list)
-        self.summary.skipped = len(self.summary.skipped_list)
-        return self.summary
 
     def _error(self, path: bytes, message: str) -> None:
         text = os.fsdecode(path)
