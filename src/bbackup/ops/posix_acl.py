@@ -8,6 +8,8 @@ permissions, u32 id); only the USER and GROUP entries carry an id (acl_ea.h).
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from collections.abc import Mapping
 
@@ -16,6 +18,17 @@ ACL_USER, ACL_GROUP = 0x02, 0x08
 _VERSION = 2
 _HEADER = struct.Struct("<I")
 _ENTRY = struct.Struct("<HHI")
+
+
+def has_default_acl(dir_fd: int) -> bool:
+    """Whether the open directory has a default ACL, which what is created in it inherits
+    as its access ACL (and a directory as its default ACL too). True when unsure: then a
+    restore looks for inherited attributes rather than assume there are none."""
+    try:
+        os.getxattr(dir_fd, ACL_XATTRS[1])
+    except OSError as exc:
+        return exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP)
+    return True
 
 
 def _entries(value: bytes) -> list[tuple[int, int, int]] | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
 from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
+from bbackup.ops.restore_gc import PlanCollection
 from bbackup.ops.restore_metadata import restore_owners, set_metadata
 from bbackup.ops.restore_plan import RestorePlanner, RestoreProgress, RestoreSource, RestoreSummary
 from bbackup.ops.restore_select import PathFilter, select_entries
@@ -207,6 +208,14 @@ class Restorer:
         """Restore; NothingMatched (before anything is written) if a pattern matches no
         entry of the snapshot."""
         started = time.monotonic()
+        with PlanCollection() as collection:
+            await self._restore(collection)
+        self.summary.duration_seconds = round(time.monotonic() - started, 3)
+        self.summary.errors = len(self.summary.error_list)
+        self.summary.skipped = len(self.summary.skipped_list)
+        return self.summary
+
+    async def _restore(self, collection: PlanCollection) -> None:
         selection = await select_entries(self.repo, self.snapshot, self.path_filter)
         self.summary.damaged_trees = [
             {"path": t.path, "tree": t.tree, "message": t.message} for t in selection.damaged_trees
@@ -218,8 +227,12 @@ class Restorer:
                 # With --delete an exclude may be there for the target's entries alone.
                 await asyncio.to_thread(self._plan.match_target_entries, selection.root)
             self.path_filter.require_matches(self.snapshot.id)
+        # Once planned, the selection's nodes that get no write (directories, links, empty
+        # files) and its directories' listings are not needed: hold only the root here.
+        root = selection.root
+        del selection
         if self.dry_run:
-            await asyncio.to_thread(self._plan.plan_dry_run, selection.root)
+            await asyncio.to_thread(self._plan.plan_dry_run, root)
             reads = self._plan_reads()
             self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
             self.summary.bytes = self.progress.bytes_total
@@ -227,11 +240,13 @@ class Restorer:
             target_fd = self._directories.open_target()
             try:
                 await asyncio.to_thread(
-                    self._plan.plan_dir, selection.root, self._directories.root, target_fd
+                    self._plan.plan_dir, root, self._directories.root, target_fd
                 )
+                del root
                 reads = self._plan_reads()
                 self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
                 self.progress.planned = True
+                collection.planned()
                 await self._fetch_all(reads)
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)
@@ -240,10 +255,6 @@ class Restorer:
             finally:
                 self._directories.close_all()
             self._report_damage()
-        self.summary.duration_seconds = round(time.monotonic() - started, 3)
-        self.summary.errors = len(self.summary.error_list)
-        self.summary.skipped = len(self.summary.skipped_list)
-        return self.summary
 
     def _error(self, path: bytes, message: str) -> None:
         text = os.fsdecode(path)
@@ -354,6 +365,8 @@ class Restorer:
             for file, offset in blob.places:
                 self._writer.write(file, plain, offset)
             written += len(plain) * len(blob.places)
+        # Its blobs (index entries, places) are done with: free them as the restore goes.
+        read.blobs.clear()
         return written
 
     def _lose_read(self, read: PackRead, problem: str) -> None:
@@ -411,7 +424,10 @@ class Restorer:
             try:
                 fd = self._directories.acquire(directory)
                 try:
-                    set_metadata(fd, directory.node, chown=self._writer.chown)
+                    bare = directory.created and not (
+                        directory.parent is None or directory.parent.default_acl
+                    )
+                    set_metadata(fd, directory.node, chown=self._writer.chown, bare=bare)
                 finally:
                     self._directories.release(directory)
             except OSError as exc:

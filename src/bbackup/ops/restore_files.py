@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bbackup.errors import NoSpace
 from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
@@ -67,10 +67,11 @@ class RestoredFile:
     #: It could not be created: its other writes are dropped (the error is reported once).
     failed: bool = False
     #: Blobs that could not be read: the file stays at its partial name.
-    missing: list[bytes] = field(default_factory=list)
+    missing: tuple[bytes, ...] = ()
     #: Indices (in its content list) of blobs its partial file already held in place.
     reused: frozenset[int] = frozenset()
-    #: (device, inode) of its partial file once made or checked: every reopen must find it.
+    #: (device, inode) of its partial file, taken when it is closed before its last blob
+    #: (or when an earlier restore's is checked): every reopen must find it.
     identity: tuple[int, int] | None = None
     #: It is complete, at its final name, with its metadata.
     done: bool = False
@@ -149,7 +150,7 @@ class FileWriter:
         """Count a blob that could not be read as landed, leaving a hole at its place: the
         file is still created (its other blobs are worth keeping) but never renamed."""
         with self._lock:
-            file.missing.append(blob_id)
+            file.missing += (blob_id,)
         self.write(file, b"", 0)
 
     def finish_reused(self, file: RestoredFile) -> None:
@@ -160,7 +161,7 @@ class FileWriter:
             fd = os.open(file.partial, _OPEN_FLAGS, dir_fd=parent_fd)
         finally:
             self.directories.release(file.parent)
-        self._check_identity(file, fd, create=False)
+        self._check_identity(file, fd)
         try:
             self._set_metadata(file, fd)
         finally:
@@ -200,7 +201,8 @@ class FileWriter:
                 fd = os.open(file.partial, flags, creation_mode(file.node), dir_fd=parent_fd)
             finally:
                 self.directories.release(file.parent)
-            self._check_identity(file, fd, create=create)
+            if not create:
+                self._check_identity(file, fd)
         except BaseException:
             with self._lock:
                 file.users -= 1
@@ -220,13 +222,13 @@ class FileWriter:
         os.close(spare)
         return fd
 
-    def _check_identity(self, file: RestoredFile, fd: int, *, create: bool) -> None:
+    def _check_identity(self, file: RestoredFile, fd: int) -> None:
         """Make sure a reopened file is the one this restore made or checked: the inode
         it had then, with no other link. Someone who can write into the target could
         otherwise swap in a hard link to a file outside it between two opens."""
         st = os.fstat(fd)
         identity = (st.st_dev, st.st_ino)
-        if create or file.identity is None:
+        if file.identity is None:
             file.identity = identity
         elif identity != file.identity or st.st_nlink != 1:
             os.close(fd)
@@ -241,6 +243,12 @@ class FileWriter:
             crowded = len(self._open) > self._max_open
             if file.users or not (last or crowded or not written):
                 return
+            if not (last and written) and file.identity is None:
+                # Closed before its last blob: the next open must find this inode (taken
+                # before another thread can reopen it). A file written through one
+                # descriptor, as most are, never needs this fstat.
+                st = os.fstat(file.fd)
+                file.identity = (st.st_dev, st.st_ino)
             fd, file.fd = file.fd, -1
             self._open.discard(file)
         try:
@@ -273,6 +281,7 @@ class FileWriter:
 
     def _set_metadata(self, file: RestoredFile, fd: int) -> None:
         try:
-            set_metadata(fd, file.node, chown=self.chown)
+            bare = file.fresh and not file.parent.default_acl
+            set_metadata(fd, file.node, chown=self.chown, bare=bare)
         except OSError as exc:
             self.on_error(file.path, f"cannot set metadata: {exc.strerror or exc}")

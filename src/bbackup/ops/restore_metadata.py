@@ -77,7 +77,7 @@ def restore_owners(*, numeric: bool = False) -> OwnerMapping | None:
     return OwnerMapping(numeric=numeric) if os.geteuid() == 0 else None
 
 
-def set_metadata(fd: int, node: Node, *, chown: OwnerMapping | None) -> None:
+def set_metadata(fd: int, node: Node, *, chown: OwnerMapping | None, bare: bool = False) -> None:
     """Length, ownership, mode, xattrs and times of an open file or directory, in the
     order that keeps each one: chown clears set-id bits and file capabilities, so the mode
     and xattrs come after it; an ACL sets the mode's group bits, so it comes after the
@@ -85,7 +85,11 @@ def set_metadata(fd: int, node: Node, *, chown: OwnerMapping | None) -> None:
 
     Ownership and mode are only changed where they differ: each change is a journalled
     inode update, and with many small files those dominate a restore. A failed xattr
-    does not stop the rest: it is raised once the times are set."""
+    does not stop the rest: it is raised once the times are set.
+
+    `bare`: this restore has just created the entry (O_EXCL) in a directory without a
+    default ACL, so it has no user attributes or ACLs to remove and its attributes are
+    not listed (one system call per file less)."""
     st = os.fstat(fd)
     if node.holes and st.st_size < node.size:
         os.ftruncate(fd, node.size)  # a trailing hole gets no write
@@ -98,7 +102,7 @@ def set_metadata(fd: int, node: Node, *, chown: OwnerMapping | None) -> None:
     failure = _set_xattrs(
         node,
         chown,
-        lambda: os.listxattr(fd),
+        list if bare else lambda: os.listxattr(fd),
         lambda name, value: os.setxattr(fd, name, value),
         lambda name: os.removexattr(fd, name),
     )

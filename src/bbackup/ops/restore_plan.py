@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import IntegrityError
+from bbackup.ops.posix_acl import has_default_acl
 from bbackup.ops.restore_compare import Action, Overwrite, blob_layout, decide, mismatched_blobs
 from bbackup.ops.restore_files import (
     CREATE_FLAGS,
@@ -234,6 +235,10 @@ class RestorePlanner:
         try:
             created = make_directory(parent_fd, name)
             fd = self.directories.acquire(directory)
+            # A directory made now inherits its parent's default ACL, and nothing else;
+            # one that was there is asked.
+            directory.created = created
+            directory.default_acl = parent.default_acl if created else has_default_acl(fd)
         except OSError as exc:
             self.on_error(directory.path, f"cannot create directory: {exc.strerror or exc}")
             return
@@ -318,7 +323,7 @@ class RestorePlanner:
         if existing is not None:
             clear_entry(parent_fd, name)
         fd = os.open(name, CREATE_FLAGS, creation_mode(node), dir_fd=parent_fd)
-        file.created = True
+        file.created = file.fresh = True
         try:
             self.writer.finish_unwritten(file, fd)
         finally:
@@ -468,9 +473,10 @@ class RestorePlanner:
         resumable = {
             partial_name(e.name) for e in selected.entries if isinstance(e, Node) and e.type == FILE
         }
+        names = selected.names()
         for text in sorted(os.listdir(dir_fd)):
             name = os.fsencode(text)
-            if name in selected.names or name in resumable:
+            if name in names or name in resumable:
                 continue
             rel = selected.rel + b"/" + name
             if self.path_filter.excluded(rel, count=False):
@@ -493,9 +499,10 @@ class RestorePlanner:
 
         def walk(selected: SelectedDir, dir_fd: int) -> None:
             if selected.backed_up and not selected.damaged:
+                names = selected.names()
                 for text in os.listdir(dir_fd):
                     name = os.fsencode(text)
-                    if name not in selected.names:
+                    if name not in names:
                         self.path_filter.excluded(selected.rel + b"/" + name)
             for entry in selected.entries:
                 if isinstance(entry, SelectedDir) and entry.node is not None:

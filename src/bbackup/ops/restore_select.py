@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bbackup.errors import IntegrityError, NotFound, NothingMatched, UsageError
+from bbackup.ops.restore_gc import collection_paused
 from bbackup.ops.scan import Excluder
 from bbackup.repository import BlobLoader
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
@@ -136,11 +137,23 @@ class SelectedDir:
     #: At or below one of the snapshot's backed-up paths: the snapshot lists all it held,
     #: so --delete may remove what it lacks.
     backed_up: bool
-    #: Every name the snapshot has here, selected or not.
-    names: frozenset[bytes] = frozenset()
+    #: Every name the snapshot has here, selected or not; None when all are selected
+    #: (most directories): then no second set of names is kept for the whole restore.
+    all_names: frozenset[bytes] | None = None
     entries: list[Node | SelectedDir] = field(default_factory=list)
     #: Its tree could not be read: its contents are unknown, nothing in it is deleted.
     damaged: bool = False
+
+    def names(self) -> frozenset[bytes]:
+        """Every name the snapshot has here, selected or not."""
+        if self.all_names is not None:
+            return self.all_names
+        return frozenset(e.name for e in self.entries)
+
+    @property
+    def name(self) -> bytes:
+        """Its name in its parent ("" for the root)."""
+        return b"" if self.node is None else self.node.name
 
     def files(self) -> Iterator[tuple[SelectedDir, Node]]:
         """Every regular file selected below this directory, with the directory that
@@ -179,25 +192,42 @@ async def select_entries(
     loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter
 ) -> Selection:
     """Walk the snapshot's trees once and keep what the filter selects."""
-    backed_up = backed_up_paths(snapshot)
+    walk = _SelectionWalk(loader, path_filter, backed_up_paths(snapshot))
+    with collection_paused():  # many nodes, no cycles among them (restore_gc)
+        await walk.walk(walk.selection.root, snapshot.tree)
+    return walk.selection
 
-    def is_backed_up(rel: bytes) -> bool:
-        return any(rel == p or rel.startswith(p + b"/") or not p for p in backed_up)
 
-    root = SelectedDir(
-        None, b"", wanted=False, included=not path_filter.includes, backed_up=is_backed_up(b"")
-    )
-    selection = Selection(root)
+class _SelectionWalk:
+    """One walk of select_entries. A class rather than a recursive closure: a closure that
+    calls itself is a reference cycle, which would hold the whole selection until a
+    collection after its caller dropped it."""
 
-    async def walk(directory: SelectedDir, tree_id: bytes) -> None:
+    def __init__(self, loader: BlobLoader, path_filter: PathFilter, backed_up: list[bytes]):
+        self.loader = loader
+        self.path_filter = path_filter
+        self.backed_up = backed_up
+        root = SelectedDir(
+            None,
+            b"",
+            wanted=False,
+            included=not path_filter.includes,
+            backed_up=self.is_backed_up(b""),
+        )
+        self.selection = Selection(root)
+
+    def is_backed_up(self, rel: bytes) -> bool:
+        return any(rel == p or rel.startswith(p + b"/") or not p for p in self.backed_up)
+
+    async def walk(self, directory: SelectedDir, tree_id: bytes) -> None:
+        selection, path_filter = self.selection, self.path_filter
         try:
-            tree = await load_tree(loader, tree_id)
+            tree = await load_tree(self.loader, tree_id)
         except (IntegrityError, NotFound) as exc:
             directory.damaged = True
             where = os.fsdecode(directory.rel or b"/")
             selection.damaged_trees.append(DamagedTree(where, tree_id.hex(), str(exc)))
             return
-        directory.names = frozenset(node.name for node in tree.nodes)
         for node in tree.nodes:
             name = node.name
             if b"/" in name or b"\0" in name or name in (b"", b".", b".."):
@@ -216,11 +246,10 @@ async def select_entries(
                 continue
             if not included and not path_filter.may_include_below(rel):
                 continue
-            child = SelectedDir(node, rel, included, included, is_backed_up(rel))
+            child = SelectedDir(node, rel, included, included, self.is_backed_up(rel))
             if node.subtree is not None:
-                await walk(child, node.subtree)
+                await self.walk(child, node.subtree)
             if included or child.entries or child.damaged:
                 directory.entries.append(child)
-
-    await walk(root, snapshot.tree)
-    return selection
+        if len(directory.entries) != len(tree.nodes):
+            directory.all_names = frozenset(node.name for node in tree.nodes)

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from bbackup.ops.posix_acl import has_default_acl
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, FIFO, SYMLINK, Node
 
 #: Flags that open a directory below the target: never through a symlink.
@@ -52,6 +53,10 @@ class RestoredDir:
     fd: int = -1
     #: Threads using `fd` right now; it is closed only when none are.
     users: int = 0
+    #: This restore made it (mkdir), so it held nothing but what the restore put there.
+    created: bool = False
+    #: It has a default ACL, which entries created in it inherit (True until known).
+    default_acl: bool = True
 
 
 class OpenDirectories:
@@ -72,6 +77,7 @@ class OpenDirectories:
         target's own path may hold symlinks: the user named it."""
         os.makedirs(self.root.path, exist_ok=True)
         self.root.fd = os.open(self.root.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root.default_acl = has_default_acl(self.root.fd)
         return self.root.fd
 
     def acquire(self, directory: RestoredDir) -> int:
