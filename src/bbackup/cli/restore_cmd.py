@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable
 from typing import Annotated
 
 import typer
@@ -106,9 +107,13 @@ def register(app: typer.Typer) -> None:
             snap = find_snapshot(
                 await load_snapshots(repo), snapshot, snapshot_filter(host, tag, path)
             )
-            # Archived packs are thawed when the first read meets one (the filter is a
-            # fresh one: the Restorer's own counts which patterns matched).
-            packs = await packs_for_restore(repo, snap, PathFilter(include or (), exclude or ()))
+
+            # Archived packs are thawed when the first read meets one; only then (or for a
+            # dry run's estimate) are the trees walked for the packs the restore needs, with
+            # a fresh filter: the Restorer's own counts which patterns matched.
+            def packs() -> Awaitable[set[str]]:
+                return packs_for_restore(repo, snap, PathFilter(include or (), exclude or ()))
+
             readable = await thaw_before_reading(
                 repo, packs, thaw, as_json=opts.json, dry_run=dry_run
             )

@@ -23,9 +23,11 @@ from bbackup.ops.pricing import RESTORE_TIERS, tier_offered
 from bbackup.ops.thaw import (
     DEFAULT_POLL_SECONDS,
     ArchivedPackSource,
+    PackNames,
     ThawOnArchivedRead,
     ThawOptions,
     ThawProgress,
+    pack_names,
     request_restores,
     survey_packs,
     wait_for_restores,
@@ -83,7 +85,7 @@ def thaw_options(tier: str, days: int, no_wait: bool) -> ThawOptions:
 
 async def thaw_before_reading(
     repo: ArchivedPackSource,
-    names: Collection[str],
+    names: PackNames,
     options: ThawOptions,
     *,
     as_json: bool,
@@ -96,7 +98,9 @@ async def thaw_before_reading(
     (a look at every pack) and False returned: nothing is asked."""
     if dry_run:
         prices = load_prices()
-        survey = await survey_packs(repo, names, prices, tier=options.tier, days=options.days)
+        survey = await survey_packs(
+            repo, await pack_names(names), prices, tier=options.tier, days=options.days
+        )
         _report_estimate(survey.estimate, as_json, priced=repo.profile.remote)
         return False
     if not repo.profile.restore_requests:

@@ -218,14 +218,24 @@ async def wait_for_restores(
     return progress
 
 
+#: The packs a command will read, or how to find them: a restore finds them by walking
+#: its trees, which only the first archived read (or a dry run) needs.
+PackNames = Collection[str] | Callable[[], Awaitable[Collection[str]]]
+
+
+async def pack_names(names: PackNames) -> Collection[str]:
+    """The pack names `names` gives, found now if it is a way to find them."""
+    return await names() if callable(names) else names
+
+
 class ThawOnArchivedRead:
     """The handler a repository calls when a pack read meets an archived pack: the first
     call thaws every pack the command will read (`names`, one survey and one estimate for
     all), concurrent callers wait for that one thaw, and a pack still archived afterwards
     (its restored copy expired, or it was never in `names`) is thawed on its own."""
 
-    def __init__(self, names: Collection[str], thaw: Callable[[set[str]], Awaitable[None]]):
-        self._names = set(names)
+    def __init__(self, names: PackNames, thaw: Callable[[set[str]], Awaitable[None]]):
+        self._names = names
         self._thaw = thaw
         self._thawed: set[str] = set()
         self._thaws_done = 0
@@ -236,7 +246,7 @@ class ThawOnArchivedRead:
         async with self._lock:
             if self._thaws_done != seen and name in self._thawed:
                 return  # thawed while this read waited for the lock: read it again
-            wanted = {name} if self._thawed else self._names | {name}
+            wanted = {name} if self._thawed else set(await pack_names(self._names)) | {name}
             await self._thaw(wanted)
             self._thawed |= wanted
             self._thaws_done += 1
