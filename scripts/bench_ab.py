@@ -2,16 +2,22 @@
 a loaded machine disturbs far less than wall time.
 
     python scripts/bench_ab.py DATA --a /tmp/before/src --b src [--repeat 3]
+        [--cold] [--phases backup_first,backup_unchanged] [--repo-dir /tmp/x]
 
 For each repeat, A and B (alternating who goes first) each back DATA up into a fresh
 local repository, back it up again unchanged, and restore it into an empty directory.
 Each command runs through bench.py's spawn helper (wait4: user + sys CPU, peak RSS).
-Prints the medians per phase and the ratio B / A.
+Prints the medians per phase (with every repeat's value, for the spread) and the ratio
+B / A, for CPU, wall time and peak RSS, and the load average before each command.
+`--cold` (as root) syncs and drops the page cache before every measured command, so the
+reads and the walk wait for the disk as on a first backup after a reboot; the page cache
+is otherwise not touched. The restore needs the backup phases before it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,10 +28,20 @@ from pathlib import Path
 import bench
 
 PHASES = ("backup_first", "backup_unchanged", "restore")
+#: phase → (CPU seconds, peak RSS MiB, wall seconds, load average before)
+Result = dict[str, tuple[float, float, float, float]]
 
 
-def run_once(src: Path, data: Path, work: Path, label: str) -> dict[str, tuple[float, float]]:
-    """phase → (CPU seconds, peak RSS MiB) for one source tree."""
+def drop_page_cache() -> None:
+    """Write back and drop the page cache, dentries and inodes (needs root)."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def run_once(
+    src: Path, data: Path, work: Path, label: str, *, phases: tuple[str, ...], cold: bool
+) -> Result:
+    """The measurements of each phase for one source tree."""
     repo, cache, target = work / "repo", work / "cache", work / "restore"
     for path in (repo, cache, target):
         shutil.rmtree(path, ignore_errors=True)
@@ -33,16 +49,19 @@ def run_once(src: Path, data: Path, work: Path, label: str) -> dict[str, tuple[f
     env.update(PYTHONPATH=str(src), BBACKUP_PASSWORD="ab", BBACKUP_CACHE_DIR=str(cache))
     exe = [sys.executable, "-m", "bbackup"]
     subprocess.run([*exe, "init", "--repo", str(repo)], env=env, check=True, capture_output=True)
-    out: dict[str, tuple[float, float]] = {}
-    for phase in PHASES:
+    out: Result = {}
+    for phase in phases:
         if phase == "restore":
             cmd = [*exe, "restore", "latest", "--repo", str(repo), "--target", str(target)]
         else:
             cmd = [*exe, "backup", "--repo", str(repo), "--host", "ab", str(data)]
+        if cold:
+            drop_page_cache()
+        load = os.getloadavg()[0]
         usage, _ = bench.run_measured([*cmd, "--json"], env, work, f"{label}-{phase}")
         if usage.exit_code != 0:
             raise SystemExit(f"{label} {phase} failed: see {work}/{label}-{phase}.err")
-        out[phase] = (usage.user_s + usage.sys_s, usage.max_rss_kib / 1024)
+        out[phase] = (usage.user_s + usage.sys_s, usage.max_rss_kib / 1024, usage.wall_s, load)
         shutil.rmtree(target, ignore_errors=True)
     return out
 
@@ -53,30 +72,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--a", required=True, help="src/ directory of build A (before)")
     p.add_argument("--b", required=True, help="src/ directory of build B (after)")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--cold", action="store_true", help="drop the page cache before each command")
+    p.add_argument("--phases", default=",".join(PHASES), help="comma-separated, in order")
+    p.add_argument("--work-dir", default="bench-out", help="where repositories are made")
     args = p.parse_args(argv)
+    phases = tuple(x for x in args.phases.split(",") if x)
+    if not set(phases) <= set(PHASES):
+        p.error(f"--phases: choose from {', '.join(PHASES)}")
+    if args.cold and os.geteuid() != 0:
+        p.error("--cold needs root (it writes /proc/sys/vm/drop_caches)")
     data = Path(args.data).resolve()
     builds = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
     for src in builds.values():
         bench.compile_bbackup(str(src))
-    results: dict[str, list[dict[str, tuple[float, float]]]] = {"A": [], "B": []}
-    work = Path(tempfile.mkdtemp(prefix="bench-ab-", dir=Path("bench-out").resolve()))
+    results: dict[str, list[Result]] = {"A": [], "B": []}
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-ab-", dir=Path(args.work_dir).resolve()))
     try:
         for r in range(args.repeat):
             for label in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                results[label].append(run_once(builds[label], data, work, label))
-                cpu = " ".join(f"{results[label][-1][ph][0]:.2f}" for ph in PHASES)
-                print(f"  r{r} {label}: CPU s {cpu}", flush=True)
+                run = run_once(builds[label], data, work, label, phases=phases, cold=args.cold)
+                results[label].append(run)
+                text = "  ".join(
+                    f"{ph} cpu {run[ph][0]:.2f} wall {run[ph][2]:.2f} rss {run[ph][1]:.0f}"
+                    f" load {run[ph][3]:.1f}"
+                    for ph in phases
+                )
+                print(f"  r{r} {label}: {text}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n| phase | CPU s A | CPU s B | B/A | RSS MiB A | RSS MiB B | B/A |  ({data})")
-    print("|---|---|---|---|---|---|---|")
-    for phase in PHASES:
-        cpu = {k: statistics.median(run[phase][0] for run in v) for k, v in results.items()}
-        rss = {k: statistics.median(run[phase][1] for run in v) for k, v in results.items()}
-        print(
-            f"| {phase} | {cpu['A']:.2f} | {cpu['B']:.2f} | {cpu['B'] / cpu['A']:.2f} "
-            f"| {rss['A']:.0f} | {rss['B']:.0f} | {rss['B'] / rss['A']:.2f} |"
-        )
+    cache = "cold cache" if args.cold else "page cache as found"
+    print(f"\n{data}, {cache}; medians (every repeat in brackets)")
+    print("| phase | measure | A | B | B/A |")
+    print("|---|---|---|---|---|")
+    for phase in phases:
+        for i, measure in ((0, "CPU s"), (2, "wall s"), (1, "peak RSS MiB")):
+            each = {k: [run[phase][i] for run in v] for k, v in results.items()}
+            mid = {k: statistics.median(v) for k, v in each.items()}
+            cells = {k: f"{mid[k]:.2f} ({' '.join(f'{x:.2f}' for x in each[k])})" for k in mid}
+            ratio = mid["B"] / mid["A"]
+            print(f"| {phase} | {measure} | {cells['A']} | {cells['B']} | {ratio:.2f} |")
+    loads = [run[ph][3] for v in results.values() for run in v for ph in phases]
+    print(f"load average (1 min) before the commands: {min(loads):.1f}-{max(loads):.1f}")
     return 0
 
 
