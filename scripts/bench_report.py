@@ -7,6 +7,7 @@ restic against the targets of issue #19, a Markdown report and a dependency-free
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -266,12 +267,20 @@ def from_log(text: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0])
-    if argv[1:2] == ["--from-log"]:
-        measurements = from_log(Path(argv[2]).read_text())
+    parser = argparse.ArgumentParser(
+        description="Redraw the tables (.md) and chart (.svg) of a bench_real.py JSON file."
+    )
+    parser.add_argument("json", type=Path, help="bench_real.py's JSON (written, with --from-log)")
+    parser.add_argument(
+        "--from-log", type=Path, help="rebuild the JSON from the console log of a stopped run"
+    )
+    args = parser.parse_args(argv)
+    path: Path = args.json
+    if args.from_log is not None:
+        text = args.from_log.read_text()
+        measurements = from_log(text)
         config = {"repeat": max((m["repeat"] for m in measurements), default=0) + 1}
-        machine = {"nproc": 2, "source": f"parsed from {argv[2]}"}
-        text = Path(argv[2]).read_text()
+        machine = {"nproc": 2, "source": f"parsed from {args.from_log}"}
         result = {
             "machine": machine,
             "config": config,
@@ -279,6 +288,8 @@ def main(argv: list[str]) -> int:
             "measurements": measurements,
         }
         path.write_text(json.dumps(result, indent=2))
+    if not path.is_file():
+        parser.error(f"{path}: no such file")
     result = json.loads(path.read_text())
     result["summary"] = summarise(result["measurements"])
     path.with_suffix(".md").write_text(markdown(result))
