@@ -28,6 +28,12 @@ T = TypeVar("T")
 SMALL_FILE = 1024 * 1024
 BATCH_FILES = 64
 BATCH_BYTES = 8 * 1024 * 1024
+#: A batch of files all smaller than this is read by one reader thread at a time: such a
+#: file is mostly per-file interpreter work (open, stat, a node) that holds the GIL, so
+#: two threads on them only trade the GIL back and forth (30 futex calls a file), while
+#: zstd, BLAKE3 and the reads of larger files run beside each other. Measured, 20,000
+#: files of 128 B-4 KiB: one reader 3.95 s wall, 4.35 s CPU; two 5.02 s, 6.4 s CPU.
+TINY_FILE = 64 * 1024
 
 
 class TaskSpawner(Protocol):
@@ -59,7 +65,9 @@ class FileBatcher:
         self._task = spawn
         self._batch: list[bytes] = []
         self._batch_bytes = 0
+        self._batch_tiny = True
         self._batch_done: asyncio.Future[list[FileOutcome]] | None = None
+        self._tiny_reader = asyncio.Semaphore(1)  # see TINY_FILE
 
     async def add(
         self, path: bytes, node: Node, *, previous: Node | None
@@ -84,6 +92,7 @@ class FileBatcher:
         position = len(self._batch)
         self._batch.append(path)
         self._batch_bytes += node.size
+        self._batch_tiny = self._batch_tiny and node.size < TINY_FILE
         return self._task(self._batched_file(done, position, path, node, previous))
 
     async def _batched_file(
@@ -100,14 +109,17 @@ class FileBatcher:
         """Hand the queued files to a reader thread (holding one file slot)."""
         if not self._batch:
             return
-        batch, done = self._batch, self._batch_done
+        batch, done, tiny = self._batch, self._batch_done, self._batch_tiny
         assert done is not None
         self._batch, self._batch_bytes, self._batch_done = [], 0, None
+        self._batch_tiny = True
         await self._file_slots.acquire()
-        self._task(self._read_batch(batch, done))
+        if tiny:
+            await self._tiny_reader.acquire()
+        self._task(self._read_batch(batch, done, tiny))
 
     async def _read_batch(
-        self, paths: list[bytes], done: asyncio.Future[list[FileOutcome]]
+        self, paths: list[bytes], done: asyncio.Future[list[FileOutcome]], tiny: bool
     ) -> None:
         try:
             outcomes = await self._loop.run_in_executor(self._pool, self._read_files, paths)
@@ -117,6 +129,8 @@ class FileBatcher:
             return
         finally:
             self._file_slots.release()
+            if tiny:
+                self._tiny_reader.release()
         done.set_result(outcomes)
 
     def _file_done(
