@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 #: The end of a hook's output kept in the report.
 OUTPUT_KEPT = 2000
+#: Repository passwords a hook never needs: left out of its environment, so that a hook
+#: that prints its environment cannot put them in a report or a webhook body.
+PASSWORD_VARIABLES = frozenset(
+    {"BBACKUP_PASSWORD", "BBACKUP_FROM_PASSWORD", "BBACKUP_NEW_PASSWORD"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +44,10 @@ async def run_hook(command: str, *, env: Mapping[str, str], timeout_seconds: flo
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **env},
+        env={
+            **{k: v for k, v in os.environ.items() if k not in PASSWORD_VARIABLES},
+            **env,
+        },
         # Its own process group: a timeout or a stop kills what the hook started too.
         start_new_session=True,
     )

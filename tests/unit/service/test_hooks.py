@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from bbackup.service.hooks import OUTPUT_KEPT, run_hook
 
 
@@ -33,3 +35,18 @@ def test_a_hook_that_times_out_is_killed_with_its_children() -> None:
     assert result.timed_out and not result.ok
     assert result.describe() == "timed out"
     assert result.output == "begun\n"
+
+
+def test_a_hook_gets_the_environment_but_no_repository_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BBACKUP_PASSWORD", "the-repository-password")
+    monkeypatch.setenv("BBACKUP_FROM_PASSWORD", "the-source-password")
+    monkeypatch.setenv("DUMP_DIR", "/var/backups/db")
+    result = asyncio.run(run_hook("env", env={"BBACKUP_JOB": "docs"}, timeout_seconds=10))
+    assert result.ok
+    # A hook that prints its environment puts it in the report and the webhook body.
+    assert "the-repository-password" not in result.output
+    assert "the-source-password" not in result.output
+    assert "DUMP_DIR=/var/backups/db" in result.output
+    assert "BBACKUP_JOB=docs" in result.output
