@@ -67,10 +67,14 @@ def test_restore_and_check_status_events_carry_totals(
 
     assert restored.exit_code == 0 and checked.exit_code == 0, (restored, checked)
     # Events while the restore still plans carry no total; once it is known, it is final.
-    for event in statuses(restored.events(), "restore"):
+    events = statuses(restored.events(), "restore")
+    for event in events:
         assert event.get("bytes_total", FILES * FILE_SIZE) == FILES * FILE_SIZE, event
+        assert event.get("files_total", FILES) == FILES, event
+        assert event["files"] <= FILES, event  # files written so far, not files planned
         if "bytes_total" in event:
             assert_estimates(event)
+    assert any("files_total" in event for event in events)
     packs = checked.event("check")["packs"]
     for event in statuses(checked.events(), "check"):
         assert event["packs_total"] == packs and event["packs"] <= packs

@@ -148,12 +148,13 @@ def register(app: typer.Typer) -> None:
             def sample() -> dict[str, object]:
                 p = restorer.progress
                 values: dict[str, object] = {
-                    "files": restorer.summary.files,
+                    "files": p.files,
                     "bytes": p.bytes_written,
                     "seconds": time.monotonic() - start,
                 }
                 if p.planned:  # a total still growing while planning would mislead
                     values["bytes_total"] = p.bytes_total
+                    values["files_total"] = restorer.summary.files
                 return values
 
             # A blob that fails verification is recorded, so backups upload it again.
