@@ -5,7 +5,7 @@ deduplicates against it until `repair packs` has dealt with it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -91,3 +91,22 @@ async def _record_found(
             f"warning: {where}: damaged, recorded in {name}: backups upload the damaged "
             f"blobs again; {REPAIR_ADVICE}"
         )
+
+
+class RecordRemover(Protocol):
+    """Where damage records are deleted (the repository)."""
+
+    async def delete_document(self, name: str) -> None: ...
+
+
+async def remove_settled_records(
+    store: RecordRemover, records: Mapping[str, DamageRecord], settled: Callable[[str], bool]
+) -> list[str]:
+    """Delete each record all of whose packs are `settled` (read again, or gone); return
+    the names deleted, in order."""
+    removed = []
+    for name, record in sorted(records.items()):
+        if all(settled(pack) for pack in record.packs):
+            await store.delete_document(name)
+            removed.append(name)
+    return removed

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, RepositoryLocked
+from bbackup.ops.damage_record import remove_settled_records
 from bbackup.ops.prune_plan import (
     DELETE,
     DROP,
@@ -320,12 +321,9 @@ async def _remove_moot_damage_records(
     """Delete the damage records all of whose packs are gone: deleted now, or missing
     from the listing this pass took after loading the records. A damaged pack that was
     repacked stays (marked) until its grace period ends, and so does its record."""
-    removed = []
-    for name, record in sorted(repo.damage_records.items()):
-        if all(p in gone or p not in stored for p in record.packs):
-            await repo.delete_document(name)
-            removed.append(name)
-    return removed
+    return await remove_settled_records(
+        repo, repo.damage_records, lambda pack: pack in gone or pack not in stored
+    )
 
 
 #: A document name nothing can have (names are SHA-256 of the stored bytes), under a

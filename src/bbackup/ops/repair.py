@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, NotFound, UsageError
 from bbackup.ops.check import compare_header_with_index
+from bbackup.ops.damage_record import remove_settled_records
 from bbackup.repository import (
     BlobLoader,
     BlobSaver,
@@ -291,10 +292,9 @@ async def _remove_records(
     read now (found intact, or damaged and taken out of the index) or is no longer
     indexed. Unreadable records go too, once every pack has been read: whatever they
     named was found again. Last, so a crash before leaves them (and their protection)."""
-    for name, record in sorted(repo.damage_records.items()):
-        if all(p in read or p not in indexed for p in record.packs):
-            await repo.delete_document(name)
-            report.records_removed.append(name)
+    report.records_removed += await remove_settled_records(
+        repo, repo.damage_records, lambda pack: pack in read or pack not in indexed
+    )
     if read >= indexed:
         for name in sorted(repo.unreadable_damage_records):
             await repo.delete_document(name)
