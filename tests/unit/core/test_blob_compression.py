@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 import pytest
 
@@ -60,3 +61,28 @@ def test_a_blob_that_inflates_past_its_recorded_raw_length_is_rejected() -> None
 def test_a_payload_longer_than_its_raw_length_is_rejected() -> None:
     with pytest.raises(ValueError):
         decompress(b"payload", 3)
+
+
+@pytest.mark.parametrize("claimed", [2**40, 2**34, 64 * 1024 * 1024 + 3])
+def test_an_index_claiming_a_huge_raw_length_is_refused_without_allocating_it(
+    claimed: int,
+) -> None:
+    # A damaged or hostile index entry: the allocation follows what the frame really
+    # inflates to (1 MiB here), never the claim, and the refusal is a plain ValueError
+    # (which Repository.decode_blob reports as a damaged blob), not a MemoryError.
+    stored = compress(b"\x00" * (1024 * 1024), 3)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="does not decompress to its recorded length"):
+            decompress(stored, claimed)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024
+
+
+def test_a_blob_larger_than_one_read_step_round_trips() -> None:
+    # Tree blobs have no size bound: one larger than a step is read in several.
+    data = b"one directory entry, many times " * (20 * 1024 * 1024 // 32)
+
+    assert decompress(compress(data, 1), len(data)) == data
