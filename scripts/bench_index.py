@@ -179,11 +179,11 @@ class BorghashRowsIndex(BorghashIndex):
     def add_pack(self, pack: Any, marked_at: float | None = None) -> None:
         p = len(self._pack_ids)
         first = len(self._rows) // self._row_size
-        ids, rows, _wide = self._encode_rows(pack.blobs, p << 2 | int(pack.blob_type))
+        rows, _wide = self._encode_rows(pack.blobs, p << 2 | int(pack.blob_type))
         self._rows += rows
         self._pack_ids.append(pack.pack_id)
         setdefault, encode = self._table.setdefault, self._row_number.pack
-        for row, blob_id in enumerate(ids, first):
+        for row, (blob_id, *_numbers) in enumerate(pack.blobs, first):
             setdefault(blob_id, encode(row))
 
     def get(self, blob_id: bytes) -> Any:

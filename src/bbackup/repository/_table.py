@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import struct
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import repeat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import starmap
 from operator import itemgetter
 
 ID_SIZE = 32
@@ -34,48 +34,85 @@ unpack_id = struct.Struct("=32s").unpack_from
 BLOB = struct.Struct("=32s4x3I")  # a row as PackInfo lists it: ID, offset, length, raw
 _ID = struct.Struct("=32s16x")
 _first = itemgetter(0)
+_KEY_WORD = ID_SIZE // 4  # a row's pack key, counted in 32-bit words
+_SEQUENCES = {tuple, list}
 #: The offset, length and raw length of a row whose numbers do not fit in 32 bits; the
 #: index keeps the real ones aside.
 WIDE = 0xFFFFFFFF
 
 
-def encode_rows(
-    blobs: Sequence[tuple[bytes, int, int, int]], key: int
-) -> tuple[Sequence[bytes], bytes, list[tuple[int, int, int, int]]]:
-    """Check a pack's blob list and encode its rows, `key` being their first number.
+def encode_blobs(blobs: Sequence[object]) -> tuple[bytes, dict[int, tuple[int, int, int]]]:
+    """Check blob entries (id, offset, length, raw length) and encode them as rows whose
+    pack key is 0, in one pass: `struct` checks the numbers (non-negative, 32 bits) as it
+    packs them, and only the ID lengths take a pass of their own.
 
-    Returns the blob IDs, the rows, and (i, offset, length, raw length) for each blob i
-    whose numbers do not fit in 32 bits. Raises ValueError or TypeError. The usual case
-    runs no Python code per blob.
+    Returns the rows and, by row (from 0), the numbers of each blob whose numbers do not
+    fit in 32 bits (its row says WIDE). Raises ValueError or TypeError. The usual case runs
+    no Python code per blob.
     """
     if not blobs:
-        return (), b"", []
+        return b"", {}
+    if not set(map(type, blobs)) <= _SEQUENCES:
+        raise TypeError("a blob is listed as (id, offset, length, raw length)")
     try:
-        ids, offsets, lengths, raw_lengths = zip(*blobs, strict=True)
-    except ValueError:
-        raise ValueError("a blob is listed as (id, offset, length, raw length)") from None
-    if set(map(type, ids)) != {bytes}:
-        raise TypeError("blob IDs must be bytes")
-    if min(map(len, ids)) != ID_SIZE or max(map(len, ids)) != ID_SIZE:
-        raise ValueError(f"blob IDs must be {ID_SIZE} bytes")
-    try:
-        return ids, b"".join(map(ROW.pack, ids, repeat(key), offsets, lengths, raw_lengths)), []
+        rows = b"".join(starmap(BLOB.pack, blobs))  # type: ignore[arg-type]
     except struct.error:
-        pass
+        return _encode_wide_blobs(blobs)  # type: ignore[arg-type]
+    # `struct` pads or cuts an ID of another length, and a short ID list packs too.
+    if set(map(len, map(_first, blobs))) != {ID_SIZE}:  # type: ignore[arg-type]
+        raise ValueError(f"blob IDs must be {ID_SIZE} bytes")
+    return rows, {}
+
+
+def _encode_wide_blobs(
+    blobs: Sequence[Sequence[object]],
+) -> tuple[bytes, dict[int, tuple[int, int, int]]]:
+    """`encode_blobs` blob by blob, for a list with numbers over 32 bits (or a bad entry)."""
     rows: list[bytes] = []
-    wide: list[tuple[int, int, int, int]] = []
-    for i, (blob_id, offset, length, raw_length) in enumerate(blobs):
-        numbers = (offset, length, raw_length)
-        if not all(isinstance(n, int) and n >= 0 for n in numbers):
+    wide: dict[int, tuple[int, int, int]] = {}
+    for i, blob in enumerate(blobs):
+        if len(blob) != 4:
+            raise ValueError("a blob is listed as (id, offset, length, raw length)")
+        blob_id, *numbers = blob
+        if type(blob_id) is not bytes or len(blob_id) != ID_SIZE:
+            raise ValueError(f"blob IDs must be {ID_SIZE} bytes")
+        offset, length, raw_length = (n if type(n) is int and n >= 0 else -1 for n in numbers)
+        if min(offset, length, raw_length) < 0:
             raise ValueError("blob offsets and lengths must be non-negative integers")
-        if max(numbers) > WIDE:
-            wide.append((i, offset, length, raw_length))
-            numbers = (WIDE, WIDE, WIDE)
-        try:
-            rows.append(ROW.pack(blob_id, key, *numbers))
-        except struct.error as exc:
-            raise ValueError(str(exc)) from None
-    return ids, b"".join(rows), wide
+        if max(offset, length, raw_length) > WIDE:
+            wide[i] = (offset, length, raw_length)
+            offset = length = raw_length = WIDE
+        rows.append(BLOB.pack(blob_id, offset, length, raw_length))
+    return b"".join(rows), wide
+
+
+def encode_rows(
+    blobs: Sequence[tuple[bytes, int, int, int]], key: int
+) -> tuple[bytes, dict[int, tuple[int, int, int]]]:
+    """`encode_blobs` with `key` as the rows' first number (one pack's blobs)."""
+    rows, wide = encode_blobs(blobs)
+    return with_keys(rows, array("I", (key,)) * (len(rows) // ROW_SIZE)), wide
+
+
+def with_keys(rows: bytes, keys: array[int]) -> bytes:
+    """`rows` (pack key 0) with row i's key set to keys[i]."""
+    words = array("I")
+    words.frombytes(rows)
+    words[_KEY_WORD :: ROW_SIZE // 4] = keys
+    return words.tobytes()
+
+
+def decode_blobs(
+    rows: bytes | bytearray, first_row: int, end_row: int, wide: Mapping[int, tuple[int, int, int]]
+) -> list[tuple[bytes, int, int, int]]:
+    """(id, offset, length, raw length) of rows [first_row, end_row), `wide` holding the
+    numbers of WIDE rows by row number."""
+    blobs = list(BLOB.iter_unpack(rows[first_row * ROW_SIZE : end_row * ROW_SIZE]))
+    if wide:
+        for i, blob in enumerate(blobs):
+            if blob[1] == WIDE and first_row + i in wide:
+                blobs[i] = (blob[0], *wide[first_row + i])
+    return blobs
 
 
 def ids_of(rows: bytearray, first_row: int, end_row: int) -> list[bytes]:
@@ -138,15 +175,20 @@ def find(table: Table, rows: bytearray, blob_id: object, h: int) -> int:
 def insert(table: Table, rows: bytearray, blob_ids: Iterable[bytes], first_row: int) -> int:
     """Enter rows first_row, first_row + 1, … holding `blob_ids`, except IDs already in the
     table (the first copy wins). The table must have room. Returns how many were entered."""
-    words = table[0]
+    words, mask = table
     added = 0
     for row, blob_id in enumerate(blob_ids, first_row):
         h = hash(blob_id)
-        i = probe(table, rows, blob_id, h)
-        if not words[i]:
-            # Tag and row in one word, written in one store: see the Index docstring.
-            words[i] = row << TAG_BITS | h >> TAG_SHIFT & TAG_MASK
-            added += 1
+        i = h & mask
+        # Most slots are empty (the table is at most 70% full): probe only when one is not,
+        # as a call costs about as much as the rest of the loop.
+        if words[i]:
+            i = probe(table, rows, blob_id, h)
+            if words[i]:
+                continue
+        # Tag and row in one word, written in one store: see the Index docstring.
+        words[i] = row << TAG_BITS | h >> TAG_SHIFT & TAG_MASK
+        added += 1
     return added
 
 

@@ -42,18 +42,19 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import chain
+from itertools import chain, compress, repeat
+from operator import lshift, or_, sub
 from typing import NamedTuple
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError
 from bbackup.repository._table import (
-    BLOB,
     ID_SIZE,
     ROW_SIZE,
     TAG_BITS,
     WIDE,
     Table,
+    decode_blobs,
     empty_table,
     encode_rows,
     find,
@@ -64,8 +65,15 @@ from bbackup.repository._table import (
     rehash,
     runs,
     unpack_numbers,
+    with_keys,
 )
-from bbackup.repository.index_segment import INDEX_KIND, IndexSegment, PackInfo, pack_size
+from bbackup.repository.index_segment import (
+    INDEX_KIND,
+    IndexSegment,
+    PackInfo,
+    PackRows,
+    pack_size,
+)
 
 __all__ = ["INDEX_KIND", "Index", "IndexEntry", "IndexSegment", "PackInfo"]
 
@@ -336,9 +344,83 @@ class Index:
             self._marked_changes += 1
 
     def add_segment(self, segment: IndexSegment) -> None:
+        packs = segment.pack_rows
         with self._lock:
-            for pack in segment.packs:
-                self._add_pack(pack, segment.marked.get(pack.pack_id))
+            if packs is None:
+                for pack in segment.packs:
+                    self._add_pack(pack, segment.marked.get(pack.pack_id))
+            else:
+                self._add_pack_rows(packs, segment.marked)
+
+    def _add_pack_rows(self, packs: PackRows, marked: Mapping[str, float]) -> None:
+        """What `_add_pack` does for each of `packs` in turn, with the packs the index
+        does not list yet (all of them, as a rule) added in bulk."""
+        ids = packs.pack_ids
+        known = self._pack_numbers
+        if known.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            self._append_pack_rows(packs, 0, len(ids), marked)
+            return
+        # Some are listed already (or twice here): those go one by one, in their place.
+        start = 0
+        seen: set[str] = set()
+        for i, pack_id in enumerate(ids):
+            if pack_id in known or pack_id in seen:
+                self._append_pack_rows(packs, start, i, marked)
+                self._add_pack(packs.pack_info(i), marked.get(pack_id))
+                start = i + 1
+            seen.add(pack_id)
+        self._append_pack_rows(packs, start, len(ids), marked)
+
+    def _append_pack_rows(
+        self, packs: PackRows, start: int, end: int, marked: Mapping[str, float]
+    ) -> None:
+        """`_add_pack` for packs[start:end], none of which the index lists: their rows
+        copied in one piece, with each row's pack key set on the way."""
+        if start == end:
+            return
+        p0, first = len(self._pack_ids), self._pack_rows[-1]
+        ids = packs.pack_ids[start:end]
+        types = packs.blob_types[start:end]
+        row0, ends = packs.first_row(start), packs.ends[start:end]
+        pack_numbers = range(p0, p0 + len(ids))
+        keys = array("I", map(or_, map(lshift, pack_numbers, repeat(_TYPE_BITS)), types))
+        counts = map(sub, ends, chain((row0,), ends))
+        self._rows += with_keys(
+            packs.rows[row0 * ROW_SIZE : ends[-1] * ROW_SIZE],
+            array("I", chain.from_iterable(map(repeat, keys, counts))),
+        )
+        for row, wide in packs.wide.items():
+            if row0 <= row < ends[-1]:
+                self._wide[first - row0 + row] = wide
+        self._pack_rows.extend(map((first - row0).__add__, ends))
+        self._pack_ids += ids
+        self._pack_types += map(_TYPES.__getitem__, types)
+        self._pack_sizes += packs.sizes[start:end]
+        numbers = dict(zip(ids, pack_numbers, strict=True))
+        marked_numbers = sorted(map(numbers.__getitem__, marked.keys() & numbers.keys()))
+        state = bytearray((_LIVE,)) * len(ids)
+        for p in marked_numbers:
+            state[p - p0] = _MARKED
+        self._pack_state += state  # before the numbers: a reader finds a pack's state
+        self._pack_numbers.update(numbers)
+        if self._damaged and not self._damaged.keys().isdisjoint(ids):
+            for p in pack_numbers:  # rows of new packs come after every other
+                self._damaged_rows.extend(self._damaged_rows_of(p))
+        for p in marked_numbers:
+            self.marked[self._pack_ids[p]] = marked[self._pack_ids[p]]
+        if marked_numbers:
+            self._marked_changes += 1
+        # The live ones, in order: their rows enter the live table at the next lookup.
+        live = array("Q", compress(pack_numbers, map(_LIVE.__eq__, state)))
+        ranges = array("Q")
+        for p in live:
+            first_row, end_row = self._pack_rows[p], self._pack_rows[p + 1]
+            if ranges and ranges[-1] == first_row:
+                ranges[-1] = end_row
+            elif first_row != end_row:
+                ranges += array("Q", (first_row, end_row))
+        self._live_order += live
+        self._pending += ranges  # one step: never half there
 
     def all_packs(self) -> Mapping[str, PackInfo]:
         """Live and marked packs: everything the index says is stored."""
@@ -348,13 +430,13 @@ class Index:
         """Store a new pack and its rows, in no table yet; return its number."""
         p = len(self._pack_ids)
         blob_type = BlobType(pack.blob_type)
-        blob_ids, encoded, wide = encode_rows(pack.blobs, p << _TYPE_BITS | blob_type)
+        encoded, wide = encode_rows(pack.blobs, p << _TYPE_BITS | blob_type)
         size = pack_size(pack.size)
         first = self._pack_rows[-1]
         self._rows += encoded
-        for i, offset, length, raw_length in wide:
-            self._wide[first + i] = (offset, length, raw_length)
-        self._pack_rows.append(first + len(blob_ids))
+        for i, numbers in wide.items():
+            self._wide[first + i] = numbers
+        self._pack_rows.append(first + len(encoded) // ROW_SIZE)
         self._pack_ids.append(pack.pack_id)
         self._pack_types.append(blob_type)
         self._pack_sizes.append(size)
@@ -405,12 +487,7 @@ class Index:
         return self._marked_table
 
     def _pack_info(self, p: int) -> PackInfo:
-        first, end = self._pack_rows[p], self._pack_rows[p + 1]
-        blobs = list(BLOB.iter_unpack(self._rows[first * ROW_SIZE : end * ROW_SIZE]))
-        if self._wide:
-            for i, blob in enumerate(blobs):
-                if blob[1] == WIDE and first + i in self._wide:
-                    blobs[i] = (blob[0], *self._wide[first + i])
+        blobs = decode_blobs(self._rows, self._pack_rows[p], self._pack_rows[p + 1], self._wide)
         return PackInfo(self._pack_ids[p], self._pack_types[p], self._pack_sizes[p], blobs)
 
     # The pack views read the packs through these (and _pack_info) only.
