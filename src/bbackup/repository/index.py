@@ -20,7 +20,8 @@ are filled lazily (adding a pack stores its rows, the next lookup enters them), 
 loading thousands of segments builds each table once, at its final size. `IndexEntry`
 and `PackInfo` objects are built when asked for. About 70 bytes per blob. A pack's
 content is fixed by its ID, so when a pack is listed again (by another segment) its blob
-list is not read again.
+list is not read again. A segment read from storage arrives as rows (`PackRows`), which
+`add_segment` copies in one piece: loading builds no Python object per blob but msgpack's.
 
 Threads. Writers (`add_pack`, `add_segment`; in a backup the event loop adds each
 uploaded pack) and the lookups that fill a table hold `_lock`, so writes never interleave
