@@ -412,14 +412,19 @@ class Index:
         if marked_numbers:
             self._marked_changes += 1
         # The live ones, in order: their rows enter the live table at the next lookup.
-        live = array("Q", compress(pack_numbers, map(_LIVE.__eq__, state)))
         ranges = array("Q")
-        for p in live:
-            first_row, end_row = self._pack_rows[p], self._pack_rows[p + 1]
-            if ranges and ranges[-1] == first_row:
-                ranges[-1] = end_row
-            elif first_row != end_row:
-                ranges += array("Q", (first_row, end_row))
+        if not marked_numbers:
+            live = array("Q", pack_numbers)
+            if self._pack_rows[-1] != first:
+                ranges += array("Q", (first, self._pack_rows[-1]))
+        else:
+            live = array("Q", compress(pack_numbers, map(_LIVE.__eq__, state)))
+            for p in live:
+                first_row, end_row = self._pack_rows[p], self._pack_rows[p + 1]
+                if ranges and ranges[-1] == first_row:
+                    ranges[-1] = end_row
+                elif first_row != end_row:
+                    ranges += array("Q", (first_row, end_row))
         self._live_order += live
         self._pending += ranges  # one step: never half there
 
