@@ -176,15 +176,15 @@ class Repository:
         (names, loaded), records = await asyncio.gather(
             self._read_listed_segments(), self._read_damage_records()
         )
-        segments = {n: s for n, s in zip(names, loaded, strict=True) if isinstance(s, IndexSegment)}
-        superseded = {s for segment in segments.values() for s in segment.supersedes}
+        superseded = {s for r in loaded if isinstance(r, IndexSegment) for s in r.supersedes}
         index = Index()
         used, skipped, damaged = [], [], {}
-        for name, result in zip(names, loaded, strict=True):
+        for i, (name, result) in enumerate(zip(names, loaded, strict=True)):
             if name.rsplit("/", 1)[-1] in superseded:
                 skipped.append(name)
             elif isinstance(result, IndexSegment):
                 index.add_segment(result)
+                loaded[i] = None  # its rows are the index's now (~50 bytes a blob freed)
                 used.append(name)
             elif result is not None:
                 damaged[name] = result.problem
