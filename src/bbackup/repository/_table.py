@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import starmap
+from itertools import repeat, starmap
 from operator import itemgetter
 
 ID_SIZE = 32
@@ -35,7 +35,7 @@ BLOB = struct.Struct("=32s4x3I")  # a row as PackInfo lists it: ID, offset, leng
 _ID = struct.Struct("=32s16x")
 _first = itemgetter(0)
 _KEY_WORD = ID_SIZE // 4  # a row's pack key, counted in 32-bit words
-_SEQUENCES = {tuple, list}
+_SEQUENCES = (tuple, list)
 #: The offset, length and raw length of a row whose numbers do not fit in 32 bits; the
 #: index keeps the real ones aside.
 WIDE = 0xFFFFFFFF
@@ -52,7 +52,8 @@ def encode_blobs(blobs: Sequence[object]) -> tuple[bytes, dict[int, tuple[int, i
     """
     if not blobs:
         return b"", {}
-    if not set(map(type, blobs)) <= _SEQUENCES:
+    # (starmap would spread a string or a map as readily as a tuple)
+    if not all(map(isinstance, blobs, repeat(_SEQUENCES))):
         raise TypeError("a blob is listed as (id, offset, length, raw length)")
     try:
         rows = b"".join(starmap(BLOB.pack, blobs))  # type: ignore[arg-type]
