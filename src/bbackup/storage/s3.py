@@ -278,10 +278,15 @@ class S3Storage:
             parse_restore_state(response.get("Restore")),
         )
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         client = await self._get_client()
         paginator = client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)).__aiter__()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if after:
+            params["StartAfter"] = self._key(after)
+        pages = paginator.paginate(**params).__aiter__()
         while True:
             # Only the page fetch is translated: errors thrown into this generator by the
             # consumer must reach it unchanged.
@@ -292,6 +297,8 @@ class S3Storage:
                 except StopAsyncIteration:
                     return
             for entry in page.get("Contents", ()):
+                if before is not None and entry["Key"] >= self._key(before):
+                    return  # the rest of the listing sorts after the span: not fetched
                 yield ObjectInfo(
                     self._name(entry["Key"]),
                     int(entry["Size"]),
