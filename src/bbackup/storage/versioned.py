@@ -106,9 +106,19 @@ class VersionedView:
                 yield info
             return
         table = await self._versions()
-        listed = (n for n in table if n.startswith(prefix) and in_span(n, after, before))
+        listed = {
+            n: ObjectInfo(n, table[n].size, table[n].mtime)
+            for n in table
+            if n.startswith(prefix) and in_span(n, after, before)
+        }
+        # A listing of a span that holds locks/ (keys/ and locks/ at once) takes them live.
+        for unlocked in UNLOCKED_PREFIXES:
+            reached = before is None or unlocked < before
+            if unlocked.startswith(prefix) and reached and after < unlocked + "\U0010ffff":
+                async for info in list_inner(self.live, unlocked, after, before):
+                    listed[info.name] = info
         for name in sorted(listed):
-            yield ObjectInfo(name, table[name].size, table[name].mtime)
+            yield listed[name]
 
     async def delete(self, name: str) -> None:
         if not name.startswith(UNLOCKED_PREFIXES):
