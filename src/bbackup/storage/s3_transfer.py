@@ -225,7 +225,9 @@ def prepare_request(request: Any, **_: Any) -> None:
         body = body.getvalue()[body.tell() :] if body.tell() else body.getvalue()
     elif isinstance(body, BufferBody):
         body = body.view[body.tell() :]
-        if deadline is None:  # every PUT runs under one (`bounded`); aiohttp takes bytes
+        # aiohttp takes bytes, not this object: an empty body, or one outside a deadline
+        # (every PUT runs under one, `bounded`), is handed over as bytes.
+        if deadline is None or not body:
             request.body = bytes(body)
     if deadline is not None and isinstance(body, bytes | memoryview) and body:
         request.body = BlockPayload(body, deadline)

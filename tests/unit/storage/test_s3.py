@@ -605,3 +605,11 @@ def test_store_rejecting_if_none_match_gets_plain_puts(
     received = asyncio.run(go())
     conditional = [b"\r\nif-none-match:" in r.lower() for r in received]
     assert conditional == [True, False, False]
+
+
+def test_an_empty_buffer_is_stored_as_an_empty_object(s3_bucket: S3Bucket) -> None:
+    async def go(storage: S3Storage) -> bytes:
+        await storage.put("data/mm/empty", memoryview(bytearray()))
+        return await storage.get("data/mm/empty")
+
+    assert run_with(s3_bucket, go) == b""
