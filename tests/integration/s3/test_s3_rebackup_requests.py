@@ -4,12 +4,15 @@ empty one, as seen by the server and by the `requests` counts of `backup --json`
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from cli_harness import Cli, CliResult, MakeTree
+from history_harness import store_lock
 from s3_harness import MiB, bucket_objects, gets_under, listed_prefixes, server_requests
 
+from bbackup.errors import ExitCode
 from s3_server import S3Bucket
 
 pytestmark = pytest.mark.s3
@@ -106,3 +109,25 @@ def test_empty_cache_rebackup_lists_keys_and_locks_in_one_request(
     # once the lock is visible, as before.
     assert sorted(after_lock) == ["repo/d", "repo/index/", "repo/locks/", "repo/snapshots/"]
     assert result.event("summary")["requests"]["LIST"] == 5
+
+
+def test_empty_cache_backup_of_a_repository_locked_exclusively_writes_no_lock(
+    tmp_path: Path,
+    cli: Cli,
+    make_tree: MakeTree,
+    s3_bucket: S3Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = make_tree(tmp_path / "src", {"note.txt": "note\n"})
+    assert cli("init", "-r", s3_bucket.url).exit_code == 0
+    lock_id = store_lock(s3_bucket.url, exclusive=True, at=time.time())  # a prune elsewhere
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+
+    with server_requests() as requests:
+        result = cli("backup", "-r", s3_bucket.url, src)
+
+    assert result.exit_code == ExitCode.LOCKED, result
+    assert "locked" in result.stderr and "nas" in result.stderr
+    # Refused by the check before writing, from the listing made with the key files.
+    assert not [p for m, p in requests if m == "PUT" and "/locks/" in p]
+    assert [o["Key"] for o in bucket_objects(s3_bucket, "repo/locks/")] == [f"repo/locks/{lock_id}"]
