@@ -34,7 +34,7 @@ from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.damage import DAMAGE_PREFIX
 from bbackup.repository.key_files import intact_key_files, read_key_files
-from bbackup.repository.read_ahead import start_listing
+from bbackup.repository.read_ahead import listed, start_listing
 from bbackup.repository.repository import (
     CONFIG_KIND,
     CONFIG_NAME,
@@ -49,6 +49,10 @@ from bbackup.storage import Storage, StorageStack
 INDEX_LISTINGS = ("index/", DAMAGE_PREFIX, "snapshots/")
 #: Key files as stored: (name, bytes).
 KeyBytes = list[tuple[str, bytes]]
+#: keys/ and locks/ are neighbours (nothing a repository stores sorts between them): on a
+#: remote store one listing of the span from `keys` to `locks0` ('0' follows '/') finds
+#: the key files and the locks, which a command that locks checks next.
+KEYS_AND_LOCKS = ("keys", "locks0")
 
 
 async def init_repository(
@@ -96,16 +100,25 @@ def _remembered_key_name(remember_key: Path | None) -> str | None:
         return None
 
 
-async def _first_key_files(storage: Storage, remembered: str | None) -> tuple[KeyBytes, bool]:
-    """(key files to try first, whether they are all there are). The key file that opened
-    the repository last time is fetched by name, no listing: it is read from the store,
-    not the cache, so a key removed since no longer opens it. Gone: every key file."""
+async def _first_key_files(
+    storage: Storage, remembered: str | None, *, remote: bool
+) -> tuple[KeyBytes, bool, list[str] | None]:
+    """(key files to try first, whether they are all there are, the names under locks/ if
+    they were listed too). The key file that opened the repository last time is fetched
+    by name, no listing: it is read from the store, not the cache, so a key removed since
+    no longer opens it. Gone: every key file, listed with the locks on a remote store."""
     if remembered is not None:
         try:
-            return [(remembered, await storage.get(remembered))], False
+            return [(remembered, await storage.get(remembered))], False, None
         except NotFound:
             pass
-    return await read_key_files(storage), True
+    if not remote:
+        return await read_key_files(storage), True, None
+    after, before = KEYS_AND_LOCKS
+    names = [info.name async for info in storage.list("", after=after, before=before)]
+    keys = [n for n in names if n.startswith("keys/")]
+    stored = await asyncio.gather(*(storage.get(n) for n in keys))
+    return list(zip(keys, stored, strict=True)), True, [n for n in names if n.startswith("locks/")]
 
 
 async def _unwrap(
@@ -152,7 +165,9 @@ async def open_repository(
     # instead of two. The config's error still comes first, as when read on its own.
     remembered = _remembered_key_name(remember_key)
     sealed_config, first = await asyncio.gather(
-        storage.get(CONFIG_NAME), _first_key_files(storage, remembered), return_exceptions=True
+        storage.get(CONFIG_NAME),
+        _first_key_files(storage, remembered, remote=stack.profile.remote),
+        return_exceptions=True,
     )
     if isinstance(sealed_config, NotFound):
         raise RepositoryNotFound(f"no repository at {storage.location}") from None
@@ -160,7 +175,7 @@ async def open_repository(
         raise sealed_config
     if isinstance(first, BaseException):
         raise first
-    keys, complete = first
+    keys, complete, locks = first
     # What loading the index lists is listed while the key is derived (half a second or
     # more of an idle network); listings are never cached, so this costs no request.
     listings = {p: start_listing(storage, p) for p in INDEX_LISTINGS} if load_index else {}
@@ -194,6 +209,10 @@ async def open_repository(
     repo = Repository(stack, storage, config, master, key_name, on_damage)
     if isinstance(storage, CachingStorage):
         storage.on_mismatch = repo.note_pack_damage
+    if locks is not None:
+        # For the lock check before a lock is written (a command that locks starts with
+        # it); the check after writing lists again, and any write drops this listing.
+        repo.read_ahead("locks/", listing=listed(locks), documents=False)
     if load_index:
         # Whoever needs the index reads the snapshots next (restore, ls, diff, check,
         # find, stats): their documents come beside the index, not after it.

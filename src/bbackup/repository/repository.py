@@ -315,7 +315,6 @@ class Repository:
             ),
             upload_slots=upload_slots or 4,
             data_storage_class=data_storage_class,
-            stage_uploads=self.stack.profile.stage_uploads,
         )
 
     def decode_blob(self, blob_id: bytes, entry: IndexEntry, sealed: bytes | memoryview) -> bytes:

@@ -79,7 +79,6 @@ class BlobWriter:
         compression_level: int,
         upload_slots: int,
         data_storage_class: str | None = None,
-        stage_uploads: bool = False,
     ) -> None:
         self.storage = storage
         self.cipher = cipher
@@ -87,7 +86,6 @@ class BlobWriter:
         self.pack_size = pack_size
         self.compression_level = compression_level
         self.data_storage_class = data_storage_class
-        self.stage_uploads = stage_uploads
         self.stats = WriteStats()
         self._loop = asyncio.get_running_loop()
         self._reserved: set[bytes] = set()
@@ -253,11 +251,8 @@ class BlobWriter:
     def _finish(self, pack: PackBuilder) -> None:
         """Hash a complete pack and hand it to the event loop for upload (any thread)."""
         pack_id, data = pack.finish(self.cipher)
-        if self.stage_uploads and not isinstance(data, bytes):
-            # One copy now, and the map is unmapped at once; the pack keeps its slot until
-            # stored, which still bounds the bytes in flight.
-            data = bytes(data)
-            pack.release()
+        # Uploaded from its map, never copied (the S3 backend sends a view as it is); the
+        # map goes back to the spare maps once stored (`_dispose`).
         self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
 
     def _new_pack(self, blob_type: BlobType, capacity: int) -> PackBuilder:

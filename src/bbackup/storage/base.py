@@ -41,6 +41,21 @@ class ObjectInfo:
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
+def in_span(name: str, after: str, before: str | None) -> bool:
+    """Whether `name` sorts after `after` and before `before` (None: no upper bound)."""
+    return name > after and (before is None or name < before)
+
+
+def list_inner(
+    inner: Storage, prefix: str, after: str = "", before: str | None = None
+) -> AsyncIterator[ObjectInfo]:
+    """`inner.list`, called as a wrapper does: a plain listing passes `prefix` alone, so a
+    store that lists only by prefix (a test double) still answers it."""
+    if after or before is not None:
+        return inner.list(prefix, after=after, before=before)
+    return inner.list(prefix)
+
+
 class Storage(Protocol):
     """An object store: flat names with '/' separators, immutable objects."""
 
@@ -62,7 +77,14 @@ class Storage(Protocol):
 
     async def stat(self, name: str) -> ObjectInfo: ...
 
-    def list(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
+    def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
+        """The objects whose names start with `prefix`, in name order; with `after` and
+        `before`, only those whose names sort after `after` and before `before`. On S3 a
+        span of neighbouring directories (keys/ and locks/) is one request: the listing
+        of their common prefix from `after`, stopped at `before`."""
+        ...
 
     async def delete(self, name: str) -> None: ...
 
@@ -101,8 +123,10 @@ class StorageWrapper:
     async def stat(self, name: str) -> ObjectInfo:
         return await self.inner.stat(name)
 
-    def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list(prefix)
+    def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
+        return list_inner(self.inner, prefix, after, before)
 
     async def delete(self, name: str) -> None:
         await self.inner.delete(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
+from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper, list_inner
 
 
 class CountingStorage(StorageWrapper):
@@ -46,10 +46,12 @@ class CountingStorage(StorageWrapper):
         self.counts["HEAD"] += 1
         return await self.inner.stat(name)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         self.counts["LIST"] += 1
         seen = 0
-        async for info in self.inner.list(prefix):
+        async for info in list_inner(self.inner, prefix, after, before):
             seen += 1
             if seen % 1000 == 0:
                 self.counts["LIST"] += 1

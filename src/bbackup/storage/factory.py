@@ -41,8 +41,6 @@ class StorageProfile:
     #: Restore: unneeded bytes between needed blobs that one read skips over rather than
     #: split in two; None: one largest chunk of the repository (`ops.restore`).
     range_gap: int | None
-    #: Uploads are handed over as bytes (the S3 client copies any other buffer).
-    stage_uploads: bool
     #: Per-object storage classes (tiers) on put and in stat.
     storage_classes: bool
     #: Archived objects must be restored (a request, then a wait) before they are read.
@@ -67,7 +65,6 @@ _LOCAL = StorageProfile(
     # request costs.
     read_size=2 * 1024 * 1024 - 64 * 1024,
     range_gap=1024 * 1024,
-    stage_uploads=False,
     storage_classes=False,
     restore_requests=False,
     conditional_writes=True,
@@ -83,7 +80,6 @@ PROFILES = {
         upload_slots=4,
         read_size=_LOCAL.read_size,
         range_gap=_LOCAL.range_gap,
-        stage_uploads=False,
         storage_classes=False,
         restore_requests=False,
         conditional_writes=True,
@@ -92,12 +88,14 @@ PROFILES = {
     "s3": StorageProfile(
         remote=True,
         default_connections=16,
-        upload_slots=16,
+        # Packs being uploaded (and the one being filled) are most of what a backup
+        # holds, 16 MiB each. Four PUTs of 16 MiB in flight backed up as fast as sixteen
+        # at 30 ms a request (the store, not the round trip, sets the pace of a large
+        # PUT), with at most 12 packs fewer held (docs/performance.md, "S3 backup
+        # memory"); restic 0.18 keeps 5. Other requests still get 16 connections.
+        upload_slots=4,
         read_size=None,
         range_gap=None,
-        # aiohttp copies any buffer but bytes: copying the pack once, up front, lets its
-        # map go before the upload instead of after.
-        stage_uploads=True,
         storage_classes=True,
         restore_requests=True,
         conditional_writes=True,  # If-None-Match: *

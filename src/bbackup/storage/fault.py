@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from bbackup.errors import StorageError, Transient
-from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
+from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper, list_inner
 
 
 class FaultyStorage(StorageWrapper):
@@ -95,7 +95,9 @@ class FaultyStorage(StorageWrapper):
         await self._before("stat", name)
         return await self.inner.stat(name)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         fail_at: int | None = None
         if self._affects(prefix):
             if self.delay > 0:
@@ -103,7 +105,7 @@ class FaultyStorage(StorageWrapper):
             if self._roll(self.fail_rate):
                 fail_at = self.random.randrange(8)
         seen = 0
-        async for info in self.inner.list(prefix):
+        async for info in list_inner(self.inner, prefix, after, before):
             if seen == fail_at:
                 break
             seen += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
+from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper, list_inner
 
 
 class LimitedStorage(StorageWrapper):
@@ -35,10 +35,12 @@ class LimitedStorage(StorageWrapper):
         async with self._slots:
             return await self.inner.stat(name)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         # A listing holds one slot for its whole length: it is one paginated request stream.
         async with self._slots:
-            async for info in self.inner.list(prefix):
+            async for info in list_inner(self.inner, prefix, after, before):
                 yield info
 
     async def delete(self, name: str) -> None:

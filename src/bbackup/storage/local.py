@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from bbackup.errors import AccessDenied, NoSpace, NotFound, Permanent
 from bbackup.storage import direct_io
-from bbackup.storage.base import ObjectInfo
+from bbackup.storage.base import ObjectInfo, in_span
 
 T = TypeVar("T")
 _TMP_PREFIX = ".tmp-"
@@ -110,10 +110,13 @@ class LocalStorage:
 
         return await self._run(stat)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         infos = await self._run(lambda: list(self._walk(prefix)))
         for info in infos:
-            yield info
+            if in_span(info.name, after, before):
+                yield info
 
     def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
         directory = prefix.rpartition("/")[0]

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 from bbackup.errors import NotFound
-from bbackup.storage.base import ObjectInfo
+from bbackup.storage.base import ObjectInfo, in_span
 
 
 class MemoryStorage:
@@ -46,9 +46,11 @@ class MemoryStorage:
             raise NotFound(f"{name}: not found") from None
         return ObjectInfo(name, len(data), mtime, storage_class)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         for name in sorted(self.objects):
-            if name.startswith(prefix) and name in self.objects:
+            if name.startswith(prefix) and in_span(name, after, before) and name in self.objects:
                 data, mtime, storage_class = self.objects[name]
                 yield ObjectInfo(name, len(data), mtime, storage_class)
 

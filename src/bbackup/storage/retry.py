@@ -24,7 +24,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from bbackup.errors import Transient, Unreachable
-from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper
+from bbackup.storage.base import ObjectInfo, Storage, StorageWrapper, list_inner
 
 T = TypeVar("T")
 
@@ -113,11 +113,13 @@ class RetryingStorage(StorageWrapper):
     async def stat(self, name: str) -> ObjectInfo:
         return await self._call(lambda: self.inner.stat(name))
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         # A listing that fails part-way is restarted from the beginning; callers only see
         # a listing once it is complete, never a truncated one.
         async def collect() -> list[ObjectInfo]:
-            return [info async for info in self.inner.list(prefix)]
+            return [info async for info in list_inner(self.inner, prefix, after, before)]
 
         for info in await self._call(collect):
             yield info

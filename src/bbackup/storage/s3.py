@@ -23,7 +23,13 @@ from bbackup.errors import BucketNotFound, Permanent, Transient
 from bbackup.storage.base import ObjectInfo
 from bbackup.storage.object_lock import ObjectLockSetting, lock_parameters
 from bbackup.storage.s3_errors import error_code, http_status, translate_errors
-from bbackup.storage.s3_transfer import TransferDeadline, bounded, prepare_request, read_body
+from bbackup.storage.s3_transfer import (
+    BufferBody,
+    TransferDeadline,
+    bounded,
+    prepare_request,
+    read_body,
+)
 
 DEFAULT_REGION = "us-east-1"
 CONNECT_TIMEOUT = 10.0
@@ -200,16 +206,16 @@ class S3Storage:
         that ignores the header overwrites, and one that rejects it (501 NotImplemented) is
         sent plain PUTs from then on: both are harmless for content-addressed names.
         """
-        # aiohttp streams bytes without copying; other buffers it warns about and copies.
-        body = data if isinstance(data, bytes) else bytes(data)
+        # botocore takes bytes or a file; any other buffer (a pack's memory map) goes as a
+        # file over it, and `prepare_request` sends either without copying it.
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(name),
-            "Body": body,
+            "Body": data if isinstance(data, bytes) else BufferBody(data),
             "ChecksumAlgorithm": "SHA256",
             # Computed here, so botocore sends it as a header rather than an aws-chunked
             # trailer (which it would use over HTTPS); the store rejects a mismatch.
-            "ChecksumSHA256": await _sha256_b64(body),
+            "ChecksumSHA256": await _sha256_b64(data),
         }
         if storage_class:
             params["StorageClass"] = storage_class
@@ -229,6 +235,8 @@ class S3Storage:
                     raise
                 self._conditional_writes = False
                 del params["IfNoneMatch"]
+                if isinstance(params["Body"], BufferBody):
+                    params["Body"].seek(0)
                 await client.put_object(**params)
 
     @bounded("GetObject")
@@ -270,10 +278,15 @@ class S3Storage:
             parse_restore_state(response.get("Restore")),
         )
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         client = await self._get_client()
         paginator = client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)).__aiter__()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._key(prefix)}
+        if after:
+            params["StartAfter"] = self._key(after)
+        pages = paginator.paginate(**params).__aiter__()
         while True:
             # Only the page fetch is translated: errors thrown into this generator by the
             # consumer must reach it unchanged.
@@ -284,6 +297,8 @@ class S3Storage:
                 except StopAsyncIteration:
                     return
             for entry in page.get("Contents", ()):
+                if before is not None and entry["Key"] >= self._key(before):
+                    return  # the rest of the listing sorts after the span: not fetched
                 yield ObjectInfo(
                     self._name(entry["Key"]),
                     int(entry["Size"]),
@@ -423,7 +438,7 @@ def _age_seconds(started: Any) -> float:
     return time.time() - float(started.timestamp())
 
 
-async def _sha256_b64(data: bytes) -> str:
+async def _sha256_b64(data: bytes | bytearray | memoryview) -> str:
     if len(data) > _HASH_IN_THREAD:
         digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
     else:

@@ -116,6 +116,35 @@ class TransferDeadline:
             unsent = now
 
 
+class BufferBody:
+    """A PUT body over a buffer that botocore does not take as it is (a memoryview of a
+    pack's memory map): a read-only, seekable file-like object, so the pack goes out
+    without being copied. botocore only measures it and, over plain HTTP, reads it in
+    slices to sign it; `prepare_request` then sends the buffer itself, in blocks.
+    """
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self.view = memoryview(data).cast("B")
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        end = len(self.view) if size is None or size < 0 else min(len(self.view), start + size)
+        self._position = max(start, end)
+        return bytes(self.view[start:end])
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self.view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
 class BlockPayload(Payload):
     """A PUT body written one BLOCK at a time, each block reported to a deadline.
 
@@ -128,7 +157,7 @@ class BlockPayload(Payload):
 
     _autoclose = True  # bytes in memory: nothing to close
 
-    def __init__(self, value: bytes, deadline: TransferDeadline) -> None:
+    def __init__(self, value: bytes | memoryview, deadline: TransferDeadline) -> None:
         super().__init__(value, content_type="application/octet-stream")
         self._size = len(value)
         self._deadline = deadline
@@ -194,7 +223,13 @@ def prepare_request(request: Any, **_: Any) -> None:
     if isinstance(body, io.BytesIO):  # botocore turns a bytes Body into one
         # getvalue() shares the bytes a BytesIO was made from: no copy.
         body = body.getvalue()[body.tell() :] if body.tell() else body.getvalue()
-    if deadline is not None and isinstance(body, bytes) and body:
+    elif isinstance(body, BufferBody):
+        body = body.view[body.tell() :]
+        # aiohttp takes bytes, not this object: an empty body, or one outside a deadline
+        # (every PUT runs under one, `bounded`), is handed over as bytes.
+        if deadline is None or not body:
+            request.body = bytes(body)
+    if deadline is not None and isinstance(body, bytes | memoryview) and body:
         request.body = BlockPayload(body, deadline)
         # aiohttp's per-read timeout would start once the last block is in the socket's
         # buffer, which a slow link may take longer than the I/O timeout to drain; the

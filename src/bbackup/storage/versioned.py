@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from bbackup.errors import NotFound, UsageError
-from bbackup.storage.base import ObjectInfo, Storage
+from bbackup.storage.base import ObjectInfo, Storage, in_span, list_inner
 from bbackup.storage.object_lock import (
     UNLOCKED_PREFIXES,
     ObjectVersion,
@@ -98,14 +98,27 @@ class VersionedView:
             raise NotFound(f"{name}: no such object as of {iso_time(self.as_of)}")
         return ObjectInfo(name, version.size, version.mtime)
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         if prefix.startswith(UNLOCKED_PREFIXES):
-            async for info in self.live.list(prefix):
+            async for info in list_inner(self.live, prefix, after, before):
                 yield info
             return
         table = await self._versions()
-        for name in sorted(n for n in table if n.startswith(prefix)):
-            yield ObjectInfo(name, table[name].size, table[name].mtime)
+        listed = {
+            n: ObjectInfo(n, table[n].size, table[n].mtime)
+            for n in table
+            if n.startswith(prefix) and in_span(n, after, before)
+        }
+        # A listing of a span that holds locks/ (keys/ and locks/ at once) takes them live.
+        for unlocked in UNLOCKED_PREFIXES:
+            reached = before is None or unlocked < before
+            if unlocked.startswith(prefix) and reached and after < unlocked + "\U0010ffff":
+                async for info in list_inner(self.live, unlocked, after, before):
+                    listed[info.name] = info
+        for name in sorted(listed):
+            yield listed[name]
 
     async def delete(self, name: str) -> None:
         if not name.startswith(UNLOCKED_PREFIXES):

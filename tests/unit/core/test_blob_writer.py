@@ -206,10 +206,7 @@ def resident_bytes() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-@pytest.mark.parametrize("stage_uploads", [False, True])
-def test_memory_and_page_faults_stay_those_of_a_few_packs_however_many_are_written(
-    stage_uploads: bool,
-) -> None:
+def test_memory_and_page_faults_stay_those_of_a_few_packs_however_many_are_written() -> None:
     pack_size, packs, slots = 256 * KiB, 96, 2
     cipher = Cipher(MasterKey.generate())
     storage = MeasuringStore(delay=0.003)
@@ -222,7 +219,6 @@ def test_memory_and_page_faults_stay_those_of_a_few_packs_however_many_are_writt
             pack_size=pack_size,
             compression_level=3,
             upload_slots=slots,
-            stage_uploads=stage_uploads,
         )
         # Random blobs (stored as they are), all prepared before measuring: what is
         # measured is the writer's own memory, not the data it is given.
@@ -245,50 +241,9 @@ def test_memory_and_page_faults_stay_those_of_a_few_packs_however_many_are_writt
     # The writer holds the packs being filled or uploaded, and maps kept for reuse: a few
     # packs' worth, not the 24 MiB written (each pack stays while its upload is slow).
     assert storage.peak_growth <= 8 * (slots + 1) * pack_size, storage.peak_growth
-    if not stage_uploads:
-        # A pack is written into the memory of a stored one, already faulted in: touching
-        # fresh pages for every pack (64 faults each) would cost over 6,000 faults.
-        assert faults <= 16 * packs, faults
-
-
-def test_staged_uploads_free_each_pack_map_before_its_upload() -> None:
-    cipher = Cipher(MasterKey.generate())
-    storage = SlowStorage(delay=0.02)
-    sent_types: set[type] = set()
-    put = storage.put
-
-    async def recording_put(name, data, **kwargs):  # type: ignore[no-untyped-def]
-        sent_types.add(type(data))
-        await put(name, data, **kwargs)
-
-    storage.put = recording_put  # type: ignore[method-assign]
-
-    async def run() -> None:
-        index = Index()
-        writer = BlobWriter(
-            storage,
-            cipher,
-            index,
-            pack_size=64 * KiB,
-            compression_level=3,
-            upload_slots=2,
-            stage_uploads=True,
-        )
-
-        def worker() -> None:
-            for data in contents(7, 600):
-                writer.put(writer.prepare(BlobType.DATA, data))
-
-        # One writing thread: a pack is complete, copied and unmapped before the next
-        # blob is put, so what is mapped during an upload is only the pack being filled.
-        await asyncio.to_thread(worker)
-        await writer.flush()
-
-    asyncio.run(run())
-
-    assert sent_types == {bytes}
-    # Only the pack being filled is mapped while others upload (3 without staging).
-    assert storage.puts > 20 and max(storage.mapped_during_puts) <= 1
+    # A pack is written into the memory of a stored one, already faulted in: touching
+    # fresh pages for every pack (64 faults each) would cost over 6,000 faults.
+    assert faults <= 16 * packs, faults
 
 
 class GatedStorage(MemoryStorage):

@@ -57,9 +57,11 @@ class OwnLoopStorage(StorageWrapper):
     async def stat(self, name: str) -> ObjectInfo:
         return await self._on_loop(self.inner.stat(name))
 
-    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+    async def list(
+        self, prefix: str, *, after: str = "", before: str | None = None
+    ) -> AsyncIterator[ObjectInfo]:
         async def collect() -> list[ObjectInfo]:
-            return [info async for info in self.inner.list(prefix)]
+            return [info async for info in self.inner.list(prefix, after=after, before=before)]
 
         for info in await self._on_loop(collect()):
             yield info

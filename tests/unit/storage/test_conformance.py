@@ -77,6 +77,21 @@ def test_list_returns_every_object_under_prefix_once(storage: Storage) -> None:
     assert empty == []
 
 
+def test_a_listing_of_a_span_returns_the_names_between_its_bounds(storage: Storage) -> None:
+    stored = ["config", "index/aa", "keys/k1", "keys/k2", "locks/l1", "snapshots/s1", "tree/t"]
+
+    async def go() -> tuple[list[str], list[str]]:
+        for name in stored:
+            await storage.put(name, b"x")
+        span = [i.name async for i in storage.list("", after="keys", before="locks0")]
+        tail = [i.name async for i in storage.list("keys/", after="keys/k1")]
+        return sorted(span), tail
+
+    span, tail = run(go())
+    assert span == ["keys/k1", "keys/k2", "locks/l1"]
+    assert tail == ["keys/k2"]
+
+
 def test_list_reports_sizes(storage: Storage) -> None:
     async def go() -> dict[str, int]:
         await storage.put("keys/a", b"12345")
