@@ -3,10 +3,16 @@ be read is reported without losing the others."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+import threading
 from pathlib import Path
 
+import pytest
 from cli_harness import Cli, FailReading, restored_path
+
+import bbackup.ops.chunk_pipeline
 
 
 def make_small_files(src: Path) -> dict[str, bytes]:
@@ -57,4 +63,85 @@ def test_an_unreadable_small_file_is_reported_and_its_batch_is_stored(
     assert not (root / "many" / "f042").exists()
     for rel, content in files.items():
         if rel != "many/f042":
+            assert (root / rel).read_bytes() == content, rel
+
+
+def test_a_fifo_swapped_in_for_a_file_after_the_walk_is_reported_not_waited_on(
+    tmp_path: Path, repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A FIFO opened for reading waits for a writer: the backup must name the file, not
+    # hang. The swap happens just before the reader opens the file, after the walk saw a
+    # regular file there.
+    src = tmp_path / "src"
+    files = make_small_files(src)
+    swapped = os.fsencode(src / "many" / "f007")
+    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+
+    def swap_then_open(path: bytes) -> int:
+        if path == swapped and not stat.S_ISFIFO(os.lstat(path).st_mode):
+            os.unlink(path)
+            os.mkfifo(path)
+        return real_open(path)
+
+    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", swap_then_open)
+    # Should the reader wait on the FIFO after all, a writer comes after 20 s and lets it
+    # go on (reading nothing), so that the test fails below instead of hanging.
+    rescue = threading.Timer(20, _open_for_writing, (swapped,))
+    rescue.start()
+    try:
+        result = cli("backup", "-r", repo, "--json", src)
+    finally:
+        rescue.cancel()
+
+    assert result.exit_code == 3, result  # partial: a file could not be read
+    summary = result.event("summary")
+    assert summary["error_list"] == [
+        {"path": os.fsdecode(swapped), "message": "cannot read: no longer a regular file"}
+    ]
+    assert summary["files_new"] == len(files) - 1
+    target = tmp_path / "out"
+    assert cli("restore", "-r", repo, "latest", "--target", target).exit_code == 0
+    root = restored_path(target, src)
+    assert not (root / "many" / "f007").exists()
+    assert (root / "many" / "f008").read_bytes() == files["many/f008"]
+
+
+def _open_for_writing(path: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_files_that_vanish_while_their_batch_is_read_ahead_leave_the_rest_stored(
+    tmp_path: Path, repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader opens files of its batch ahead of the one it reads: one that vanished
+    # before its turn, among those opened ahead, costs only itself.
+    src = tmp_path / "src"
+    files = make_small_files(src)
+    gone = {f"many/f{i:03}" for i in (3, 4, 5, 20, 149)}
+    gone_paths = {os.fsencode(src / rel) for rel in gone}
+    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+
+    def vanish_then_open(path: bytes) -> int:
+        if path in gone_paths and os.path.lexists(path):
+            os.unlink(path)
+        return real_open(path)
+
+    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", vanish_then_open)
+
+    result = cli("backup", "-r", repo, "--json", src)
+
+    assert result.exit_code == 3, result
+    summary = result.event("summary")
+    assert sorted(e["path"] for e in summary["error_list"]) == sorted(
+        os.fsdecode(p) for p in gone_paths
+    )
+    assert {e["message"] for e in summary["error_list"]} == {"vanished before it could be read"}
+    assert summary["files_new"] == len(files) - len(gone)
+    target = tmp_path / "out"
+    assert cli("restore", "-r", repo, "latest", "--target", target).exit_code == 0
+    root = restored_path(target, src)
+    for rel, content in files.items():
+        assert (root / rel).exists() == (rel not in gone), rel
+        if rel not in gone:
             assert (root / rel).read_bytes() == content, rel
