@@ -128,7 +128,9 @@ class ChunkPipeline:
         """
         limit = self._min_size
         data = os.read(fd, min(size + 1, limit))
-        while data and len(data) < limit:  # it grew, or a short read
+        # Not read again to see the end when all `size` bytes came: a file that grows
+        # meanwhile is caught by the status after reading (and read again).
+        while data and len(data) < limit and len(data) != size:  # it grew, or a short read
             more = os.read(fd, min(len(data) + 1, limit - len(data)))
             if not more:
                 break
