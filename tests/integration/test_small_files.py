@@ -4,7 +4,9 @@ be read is reported without losing the others."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
 import stat
 import threading
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from cli_harness import Cli, FailReading, restored_path
 
 import bbackup.ops.chunk_pipeline
+from bbackup.ops.chunk_pipeline import PREFETCH_FILES, prefetch_window
 
 
 def make_small_files(src: Path) -> dict[str, bytes]:
@@ -145,3 +148,46 @@ def test_files_that_vanish_while_their_batch_is_read_ahead_leave_the_rest_stored
         assert (root / rel).exists() == (rel not in gone), rel
         if rel not in gone:
             assert (root / rel).read_bytes() == content, rel
+
+
+def test_descriptors_running_out_while_opening_ahead_cost_no_file(
+    tmp_path: Path, repo: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file the reader could not open ahead for lack of descriptors is opened at its
+    # turn: it is stored, not reported unreadable.
+    src = tmp_path / "src"
+    files = make_small_files(src)
+    refused: set[bytes] = set()
+    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+
+    def out_of_descriptors_once(path: bytes) -> int:
+        if path.endswith((b"0", b"5")) and path not in refused:
+            refused.add(path)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path)
+
+    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", out_of_descriptors_once)
+
+    result = cli("backup", "-r", repo, "--json", src)
+
+    assert result.exit_code == 0, result
+    assert result.event("summary")["files_new"] == len(files)
+    assert len(refused) > 20
+    target = tmp_path / "out"
+    assert cli("restore", "-r", repo, "latest", "--target", target).exit_code == 0
+    root = restored_path(target, src)
+    for rel, content in files.items():
+        assert (root / rel).read_bytes() == content, rel
+
+
+@pytest.mark.parametrize(
+    ("limit", "workers", "window"),
+    [(1024, 2, PREFETCH_FILES), (64, 2, 7), (16, 8, 0), (resource.RLIM_INFINITY, 64, 16)],
+)
+def test_files_opened_ahead_stay_within_a_quarter_of_the_descriptor_limit(
+    monkeypatch: pytest.MonkeyPatch, limit: int, workers: int, window: int
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (limit, resource.RLIM_INFINITY))
+
+    assert prefetch_window(workers) == window
+    assert limit == resource.RLIM_INFINITY or workers * (window + 1) <= max(limit // 4, workers)

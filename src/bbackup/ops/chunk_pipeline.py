@@ -17,6 +17,7 @@ import contextlib
 import errno
 import itertools
 import os
+import resource
 import stat
 import threading
 from collections import deque
@@ -63,6 +64,7 @@ class ChunkPipeline:
         self.progress = progress
         self._cpu_pool = cpu_pool
         self._workers = workers
+        self._ahead = prefetch_window(workers)
         self._local = threading.local()
 
     def _chunker(self) -> Chunker:
@@ -75,24 +77,25 @@ class ChunkPipeline:
     def read_files(self, paths: list[bytes]) -> list[FileOutcome]:
         """Store each file; an error reading one becomes its outcome."""
         outcomes: list[FileOutcome] = []
-        ahead: deque[_Opened | OSError] = deque()
+        ahead: deque[_Opened | OSError | None] = deque()
         upcoming = iter(paths)
         try:
             for path in paths:
-                for following in itertools.islice(upcoming, PREFETCH_FILES + 1 - len(ahead)):
+                for following in itertools.islice(upcoming, self._ahead + 1 - len(ahead)):
                     ahead.append(_open_ahead(following))
                 opened = ahead.popleft()
-                if isinstance(opened, OSError):
-                    outcomes.append(opened)
-                    continue
                 try:
+                    if opened is None:  # not opened ahead: now
+                        opened = _open(path)
+                    if isinstance(opened, OSError):
+                        raise opened
                     outcomes.append(self._read_file(path, opened))
                 except OSError as exc:
                     outcomes.append(exc)
         finally:
-            for opened in ahead:
-                if not isinstance(opened, OSError):
-                    os.close(opened[0])
+            for left in ahead:
+                if isinstance(left, tuple):
+                    os.close(left[0])
         return outcomes
 
     def _read_file(self, path: bytes, opened: _Opened) -> tuple[list[bytes], int, str | None]:
@@ -180,6 +183,18 @@ class ChunkPipeline:
         return prepared.blob_id
 
 
+def prefetch_window(workers: int) -> int:
+    """Files each of `workers` readers keeps open ahead: PREFETCH_FILES, fewer where the
+    descriptor limit is low, so that all of them together take at most a quarter of it."""
+    try:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 0
+    if limit == resource.RLIM_INFINITY:
+        return PREFETCH_FILES
+    return max(0, min(PREFETCH_FILES, limit // 4 // max(1, workers) - 1))
+
+
 def _open(path: bytes) -> _Opened:
     """Open a regular file for reading, with its status. Anything else put in its place
     since the walk (a FIFO, whose reads would wait for a writer forever; a device) is an
@@ -195,12 +210,13 @@ def _open(path: bytes) -> _Opened:
     return fd, st
 
 
-def _open_ahead(path: bytes) -> _Opened | OSError:
-    """Open a file to be read soon and have the kernel start reading it, if it is small."""
+def _open_ahead(path: bytes) -> _Opened | OSError | None:
+    """Open a file to be read soon and have the kernel start reading it, if it is small.
+    None if the descriptors ran out: the file is opened when its turn comes."""
     try:
         opened = _open(path)
     except OSError as exc:
-        return exc
+        return None if exc.errno in (errno.EMFILE, errno.ENFILE) else exc
     size = opened[1].st_size
     if _WILLNEED is not None and 0 < size < PREFETCH_LIMIT:
         with contextlib.suppress(OSError):  # only advice
