@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from bbackup.errors import BbackupError
-from bbackup.ops.backup_batching import FileBatcher, TaskSpawner
+from bbackup.ops.backup_batching import Entry, FileBatcher, TaskSpawner
 from bbackup.ops.backup_changes import same_tree, unchanged
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
 from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir
@@ -85,7 +85,7 @@ class TreeWalker:
         """Save the directories leading to the source paths (not their other entries)."""
         previous = await self._parent_nodes(parent_tree)
         nodes: list[Node] = []
-        tasks: list[Node | asyncio.Task[Node | None]] = []
+        tasks: list[Entry] = []
         for name, child in sorted(children.items()):
             path = prefix + b"/" + name
             try:
@@ -102,7 +102,7 @@ class TreeWalker:
                 )
                 nodes.append(node)
         await self._batcher.flush()  # the walk below is done: nothing else will send it
-        nodes.extend(await _resolve(tasks))
+        nodes.extend(await self._batcher.resolve(tasks))
         return await save_tree(self._writer, Tree(nodes))
 
     async def _save_dir(self, path: bytes, parent_tree: bytes | None) -> asyncio.Task[bytes]:
@@ -134,11 +134,11 @@ class TreeWalker:
 
     async def _save_tree(
         self,
-        scheduled: list[Node | asyncio.Task[Node | None]],
+        scheduled: list[Entry],
         parent_tree: bytes | None,
         previous: dict[bytes, Node],
     ) -> bytes:
-        nodes = await _resolve(scheduled)
+        nodes = await self._batcher.resolve(scheduled)
         if parent_tree is not None and same_tree(nodes, previous, parent_tree, self.repo.index):
             return parent_tree
         return await save_tree(self._writer, Tree(nodes))
@@ -154,9 +154,7 @@ class TreeWalker:
             entries = scan_dir(path, self.excluder, self._error)
         return entries
 
-    async def _schedule(
-        self, path: bytes, node: Node, prev: Node | None
-    ) -> Node | asyncio.Task[Node | None]:
+    async def _schedule(self, path: bytes, node: Node, prev: Node | None) -> Entry:
         """Save one entry: directories recurse, changed files go to the reader threads (a
         task is returned for those); everything else is done at once."""
         if node.type == DIR:
@@ -173,16 +171,6 @@ class TreeWalker:
             self.progress.bytes_seen += node.size
             return node
         return await self._batcher.add(path, node, previous=prev)
-
-
-async def _resolve(items: list[Node | asyncio.Task[Node | None]]) -> list[Node]:
-    """Nodes in order, awaiting the ones still being read; unreadable files drop out."""
-    nodes = []
-    for item in items:
-        node = await item if isinstance(item, asyncio.Task) else item
-        if node is not None:
-            nodes.append(node)
-    return nodes
 
 
 def _stat_node(name: bytes, path: bytes) -> Node:

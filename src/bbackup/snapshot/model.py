@@ -100,11 +100,51 @@ class Node:
     subtree: bytes | None = None
 
     def to_wire(self) -> dict[str, Any]:
+        """The node as stored: short keys, fields at their default left out, in the
+        order of WIRE_FIELDS (the order is part of the bytes, which deduplicate).
+
+        Spelled out rather than looped over WIRE_FIELDS: every tree of a backup is
+        encoded, and this is twice as fast; tests check the two agree.
+        """
         wire: dict[str, Any] = {"n": self.name, "t": self.type}
-        for name, short, default in _WIRE_DEFAULTS:
-            value = getattr(self, name)
-            if value != default:
-                wire[short] = value
+        if self.mode:
+            wire["m"] = self.mode
+        if self.uid:
+            wire["u"] = self.uid
+        if self.gid:
+            wire["g"] = self.gid
+        if self.user:
+            wire["U"] = self.user
+        if self.group:
+            wire["G"] = self.group
+        if self.mtime_ns:
+            wire["mt"] = self.mtime_ns
+        if self.atime_ns:
+            wire["at"] = self.atime_ns
+        if self.ctime_ns:
+            wire["ct"] = self.ctime_ns
+        if self.size:
+            wire["s"] = self.size
+        if self.inode:
+            wire["i"] = self.inode
+        if self.device:
+            wire["d"] = self.device
+        if self.nlink != 1:
+            wire["l"] = self.nlink
+        if self.link_target:
+            wire["L"] = self.link_target
+        if self.rdev:
+            wire["r"] = self.rdev
+        if self.xattrs:
+            wire["x"] = self.xattrs
+        if self.holes:
+            wire["h"] = self.holes
+        if self.acl_names:
+            wire["A"] = self.acl_names
+        if self.content:
+            wire["c"] = self.content
+        if self.subtree is not None:
+            wire["T"] = self.subtree
         return wire
 
     @classmethod
@@ -176,8 +216,9 @@ _BYTES = frozenset([bytes])
 _ID = frozenset([32])
 
 
-#: (field, wire key, default) for every optional Node field, in wire order.
-_WIRE_DEFAULTS: list[tuple[str, str, Any]] = [
+#: (field, wire key, default) for every optional Node field, in wire order: what
+#: `Node.to_wire` spells out.
+WIRE_FIELDS: list[tuple[str, str, Any]] = [
     (
         f.name,
         _KEYS[f.name],

@@ -14,7 +14,7 @@ from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import IndexSegment, PackInfo, RepositoryConfig
 from bbackup.repository.index import Index
-from bbackup.snapshot.model import DIR, FILE, SYMLINK, Node, Snapshot, Tree
+from bbackup.snapshot.model import DIR, FILE, SYMLINK, WIRE_FIELDS, Node, Snapshot, Tree
 
 
 def sealed_round_trip(kind: str, payload: bytes) -> bytes:
@@ -147,3 +147,51 @@ def test_snapshot_times_in_utc_round_trip() -> None:
     snap = Snapshot(time=when, host="h", paths=["/p"], tree=b"\x00" * 32)
 
     assert Snapshot.from_bytes(snap.to_bytes()).time == when
+
+
+def _wire_by_rule(node: Node) -> dict[str, object]:
+    """The stored form by its rule: name and type, then every field not at its default."""
+    wire: dict[str, object] = {"n": node.name, "t": node.type}
+    for name, short, default in WIRE_FIELDS:
+        value = getattr(node, name)
+        if value != default:
+            wire[short] = value
+    return wire
+
+
+@pytest.mark.parametrize("field_name", [name for name, _, _ in WIRE_FIELDS])
+def test_a_node_stores_each_field_only_when_it_is_not_its_default(field_name: str) -> None:
+    # to_wire spells the rule out for speed; the stored bytes must follow the rule (and
+    # its key order), or unchanged directories would stop deduplicating.
+    values: dict[str, object] = {
+        "mode": 0o100644, "uid": 7, "gid": 8, "user": "u", "group": "g", "mtime_ns": 1,
+        "atime_ns": 2, "ctime_ns": 3, "size": 4, "inode": 5, "device": 6, "nlink": 3,
+        "link_target": b"t", "rdev": 9, "xattrs": [(b"user.a", b"v")], "holes": [(0, 1)],
+        "acl_names": [(2, 7, "u")], "content": [b"\x01" * 32], "subtree": b"\x02" * 32,
+    }  # fmt: skip
+    alone = Node(name=b"n", type=FILE, **{field_name: values[field_name]})  # type: ignore[arg-type]
+    every = Node(name=b"n", type=FILE, **values)  # type: ignore[arg-type]
+
+    assert list(alone.to_wire().items()) == list(_wire_by_rule(alone).items())
+    assert list(every.to_wire().items()) == list(_wire_by_rule(every).items())
+    assert list(Node(name=b"n", type=FILE).to_wire()) == ["n", "t"]
+
+
+def test_tree_bytes_are_those_of_earlier_versions() -> None:
+    # Pinned from the generic encoder of 2026-12 (commit 1286131): a change here makes
+    # every directory of the next backup a new tree blob.
+    node = Node(
+        name=b"caf\xe9", type=FILE, mode=0o100644, uid=1000, gid=100, user="u", group="g",
+        mtime_ns=5, atime_ns=6, ctime_ns=7, size=9, inode=11, device=12, nlink=2, rdev=3,
+        xattrs=[(b"user.a", b"\x00")], holes=[(0, 4096)], acl_names=[(2, 1000, "u")],
+        content=[b"\x01" * 32],
+    )  # fmt: skip
+    directory = Node(name=b"d", type=DIR, subtree=b"\x09" * 32)
+
+    assert Tree([node, directory]).to_bytes().hex() == (
+        "92de0013a16ec404636166e9a174a466696c65a16dcd81a4a175cd03e8a16764a155a175a147a167a2"
+        "6d7405a2617406a2637407a17309a1690ba1640ca16c02a17203a1789192c406757365722e61c40100"
+        "a168919200cd1000a141919302cd03e8a175a16391c42001010101010101010101010101010101010101"
+        "0101010101010101010101010183a16ec40164a174a3646972a154c420090909090909090909090909"
+        "0909090909090909090909090909090909090909"
+    )
