@@ -20,6 +20,7 @@ they are kept as `NAME.bbackup-partial` and listed in the summary with the blobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -156,6 +157,13 @@ class PlanWindow:
     tasks: list[asyncio.Future[None]] = field(default_factory=list)
 
 
+def close_walk(windows: PlanWindows) -> None:
+    """Stop the plan's walk, releasing the directories it holds open; a walk still running
+    in its thread (the restore was cancelled meanwhile) cannot be stopped and ends with it."""
+    with contextlib.suppress(ValueError):
+        windows.close()
+
+
 class Restorer:
     """Restores one snapshot (or the part of it the patterns select) into a target."""
 
@@ -271,7 +279,7 @@ class Restorer:
                 try:
                     await self._plan_dry_run(windows, collection)
                 finally:
-                    windows.close()
+                    close_walk(windows)
                 return
             target_fd = self._directories.open_target()
             try:
@@ -280,7 +288,7 @@ class Restorer:
                 try:
                     await self._fetch_windows(windows, collection)
                 finally:
-                    windows.close()
+                    close_walk(windows)
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)
             finally:
