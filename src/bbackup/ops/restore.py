@@ -1,12 +1,15 @@
 """The restorer: rebuilds a snapshot's files, links and metadata under a target directory.
 
-Select first (`restore_select`: walk the trees through the patterns), then plan
+Select first (`restore_select`: walk the trees through the patterns; without patterns
+each directory's listing is read only when the plan comes to it), then plan
 (`restore_plan`: decide per path what `--overwrite` does with what is there, make
 directories and special files, remove what `--delete` removes), then read the blobs each
 pack holds for the snapshot with a few ranged reads, decrypt and verify them in worker
 threads and write each to every place it belongs (`restore_files`: a file gets its
-metadata as its last blob lands). Directories get theirs last, each after everything in
-it, so nothing written afterwards disturbs their times. Everything is reached from the
+metadata as its last blob lands). The plan goes window by window (`restore_plan`), each
+window's reads running while the next is planned, so a restore holds two windows' plan,
+not the snapshot's. Directories get their metadata last, each after everything in it, so
+nothing written afterwards disturbs their times. Everything is reached from the
 target's descriptor without following a symlink (`restore_target`), so the restore never
 writes outside its target.
 
@@ -17,6 +20,7 @@ they are kept as `NAME.bbackup-partial` and listed in the summary with the blobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import time
@@ -29,8 +33,14 @@ from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
 from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
 from bbackup.ops.restore_gc import PlanCollection
 from bbackup.ops.restore_metadata import restore_owners, set_metadata
-from bbackup.ops.restore_plan import RestorePlanner, RestoreProgress, RestoreSource, RestoreSummary
-from bbackup.ops.restore_select import PathFilter, select_entries
+from bbackup.ops.restore_plan import (
+    PlanWindows,
+    RestorePlanner,
+    RestoreProgress,
+    RestoreSource,
+    RestoreSummary,
+)
+from bbackup.ops.restore_select import PathFilter, SelectedDir, Selection, select_entries
 from bbackup.ops.restore_target import (
     OpenDirectories,
     clear_entry,
@@ -131,6 +141,28 @@ def plan_reads(
 #: A path's action, for --dry-run listings: (path, "write" | "delete" | ...).
 PlanListener = Callable[[str, str], None]
 
+#: The packs the last this-many files of a window need are read with the next window:
+#: a pack the boundary splits (the backup wrote files in the order the plan walks them)
+#: is then read once, as without windows.
+_CARRY_FILES = 64
+
+
+@dataclass(slots=True, eq=False)
+class PlanWindow:
+    """One window of the plan on its way: its reads' tasks, and the files to settle
+    (note as damaged, --verify) once they are done."""
+
+    files: list[RestoredFile]
+    present: list[RestoredFile]
+    tasks: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+def close_walk(windows: PlanWindows) -> None:
+    """Stop the plan's walk, releasing the directories it holds open; a walk still running
+    in its thread (the restore was cancelled meanwhile) cannot be stopped and ends with it."""
+    with contextlib.suppress(ValueError):
+        windows.close()
+
 
 class Restorer:
     """Restores one snapshot (or the part of it the patterns select) into a target."""
@@ -182,8 +214,13 @@ class Restorer:
         self.summary = RestoreSummary(snapshot_id=snapshot.id, dry_run=dry_run)
         #: Blobs that could not be read: ID → (pack or "", what is wrong).
         self._lost: dict[bytes, tuple[str, str]] = {}
-        #: Places no read fills: (file, blob), each counted as landed with a hole.
-        self._lost_places: list[tuple[RestoredFile, bytes]] = []
+        #: Blobs whose pack the last window's last files need, read with the next window.
+        self._carried: dict[bytes, NeededBlob] = {}
+        #: Files that lost blobs (the summary lists them).
+        self._damaged_files: list[RestoredFile] = []
+        #: A lazy selection, its listings read as the plan comes to them, on this loop.
+        self._selection: Selection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Hard links to damaged files: (path, where kept, the file).
         self._damaged_links: list[tuple[bytes, bytes, RestoredFile]] = []
         self._directories = OpenDirectories(self.target)
@@ -204,6 +241,7 @@ class Restorer:
             on_error=self._error,
             on_skip=self._skip,
             on_plan=None if on_plan is None else lambda p, a: on_plan(os.fsdecode(p), a),
+            load_listing=self._load_listing,
         )
 
     async def run(self) -> RestoreSummary:
@@ -218,45 +256,67 @@ class Restorer:
         return self.summary
 
     async def _restore(self, collection: PlanCollection) -> None:
-        selection = await select_entries(self.repo, self.snapshot, self.path_filter)
-        self.summary.damaged_trees = [
-            {"path": t.path, "tree": t.tree, "message": t.message} for t in selection.damaged_trees
-        ]
-        if not selection.damaged_trees:
-            # A pattern may only have missed what a damaged tree hides: then the damage
-            # is the news.
-            if self.delete and not all(p.matches for p in self.path_filter.excludes):
-                # With --delete an exclude may be there for the target's entries alone.
-                await asyncio.to_thread(self._plan.match_target_entries, selection.root)
-            self.path_filter.require_matches(self.snapshot.id)
-        # Once planned, the selection's nodes that get no write (directories, links, empty
-        # files) and its directories' listings are not needed: hold only the root here.
-        root = selection.root
-        del selection
-        if self.dry_run:
-            await asyncio.to_thread(self._plan.plan_dry_run, root)
-            reads = self._plan_reads()
-            self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
-            self.summary.bytes = self.progress.bytes_total
-        else:
+        self._loop = asyncio.get_running_loop()
+        selection = await select_entries(self.repo, self.snapshot, self.path_filter, lazy=True)
+        # A lazy selection adds to this as its listings are read.
+        damaged_trees = selection.damaged_trees
+        try:
+            if not selection.damaged_trees:
+                # A pattern may only have missed what a damaged tree hides: then the damage
+                # is the news.
+                if self.delete and not all(p.matches for p in self.path_filter.excludes):
+                    # With --delete an exclude may be there for the target's entries alone.
+                    await asyncio.to_thread(self._plan.match_target_entries, selection.root)
+                self.path_filter.require_matches(self.snapshot.id)
+            # The plan's walk lets go of each directory's entries once planned: hold only
+            # the root here (and a lazy selection's walk, which reads the listings).
+            root = selection.root
+            self._selection = selection if selection.walk is not None else None
+            del selection
+            if self.dry_run:
+                windows = self._plan.plan_dry_run(root)
+                del root
+                try:
+                    await self._plan_dry_run(windows, collection)
+                finally:
+                    close_walk(windows)
+                return
             target_fd = self._directories.open_target()
             try:
-                await asyncio.to_thread(
-                    self._plan.plan_dir, root, self._directories.root, target_fd
-                )
+                windows = self._plan.plan_dir(root, self._directories.root, target_fd)
                 del root
-                reads = self._plan_reads()
-                self.summary.bytes_to_download = sum(r.end - r.start for r in reads)
-                self.progress.planned = True
-                collection.planned()
-                await self._fetch_all(reads)
+                try:
+                    await self._fetch_windows(windows, collection)
+                finally:
+                    close_walk(windows)
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)
-                if self.verify:
-                    await asyncio.to_thread(self._verify_all)
             finally:
                 self._directories.close_all()
             self._report_damage()
+        finally:
+            self._selection = None
+            self.summary.damaged_trees = [
+                {"path": t.path, "tree": t.tree, "message": t.message} for t in damaged_trees
+            ]
+
+    def _load_listing(self, directory: SelectedDir) -> None:
+        """Read a lazy selection's listing of `directory` on the event loop (called from
+        the planning thread, while the loop runs the reads)."""
+        assert self._selection is not None and self._loop is not None
+        expand = self._selection.expand(directory)
+        asyncio.run_coroutine_threadsafe(expand, self._loop).result()
+
+    async def _plan_dry_run(self, windows: PlanWindows, collection: PlanCollection) -> None:
+        more = True
+        while more:
+            collection.planning()
+            more = await asyncio.to_thread(self._plan.plan_next, windows)
+            collection.planned()
+            files, _ = self._plan.take_window()
+            reads, _ = self._plan_reads(files, final=not more)
+            self.summary.bytes_to_download += sum(r.end - r.start for r in reads)
+        self.summary.bytes = self.progress.bytes_total
 
     def _error(self, path: bytes, message: str) -> None:
         text = os.fsdecode(path)
@@ -270,13 +330,21 @@ class Restorer:
         if self.on_warning is not None:
             self.on_warning(text, message)
 
-    def _plan_reads(self) -> list[PackRead]:
-        """Every needed blob once, with all its places, grouped into reads pack by pack.
-        A blob the index does not know is lost from the start, and so are the later blobs
-        of the same file: their offsets are unknown without its length."""
-        needed: dict[bytes, NeededBlob] = {}
+    def _plan_reads(
+        self, files: list[RestoredFile], *, final: bool
+    ) -> tuple[list[PackRead], list[tuple[RestoredFile, bytes]]]:
+        """A window's reads: every needed blob once (with those carried over from the
+        last window), with all its places, grouped into reads pack by pack; and the
+        places no read fills. A blob the index does not know is lost from the start, and
+        so are the later blobs of the same file: their offsets are unknown without its
+        length. Unless `final`, the blobs of the packs the window's last files need are
+        carried over to the next window instead of read now."""
+        needed, self._carried = self._carried, {}
+        lost_places: list[tuple[RestoredFile, bytes]] = []
+        last_packs: set[str] = set()
+        tail = len(files) - _CARRY_FILES
         lookup = self.repo.index.lookup
-        for file in self._plan.files:
+        for n, file in enumerate(files):
             offset: int | None = 0
             for i, blob_id in enumerate(file.node.content):
                 blob = needed.get(blob_id)
@@ -286,25 +354,34 @@ class Restorer:
                     except IntegrityError:
                         self._lost[blob_id] = ("", "not in the index")
                 if blob is None or offset is None:
-                    self._lost_places.append((file, blob_id))
+                    lost_places.append((file, blob_id))
                     offset = None
                     continue
                 if i not in file.reused:
                     blob.places.append((file, offset))
+                    if n >= tail:
+                        last_packs.add(blob.entry.pack_id)
                 offset += blob.entry.raw_length
         by_pack: dict[str, list[NeededBlob]] = {}
         for blob in needed.values():
-            if blob.places:
+            if not blob.places:
+                continue
+            if not final and blob.entry.pack_id in last_packs:
+                self._carried[blob.blob_id] = blob
+            else:
                 by_pack.setdefault(blob.entry.pack_id, []).append(blob)
-        return [
+        reads = [
             read
             for blobs in by_pack.values()
             for read in plan_reads(blobs, max_gap=self.max_gap, max_bytes=self.read_size)
         ]
+        return reads, lost_places
 
     # ---- fetching ----------------------------------------------------------------------
 
-    async def _fetch_all(self, reads: list[PackRead]) -> None:
+    async def _fetch_windows(self, windows: PlanWindows, collection: PlanCollection) -> None:
+        """Plan window after window, each window's reads running while the next is
+        planned; a window is settled (damage noted, --verify) once its reads are done."""
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bb-restore")
         # Each read is held in memory until its blobs are written: bound the bytes in
@@ -326,20 +403,55 @@ class Restorer:
             self.summary.bytes += written
             self.progress.files = self._writer.finished
 
-        tasks: list[asyncio.Future[None]] = []
+        live: list[PlanWindow] = []
         try:
-            if self._lost_places:
-                await loop.run_in_executor(pool, self._lose_places, self._lost_places)
-            tasks = [asyncio.ensure_future(one(read)) for read in reads]
-            await asyncio.gather(*tasks)
+            more = True
+            while more:
+                collection.planning()
+                more = await asyncio.to_thread(self._plan.plan_next, windows)
+                collection.planned()
+                files, present = self._plan.take_window()
+                reads, lost_places = self._plan_reads(files, final=not more)
+                self.summary.bytes_to_download += sum(r.end - r.start for r in reads)
+                if not more:
+                    self.progress.planned = True
+                window = PlanWindow(files, present)
+                if lost_places:
+                    await loop.run_in_executor(pool, self._lose_places, lost_places)
+                window.tasks = [asyncio.ensure_future(one(read)) for read in reads]
+                del reads
+                live.append(window)
+                if len(live) > 1:
+                    await self._settle(live.pop(0), window)
+            if live:
+                await self._settle(live.pop(0), None)
         finally:
             # After a failure, stop reading at once rather than when the loop closes.
+            tasks = [task for window in live for task in window.tasks]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             pool.shutdown(wait=True, cancel_futures=True)
             self._writer.close_all()
         self.progress.files = self._writer.finished
+
+    async def _settle(self, window: PlanWindow, following: PlanWindow | None) -> None:
+        """Wait for a window's reads; then note its damaged files and verify the rest
+        (--verify). A file still waiting for blobs carried over is settled with the
+        following window."""
+        tasks, window.tasks = window.tasks, []
+        await asyncio.gather(*tasks)
+        settled: list[RestoredFile] = []
+        for file in window.files:
+            if file.pending and following is not None:
+                following.files.append(file)
+            elif file.missing:
+                self._damaged_files.append(file)
+            else:
+                settled.append(file)
+        if self.verify:
+            done = [f for f in [*settled, *window.present] if f.done]
+            await asyncio.to_thread(self._verify_files, done)
 
     async def _get(self, read: PackRead) -> bytes:
         first = read.blobs[0].entry
@@ -436,10 +548,9 @@ class Restorer:
                 self._error(directory.path, f"cannot set metadata: {exc.strerror or exc}")
             self.summary.dirs += 1
 
-    def _verify_all(self) -> None:
-        """--verify: read every restored file back (written or found unchanged) and compare
+    def _verify_files(self, files: list[RestoredFile]) -> None:
+        """--verify: read restored files back (written or found unchanged) and compare
         each blob-sized piece with the snapshot's blob ID."""
-        files = [f for f in [*self._plan.files, *self._plan.present] if f.done]
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bb-verify") as pool:
             for file, result in zip(files, pool.map(self._verify_file, files), strict=True):
                 if isinstance(result, str):
@@ -478,7 +589,7 @@ class Restorer:
     def _report_damage(self) -> None:
         """The files that lost blobs, where they were kept, and which blobs they lack."""
         reported: list[tuple[bytes, bytes, RestoredFile]] = [
-            (f.path, join_path(f.parent.path, f.partial), f) for f in self._plan.files if f.missing
+            (f.path, join_path(f.parent.path, f.partial), f) for f in self._damaged_files
         ]
         for path, kept, file in sorted([*reported, *self._damaged_links], key=lambda r: r[0]):
             blobs = []

@@ -30,7 +30,8 @@ def collection_paused() -> Iterator[None]:
 
 class PlanCollection:
     """Holds the collector for one restore: paused from `__enter__` until `planned`, which
-    moves everything made so far out of later collections (gc.freeze) until `__exit__`."""
+    moves everything made so far out of later collections (gc.freeze) until `__exit__`.
+    A restore planned window by window pauses it again (`planning`) for each window."""
 
     def __init__(self) -> None:
         self._was_enabled = False
@@ -41,9 +42,14 @@ class PlanCollection:
         gc.disable()
         return self
 
+    def planning(self) -> None:
+        """Another window of the plan is being built: pause again."""
+        gc.disable()
+
     def planned(self) -> None:
-        """The plan is built: collect again, but not through what it holds."""
-        if self._was_enabled and not self._frozen:
+        """The plan (or its window) is built: collect again, but not through what it
+        holds (objects freed later are freed all the same: by reference counting)."""
+        if self._was_enabled:
             gc.freeze()
             self._frozen = True
             gc.enable()

@@ -2,6 +2,9 @@
 deciding per path what `--overwrite` does with what is there, making directories, special
 files and empty files, removing what `--delete` removes, and noting the files whose blobs
 are to be fetched. With --dry-run the target is only looked at and nothing is made.
+
+The walk is a generator that stops whenever a window of files is planned, so the restorer
+fetches those while the walk holds its place: memory follows the window, not the snapshot.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +53,18 @@ class RestoreProgress:
     planned: bool = False
     started: float = field(default_factory=time.monotonic)
 
+
+#: The plan is handed over in windows of this many files (to write, or found unchanged)
+#: or blobs, whichever comes first: a window of small files holds ~1 KiB each (node,
+#: file and blob records), so two windows in hand (one fetched while the next is planned)
+#: stay near 40 MiB at any snapshot size (docs/performance.md, "Restore memory at many
+#: files"). Packs that a window boundary splits cost no second read (`restore` carries
+#: the last packs over).
+WINDOW_FILES = 16_384
+WINDOW_BLOBS = 65_536
+
+#: A window's walk: yields each time a window is planned.
+PlanWindows = Generator[None, None, None]
 
 #: Opens a file already in the target to read it: never through a symlink, never
 #: blocking on a FIFO swapped in since its lstat.
@@ -133,7 +148,10 @@ class RestorePlanner:
         on_error: PathEvent,
         on_skip: PathEvent,
         on_plan: PathEvent | None,
+        load_listing: Callable[[SelectedDir], None] | None = None,
     ) -> None:
+        """`load_listing`: reads a lazy selection's directory listing (`SelectedDir.tree`)
+        when the walk comes to it."""
         self.repo = repo
         self.target = target
         self.path_filter = path_filter
@@ -147,7 +165,9 @@ class RestorePlanner:
         self.on_error = on_error
         self.on_skip = on_skip
         self.on_plan = on_plan
-        #: Files to write, and files already complete in the target (for --verify).
+        self.load_listing = load_listing
+        #: This window's files to write, and files already complete in the target (for
+        #: --verify); `take_window` hands them over.
         self.files: list[RestoredFile] = []
         self.present: list[RestoredFile] = []
         #: Hard links to make once the file they link to is complete.
@@ -155,12 +175,29 @@ class RestorePlanner:
         #: Directories to give metadata, each after everything below it.
         self.dirs: list[RestoredDir] = []
         self._hardlinks: dict[tuple[int, int], RestoredFile] = {}
+        self._window_blobs = 0
+
+    def plan_next(self, windows: PlanWindows) -> bool:
+        """Plan the next window (a worker thread); False once the walk is over."""
+        return next(windows, False) is None
+
+    def take_window(self) -> tuple[list[RestoredFile], list[RestoredFile]]:
+        """The window just planned: its files to write and its files found complete."""
+        files, present = self.files, self.present
+        self.files, self.present, self._window_blobs = [], [], 0
+        return files, present
+
+    def _window_full(self) -> bool:
+        return (
+            len(self.files) + len(self.present) >= WINDOW_FILES
+            or self._window_blobs >= WINDOW_BLOBS
+        )
 
     def _planned(self, path: bytes, action: str) -> None:
         if self.dry_run and self.on_plan is not None:
             self.on_plan(path, action)
 
-    def plan_dry_run(self, root: SelectedDir) -> None:
+    def plan_dry_run(self, root: SelectedDir) -> PlanWindows:
         """Plan without writing: the target, if it exists, is only looked at."""
         try:
             target_fd: int | None = os.open(
@@ -169,7 +206,7 @@ class RestorePlanner:
         except FileNotFoundError:
             target_fd = None
         try:
-            self.plan_dir(root, self.directories.root, target_fd)
+            yield from self.plan_dir(root, self.directories.root, target_fd)
         finally:
             if target_fd is not None:
                 os.close(target_fd)
@@ -181,19 +218,27 @@ class RestorePlanner:
         dir_fd: int | None,
         *,
         fresh: bool = False,
-    ) -> None:
-        """Plan everything selected in one directory (a worker thread). `dir_fd` is the
-        directory's, held open for the walk; None with --dry-run where it does not exist
-        yet, so everything in it would be created. `fresh`: the restore just made it, so
-        nothing is in it."""
+    ) -> PlanWindows:
+        """Plan everything selected in one directory (a worker thread), stopping after
+        each full window. `dir_fd` is the directory's, held open for the walk; None with
+        --dry-run where it does not exist yet, so everything in it would be created.
+        `fresh`: the restore just made it, so nothing is in it."""
+        if selected.tree is not None and self.load_listing is not None:
+            self.load_listing(selected)
         fresh = fresh or dir_fd is None
         deleting = self.delete and selected.backed_up and not selected.damaged
         if deleting and not fresh:
             assert dir_fd is not None
             self._delete_extraneous(selected, directory, dir_fd)
-        for entry in selected.entries:
+        # Each entry is let go once planned: what the plan keeps of it is in its window.
+        entries, selected.entries = selected.entries, []
+        entries.reverse()
+        while entries:
+            if self._window_full():
+                yield None
+            entry = entries.pop()
             if isinstance(entry, SelectedDir):
-                self._plan_subdir(entry, directory, dir_fd)
+                yield from self._plan_subdir(entry, directory, dir_fd)
                 continue
             path = join_path(directory.path, entry.name)
             if entry.type == SOCKET:
@@ -212,7 +257,7 @@ class RestorePlanner:
 
     def _plan_subdir(
         self, selected: SelectedDir, parent: RestoredDir, parent_fd: int | None
-    ) -> None:
+    ) -> PlanWindows:
         assert selected.node is not None
         name = selected.node.name
         directory = RestoredDir(parent, name, join_path(parent.path, name))
@@ -224,7 +269,7 @@ class RestorePlanner:
                 except OSError:
                     self._planned(directory.path, "create directory")
             try:
-                self.plan_dir(selected, directory, fd)
+                yield from self.plan_dir(selected, directory, fd)
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -243,7 +288,7 @@ class RestorePlanner:
             self.on_error(directory.path, f"cannot create directory: {exc.strerror or exc}")
             return
         try:
-            self.plan_dir(selected, directory, fd, fresh=created)
+            yield from self.plan_dir(selected, directory, fd, fresh=created)
         finally:
             self.directories.release(directory)
         if selected.wanted:
@@ -310,6 +355,7 @@ class RestorePlanner:
                 assert parent_fd is not None
                 self._reuse_partial(parent_fd, file)
             self.files.append(file)
+            self._window_blobs += len(node.content)
             return
         if self.dry_run:
             return

@@ -143,6 +143,8 @@ class SelectedDir:
     entries: list[Node | SelectedDir] = field(default_factory=list)
     #: Its tree could not be read: its contents are unknown, nothing in it is deleted.
     damaged: bool = False
+    #: The listing still to be read into `entries` (a lazy selection: `Selection.expand`).
+    tree: bytes | None = None
 
     def names(self) -> frozenset[bytes]:
         """Every name the snapshot has here, selected or not."""
@@ -181,6 +183,16 @@ class DamagedTree:
 class Selection:
     root: SelectedDir
     damaged_trees: list[DamagedTree] = field(default_factory=list)
+    #: A lazy selection's walk: directories still to be read have their `tree` set.
+    walk: _SelectionWalk | None = None
+
+    async def expand(self, directory: SelectedDir) -> None:
+        """Read a lazy selection's directory listing into its entries (its subdirectories
+        stay unread)."""
+        tree_id, directory.tree = directory.tree, None
+        if tree_id is not None and self.walk is not None:
+            with collection_paused():
+                await self.walk.walk(directory, tree_id, deep=False)
 
 
 def backed_up_paths(snapshot: Snapshot) -> list[bytes]:
@@ -189,12 +201,19 @@ def backed_up_paths(snapshot: Snapshot) -> list[bytes]:
 
 
 async def select_entries(
-    loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter
+    loader: BlobLoader, snapshot: Snapshot, path_filter: PathFilter, *, lazy: bool = False
 ) -> Selection:
-    """Walk the snapshot's trees once and keep what the filter selects."""
+    """Walk the snapshot's trees once and keep what the filter selects.
+
+    `lazy`, without patterns (where everything is selected and no walk needs to look
+    ahead): read only the root's listing; each directory's is read by `Selection.expand`
+    when the restore comes to it, so the whole snapshot's nodes are never held at once."""
     walk = _SelectionWalk(loader, path_filter, backed_up_paths(snapshot))
+    lazy = lazy and not (path_filter.includes or path_filter.excludes)
     with collection_paused():  # many nodes, no cycles among them (restore_gc)
-        await walk.walk(walk.selection.root, snapshot.tree)
+        await walk.walk(walk.selection.root, snapshot.tree, deep=not lazy)
+    if lazy:
+        walk.selection.walk = walk
     return walk.selection
 
 
@@ -219,7 +238,10 @@ class _SelectionWalk:
     def is_backed_up(self, rel: bytes) -> bool:
         return any(rel == p or rel.startswith(p + b"/") or not p for p in self.backed_up)
 
-    async def walk(self, directory: SelectedDir, tree_id: bytes) -> None:
+    async def walk(self, directory: SelectedDir, tree_id: bytes, *, deep: bool = True) -> None:
+        """Read one directory's listing into its entries, and with `deep` its
+        subdirectories' (else they keep their tree to be read later: only when no pattern
+        can leave a subdirectory out)."""
         selection, path_filter = self.selection, self.path_filter
         try:
             tree = await load_tree(self.loader, tree_id)
@@ -248,6 +270,10 @@ class _SelectionWalk:
                 continue
             child = SelectedDir(node, rel, included, included, self.is_backed_up(rel))
             if node.subtree is not None:
+                if not deep:
+                    child.tree = node.subtree
+                    directory.entries.append(child)
+                    continue
                 await self.walk(child, node.subtree)
             if included or child.entries or child.damaged:
                 directory.entries.append(child)
