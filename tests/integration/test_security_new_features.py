@@ -29,6 +29,7 @@ from cli_harness import PASSWORD, Cli, MakeTree
 
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.restore import Restorer
+from bbackup.ops.restore_files import RestoredFile
 from bbackup.repository import BlobSaver, open_repository
 from bbackup.snapshot.model import DIR, FILE, SYMLINK, Node, Tree
 from bbackup.snapshot.model import Snapshot as SnapshotDoc
@@ -352,20 +353,20 @@ def test_restore_verify_does_not_hang_on_a_fifo_swapped_in_after_the_write(
     assert cli("backup", "-r", repo, src).exit_code == 0
     target = tmp_path / "target"
     swapped = target / os.fspath(src).lstrip("/") / "a.txt"
-    real_verify_all = Restorer._verify_all
+    real_verify_files = Restorer._verify_files
 
-    def verify_after_swapping(self: Restorer) -> None:
+    def verify_after_swapping(self: Restorer, files: list[RestoredFile]) -> None:
         # Someone with write access to the target puts a FIFO where a restored file is.
         swapped.unlink()
         os.mkfifo(swapped)
         timer = threading.Timer(10, end_a_blocked_open, [swapped])
         timer.start()
         try:
-            real_verify_all(self)
+            real_verify_files(self, files)
         finally:
             timer.cancel()
 
-    monkeypatch.setattr(Restorer, "_verify_all", verify_after_swapping)
+    monkeypatch.setattr(Restorer, "_verify_files", verify_after_swapping)
     started = time.monotonic()
     result = cli("restore", "latest", "-r", repo, "--target", target, "--verify")
 
