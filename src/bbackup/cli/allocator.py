@@ -2,7 +2,7 @@
 calls mallopt. Off with BBACKUP_NO_MALLOC_TUNING=1; a single setting is left alone when
 the user set its own MALLOC_*_ variable. Elsewhere than glibc this does nothing.
 
-Why, and what it bought (measured on the restore benchmark, docs/performance.md):
+Why, and what it bought (measured on the restore benchmark, docs/bench/history.md):
 - M_MMAP_THRESHOLD fixed at 2 MiB, every command: glibc raises its mmap threshold after
   the first large free, up to 32 MiB; from then on every 16 MiB pack buffer is carved
   from per-thread heaps that fragment as buffers move between reader, packer and upload

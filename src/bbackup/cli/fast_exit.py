@@ -4,7 +4,7 @@ Off with BBACKUP_NO_FAST_EXIT=1 (the interpreter then exits as usual).
 By the time a command returns, its repository writes are complete, its lock is released,
 its worker threads are joined and its files closed; what the teardown does after that is
 free every object and module one by one: measured ~30 ms of an unchanged backup's
-~0.5 s, more after a restore that held a large index (docs/performance.md).
+~0.5 s, more after a restore that held a large index (docs/bench/history.md).
 """
 
 from __future__ import annotations

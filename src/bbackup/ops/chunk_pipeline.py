@@ -8,7 +8,7 @@ every core busy, not one.
 A reader opens the files of its batch a few ahead of the one it reads and asks the kernel
 to read them in (`posix_fadvise(WILLNEED)`): from a cold cache, small files otherwise wait
 for the disk one at a time, a full device round trip each, where the disk could serve many
-at once (docs/performance.md, "Reading small files ahead").
+at once (docs/bench/session9.md, "Reading small files ahead").
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def pack_read_settings(repo: Repository, connections: int | None = None) -> Pack
 
 #: Bytes of fetched ranges held at once, at most (besides the blobs being decoded). 64
 #: MiB restores as fast as 96 did from S3 at 30 ms a request and holds ~40 MiB less
-#: (3 alternating repeats against restic 0.18: docs/performance.md, "S3 read budget").
+#: (3 alternating repeats against restic 0.18: docs/bench/session8.md, "S3 read budget").
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 

@@ -57,7 +57,7 @@ class RestoreProgress:
 #: The plan is handed over in windows of this many files (to write, or found unchanged)
 #: or blobs, whichever comes first: a window of small files holds ~1 KiB each (node,
 #: file and blob records), so two windows in hand (one fetched while the next is planned)
-#: stay near 40 MiB at any snapshot size (docs/performance.md, "Restore memory at many
+#: stay near 40 MiB at any snapshot size (docs/bench/session9.md, "Restore memory at many
 #: files"). Packs that a window boundary splits cost no second read (`restore` carries
 #: the last packs over).
 WINDOW_FILES = 16_384

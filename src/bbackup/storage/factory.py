@@ -91,7 +91,7 @@ PROFILES = {
         # Packs being uploaded (and the one being filled) are most of what a backup
         # holds, 16 MiB each. Four PUTs of 16 MiB in flight backed up as fast as sixteen
         # at 30 ms a request (the store, not the round trip, sets the pace of a large
-        # PUT), with at most 12 packs fewer held (docs/performance.md, "S3 backup
+        # PUT), with at most 12 packs fewer held (docs/bench/session9.md, "S3 backup
         # memory"); restic 0.18 keeps 5. Other requests still get 16 connections.
         upload_slots=4,
         read_size=None,
