@@ -169,9 +169,10 @@ class Archiver:
                 spawn=self._task,
             )
             try:
-                tree_id = await walker.save_virtual(
-                    b"", virtual_tree(paths), compared.tree if compared else None
-                )
+                with walker.collection:
+                    tree_id = await walker.save_virtual(
+                        b"", virtual_tree(paths), compared.tree if compared else None
+                    )
                 await writer.flush()
             except BaseException:
                 for task in list(self._tasks):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from bbackup.errors import BbackupError
 from bbackup.ops.backup_batching import Entry, FileBatcher, TaskSpawner
 from bbackup.ops.backup_changes import same_tree, unchanged
+from bbackup.ops.backup_gc import WalkCollection
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
 from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir
 from bbackup.repository import BlobWriter, Repository
@@ -73,6 +74,8 @@ class TreeWalker:
         self.progress = progress
         self._error = report_error
         self._task = spawn
+        #: The garbage collector's policy while the walk runs (held by the archiver).
+        self.collection = WalkCollection()
 
     async def _parent_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
         if tree_id is None or not self.repo.index.has(tree_id):
@@ -122,7 +125,16 @@ class TreeWalker:
         except OSError as exc:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
-        scheduled = [await self._schedule(p, n, previous.get(n.name)) for p, n in entries]
+        self.collection.walked(len(entries))
+        scheduled: list[Entry] = []
+        for entry_path, node in entries:
+            prev = previous.get(node.name)
+            # An unchanged file is settled here, without a coroutine: on an unchanged
+            # backup that is nearly every entry.
+            if node.type == FILE and self._reused(node, prev):
+                scheduled.append(node)
+            else:
+                scheduled.append(await self._schedule(entry_path, node, prev))
         del entries
         task = self._task(self._save_tree(scheduled, parent_tree, previous))
         # Let the tree task start now: when nothing of this directory is left to read (an
@@ -160,17 +172,24 @@ class TreeWalker:
         if node.type == DIR:
             subtree = prev.subtree if prev and prev.type == DIR else None
             return self._task(self._dir_node(node, await self._save_dir(path, subtree)))
-        if node.type != FILE:
+        if node.type != FILE or self._reused(node, prev):
             return node
         self.summary.total_files += 1
         self.progress.files += 1
-        if not self._full and prev is not None and unchanged(node, prev, self.repo.index):
-            node.content = prev.content
-            self.summary.files_unchanged += 1
-            self.summary.total_bytes += node.size
-            self.progress.bytes_seen += node.size
-            return node
         return await self._batcher.add(path, node, previous=prev)
+
+    def _reused(self, node: Node, prev: Node | None) -> bool:
+        """True (and counted) if the file `node` is unchanged since its node in the
+        parent, whose content it now has: it needs no reading."""
+        if self._full or prev is None or not unchanged(node, prev, self.repo.index):
+            return False
+        node.content = prev.content
+        self.summary.total_files += 1
+        self.progress.files += 1
+        self.summary.files_unchanged += 1
+        self.summary.total_bytes += node.size
+        self.progress.bytes_seen += node.size
+        return True
 
 
 def _stat_node(name: bytes, path: bytes) -> Node:

@@ -151,25 +151,33 @@ def node_from_stat(
     else:
         entry = name
         attr_path = path if len(path) < LONG_PATH else _proc_path(dir_fd, name)
+    xattrs = read_xattrs(attr_path)
+    # Positional (snapshot.model.POSITIONAL_FIELDS): every entry of every backup is made
+    # here, and keywords cost more than the rest of the call.
     node = Node(
-        name=name,
-        type=kind,
-        mode=st.st_mode,
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
-        mtime_ns=st.st_mtime_ns,
+        name,
+        kind,
+        st.st_mode,
+        st.st_uid,
+        st.st_gid,
+        user_name(st.st_uid),
+        group_name(st.st_gid),
+        st.st_mtime_ns,
         # Reading a directory changes its atime: recording it would make every backup
         # store every directory again. Files are read with O_NOATIME where allowed.
-        atime_ns=0 if kind == DIR else st.st_atime_ns,
-        ctime_ns=st.st_ctime_ns,
-        size=st.st_size if kind == FILE else 0,
-        inode=st.st_ino,
-        device=st.st_dev,
-        nlink=st.st_nlink,
-        rdev=st.st_rdev if kind in (CHARDEV, BLOCKDEV) else 0,
-        xattrs=read_xattrs(attr_path),
+        0 if kind == DIR else st.st_atime_ns,  # atime_ns
+        st.st_ctime_ns,
+        st.st_size if kind == FILE else 0,  # size
+        st.st_ino,
+        st.st_dev,
+        st.st_nlink,
+        b"",  # link_target, read below
+        st.st_rdev if kind in (CHARDEV, BLOCKDEV) else 0,  # rdev
+        xattrs,
+        [],  # holes, read below
+        [],  # acl_names, below
+        [],  # content
+        None,  # subtree
     )
     if node.xattrs:
         node.acl_names = acl_names(node.xattrs)

@@ -14,7 +14,16 @@ from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import IndexSegment, PackInfo, RepositoryConfig
 from bbackup.repository.index import Index
-from bbackup.snapshot.model import DIR, FILE, SYMLINK, WIRE_FIELDS, Node, Snapshot, Tree
+from bbackup.snapshot.model import (
+    DIR,
+    FILE,
+    POSITIONAL_FIELDS,
+    SYMLINK,
+    WIRE_FIELDS,
+    Node,
+    Snapshot,
+    Tree,
+)
 
 
 def sealed_round_trip(kind: str, payload: bytes) -> bytes:
@@ -175,6 +184,27 @@ def test_a_node_stores_each_field_only_when_it_is_not_its_default(field_name: st
     assert list(alone.to_wire().items()) == list(_wire_by_rule(alone).items())
     assert list(every.to_wire().items()) == list(_wire_by_rule(every).items())
     assert list(Node(name=b"n", type=FILE).to_wire()) == ["n", "t"]
+
+
+def test_nodes_built_positionally_follow_the_class_fields() -> None:
+    # from_wire and node_from_stat pass every field by position, for speed: a field added
+    # or moved in the class must move there too, or fields would swap values silently.
+    assert tuple(f.name for f in dataclasses.fields(Node)) == POSITIONAL_FIELDS
+
+
+@pytest.mark.parametrize("field_name", [name for name, _, _ in WIRE_FIELDS])
+def test_every_field_decodes_to_what_was_stored(field_name: str) -> None:
+    values: dict[str, object] = {
+        "mode": 0o100644, "uid": 7, "gid": 8, "user": "u", "group": "g", "mtime_ns": 1,
+        "atime_ns": 2, "ctime_ns": 3, "size": 4, "inode": 5, "device": 6, "nlink": 3,
+        "link_target": b"t", "rdev": 9, "xattrs": [(b"user.a", b"v")], "holes": [(0, 1)],
+        "acl_names": [(2, 7, "u")], "content": [b"\x01" * 32], "subtree": b"\x02" * 32,
+    }  # fmt: skip
+    alone = Node(name=b"n", type=FILE, **{field_name: values[field_name]})  # type: ignore[arg-type]
+    every = Node(name=b"n", type=FILE, **values)  # type: ignore[arg-type]
+
+    assert Tree.from_bytes(Tree([alone]).to_bytes()).nodes == [alone]
+    assert Tree.from_bytes(Tree([every]).to_bytes()).nodes == [every]
 
 
 def test_tree_bytes_are_those_of_earlier_versions() -> None:
