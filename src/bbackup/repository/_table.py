@@ -8,7 +8,7 @@ most 70% full, linear probing; each word is a row number and an 8-bit tag from o
 hash bits, so that a probe seldom reads a row it does not want. A probe always compares
 the full 32-byte ID with the row, so IDs sharing a prefix or a hash are never confused.
 `probe` is the one loop that walks a table: finding, inserting and rehashing go through
-it. `Index` (in `index`) owns the rows and tables.
+it. `Index` (in `index`, built on `index_packs` and `index_tables`) owns the rows and tables.
 
 A lookup that finds a blob reads memory in three unrelated places, one after the other:
 a table word, the row, and the pack's ID string (which the `IndexEntry` holds). With

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import msgpack
 
 from bbackup.errors import IntegrityError, NotFound, RepositoryLocked
-from bbackup.repository.repository import DamagedDocument, current_user
+from bbackup.repository.documents import DamagedDocument
+from bbackup.repository.repository import current_user
 from bbackup.repository.roles import DocumentStore
 
 LOCK_KIND = "lock"

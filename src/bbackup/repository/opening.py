@@ -33,15 +33,10 @@ from bbackup.errors import (
 from bbackup.repository.cache import CachingStorage, keep_key_copy
 from bbackup.repository.config import RepositoryConfig
 from bbackup.repository.damage import DAMAGE_PREFIX
+from bbackup.repository.documents import DamageReporter
 from bbackup.repository.key_files import intact_key_files, read_key_files
 from bbackup.repository.read_ahead import listed, start_listing
-from bbackup.repository.repository import (
-    CONFIG_KIND,
-    CONFIG_NAME,
-    DamageReporter,
-    Repository,
-    current_user,
-)
+from bbackup.repository.repository import CONFIG_KIND, CONFIG_NAME, Repository, current_user
 from bbackup.repository.writer import document_name
 from bbackup.storage import Storage, StorageStack
 

@@ -11,7 +11,7 @@ import pytest
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError
 from bbackup.repository import RepositoryConfig, init_repository, open_repository
-from bbackup.repository.repository import PACK_TAIL_READ
+from bbackup.repository.blobs import PACK_TAIL_READ
 from bbackup.storage import StorageOptions, open_storage
 from bbackup.storage.memory import MemoryStorage
 
