@@ -16,8 +16,8 @@ from bbackup.cli.app import COMMAND_MODULES, build_app
 OPERATIONS = {
     "backup": {"bbackup.ops.backup"},
     "restore": {"bbackup.ops.restore"},
-    # dump plans its pack reads with restore's planner.
-    "dump": {"bbackup.ops.dump", "bbackup.ops.restore"},
+    # dump plans its pack reads with restore's planner (ops.restore_reads), not the restorer.
+    "dump": {"bbackup.ops.dump"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
     # repair packs verifies packs exactly as check --read-data does, with check's code.
@@ -27,8 +27,8 @@ OPERATIONS = {
     "prune": {"bbackup.ops.prune"},
     # locks extend finds the live packs the way prune does.
     "locks": {"bbackup.ops.lock_extension", "bbackup.ops.prune"},
-    # copy reads the source's packs with restore's read planning.
-    "copy": {"bbackup.ops.copy", "bbackup.ops.restore"},
+    # copy reads the source's packs with restore's read planning (ops.restore_reads).
+    "copy": {"bbackup.ops.copy"},
     "stats": {"bbackup.ops.stats"},
     # drill restores its sample with the restorer.
     "drill": {"bbackup.ops.drill", "bbackup.ops.restore"},

@@ -14,7 +14,8 @@ from cli_harness import PASSWORD, Cli, MakeTree, restored_path
 
 from bbackup.errors import ExitCode
 from bbackup.ops import restore_files, restore_target
-from bbackup.ops.restore import Restorer, RestoreSummary
+from bbackup.ops.restore import Restorer
+from bbackup.ops.restore_report import RestoreSummary
 from bbackup.repository import open_repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 from bbackup.storage import open_storage

@@ -12,7 +12,7 @@ import pytest
 from cli_harness import Cli, MakeTree, restored_path
 
 from bbackup.errors import ExitCode
-from bbackup.ops import restore, restore_plan
+from bbackup.ops import restore_fetch, restore_plan
 
 MiB = 1024 * 1024
 
@@ -36,7 +36,7 @@ def tree_states(root: Path) -> dict[str, tuple[bytes, str, int, int]]:
 def windows_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows of two files, the packs of the last file of each carried over."""
     monkeypatch.setattr(restore_plan, "WINDOW_FILES", 2)
-    monkeypatch.setattr(restore, "_CARRY_FILES", 1)
+    monkeypatch.setattr(restore_fetch, "_CARRY_FILES", 1)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_a_restore_in_windows_of_two_files_is_identical_to_the_source(
     assert cli("backup", "-r", small_packs, src).exit_code == 0
     whole = restore_summaries(cli, small_packs, tmp_path / "whole")
     monkeypatch.setattr(restore_plan, "WINDOW_FILES", 2)
-    monkeypatch.setattr(restore, "_CARRY_FILES", 1)
+    monkeypatch.setattr(restore_fetch, "_CARRY_FILES", 1)
     target = tmp_path / "out"
 
     windowed = restore_summaries(cli, small_packs, target)
@@ -153,7 +153,7 @@ def test_a_missing_pack_in_windows_costs_the_files_it_costs_in_one_window(
 
     whole = damaged(tmp_path / "whole")
     monkeypatch.setattr(restore_plan, "WINDOW_FILES", 2)
-    monkeypatch.setattr(restore, "_CARRY_FILES", 1)
+    monkeypatch.setattr(restore_fetch, "_CARRY_FILES", 1)
 
     windowed = damaged(tmp_path / "out")
 

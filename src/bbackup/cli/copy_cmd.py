@@ -23,7 +23,7 @@ from bbackup.cli.source_repo import (
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
 from bbackup.ops.copy import Copier, CopyOptions, CopySummary, describe
-from bbackup.ops.restore import pack_read_settings
+from bbackup.ops.restore_reads import pack_read_settings
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.model import Snapshot

@@ -20,7 +20,7 @@ from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
 from bbackup.ops.drill import Drill, DrillOptions, DrillReport
 from bbackup.ops.drill_sample import sample_fraction
-from bbackup.ops.restore import pack_read_settings
+from bbackup.ops.restore_reads import pack_read_settings
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots

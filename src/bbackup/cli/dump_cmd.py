@@ -18,7 +18,7 @@ from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading
 from bbackup.errors import UsageError
 from bbackup.ops.dump import DumpSummary, dump
 from bbackup.ops.dump_archive import ARCHIVE_FORMATS
-from bbackup.ops.restore import pack_read_settings
+from bbackup.ops.restore_reads import pack_read_settings
 from bbackup.repository import Repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 

@@ -18,8 +18,10 @@ from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_fi
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
-from bbackup.ops.restore import Restorer, RestoreSummary, pack_read_settings
+from bbackup.ops.restore import Restorer
 from bbackup.ops.restore_compare import Overwrite
+from bbackup.ops.restore_reads import pack_read_settings
+from bbackup.ops.restore_report import RestoreSummary
 from bbackup.ops.restore_select import PathFilter
 from bbackup.ops.thaw import packs_for_restore
 from bbackup.report_format import human_bytes

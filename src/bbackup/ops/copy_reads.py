@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bbackup.errors import IntegrityError, NotFound
-from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
+from bbackup.ops.restore_reads import NeededBlob, PackRead, plan_reads
 from bbackup.ops.restore_select import PathFilter
 from bbackup.ops.thaw import packs_for_restore
 from bbackup.repository import BlobLoader, pack_object_name

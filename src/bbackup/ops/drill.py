@@ -33,8 +33,9 @@ from bbackup.ops.drill_record import (
 )
 from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sample_fraction
 from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
-from bbackup.ops.restore import MAX_RANGE_GAP, Restorer, RestoreSource, pack_read_settings
-from bbackup.ops.restore_compare import blob_layout, mismatched_blobs
+from bbackup.ops.restore import Restorer
+from bbackup.ops.restore_compare import RestoreSource, blob_layout, mismatched_blobs
+from bbackup.ops.restore_reads import MAX_RANGE_GAP, pack_read_settings
 from bbackup.ops.restore_select import PathFilter, select_entries
 from bbackup.report_format import human_bytes
 from bbackup.repository import DocumentStore, pack_object_name

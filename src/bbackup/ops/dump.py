@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from bbackup.errors import IntegrityError, NotFound, UsageError
 from bbackup.ops.dump_archive import archive_writer
-from bbackup.ops.restore import (
+from bbackup.ops.restore_reads import (
     MAX_BYTES_IN_FLIGHT,
     MAX_RANGE_GAP,
     NeededBlob,

@@ -4,14 +4,15 @@ Select first (`restore_select`: walk the trees through the patterns; without pat
 each directory's listing is read only when the plan comes to it), then plan
 (`restore_plan`: decide per path what `--overwrite` does with what is there, make
 directories and special files, remove what `--delete` removes), then read the blobs each
-pack holds for the snapshot with a few ranged reads, decrypt and verify them in worker
-threads and write each to every place it belongs (`restore_files`: a file gets its
-metadata as its last blob lands). The plan goes window by window (`restore_plan`), each
-window's reads running while the next is planned, so a restore holds two windows' plan,
-not the snapshot's. Directories get their metadata last, each after everything in it, so
-nothing written afterwards disturbs their times. Everything is reached from the
-target's descriptor without following a symlink (`restore_target`), so the restore never
-writes outside its target.
+pack holds for the snapshot with a few ranged reads (`restore_reads`, `restore_fetch`),
+decrypt and verify them in worker threads and write each to every place it belongs
+(`restore_files`: a file gets its metadata as its last blob lands). The plan goes window by
+window (`restore_plan`), each window's reads running while the next is planned, so a
+restore holds two windows' plan, not the snapshot's. Directories get their metadata last,
+each after everything in it, so nothing written afterwards disturbs their times
+(`restore_finish`, which also makes the hard links and runs --verify). Everything is
+reached from the target's descriptor without following a symlink (`restore_target`), so
+the restore never writes outside its target.
 
 A blob that cannot be read (its pack missing or damaged) costs only the files that need it:
 they are kept as `NAME.bbackup-partial` and listed in the summary with the blobs they lack.
@@ -22,139 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from bbackup.errors import IntegrityError, NotFound
-from bbackup.ops.restore_compare import Overwrite, blob_layout, mismatched_blobs
-from bbackup.ops.restore_files import FileWriter, RestoredFile, partial_name
+from bbackup.ops.restore_compare import Overwrite, RestoreSource
+from bbackup.ops.restore_fetch import PlanWindow, WindowFetcher
+from bbackup.ops.restore_files import FileWriter, RestoredFile
+from bbackup.ops.restore_finish import RestoreFinisher
 from bbackup.ops.restore_gc import PlanCollection
-from bbackup.ops.restore_metadata import restore_owners, set_metadata
-from bbackup.ops.restore_plan import (
-    PlanWindows,
-    RestorePlanner,
-    RestoreProgress,
-    RestoreSource,
-    RestoreSummary,
-)
+from bbackup.ops.restore_metadata import restore_owners
+from bbackup.ops.restore_plan import PlanWindows, RestorePlanner
+from bbackup.ops.restore_reads import MAX_BYTES_IN_FLIGHT, MAX_RANGE_GAP, NeededBlob, PackRead
+from bbackup.ops.restore_report import RestoreProgress, RestoreSummary
 from bbackup.ops.restore_select import PathFilter, SelectedDir, Selection, select_entries
-from bbackup.ops.restore_target import (
-    OpenDirectories,
-    clear_entry,
-    join_path,
-)
-from bbackup.repository import IndexEntry, Repository, pack_object_name
-from bbackup.repository.config import RepositoryConfig
+from bbackup.ops.restore_target import OpenDirectories
 from bbackup.snapshot.model import Snapshot
-
-#: Blobs of one pack further apart than this are fetched with separate ranged reads.
-MAX_RANGE_GAP = 1024 * 1024
-#: Beyond a chunk's size, what a sealed chunk may take (AEAD tag, header, zstd frame).
-_SEAL_SLACK = 64 * 1024
-
-
-def remote_range_gap(config: RepositoryConfig) -> int:
-    """The unneeded bytes a read of a remote pack skips rather than split in two: one
-    largest chunk. A chunk left between needed ones (the old version of an edited part of
-    a file) then costs a few MiB of transfer, about what a request waits for its first
-    byte, instead of a second request; longer runs (a deleted file) still split."""
-    return config.chunker.max_size + _SEAL_SLACK
-
-
-@dataclass(frozen=True, slots=True)
-class PackReadSettings:
-    """How a command reads a repository's packs: calls in flight, the most of a pack one
-    read spans, and the gap one read skips over (restore, dump, drill, copy's source)."""
-
-    connections: int
-    read_size: int | None
-    max_gap: int
-
-
-def pack_read_settings(repo: Repository, connections: int | None = None) -> PackReadSettings:
-    """The read settings for `repo`'s kind of store; `connections` (--connections) over
-    its default."""
-    profile = repo.stack.profile
-    return PackReadSettings(
-        connections=connections or profile.default_connections,
-        read_size=profile.read_size,
-        max_gap=remote_range_gap(repo.config) if profile.range_gap is None else profile.range_gap,
-    )
-
-
-#: Bytes of fetched ranges held at once, at most (besides the blobs being decoded). 64
-#: MiB restores as fast as 96 did from S3 at 30 ms a request and holds ~40 MiB less
-#: (3 alternating repeats against restic 0.18: docs/bench/session8.md, "S3 read budget").
-MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class NeededBlob:
-    """A blob the restore needs, with every (file, offset) its plaintext goes to."""
-
-    blob_id: bytes
-    entry: IndexEntry
-    places: list[tuple[RestoredFile, int]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class PackRead:
-    """One ranged read of a pack: needed blobs that lie close together."""
-
-    blobs: list[NeededBlob]
-
-    @property
-    def start(self) -> int:
-        return self.blobs[0].entry.offset
-
-    @property
-    def end(self) -> int:
-        last = self.blobs[-1].entry
-        return last.offset + last.length
-
-
-def plan_reads(
-    blobs: Iterable[NeededBlob], *, max_gap: int = MAX_RANGE_GAP, max_bytes: int | None = None
-) -> list[PackRead]:
-    """Group the needed blobs of one pack into ranged reads, in pack order.
-
-    A read skips gaps of up to `max_gap` unneeded bytes and spans at most `max_bytes`
-    (None: no limit; a blob larger than that is read on its own).
-    """
-    reads: list[PackRead] = []
-    for blob in sorted(blobs, key=lambda b: b.entry.offset):
-        if reads:
-            read = reads[-1]
-            entry = blob.entry
-            if entry.offset - read.end <= max_gap and (
-                max_bytes is None or entry.offset + entry.length - read.start <= max_bytes
-            ):
-                read.blobs.append(blob)
-                continue
-        reads.append(PackRead([blob]))
-    return reads
-
 
 #: A path's action, for --dry-run listings: (path, "write" | "delete" | ...).
 PlanListener = Callable[[str, str], None]
-
-#: The packs the last this-many files of a window need are read with the next window:
-#: a pack the boundary splits (the backup wrote files in the order the plan walks them)
-#: is then read once, as without windows.
-_CARRY_FILES = 64
-
-
-@dataclass(slots=True, eq=False)
-class PlanWindow:
-    """One window of the plan on its way: its reads' tasks, and the files to settle
-    (note as damaged, --verify) once they are done."""
-
-    files: list[RestoredFile]
-    present: list[RestoredFile]
-    tasks: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 def close_walk(windows: PlanWindows) -> None:
@@ -164,7 +52,7 @@ def close_walk(windows: PlanWindows) -> None:
         windows.close()
 
 
-class Restorer:
+class Restorer(WindowFetcher, RestoreFinisher):
     """Restores one snapshot (or the part of it the patterns select) into a target."""
 
     def __init__(
@@ -330,54 +218,7 @@ class Restorer:
         if self.on_warning is not None:
             self.on_warning(text, message)
 
-    def _plan_reads(
-        self, files: list[RestoredFile], *, final: bool
-    ) -> tuple[list[PackRead], list[tuple[RestoredFile, bytes]]]:
-        """A window's reads: every needed blob once (with those carried over from the
-        last window), with all its places, grouped into reads pack by pack; and the
-        places no read fills. A blob the index does not know is lost from the start, and
-        so are the later blobs of the same file: their offsets are unknown without its
-        length. Unless `final`, the blobs of the packs the window's last files need are
-        carried over to the next window instead of read now."""
-        needed, self._carried = self._carried, {}
-        lost_places: list[tuple[RestoredFile, bytes]] = []
-        last_packs: set[str] = set()
-        tail = len(files) - _CARRY_FILES
-        lookup = self.repo.index.lookup
-        for n, file in enumerate(files):
-            offset: int | None = 0
-            for i, blob_id in enumerate(file.node.content):
-                blob = needed.get(blob_id)
-                if blob is None and blob_id not in self._lost:
-                    try:
-                        blob = needed[blob_id] = NeededBlob(blob_id, lookup(blob_id))
-                    except IntegrityError:
-                        self._lost[blob_id] = ("", "not in the index")
-                if blob is None or offset is None:
-                    lost_places.append((file, blob_id))
-                    offset = None
-                    continue
-                if i not in file.reused:
-                    blob.places.append((file, offset))
-                    if n >= tail:
-                        last_packs.add(blob.entry.pack_id)
-                offset += blob.entry.raw_length
-        by_pack: dict[str, list[NeededBlob]] = {}
-        for blob in needed.values():
-            if not blob.places:
-                continue
-            if not final and blob.entry.pack_id in last_packs:
-                self._carried[blob.blob_id] = blob
-            else:
-                by_pack.setdefault(blob.entry.pack_id, []).append(blob)
-        reads = [
-            read
-            for blobs in by_pack.values()
-            for read in plan_reads(blobs, max_gap=self.max_gap, max_bytes=self.read_size)
-        ]
-        return reads, lost_places
-
-    # ---- fetching ----------------------------------------------------------------------
+    # ---- fetching, window after window (one window's reads: `restore_fetch`) ------------
 
     async def _fetch_windows(self, windows: PlanWindows, collection: PlanCollection) -> None:
         """Plan window after window, each window's reads running while the next is
@@ -435,186 +276,5 @@ class Restorer:
             self._writer.close_all()
         self.progress.files = self._writer.finished
 
-    async def _settle(self, window: PlanWindow, following: PlanWindow | None) -> None:
-        """Wait for a window's reads; then note its damaged files and verify the rest
-        (--verify). A file still waiting for blobs carried over is settled with the
-        following window."""
-        tasks, window.tasks = window.tasks, []
-        await asyncio.gather(*tasks)
-        settled: list[RestoredFile] = []
-        for file in window.files:
-            if file.pending and following is not None:
-                following.files.append(file)
-            elif file.missing:
-                self._damaged_files.append(file)
-            else:
-                settled.append(file)
-        if self.verify:
-            done = [f for f in [*settled, *window.present] if f.done]
-            await asyncio.to_thread(self._verify_files, done)
 
-    async def _get(self, read: PackRead) -> bytes:
-        first = read.blobs[0].entry
-        name = pack_object_name(first.blob_type, first.pack_id)
-        data = await self.repo.read_pack(name, read.start, read.end - read.start)
-        if len(data) != read.end - read.start:
-            raise IntegrityError("pack is truncated")
-        return data
-
-    def _write_read(self, data: bytes, read: PackRead) -> int:
-        """Decode every blob of one read and write it to all its places (a worker thread).
-        A blob that does not decode is lost; the others of the read are still written."""
-        written = 0
-        start = read.start
-        view = memoryview(data)
-        for blob in read.blobs:
-            entry = blob.entry
-            sealed = view[entry.offset - start : entry.offset - start + entry.length]
-            try:
-                plain = self.repo.decode_blob(blob.blob_id, entry, sealed)
-            except IntegrityError as exc:
-                problem = str(exc).removeprefix(f"blob {blob.blob_id.hex()[:16]}")
-                self._lose_blob(blob, problem.lstrip(": "))
-                continue
-            for file, offset in blob.places:
-                self._writer.write(file, plain, offset)
-            written += len(plain) * len(blob.places)
-        # Its blobs (index entries, places) are done with: free them as the restore goes.
-        read.blobs.clear()
-        return written
-
-    def _lose_read(self, read: PackRead, problem: str) -> None:
-        for blob in read.blobs:
-            self._lose_blob(blob, problem)
-
-    def _lose_blob(self, blob: NeededBlob, problem: str) -> None:
-        entry = blob.entry
-        self._lost[blob.blob_id] = (pack_object_name(entry.blob_type, entry.pack_id), problem)
-        for file, _ in blob.places:
-            self._writer.skip(file, blob.blob_id)
-
-    def _lose_places(self, places: list[tuple[RestoredFile, bytes]]) -> None:
-        for file, blob_id in places:
-            self._writer.skip(file, blob_id)
-
-    # ---- after the data ----------------------------------------------------------------
-
-    def _make_links(self) -> None:
-        """Hard links, to files now complete (or to the partial file of a damaged one, at
-        the link's partial name: it is just as incomplete)."""
-        for first, parent, name in self._plan.links:
-            source = first.name if first.done else first.partial
-            link = name if first.done else partial_name(name)
-            path = join_path(parent.path, link)
-            try:
-                first_fd = self._directories.acquire(first.parent)
-                try:
-                    parent_fd = self._directories.acquire(parent)
-                    try:
-                        clear_entry(parent_fd, link)
-                        os.link(
-                            source,
-                            link,
-                            src_dir_fd=first_fd,
-                            dst_dir_fd=parent_fd,
-                            follow_symlinks=False,
-                        )
-                    finally:
-                        self._directories.release(parent)
-                finally:
-                    self._directories.release(first.parent)
-            except OSError as exc:
-                self._error(path, f"cannot create hard link: {exc.strerror or exc}")
-                continue
-            self.summary.links += 1
-            if first.missing:
-                self._damaged_links.append((join_path(parent.path, name), path, first))
-
-    def _finish_dirs(self) -> None:
-        """Directory metadata, each directory after everything below it (`_dirs` is in
-        that order), through its own descriptor."""
-        for directory in self._plan.dirs:
-            assert directory.node is not None
-            try:
-                fd = self._directories.acquire(directory)
-                try:
-                    bare = directory.created and not (
-                        directory.parent is None or directory.parent.default_acl
-                    )
-                    set_metadata(fd, directory.node, chown=self._writer.chown, bare=bare)
-                finally:
-                    self._directories.release(directory)
-            except OSError as exc:
-                self._error(directory.path, f"cannot set metadata: {exc.strerror or exc}")
-            self.summary.dirs += 1
-
-    def _verify_files(self, files: list[RestoredFile]) -> None:
-        """--verify: read restored files back (written or found unchanged) and compare
-        each blob-sized piece with the snapshot's blob ID."""
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="bb-verify") as pool:
-            for file, result in zip(files, pool.map(self._verify_file, files), strict=True):
-                if isinstance(result, str):
-                    self.summary.verify_failures.append(
-                        {"path": os.fsdecode(file.path), "message": result}
-                    )
-                else:
-                    self.summary.verified_files += 1
-                    self.summary.verified_bytes += result
-
-    def _verify_file(self, file: RestoredFile) -> int | str:
-        """Bytes verified, or what is wrong."""
-        try:
-            layout = blob_layout(self.repo.index.lookup, file.node)
-            parent_fd = self._directories.acquire(file.parent)
-            try:
-                # Non-blocking: a FIFO swapped in since the write must not hang the open.
-                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-                fd = os.open(file.name, flags, dir_fd=parent_fd)
-            finally:
-                self._directories.release(file.parent)
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return "cannot verify: no longer a regular file"
-                mismatched, read = mismatched_blobs(fd, layout, self.repo.blob_id)
-            finally:
-                os.close(fd)
-        except (OSError, IntegrityError) as exc:
-            return f"cannot verify: {getattr(exc, 'strerror', None) or exc}"
-        if not mismatched:
-            return read
-        offsets = [sum(length for _, length in layout[:i]) for i in mismatched]
-        where = ", ".join(str(o) for o in offsets[:5])
-        return f"content differs from the snapshot at {len(mismatched)} place(s), offset {where}"
-
-    def _report_damage(self) -> None:
-        """The files that lost blobs, where they were kept, and which blobs they lack."""
-        reported: list[tuple[bytes, bytes, RestoredFile]] = [
-            (f.path, join_path(f.parent.path, f.partial), f) for f in self._damaged_files
-        ]
-        for path, kept, file in sorted([*reported, *self._damaged_links], key=lambda r: r[0]):
-            blobs = []
-            for blob_id in dict.fromkeys(file.missing):
-                pack, problem = self._lost.get(
-                    blob_id, ("", "its place follows a blob missing from the index")
-                )
-                blobs.append({"id": blob_id.hex(), "pack": pack, "problem": problem})
-            self.summary.damaged.append(
-                {"path": os.fsdecode(path), "kept_as": os.fsdecode(kept), "blobs": blobs}
-            )
-        # `files` counts the files restored whole; a damaged one is not.
-        self.summary.files -= len(reported)
-
-
-__all__ = [
-    "MAX_RANGE_GAP",
-    "NeededBlob",
-    "PackRead",
-    "PackReadSettings",
-    "RestoreProgress",
-    "RestoreSource",
-    "RestoreSummary",
-    "Restorer",
-    "pack_read_settings",
-    "plan_reads",
-    "remote_range_gap",
-]
+__all__ = ["PlanListener", "Restorer"]

@@ -1,7 +1,8 @@
 """What a restore does with what is already in its target (`--overwrite`), and the check of a
 file's content against the snapshot's blob IDs that both `--overwrite if-changed` and
 `--verify` use: each blob-sized piece of the file is hashed with the repository's keyed
-blob hash and compared with the ID the snapshot lists for it.
+blob hash and compared with the ID the snapshot lists for it. `RestoreSource` is the role a
+restore reads through: blobs, and that keyed hash.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ import enum
 import os
 import stat
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from bbackup.repository import IndexEntry
+from bbackup.repository import BlobLoader, IndexEntry
 from bbackup.snapshot.model import BLOCKDEV, CHARDEV, FIFO, FILE, SYMLINK, Node
 
 #: The keyed blob hash of a plaintext (`Repository.blob_id`).
 BlobHasher = Callable[[bytes], bytes]
+
+
+class RestoreSource(BlobLoader, Protocol):
+    """What a restore reads: blobs, and the keyed hash that tells whether a file already
+    in the target (or one just written, for --verify) holds them."""
+
+    def blob_id(self, data: bytes | memoryview) -> bytes: ...
 
 
 def blob_layout(lookup: Callable[[bytes], IndexEntry], node: Node) -> list[tuple[bytes, int]]:

@@ -39,7 +39,7 @@ class StorageProfile:
     #: Restore: the most of a pack one read spans; None: whole runs of needed blobs.
     read_size: int | None
     #: Restore: unneeded bytes between needed blobs that one read skips over rather than
-    #: split in two; None: one largest chunk of the repository (`ops.restore`).
+    #: split in two; None: one largest chunk of the repository (`ops.restore_reads`).
     range_gap: int | None
     #: Per-object storage classes (tiers) on put and in stat.
     storage_classes: bool

@@ -20,7 +20,8 @@ from s3_harness import (
 
 from bbackup.ops.backup import Archiver, BackupOptions
 from bbackup.ops.check import CheckReport, ReadDataSubset, check_repository
-from bbackup.ops.restore import Restorer, RestoreSummary
+from bbackup.ops.restore import Restorer
+from bbackup.ops.restore_report import RestoreSummary
 from bbackup.repository import RepositoryConfig, init_repository, open_repository
 from bbackup.snapshot.store import find_snapshot, load_snapshots
 from bbackup.storage import Storage, StorageOptions, StorageStack

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bbackup.crypto.aead import BlobType
-from bbackup.ops.restore import NeededBlob, PackRead, plan_reads
+from bbackup.ops.restore_reads import NeededBlob, PackRead, plan_reads
 from bbackup.repository import IndexEntry
 
 KiB = 1024
