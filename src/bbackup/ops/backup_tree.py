@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from bbackup.errors import BbackupError
 from bbackup.ops.backup_batching import Entry, FileBatcher, TaskSpawner
 from bbackup.ops.backup_changes import same_tree, unchanged
-from bbackup.ops.backup_gc import WalkCollection
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
 from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir
+from bbackup.ops.walk_gc import WalkCollection
 from bbackup.repository import BlobWriter, Repository
 from bbackup.snapshot.model import DIR, FILE, Node, Tree
 from bbackup.snapshot.store import load_tree, save_tree

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from bbackup.errors import BbackupError, IntegrityError, NotFound, StorageError, UsageError
 from bbackup.ops.damage_record import DamageNotRecorded, record_damage
+from bbackup.ops.walk_gc import WalkCollection
 from bbackup.report_format import human_bytes
 from bbackup.repository import (
     BlobLoader,
@@ -39,7 +40,7 @@ from bbackup.repository import (
     pack_object_name,
     verify_pack_id,
 )
-from bbackup.snapshot.model import DIR, FILE
+from bbackup.snapshot.model import DIR, FILE, Node
 from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
 from bbackup.storage import StorageProfile
 
@@ -270,42 +271,61 @@ async def _check_snapshots(repo: SnapshotSource, report: CheckReport) -> None:
     report.snapshots = len(snapshots)
     seen_trees: set[bytes] = set()
     referenced: set[bytes] = set()
-    for snapshot in snapshots:
-        stack = [(snapshot.tree, f"snapshot {snapshot.short_id}:/")]
-        while stack:
-            tree_id, where = stack.pop()
-            if tree_id in seen_trees:
-                continue
-            seen_trees.add(tree_id)
-            if not repo.index.has(tree_id):
-                report.errors.append(
-                    f"tree {tree_id.hex()} ({where}): not in the index; "
-                    "run `bbackup repair snapshots`"
-                )
-                continue
-            try:
-                tree = await load_tree(repo, tree_id)
-            except (IntegrityError, StorageError) as exc:
-                report.errors.append(f"tree {tree_id.hex()} ({where}): {exc}")
-                continue
-            for node in tree.nodes:
-                path = where.rstrip("/") + "/" + node.display_name
-                if node.type == DIR:
-                    if node.subtree is None:
-                        report.errors.append(f"{path}: directory without a subtree")
-                    else:
-                        stack.append((node.subtree, path))
-                elif node.type == FILE:
-                    for blob_id in node.content:
-                        if blob_id not in referenced:
-                            referenced.add(blob_id)
-                            if not repo.index.has(blob_id):
-                                report.errors.append(
-                                    f"blob {blob_id.hex()} ({path}): not in the index; "
-                                    "run `bbackup repair snapshots`"
-                                )
+    with WalkCollection() as collection:
+        for snapshot in snapshots:
+            stack = [(snapshot.tree, f"snapshot {snapshot.short_id}:/")]
+            while stack:
+                tree_id, where = stack.pop()
+                if tree_id in seen_trees:
+                    continue
+                seen_trees.add(tree_id)
+                if not repo.index.has(tree_id):
+                    report.errors.append(
+                        f"tree {tree_id.hex()} ({where}): not in the index; "
+                        "run `bbackup repair snapshots`"
+                    )
+                    continue
+                try:
+                    tree = await load_tree(repo, tree_id)
+                except (IntegrityError, StorageError) as exc:
+                    report.errors.append(f"tree {tree_id.hex()} ({where}): {exc}")
+                    continue
+                collection.walked(len(tree.nodes))
+                _check_nodes(repo, tree.nodes, where, stack, referenced, report)
     report.trees = len(seen_trees)
     report.blobs_referenced = len(referenced)
+
+
+def _check_nodes(
+    repo: SnapshotSource,
+    nodes: list[Node],
+    where: str,
+    stack: list[tuple[bytes, str]],
+    referenced: set[bytes],
+    report: CheckReport,
+) -> None:
+    """Check one tree's nodes (in `where`): each directory has a subtree, which is queued
+    on `stack`; each blob a file references, the first time, is in the index."""
+    for node in nodes:
+        if node.type == DIR:
+            if node.subtree is None:
+                report.errors.append(f"{_node_path(where, node)}: directory without a subtree")
+            else:
+                stack.append((node.subtree, _node_path(where, node)))
+        elif node.type == FILE:
+            for blob_id in node.content:
+                if blob_id not in referenced:
+                    referenced.add(blob_id)
+                    if not repo.index.has(blob_id):
+                        report.errors.append(
+                            f"blob {blob_id.hex()} ({_node_path(where, node)}): not in the "
+                            "index; run `bbackup repair snapshots`"
+                        )
+
+
+def _node_path(where: str, node: Node) -> str:
+    # Made only where needed (a directory, an error): check visits every node.
+    return where.rstrip("/") + "/" + node.display_name
 
 
 async def _read_packs(

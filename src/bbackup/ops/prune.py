@@ -38,6 +38,7 @@ from bbackup.ops.prune_plan import (
     plan_prune,
 )
 from bbackup.ops.prune_versions import VersionedDeletions, delete_versioned, foresee_versioned
+from bbackup.ops.walk_gc import WalkCollection
 from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
     BlobLoader,
@@ -139,18 +140,21 @@ async def used_blobs(repo: SnapshotSource) -> set[bytes]:
             f"{name}: {problem}: prune cannot tell which data that snapshot uses; "
             "prune did nothing (remove the damaged snapshot document first)"
         )
-    for snapshot in snapshots:
-        stack = [snapshot.tree]
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in used:
-                continue
-            used.add(tree_id)
-            for node in (await load_tree(repo, tree_id)).nodes:
-                if node.type == DIR and node.subtree is not None:
-                    stack.append(node.subtree)
-                elif node.type == FILE:
-                    used.update(node.content)
+    with WalkCollection() as collection:
+        for snapshot in snapshots:
+            stack = [snapshot.tree]
+            while stack:
+                tree_id = stack.pop()
+                if tree_id in used:
+                    continue
+                used.add(tree_id)
+                nodes = (await load_tree(repo, tree_id)).nodes
+                collection.walked(len(nodes))
+                for node in nodes:
+                    if node.type == DIR and node.subtree is not None:
+                        stack.append(node.subtree)
+                    elif node.type == FILE:
+                        used.update(node.content)
     return used
 
 

@@ -1,6 +1,6 @@
-"""The backup walk's garbage-collector policy: cycles made during a long walk are still
-freed (by the sweeps), and the collector is left as it was found, even after a failure
-(the service runs one backup after another in one process)."""
+"""The garbage-collector policy of long tree walks (backup, check, prune): cycles made
+during a walk are still freed (by the sweeps), and the collector is left as it was found,
+even after a failure (the service runs one backup after another in one process)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from bbackup.ops.backup_gc import WalkCollection
+from bbackup.ops.walk_gc import WalkCollection
 
 
 class _Cyclic:
