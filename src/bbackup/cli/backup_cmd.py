@@ -23,8 +23,10 @@ from bbackup.ops.backup import (
     BackupSummary,
     normalize_paths,
 )
+from bbackup.ops.excludes import Excluder
 from bbackup.ops.restore_select import check_pattern
-from bbackup.ops.scan import Excluder, Prescan, TotalsScan, excludes_everything
+from bbackup.ops.scan import Prescan, excludes_everything
+from bbackup.ops.totals_scan import TotalsScan
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 

@@ -28,7 +28,8 @@ from bbackup.ops.backup_changes import select_parent
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
 from bbackup.ops.backup_tree import TreeWalker, virtual_tree
 from bbackup.ops.chunk_pipeline import ChunkPipeline
-from bbackup.ops.scan import Excluder, Prescan
+from bbackup.ops.excludes import Excluder
+from bbackup.ops.scan import Prescan
 from bbackup.repository import Repository, RepositoryLock, current_user, pack_object_name
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots, save_snapshot

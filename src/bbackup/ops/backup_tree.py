@@ -16,7 +16,8 @@ from bbackup.errors import BbackupError
 from bbackup.ops.backup_batching import Entry, FileBatcher, TaskSpawner
 from bbackup.ops.backup_changes import same_tree, unchanged
 from bbackup.ops.backup_summary import BackupProgress, BackupSummary
-from bbackup.ops.scan import Excluder, Prescan, node_from_stat, scan_dir
+from bbackup.ops.excludes import Excluder
+from bbackup.ops.scan import Prescan, node_from_stat, scan_dir
 from bbackup.ops.walk_gc import WalkCollection
 from bbackup.repository import BlobWriter, Repository
 from bbackup.snapshot.model import DIR, FILE, Node, Tree

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bbackup.crypto.aead import BlobType
-from bbackup.ops.listing import TreeLoader, list_files
+from bbackup.ops.listing import list_files
+from bbackup.ops.walk_gc import TreeLoader, WalkCollection
 from bbackup.repository import Index
 from bbackup.snapshot.model import DIR, FILE, Node
 
@@ -194,9 +195,10 @@ async def diff_trees(
     differing part of one side references (as restic counts them): content that moved
     between files is not counted, and content shared with an unchanged directory, which is
     never loaded, is."""
-    differ = _Differ(load_tree, index, metadata)
-    if before != after:
-        await differ.trees("", before, after)
+    with WalkCollection() as collection:
+        differ = _Differ(collection.counting(load_tree), index, metadata)
+        if before != after:
+            await differ.trees("", before, after)
     differ.count_blobs()
     differ.result.changes.sort(key=lambda c: c.path)
     return differ.result

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from bbackup.ops.scan import Excluder
+from bbackup.ops.excludes import Excluder
+from bbackup.ops.walk_gc import TreeLoader, WalkCollection
 from bbackup.snapshot.model import DIR, Node, Snapshot
-
-if TYPE_CHECKING:
-    from bbackup.ops.listing import TreeLoader  # only its type: find loads no ls code
 
 
 class PathMatcher:
@@ -105,11 +102,13 @@ async def find_paths(
 ) -> FindResult:
     """The entries of each snapshot that match any pattern and lie in the mtime window,
     sorted by path; snapshots without any are left out."""
-    finder = _Finder(load_tree, matchers, window or MtimeWindow())
     result = FindResult()
-    for snapshot in snapshots:
-        matches = await finder.search(snapshot.tree, "")
-        if matches:
-            result.found.append(SnapshotMatches(snapshot, sorted(matches, key=lambda m: m.path)))
+    with WalkCollection() as collection:
+        finder = _Finder(collection.counting(load_tree), matchers, window or MtimeWindow())
+        for snapshot in snapshots:
+            matches = await finder.search(snapshot.tree, "")
+            if matches:
+                found = sorted(matches, key=lambda m: m.path)
+                result.found.append(SnapshotMatches(snapshot, found))
     result.unmatched = [m.pattern for m in matchers if m.pattern not in finder.hit]
     return result

@@ -3,12 +3,10 @@ only as deep as the path asked for needs, into (path, node) pairs sorted by path
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from bbackup.ops.walk_gc import TreeLoader, WalkCollection
+from bbackup.snapshot.model import DIR, Node
 
-from bbackup.snapshot.model import DIR, Node, Tree
-
-#: Loads the tree blob with this ID (`snapshot.store.load_tree` bound to a repository).
-TreeLoader = Callable[[bytes], Awaitable[Tree]]
+__all__ = ["TreeLoader", "list_files"]
 
 
 async def list_files(
@@ -20,15 +18,17 @@ async def list_files(
     prefix = "/" + path.strip("/") if path and path.strip("/") else ""  # a/b/ → /a/b
     out: list[tuple[str, Node]] = []
     pending: list[tuple[bytes, str]] = [(root, "")]
-    while pending:
-        tree_id, where = pending.pop()
-        tree = await load_tree(tree_id)
-        for node in reversed(tree.nodes):
-            full = f"{where}/{node.display_name}"
-            below = prefix and (full == prefix or full.startswith(prefix + "/"))
-            above = prefix and prefix.startswith(full + "/")
-            if not prefix or below:
-                out.append((full, node))
-            if node.type == DIR and node.subtree and (not prefix or below or above):
-                pending.append((node.subtree, full))
+    with WalkCollection() as collection:
+        load = collection.counting(load_tree)
+        while pending:
+            tree_id, where = pending.pop()
+            tree = await load(tree_id)
+            for node in reversed(tree.nodes):
+                full = f"{where}/{node.display_name}"
+                below = prefix and (full == prefix or full.startswith(prefix + "/"))
+                above = prefix and prefix.startswith(full + "/")
+                if not prefix or below:
+                    out.append((full, node))
+                if node.type == DIR and node.subtree and (not prefix or below or above):
+                    pending.append((node.subtree, full))
     return sorted(out, key=lambda e: e[0])

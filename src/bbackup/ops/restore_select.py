@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bbackup.errors import IntegrityError, NotFound, NothingMatched, UsageError
+from bbackup.ops.excludes import Excluder
 from bbackup.ops.restore_gc import collection_paused
-from bbackup.ops.scan import Excluder
 from bbackup.repository import BlobLoader
 from bbackup.snapshot.model import DIR, FILE, Node, Snapshot
 from bbackup.snapshot.store import load_tree

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bbackup.ops.scan import Excluder
+from bbackup.ops.excludes import Excluder
 from bbackup.ops.tag import replacement
 from bbackup.repository import (
     BlobLoader,

@@ -9,16 +9,15 @@ longer than PATH_MAX, so a tree of any depth can be backed up.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import grp
 import os
 import pwd
-import re
 import stat
 import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from bbackup.ops.excludes import Excluder
 from bbackup.ops.posix_acl import ACL_USER, ACL_XATTRS, named_qualifiers
 from bbackup.ops.sparse_files import find_holes, may_have_holes
 from bbackup.snapshot.model import (
@@ -188,36 +187,6 @@ def node_from_stat(
     return node
 
 
-class Excluder:
-    """restic-style exclude patterns.
-
-    A pattern without '/' matches a name at any depth (`*.tmp`, `node_modules`); a pattern
-    with '/' matches the absolute path (`/home/*/.cache`); `**` matches across directories.
-    """
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = [p.rstrip("/") for p in patterns if p.strip()]
-
-    def excluded(self, path: bytes) -> bool:
-        if not self.patterns:
-            return False
-        text = os.fsdecode(path)
-        base = text.rsplit("/", 1)[-1]
-        for pattern in self.patterns:
-            if "/" in pattern:
-                if _compile(pattern).match(text):
-                    return True
-            elif fnmatch.fnmatchcase(base, pattern):
-                return True
-        return False
-
-
-@lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    # fnmatch's '*' already crosses '/', so '**' needs no special case beyond collapsing.
-    return re.compile(fnmatch.translate(pattern.replace("**", "*")))
-
-
 def excludes_everything(paths: Sequence[str], excluder: Excluder) -> bool:
     """True if `excluder` leaves nothing of `paths` to back up: each path is excluded itself
     or is a directory whose entries all are, and something was excluded (a source that is
@@ -336,42 +305,3 @@ class Prescan(BackgroundWalk):
             self._dirs[path] = entries
             listed += len(entries)
             pending.extend(full for full, node in reversed(entries) if node.type == DIR)
-
-
-class TotalsScan(BackgroundWalk):
-    """Counts the files and bytes a backup will come to, in a thread running ahead of it
-    (restic's scanner), so that progress can show totals, a percentage and an ETA. It
-    only stats, reads nothing, and is started only when progress is shown."""
-
-    def __init__(self, paths: Sequence[str], excluder: Excluder) -> None:
-        self.files = 0
-        self.bytes = 0
-        super().__init__(paths, excluder, "bb-totals")
-
-    def _run(self, paths: list[str], excluder: Excluder) -> None:
-        pending = []
-        for path in paths:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                pending.append(os.fsencode(path))
-            elif stat.S_ISREG(st.st_mode):
-                self.files += 1
-                self.bytes += st.st_size
-        while pending and not self._stopping.is_set():
-            directory = pending.pop()
-            try:
-                with os.scandir(directory) as it:
-                    for entry in it:
-                        full = directory + b"/" + entry.name
-                        if excluder.excluded(full):
-                            continue
-                        if entry.is_dir(follow_symlinks=False):
-                            pending.append(full)
-                        elif entry.is_file(follow_symlinks=False):
-                            self.files += 1
-                            self.bytes += entry.stat(follow_symlinks=False).st_size
-            except OSError:
-                continue  # the backup reports what it cannot read

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bbackup.ops.walk_gc import WalkCollection
 from bbackup.repository import BlobLoader
 from bbackup.snapshot.model import DIR, FILE, Snapshot
 from bbackup.snapshot.store import load_tree
@@ -139,10 +140,12 @@ async def repository_stats(
         raise ValueError(f"unknown stats mode {mode!r}")
     index = loader.index
     memo: dict[bytes, _TreeFigures] = {}
-    figures = {s.id: await _tree_figures(loader, s.tree, memo) for s in all_snapshots}
-    for s in selected:
-        if s.id not in figures:
-            figures[s.id] = await _tree_figures(loader, s.tree, memo)
+    # Every tree is held (memo) until the figures are made: no sweeps, nothing to free.
+    with WalkCollection():
+        figures = {s.id: await _tree_figures(loader, s.tree, memo) for s in all_snapshots}
+        for s in selected:
+            if s.id not in figures:
+                figures[s.id] = await _tree_figures(loader, s.tree, memo)
 
     def stored(blob_id: bytes) -> int:
         return index.lookup(blob_id).length if index.has(blob_id) else 0

@@ -1,5 +1,5 @@
-"""The cyclic garbage collector's policy for a walk of many trees (a backup's, check's,
-prune's): automatic collection is off while the walk runs, and what the process held
+"""The cyclic garbage collector's policy for a walk of many trees (backup, check, prune,
+ls, find, diff, stats): automatic collection is off while the walk runs, and what the process held
 before it (the modules, the index) is kept out of collections; a full collection runs
 every `SWEEP_ENTRIES` entries instead.
 
@@ -16,6 +16,12 @@ entries bounded.
 from __future__ import annotations
 
 import gc
+from collections.abc import Awaitable, Callable
+
+from bbackup.snapshot.model import Tree
+
+#: Loads the tree blob with this ID (`snapshot.store.load_tree` bound to a repository).
+TreeLoader = Callable[[bytes], Awaitable[Tree]]
 
 #: Entries walked between two full collections.
 SWEEP_ENTRIES = 250_000
@@ -49,6 +55,16 @@ class WalkCollection:
         if self._since_sweep >= self._sweep_entries:
             self._since_sweep = 0
             gc.collect()
+
+    def counting(self, load_tree: TreeLoader) -> TreeLoader:
+        """`load_tree`, counting the entries of every tree it loads as walked."""
+
+        async def load(tree_id: bytes) -> Tree:
+            tree = await load_tree(tree_id)
+            self.walked(len(tree.nodes))
+            return tree
+
+        return load
 
     def __exit__(self, *exc: object) -> None:
         if self._freezing:

@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-from bbackup.ops.scan import Excluder, Prescan, scan_dir
+from bbackup.ops.excludes import Excluder
+from bbackup.ops.scan import Prescan, scan_dir
 from bbackup.snapshot.model import Node
 
 
