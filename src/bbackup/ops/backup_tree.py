@@ -132,10 +132,12 @@ class TreeWalker:
             prev = previous.get(node.name)
             # An unchanged file is settled here, without a coroutine: on an unchanged
             # backup that is nearly every entry.
-            if node.type == FILE and self._reused(node, prev):
+            if node.type != FILE:
+                scheduled.append(await self._schedule(entry_path, node, prev))
+            elif self._reused(node, prev):
                 scheduled.append(node)
             else:
-                scheduled.append(await self._schedule(entry_path, node, prev))
+                scheduled.append(await self._send(entry_path, node, prev))
         del entries
         task = self._task(self._save_tree(scheduled, parent_tree, previous))
         # Let the tree task start now: when nothing of this directory is left to read (an
@@ -175,6 +177,10 @@ class TreeWalker:
             return self._task(self._dir_node(node, await self._save_dir(path, subtree)))
         if node.type != FILE or self._reused(node, prev):
             return node
+        return await self._send(path, node, prev)
+
+    async def _send(self, path: bytes, node: Node, prev: Node | None) -> Entry:
+        """Queue a changed or new file for the reader threads (counted)."""
         self.summary.total_files += 1
         self.progress.files += 1
         return await self._batcher.add(path, node, previous=prev)

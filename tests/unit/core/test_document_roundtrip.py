@@ -158,6 +158,15 @@ def test_snapshot_times_in_utc_round_trip() -> None:
     assert Snapshot.from_bytes(snap.to_bytes()).time == when
 
 
+#: A value other than its default for every optional Node field.
+_FIELD_VALUES: dict[str, object] = {
+    "mode": 0o100644, "uid": 7, "gid": 8, "user": "u", "group": "g", "mtime_ns": 1,
+    "atime_ns": 2, "ctime_ns": 3, "size": 4, "inode": 5, "device": 6, "nlink": 3,
+    "link_target": b"t", "rdev": 9, "xattrs": [(b"user.a", b"v")], "holes": [(0, 1)],
+    "acl_names": [(2, 7, "u")], "content": [b"\x01" * 32], "subtree": b"\x02" * 32,
+}  # fmt: skip
+
+
 def _wire_by_rule(node: Node) -> dict[str, object]:
     """The stored form by its rule: name and type, then every field not at its default."""
     wire: dict[str, object] = {"n": node.name, "t": node.type}
@@ -172,14 +181,8 @@ def _wire_by_rule(node: Node) -> dict[str, object]:
 def test_a_node_stores_each_field_only_when_it_is_not_its_default(field_name: str) -> None:
     # to_wire spells the rule out for speed; the stored bytes must follow the rule (and
     # its key order), or unchanged directories would stop deduplicating.
-    values: dict[str, object] = {
-        "mode": 0o100644, "uid": 7, "gid": 8, "user": "u", "group": "g", "mtime_ns": 1,
-        "atime_ns": 2, "ctime_ns": 3, "size": 4, "inode": 5, "device": 6, "nlink": 3,
-        "link_target": b"t", "rdev": 9, "xattrs": [(b"user.a", b"v")], "holes": [(0, 1)],
-        "acl_names": [(2, 7, "u")], "content": [b"\x01" * 32], "subtree": b"\x02" * 32,
-    }  # fmt: skip
-    alone = Node(name=b"n", type=FILE, **{field_name: values[field_name]})  # type: ignore[arg-type]
-    every = Node(name=b"n", type=FILE, **values)  # type: ignore[arg-type]
+    alone = Node(name=b"n", type=FILE, **{field_name: _FIELD_VALUES[field_name]})  # type: ignore[arg-type]
+    every = Node(name=b"n", type=FILE, **_FIELD_VALUES)  # type: ignore[arg-type]
 
     assert list(alone.to_wire().items()) == list(_wire_by_rule(alone).items())
     assert list(every.to_wire().items()) == list(_wire_by_rule(every).items())
@@ -194,14 +197,8 @@ def test_nodes_built_positionally_follow_the_class_fields() -> None:
 
 @pytest.mark.parametrize("field_name", [name for name, _, _ in WIRE_FIELDS])
 def test_every_field_decodes_to_what_was_stored(field_name: str) -> None:
-    values: dict[str, object] = {
-        "mode": 0o100644, "uid": 7, "gid": 8, "user": "u", "group": "g", "mtime_ns": 1,
-        "atime_ns": 2, "ctime_ns": 3, "size": 4, "inode": 5, "device": 6, "nlink": 3,
-        "link_target": b"t", "rdev": 9, "xattrs": [(b"user.a", b"v")], "holes": [(0, 1)],
-        "acl_names": [(2, 7, "u")], "content": [b"\x01" * 32], "subtree": b"\x02" * 32,
-    }  # fmt: skip
-    alone = Node(name=b"n", type=FILE, **{field_name: values[field_name]})  # type: ignore[arg-type]
-    every = Node(name=b"n", type=FILE, **values)  # type: ignore[arg-type]
+    alone = Node(name=b"n", type=FILE, **{field_name: _FIELD_VALUES[field_name]})  # type: ignore[arg-type]
+    every = Node(name=b"n", type=FILE, **_FIELD_VALUES)  # type: ignore[arg-type]
 
     assert Tree.from_bytes(Tree([alone]).to_bytes()).nodes == [alone]
     assert Tree.from_bytes(Tree([every]).to_bytes()).nodes == [every]
