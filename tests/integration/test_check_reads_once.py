@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from cli_harness import PASSWORD, Cli, MakeTree
 
-from bbackup.ops.check import ReadDataSubset, check_repository
+from bbackup.ops.check import check_repository
+from bbackup.ops.check_read_data import ReadDataSubset
 from bbackup.repository import open_repository
 from bbackup.storage import open_storage
 

@@ -20,13 +20,14 @@ OPERATIONS = {
     "dump": {"bbackup.ops.dump"},
     "check": {"bbackup.ops.check"},
     "ls": {"bbackup.ops.listing"},
-    # repair packs verifies packs exactly as check --read-data does, with check's code.
-    "repair": {"bbackup.ops.repair", "bbackup.ops.repair_snapshots", "bbackup.ops.check"},
+    # repair packs verifies packs exactly as check --read-data does, with check's code
+    # (ops.check_read_data), not the whole check.
+    "repair": {"bbackup.ops.repair", "bbackup.ops.repair_snapshots"},
     # forget --prune runs prune, loading its code only when a run asks for it.
     "forget": {"bbackup.ops.forget"},
     "prune": {"bbackup.ops.prune"},
-    # locks extend finds the live packs the way prune does.
-    "locks": {"bbackup.ops.lock_extension", "bbackup.ops.prune"},
+    # locks extend finds the live packs the way prune does (ops.prune_input), not prune.
+    "locks": {"bbackup.ops.lock_extension"},
     # copy reads the source's packs with restore's read planning (ops.restore_reads).
     "copy": {"bbackup.ops.copy"},
     "stats": {"bbackup.ops.stats"},

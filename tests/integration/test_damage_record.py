@@ -15,7 +15,9 @@ from cli_harness import PASSWORD, Cli, MakeTree, Spec, restored_path
 from damaged_repo import data_packs, make_damaged_repo, ok, source_files
 
 from bbackup.errors import AccessDenied
-from bbackup.ops.check import CheckReport, ReadDataSubset, check_repository
+from bbackup.ops.check import check_repository
+from bbackup.ops.check_read_data import ReadDataSubset
+from bbackup.ops.check_report import CheckReport
 from bbackup.repository import open_repository
 from bbackup.storage import open_storage
 from bbackup.storage.fault import FaultyStorage

@@ -15,7 +15,8 @@ from bbackup.cli.output import echo, emit_json, warn
 from bbackup.cli.progress import progress_reporter
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode
-from bbackup.ops.check import ReadDataSubset, check_repository
+from bbackup.ops.check import check_repository
+from bbackup.ops.check_read_data import ReadDataSubset
 from bbackup.report_format import human_bytes
 from bbackup.repository import Repository
 

@@ -23,7 +23,7 @@ from bbackup.snapshot.retention import (
 )
 
 if TYPE_CHECKING:
-    from bbackup.ops.prune import PruneReport
+    from bbackup.ops.prune_report import PruneReport
 
 
 def _usage(fn: Any, text: str, flag: str) -> Any:
@@ -135,7 +135,8 @@ def register(app: typer.Typer) -> None:
             if not (prune_after and removed):
                 return groups, removed, None
             # Imported here: only `forget --prune` pays for loading prune's code at start-up.
-            from bbackup.ops.prune import PruneOptions, prune
+            from bbackup.ops.prune import prune
+            from bbackup.ops.prune_input import PruneOptions
 
             options = PruneOptions(
                 grace_seconds=grace_seconds,

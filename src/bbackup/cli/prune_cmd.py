@@ -10,7 +10,9 @@ from bbackup.cli.opening import with_repo
 from bbackup.cli.options import GlobalOptions, repo_command
 from bbackup.cli.prune_options import parse_elapsed_seconds, parse_percent, print_prune
 from bbackup.errors import Permanent
-from bbackup.ops.prune import PruneOptions, PruneReport, prune
+from bbackup.ops.prune import prune
+from bbackup.ops.prune_input import PruneOptions
+from bbackup.ops.prune_report import PruneReport
 from bbackup.repository import Repository
 from bbackup.storage import VersionedStore
 

@@ -13,7 +13,7 @@ from bbackup.report_format import human_bytes
 from bbackup.storage import ARCHIVE_CLASSES
 
 if TYPE_CHECKING:
-    from bbackup.ops.prune import PruneReport
+    from bbackup.ops.prune_report import PruneReport
 
 
 def parse_elapsed_seconds(text: str, flag: str) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bbackup.errors import IntegrityError, UsageError
-from bbackup.ops.prune import used_blobs
+from bbackup.ops.prune_input import used_blobs
 from bbackup.repository import BlobLoader, DocumentStore
 from bbackup.repository.roles import PACK_PREFIXES
 from bbackup.storage import ObjectLockSetting, ObjectVersion, VersionedStore, iso_time

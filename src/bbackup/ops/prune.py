@@ -17,33 +17,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, RepositoryLocked
 from bbackup.ops.damage_record import remove_settled_records
+from bbackup.ops.prune_input import PrunedRepository, PruneOptions, gather_input
 from bbackup.ops.prune_plan import (
     DELETE,
-    DROP,
-    IN_USE,
     KEEP,
     KEEP_MARKED,
     MARK,
     REPACK,
     UNMARK,
-    PackState,
     PruneInput,
     PrunePlan,
     plan_prune,
 )
+from bbackup.ops.prune_report import PruneReport, _combine, _report, pending_deletions
 from bbackup.ops.prune_versions import VersionedDeletions, delete_versioned, foresee_versioned
-from bbackup.ops.walk_gc import WalkCollection
-from bbackup.report_format import human_bytes, human_duration, utc_minute
 from bbackup.repository import (
-    BlobLoader,
-    BlobSaverSource,
-    DamageRecord,
     DocumentStore,
     IndexSegment,
     PackInfo,
@@ -53,113 +45,7 @@ from bbackup.repository import (
     pack_object_name,
     require_intact_index,
 )
-from bbackup.snapshot.model import DIR, FILE
-from bbackup.snapshot.store import SnapshotSource, load_tree, read_snapshots
-from bbackup.storage import ObjectInfo, VersionedStore
-
-
-class PrunedRepository(PackInventory, BlobLoader, BlobSaverSource, DocumentStore, Protocol):
-    """What prune needs: the stored packs and the index, blobs to verify and copy, a blob
-    saver for the copies, the snapshot and lock documents, and the damage records."""
-
-    @property
-    def damage_records(self) -> dict[str, DamageRecord]: ...
-
-
-@dataclass(slots=True)
-class PruneOptions:
-    dry_run: bool = False
-    grace_seconds: float = 24 * 3600.0
-    max_unused: float = 0.05
-    connections: int = 4
-    #: The bucket's versions, when it keeps them (an object-locked repository): deletes
-    #: then only hide packs, and prune says when their space is really freed.
-    versions: VersionedStore | None = None
-
-
-@dataclass(slots=True)
-class PruneReport:
-    dry_run: bool = False
-    packs: dict[str, dict[str, int]] = field(default_factory=dict)
-    bytes_reclaimed: int = 0
-    bytes_repacked_written: int = 0
-    early_delete_charge_usd: float = 0.0
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    duration_seconds: float = 0.0
-    #: Space a later prune reclaims (marked or kept for the grace period), and when.
-    pending: dict[str, Any] = field(default_factory=dict)
-    #: On a versioned bucket: what the deletions left as noncurrent versions, and when
-    #: that space is freed (`ops.prune_versions`).
-    versioned: VersionedDeletions | None = None
-    #: Damage records deleted because every pack they name is gone.
-    damage_records_removed: list[str] = field(default_factory=list)
-
-    def pending_line(self) -> str | None:
-        """One line saying how much a later prune deletes and from when; None if nothing."""
-        p = self.pending
-        if not p.get("packs"):
-            return None
-        line = (
-            f"{human_bytes(p['bytes'])} in {p['packs']} pack{'s' if p['packs'] != 1 else ''} "
-            "will be deleted by a prune after "
-            f"{utc_minute(p['deletable_after'])}"
-        )
-        if p["all_deletable_after"] > p["deletable_after"] + 60:
-            line += f" (all of it after {utc_minute(p['all_deletable_after'])})"
-        line += f" (grace {human_duration(p['grace_seconds'])})"
-        if p.get("waiting_for_locks"):
-            line += (
-                f"; {p['waiting_for_locks']} of them only once the commands holding locks "
-                "now (backups) have finished"
-            )
-        return line
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "packs": self.packs,
-            "bytes_reclaimed": self.bytes_reclaimed,
-            "bytes_repacked_written": self.bytes_repacked_written,
-            "early_delete_charge_usd": self.early_delete_charge_usd,
-            "decisions": self.decisions,
-            "duration_seconds": self.duration_seconds,
-            "pending": self.pending,
-            "versioned": self.versioned.to_dict() if self.versioned else None,
-            "damage_records_removed": self.damage_records_removed,
-        }
-
-
-async def used_blobs(repo: SnapshotSource) -> set[bytes]:
-    """Every blob (trees and contents) that some snapshot reaches; IntegrityError if a
-    snapshot document is damaged, since what it reaches cannot be known."""
-    used: set[bytes] = set()
-    snapshots, damaged = await read_snapshots(repo)
-    if damaged:
-        name, problem = next(iter(damaged.items()))
-        raise IntegrityError(
-            f"{name}: {problem}: prune cannot tell which data that snapshot uses; "
-            "prune did nothing (remove the damaged snapshot document first)"
-        )
-    with WalkCollection() as collection:
-        for snapshot in snapshots:
-            stack = [snapshot.tree]
-            while stack:
-                tree_id = stack.pop()
-                if tree_id in used:
-                    continue
-                used.add(tree_id)
-                nodes = (await load_tree(repo, tree_id)).nodes
-                collection.walked(len(nodes))
-                for node in nodes:
-                    if node.type == DIR and node.subtree is not None:
-                        stack.append(node.subtree)
-                    elif node.type == FILE:
-                        used.update(node.content)
-    return used
-
-
-async def _stored_packs(packs: PackInventory) -> dict[str, ObjectInfo]:
-    return {info.name.rsplit("/", 1)[-1]: info for info in await packs.list_packs()}
+from bbackup.storage import ObjectInfo
 
 
 async def _oldest_other_lock(own: RepositoryLock) -> float | None:
@@ -171,63 +57,6 @@ async def _oldest_other_lock(own: RepositoryLock) -> float | None:
             raise RepositoryLocked(f"another prune is running: {lock.describe()}")
         starts.append(lock.started)
     return min(starts, default=None)
-
-
-async def gather_input(
-    repo: PrunedRepository,
-    options: PruneOptions,
-    *,
-    now: float,
-    oldest_other_lock: float | None,
-    delete_unused_at_once: bool,
-    fence: float | None = None,
-) -> tuple[PruneInput, dict[str, ObjectInfo]]:
-    """Read snapshots, index (already loaded) and stored packs, all after the locks."""
-    used = await used_blobs(repo)
-    stored = await _stored_packs(repo)
-    index = repo.index
-    used_home = {}
-    for blob_id in used:
-        if index.has(blob_id):
-            used_home[blob_id] = index.lookup(blob_id).pack_id
-    states = []
-    all_packs = index.all_packs()
-    for pack_id, pack in all_packs.items():
-        info = stored.get(pack_id)
-        states.append(
-            PackState(
-                pack_id,
-                pack.size,
-                tuple((b[0], b[2]) for b in pack.blobs),
-                indexed=True,
-                stored=info is not None,
-                marked_at=index.marked.get(pack_id),
-                storage_class=info.storage_class if info else "STANDARD",
-                mtime=info.mtime if info else 0.0,
-            )
-        )
-    for pack_id, info in stored.items():
-        if pack_id not in all_packs:
-            states.append(
-                PackState(
-                    pack_id,
-                    info.size,
-                    indexed=False,
-                    storage_class=info.storage_class,
-                    mtime=info.mtime,
-                )
-            )
-    inp = PruneInput(
-        tuple(states),
-        used_home,
-        now=now,
-        grace=options.grace_seconds,
-        max_unused=options.max_unused,
-        oldest_other_lock=oldest_other_lock,
-        delete_unused_at_once=delete_unused_at_once,
-        fence=fence,
-    )
-    return inp, stored
 
 
 async def prune(
@@ -342,86 +171,6 @@ async def _require_delete_permission(repo: DocumentStore) -> None:
     changes nothing (on a versioned bucket it leaves a delete marker, invisible to
     listings)."""
     await repo.delete_document(_DELETE_PROBE)
-
-
-def _combine(first: PruneReport, second: PruneReport) -> PruneReport:
-    """One report for a grace-0 run: the first pass's decisions, overridden by what the
-    second pass did with the packs the first one marked (a repack stays a repack)."""
-    decisions = {d["pack"]: d for d in first.decisions}
-    for d in second.decisions:
-        if decisions.get(d["pack"], {}).get("action") != REPACK:
-            decisions[d["pack"]] = d
-    merged = PruneReport(dry_run=False, decisions=list(decisions.values()))
-    if KEEP in second.packs:
-        merged.packs[KEEP] = dict(second.packs[KEEP])
-    for d in merged.decisions:
-        totals = merged.packs.setdefault(d["action"], {"packs": 0, "bytes": 0})
-        totals["packs"] += 1
-        totals["bytes"] += d["size"]
-    merged.pending = second.pending
-    merged.versioned = first.versioned or second.versioned
-    if first.versioned is not None and second.versioned is not None:
-        first.versioned.add(second.versioned)
-    merged.bytes_reclaimed = first.bytes_reclaimed + second.bytes_reclaimed
-    merged.damage_records_removed = first.damage_records_removed + second.damage_records_removed
-    merged.bytes_repacked_written = first.bytes_repacked_written
-    merged.early_delete_charge_usd = round(
-        sum(d["early_delete_charge_usd"] for d in merged.decisions), 6
-    )
-    return merged
-
-
-def pending_deletions(plan: PrunePlan, inp: PruneInput) -> dict[str, Any]:
-    """The packs a later prune deletes if nothing uses them meanwhile: marked now, kept
-    marked, or unindexed and kept; with the earliest and latest moment each becomes
-    deletable (its mark or its store time plus the grace period)."""
-    states = {p.pack_id: p for p in inp.packs}
-    times: list[float] = []
-    size = waiting = 0
-    for d in plan.decisions:
-        state = states[d.pack_id]
-        if d.action in (MARK, REPACK):
-            when = inp.now + inp.grace
-        elif d.action == KEEP_MARKED and state.marked_at is not None:
-            when = state.marked_at + inp.grace
-        elif d.action == KEEP and not state.indexed:
-            when = state.mtime + inp.grace
-        else:
-            continue
-        if when <= inp.now:  # kept only because a lock holder may still need it
-            waiting += 1
-        times.append(max(when, inp.now))
-        size += d.size
-    if not times:
-        return {}
-    return {
-        "packs": len(times),
-        "bytes": size,
-        "deletable_after": min(times),
-        "all_deletable_after": max(times),
-        "grace_seconds": inp.grace,
-        "waiting_for_locks": waiting,
-    }
-
-
-def _report(plan: PrunePlan, dry_run: bool) -> PruneReport:
-    report = PruneReport(dry_run=dry_run, packs=plan.totals())
-    report.bytes_reclaimed = sum(d.size for d in plan.by_action(DELETE, DROP))
-    report.early_delete_charge_usd = plan.early_delete_charge
-    report.decisions = [
-        {
-            "pack": d.pack_id,
-            "action": d.action,
-            "reason": d.reason,
-            "size": d.size,
-            "used_bytes": d.used_bytes,
-            "storage_class": d.storage_class,
-            "early_delete_charge_usd": round(d.early_delete_charge, 6),
-        }
-        for d in plan.decisions
-        if d.action != KEEP or d.reason != IN_USE  # say why a pack was not repacked
-    ]
-    return report
 
 
 async def _repack(

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import IntegrityError, NotFound, UsageError
-from bbackup.ops.check import compare_header_with_index
+from bbackup.ops.check_read_data import compare_header_with_index
 from bbackup.ops.damage_record import remove_settled_records
 from bbackup.repository import (
     BlobLoader,

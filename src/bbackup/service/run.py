@@ -258,7 +258,8 @@ class JobRunner:
         self, repo: Repository, job: JobSettings, state: JobState, report: RunReport
     ) -> str:
         # Imported here: prune's code is loaded only by runs that prune.
-        from bbackup.ops.prune import PruneOptions, prune
+        from bbackup.ops.prune import prune
+        from bbackup.ops.prune_input import PruneOptions
 
         await repo.load_index()
         connections = self.config.repository_of(job).connections or 4

@@ -19,7 +19,9 @@ from s3_harness import (
 )
 
 from bbackup.ops.backup import Archiver, BackupOptions
-from bbackup.ops.check import CheckReport, ReadDataSubset, check_repository
+from bbackup.ops.check import check_repository
+from bbackup.ops.check_read_data import ReadDataSubset
+from bbackup.ops.check_report import CheckReport
 from bbackup.ops.restore import Restorer
 from bbackup.ops.restore_report import RestoreSummary
 from bbackup.repository import RepositoryConfig, init_repository, open_repository

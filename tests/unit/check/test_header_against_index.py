@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bbackup.crypto.aead import BlobType
-from bbackup.ops.check import compare_header_with_index
+from bbackup.ops.check_read_data import compare_header_with_index
 from bbackup.repository import PackedBlob, PackInfo
 
 A, B, C = (bytes([n]) * 32 for n in (1, 2, 3))

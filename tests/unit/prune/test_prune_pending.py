@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bbackup.ops.prune import PruneReport, pending_deletions
 from bbackup.ops.prune_plan import PackState, PruneInput, plan_prune
+from bbackup.ops.prune_report import PruneReport, pending_deletions
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC

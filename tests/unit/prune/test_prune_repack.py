@@ -11,7 +11,8 @@ import pytest
 
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.check import check_repository
-from bbackup.ops.prune import PruneOptions, prune
+from bbackup.ops.prune import prune
+from bbackup.ops.prune_input import PruneOptions
 from bbackup.repository import Repository, RepositoryConfig, init_repository, open_repository
 from bbackup.snapshot.model import FILE, Node, Snapshot, Tree
 from bbackup.snapshot.store import delete_snapshot, load_snapshots, save_snapshot, save_tree
