@@ -18,7 +18,8 @@ from bbackup.cli.snapshot_selection import HostOpt, PathOpt, TagOpt, snapshot_fi
 from bbackup.cli.thawing import DaysOpt, NoWaitOpt, TierOpt, thaw_before_reading, thaw_options
 from bbackup.errors import ExitCode, UsageError
 from bbackup.ops.damage_record import recording_damage
-from bbackup.ops.drill import Drill, DrillOptions, DrillReport
+from bbackup.ops.drill import Drill, DrillOptions
+from bbackup.ops.drill_report import DrillReport
 from bbackup.ops.drill_sample import sample_fraction
 from bbackup.ops.restore_reads import pack_read_settings
 from bbackup.report_format import human_bytes

@@ -17,33 +17,28 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bbackup.crypto.aead import BlobType
 from bbackup.errors import BbackupError, IntegrityError
 from bbackup.ops.drill_record import (
-    Coverage,
     DrillRecord,
     coverage_of,
     data_pack_sizes,
     load_drill_records,
     save_drill_record,
 )
+from bbackup.ops.drill_report import DrillProgress, DrillReport, describe
 from bbackup.ops.drill_sample import SampledPaths, SampleFile, choose_sample, sample_fraction
 from bbackup.ops.drill_scratch import prepare_scratch_root, scratch_directory
 from bbackup.ops.restore import Restorer
 from bbackup.ops.restore_compare import RestoreSource, blob_layout, mismatched_blobs
-from bbackup.ops.restore_reads import MAX_RANGE_GAP, pack_read_settings
+from bbackup.ops.restore_reads import MAX_RANGE_GAP
 from bbackup.ops.restore_select import PathFilter, select_entries
-from bbackup.report_format import human_bytes
 from bbackup.repository import DocumentStore, pack_object_name
 from bbackup.snapshot.model import Node, Snapshot
-from bbackup.snapshot.store import SnapshotFilter, find_snapshot, load_snapshots
-
-if TYPE_CHECKING:
-    from bbackup.repository import Repository
 
 #: Plaintext bytes restored into the scratch directory at once: a 5 % sample of a large
 #: snapshot is restored in batches, each removed before the next, so a drill never needs
@@ -55,29 +50,6 @@ DEFAULT_SAMPLE = "5%"
 
 class DrillSource(RestoreSource, DocumentStore, Protocol):
     """What a drill reads and records: blobs and trees, and drill records."""
-
-
-class DrilledJob(Protocol):
-    """What the drill step reads of a job (the service's JobSettings)."""
-
-    @property
-    def sources(self) -> tuple[str, ...]: ...
-
-    @property
-    def host(self) -> str | None: ...
-
-
-class DrillSettings(Protocol):
-    """A job's `drill` table (the service's DrillSettings)."""
-
-    @property
-    def sample(self) -> str | None: ...
-
-    @property
-    def files(self) -> int | None: ...
-
-    @property
-    def compare_source(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,43 +66,6 @@ class DrillOptions:
     read_size: int | None = None
     max_gap: int = MAX_RANGE_GAP
     batch_bytes: int = BATCH_BYTES
-
-
-@dataclass(slots=True)
-class DrillProgress:
-    files: int = 0
-    bytes: int = 0
-    bytes_total: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-@dataclass(slots=True)
-class DrillReport:
-    """What a drill did and found; `failures` name every file that failed."""
-
-    snapshot_id: str
-    ok: bool = True
-    message: str = ""
-    files: int = 0
-    bytes: int = 0
-    #: Files and plaintext bytes restored and read back identical to the snapshot.
-    verified_files: int = 0
-    verified_bytes: int = 0
-    #: Data packs the sample read, and of those the ones proven (every blob read intact).
-    packs_read: int = 0
-    packs_proven: int = 0
-    #: With compare_source: live files compared, and left out (changed since, missing).
-    source_compared: int = 0
-    source_skipped: int = 0
-    #: {"path", "problem", "kind"}: kind is restore, verify, source or tree.
-    failures: list[dict[str, str]] = field(default_factory=list)
-    coverage: dict[str, Any] = field(default_factory=dict)
-    record: str | None = None
-    record_error: str | None = None
-    duration_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Drill:
@@ -345,28 +280,6 @@ def pack_object_name_of(pack_id: str) -> str:
     return pack_object_name(BlobType.DATA, pack_id)
 
 
-def describe(report: DrillReport, coverage: Coverage) -> str:
-    """The drill's result in one line (after "restore drill passed: " or "... failed: ")."""
-    proven = (
-        f"{coverage.packs_proven} of {coverage.packs_total} data packs "
-        f"({100 * coverage.fraction:.0f}% of the data) proven restorable"
-    )
-    if not report.files and report.ok:
-        return f"nothing to restore: the snapshot holds no file content; {proven}"
-    if not report.ok:
-        names = ", ".join(f["path"] for f in report.failures[:5])
-        more = f" and {len(report.failures) - 5} more" if len(report.failures) > 5 else ""
-        return f"{len(report.failures)} file(s) failed: {names}{more}; {proven}"
-    compared = (
-        f", {report.source_compared} compared with the source" if report.source_compared else ""
-    )
-    return (
-        f"{report.verified_files} files "
-        f"({human_bytes(report.verified_bytes)}) from {report.packs_proven} packs verified"
-        f"{compared}; {proven}"
-    )
-
-
 def batches(sample: list[SampleFile], limit: int) -> Iterator[list[SampleFile]]:
     """The sample in batches of at most `limit` bytes (a larger file alone)."""
     batch: list[SampleFile] = []
@@ -379,46 +292,3 @@ def batches(sample: list[SampleFile], limit: int) -> Iterator[list[SampleFile]]:
         size += file.size
     if batch:
         yield batch
-
-
-# ---- the drill step of a job's run ------------------------------------------------------
-
-
-async def drill_for_job(
-    repo: Repository,
-    job: DrilledJob,
-    settings: DrillSettings,
-    snapshot_id: str | None,
-) -> dict[str, Any]:
-    """The drill step of `bbackup run` (service.drill_seam): drill the run's snapshot (or
-    the latest of the job's host and sources) as the job's `drill` table asks."""
-    from bbackup.cache_paths import default_cache_root
-    from bbackup.ops.backup import normalize_paths
-    from bbackup.ops.damage_record import recording_damage
-
-    snapshots = await load_snapshots(repo)
-    if snapshot_id is not None:
-        snapshot = find_snapshot(snapshots, snapshot_id)
-    else:
-        import socket
-
-        paths = tuple(normalize_paths(job.sources))
-        filters = SnapshotFilter(hosts=(job.host or socket.gethostname(),), paths=paths)
-        snapshot = find_snapshot(snapshots, "latest", filters)
-    reads = pack_read_settings(repo)
-    options = DrillOptions(
-        fraction=sample_fraction(settings.sample, "drill.sample") if settings.sample else None,
-        files=settings.files,
-        compare_source=settings.compare_source,
-        scratch_root=str(default_cache_root()),
-        connections=reads.connections,
-        read_size=reads.read_size,
-        max_gap=reads.max_gap,
-    )
-    warnings: list[str] = []
-    drill = Drill(repo, snapshot, options, on_warning=warnings.append)
-    await drill.plan()
-    # A blob that fails verification is recorded, so backups upload it again.
-    async with recording_damage(repo, "drill", warnings.append):
-        report = await drill.run()
-    return {**report.to_dict(), "warnings": warnings}

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bbackup.service.config import DrillSettings, JobSettings
 
 #: The module and function that provide the drill step (`bbackup drill`'s operation).
-DRILL_MODULE, DRILL_FUNCTION = "bbackup.ops.drill", "drill_for_job"
+DRILL_MODULE, DRILL_FUNCTION = "bbackup.ops.drill_job", "drill_for_job"
 
 
 class DrillStep(Protocol):

@@ -191,7 +191,8 @@ def open_storage(url: str | RepositoryURL, options: StorageOptions | None = None
 
         backend = options.memory_backend or MemoryStorage()
     else:
-        from bbackup.storage.s3 import IO_TIMEOUT, S3Storage
+        from bbackup.storage.s3 import S3Storage
+        from bbackup.storage.s3_connection import IO_TIMEOUT
 
         endpoint_url = (
             options.s3_endpoint

@@ -23,7 +23,8 @@ from bbackup.storage.object_lock import (
     Retention,
     is_locked_name,
 )
-from bbackup.storage.s3 import DEFAULT_REGION, S3Storage
+from bbackup.storage.s3 import S3Storage
+from bbackup.storage.s3_connection import DEFAULT_REGION
 from bbackup.storage.s3_errors import error_code
 from bbackup.storage.s3_transfer import TransferDeadline, read_body
 
