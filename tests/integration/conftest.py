@@ -10,7 +10,7 @@ import pytest
 from cli_harness import PASSWORD, Cli, CliResult, FailReading, MakeTree, Spec
 from typer.testing import CliRunner
 
-import bbackup.ops.chunk_pipeline
+import bbackup.ops.file_open
 from bbackup.cli.app import app
 
 
@@ -69,13 +69,13 @@ def fail_reading(monkeypatch: pytest.MonkeyPatch) -> FailReading:
 
     def fail(path: Path, error: OSError) -> None:
         bad = os.fsencode(path)
-        real_open = bbackup.ops.chunk_pipeline._open_for_reading
+        real_open = bbackup.ops.file_open._open_for_reading
 
         def open_for_reading(name: bytes) -> int:
             if name == bad:
                 raise error
             return real_open(name)
 
-        monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", open_for_reading)
+        monkeypatch.setattr(bbackup.ops.file_open, "_open_for_reading", open_for_reading)
 
     return fail

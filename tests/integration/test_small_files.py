@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from cli_harness import Cli, FailReading, restored_path
 
-import bbackup.ops.chunk_pipeline
-from bbackup.ops.chunk_pipeline import PREFETCH_FILES, prefetch_window
+import bbackup.ops.file_open
+from bbackup.ops.file_open import PREFETCH_FILES, prefetch_window
 
 
 def make_small_files(src: Path) -> dict[str, bytes]:
@@ -82,7 +82,7 @@ def test_a_fifo_swapped_in_for_a_file_after_the_walk_is_reported_not_waited_on(
     src = tmp_path / "src"
     files = make_small_files(src)
     swapped = os.fsencode(src / "many" / "f007")
-    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+    real_open = bbackup.ops.file_open._open_for_reading
 
     def swap_then_open(path: bytes) -> int:
         if path == swapped and not stat.S_ISFIFO(os.lstat(path).st_mode):
@@ -90,7 +90,7 @@ def test_a_fifo_swapped_in_for_a_file_after_the_walk_is_reported_not_waited_on(
             os.mkfifo(path)
         return real_open(path)
 
-    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", swap_then_open)
+    monkeypatch.setattr(bbackup.ops.file_open, "_open_for_reading", swap_then_open)
     # Should the reader wait on the FIFO after all, a writer comes after 20 s and lets it
     # go on (reading nothing), so that the test fails below instead of hanging.
     rescue = threading.Timer(20, _open_for_writing, (swapped,))
@@ -123,14 +123,14 @@ def test_files_that_vanish_while_their_batch_is_read_ahead_leave_the_rest_stored
     files = make_small_files(src)
     gone = {f"many/f{i:03}" for i in (3, 4, 5, 20, 149)}
     gone_paths = {os.fsencode(src / rel) for rel in gone}
-    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+    real_open = bbackup.ops.file_open._open_for_reading
 
     def vanish_then_open(path: bytes) -> int:
         if path in gone_paths and os.path.lexists(path):
             os.unlink(path)
         return real_open(path)
 
-    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", vanish_then_open)
+    monkeypatch.setattr(bbackup.ops.file_open, "_open_for_reading", vanish_then_open)
 
     result = cli("backup", "-r", repo, "--json", src)
 
@@ -152,7 +152,7 @@ def test_descriptors_running_out_while_opening_ahead_cost_no_file(
     src = tmp_path / "src"
     files = make_small_files(src)
     refused: set[bytes] = set()
-    real_open = bbackup.ops.chunk_pipeline._open_for_reading
+    real_open = bbackup.ops.file_open._open_for_reading
 
     def out_of_descriptors_once(path: bytes) -> int:
         if path.endswith((b"0", b"5")) and path not in refused:
@@ -160,7 +160,7 @@ def test_descriptors_running_out_while_opening_ahead_cost_no_file(
             raise OSError(errno.EMFILE, "Too many open files")
         return real_open(path)
 
-    monkeypatch.setattr(bbackup.ops.chunk_pipeline, "_open_for_reading", out_of_descriptors_once)
+    monkeypatch.setattr(bbackup.ops.file_open, "_open_for_reading", out_of_descriptors_once)
 
     result = cli("backup", "-r", repo, "--json", src)
 

@@ -30,6 +30,7 @@ from bbackup.ops.backup_tree import TreeWalker, virtual_tree
 from bbackup.ops.chunk_pipeline import ChunkPipeline
 from bbackup.ops.excludes import Excluder
 from bbackup.ops.scan import Prescan
+from bbackup.ops.seal_processes import SealWorkers, seal_worker_count
 from bbackup.repository import Repository, RepositoryLock, current_user, pack_object_name
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots, save_snapshot
@@ -140,6 +141,15 @@ class Archiver:
             workers = self.options.workers
             pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-read")
             cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-cpu")
+            sealer_count = seal_worker_count(workers)
+            sealers = None
+            if sealer_count:
+                sealers = SealWorkers(
+                    self.repo.master,
+                    compression_level=writer.compression_level,
+                    limit=self.repo.config.chunker.min_size,
+                    count=sealer_count,
+                )
             pipeline = ChunkPipeline(
                 writer,
                 self.repo.master.chunker_seed,
@@ -147,12 +157,14 @@ class Archiver:
                 self.progress,
                 cpu_pool=cpu_pool,
                 workers=workers,
+                sealers=sealers,
             )
             batcher = FileBatcher(
                 pipeline.read_files,
                 loop=asyncio.get_running_loop(),
                 pool=pool,
                 batches_in_flight=max(2, workers * 4),
+                tiny_readers=max(1, sealer_count),
                 summary=self.summary,
                 report_error=self._error,
                 spawn=self._task,
@@ -185,6 +197,8 @@ class Archiver:
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
                 cpu_pool.shutdown(wait=True, cancel_futures=True)
+                if sealers is not None:
+                    sealers.close()
             stats = writer.stats
             self.summary.bytes_added = stats.bytes_added
             self.summary.bytes_stored = stats.bytes_stored
@@ -251,5 +265,12 @@ class Archiver:
         """A task that is cancelled if the backup fails before it is awaited."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        # Marked as seen: whoever awaits the task still gets its exception, and once the
+        # backup fails (on that error or another), nobody may: asyncio would log it then.
+        if not task.cancelled():
+            task.exception()

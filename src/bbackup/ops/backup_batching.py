@@ -82,6 +82,7 @@ class FileBatcher:
         loop: asyncio.AbstractEventLoop,
         pool: ThreadPoolExecutor,
         batches_in_flight: int,
+        tiny_readers: int = 1,
         summary: BackupSummary,
         report_error: Callable[[bytes, str], None],
         spawn: TaskSpawner,
@@ -97,7 +98,8 @@ class FileBatcher:
         self._batch_bytes = 0
         self._batch_tiny = True
         self._batch_done: asyncio.Future[list[FileOutcome]] | None = None
-        self._tiny_reader = asyncio.Semaphore(1)  # see TINY_FILE
+        # See TINY_FILE; with seal workers, each reader thread waits on its own worker.
+        self._tiny_reader = asyncio.Semaphore(tiny_readers)
 
     async def add(self, path: bytes, node: Node, *, previous: Node | None) -> PendingFile:
         """Queue a file; `resolve` gives its node once it is read, or drops it (reported)

@@ -13,12 +13,8 @@ at once (docs/bench/session9.md, "Reading small files ahead").
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import itertools
 import os
-import resource
-import stat
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +22,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from bbackup.chunking import Chunker, ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.backup_summary import BackupProgress
-from bbackup.ops.scan import open_path
+from bbackup.ops.file_open import Opened, open_ahead, open_regular, prefetch_window
+from bbackup.ops.seal_processes import SealWorkers
+from bbackup.ops.seal_protocol import EMPTY, FAILED, SEALED
 from bbackup.repository import BlobWriter
 
 #: Files at least this large have their chunks processed by the CPU pool in parallel.
@@ -34,14 +32,10 @@ LARGE_FILE = 32 * 1024 * 1024
 CHUNKS_IN_FLIGHT = 2
 #: What reading one file gives: (content, size, warning), or the error.
 FileOutcome = tuple[list[bytes], int, str | None] | OSError
-#: A reader keeps this many files of its batch open ahead of the one it reads, their
-#: reads requested from the kernel; files of PREFETCH_LIMIT or more are left to the
-#: kernel's own read-ahead of sequential reads.
-PREFETCH_FILES = 16
-PREFETCH_LIMIT = 1024 * 1024
-_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
-#: A file opened for reading: its descriptor and its status when opened.
-_Opened = tuple[int, os.stat_result]
+#: Batches are read by the seal workers, when there are any, once this many files have
+#: been read here: a backup of a few files does not start them.
+SEAL_AFTER_FILES = 256
+CHANGED_WHILE_READ = "file changed while being read; stored as read"
 
 
 class ChunkPipeline:
@@ -56,7 +50,9 @@ class ChunkPipeline:
         *,
         cpu_pool: ThreadPoolExecutor,
         workers: int,
+        sealers: SealWorkers | None = None,
     ) -> None:
+        """`sealers`: seal workers for batches of small files (`ops/seal_processes.py`)."""
         self._writer = writer
         self._chunker_seed = chunker_seed
         self._chunker_params = chunker_params
@@ -66,6 +62,8 @@ class ChunkPipeline:
         self._workers = workers
         self._ahead = prefetch_window(workers)
         self._local = threading.local()
+        self._sealers = sealers
+        self._read_here = 0  # files read in this process (see SEAL_AFTER_FILES)
 
     def _chunker(self) -> Chunker:
         chunker: Chunker | None = getattr(self._local, "chunker", None)
@@ -76,17 +74,20 @@ class ChunkPipeline:
 
     def read_files(self, paths: list[bytes]) -> list[FileOutcome]:
         """Store each file; an error reading one becomes its outcome."""
+        if self._sealers is not None and len(paths) > 1 and self._read_here >= SEAL_AFTER_FILES:
+            return self._read_sealed(self._sealers, paths)
+        self._read_here += len(paths)
         outcomes: list[FileOutcome] = []
-        ahead: deque[_Opened | OSError | None] = deque()
+        ahead: deque[Opened | OSError | None] = deque()
         upcoming = iter(paths)
         try:
             for path in paths:
                 for following in itertools.islice(upcoming, self._ahead + 1 - len(ahead)):
-                    ahead.append(_open_ahead(following))
+                    ahead.append(open_ahead(following))
                 opened = ahead.popleft()
                 try:
                     if opened is None:  # not opened ahead: now
-                        opened = _open(path)
+                        opened = open_regular(path)
                     if isinstance(opened, OSError):
                         raise opened
                     outcomes.append(self._read_file(path, opened))
@@ -98,14 +99,39 @@ class ChunkPipeline:
                     os.close(left[0])
         return outcomes
 
-    def _read_file(self, path: bytes, opened: _Opened) -> tuple[list[bytes], int, str | None]:
+    def _read_file(self, path: bytes, opened: Opened) -> tuple[list[bytes], int, str | None]:
         """Chunk, hash and seal one file; retried once if it changes while being read."""
         content, size, changed = self._read_once(*opened)
         if changed:
-            content, size, changed = self._read_once(*_open(path))
+            content, size, changed = self._read_once(*open_regular(path))
             if changed:
-                return content, size, "file changed while being read; stored as read"
+                return content, size, CHANGED_WHILE_READ
         return content, size, None
+
+    def _read_sealed(self, sealers: SealWorkers, paths: list[bytes]) -> list[FileOutcome]:
+        """Have a seal worker read a batch; place what it sealed in packs. A file one
+        chunk cannot hold is read here."""
+        outcomes: list[FileOutcome] = []
+        progress = self.progress
+        for path, outcome in zip(paths, sealers.seal(paths), strict=True):
+            tag = outcome[0]
+            if tag == SEALED:
+                _, blob_id, size, sealed, changed = outcome
+                prepared = self._writer.prepare_sealed(BlobType.DATA, blob_id, sealed, size)
+                self._writer.put(prepared)
+                progress.bytes_read += size
+                progress.bytes_seen += size
+                outcomes.append(([blob_id], size, CHANGED_WHILE_READ if changed else None))
+            elif tag == EMPTY:
+                outcomes.append(([], 0, CHANGED_WHILE_READ if outcome[1] else None))
+            elif tag == FAILED:
+                outcomes.append(OSError(outcome[1], outcome[2], path))
+            else:
+                try:
+                    outcomes.append(self._read_file(path, open_regular(path)))
+                except OSError as exc:
+                    outcomes.append(exc)
+        return outcomes
 
     def _read_once(self, fd: int, before: os.stat_result) -> tuple[list[bytes], int, bool]:
         """Store the open file `fd` (closed here), whose status was `before` when opened."""
@@ -181,55 +207,3 @@ class ChunkPipeline:
         self.progress.bytes_read += len(chunk)
         self.progress.bytes_seen += len(chunk)
         return prepared.blob_id
-
-
-def prefetch_window(workers: int) -> int:
-    """Files each of `workers` readers keeps open ahead: PREFETCH_FILES, fewer where the
-    descriptor limit is low, so that all of them together take at most a quarter of it."""
-    try:
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except (OSError, ValueError):
-        return 0
-    if limit == resource.RLIM_INFINITY:
-        return PREFETCH_FILES
-    return max(0, min(PREFETCH_FILES, limit // 4 // max(1, workers) - 1))
-
-
-def _open(path: bytes) -> _Opened:
-    """Open a regular file for reading, with its status. Anything else put in its place
-    since the walk (a FIFO, whose reads would wait for a writer forever; a device) is an
-    error of that file."""
-    fd = _open_for_reading(path)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, "no longer a regular file", path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
-
-
-def _open_ahead(path: bytes) -> _Opened | OSError | None:
-    """Open a file to be read soon and have the kernel start reading it, if it is small.
-    None if the descriptors ran out: the file is opened when its turn comes."""
-    try:
-        opened = _open(path)
-    except OSError as exc:
-        return None if exc.errno in (errno.EMFILE, errno.ENFILE) else exc
-    size = opened[1].st_size
-    if _WILLNEED is not None and 0 < size < PREFETCH_LIMIT:
-        with contextlib.suppress(OSError):  # only advice
-            os.posix_fadvise(opened[0], 0, size, _WILLNEED)
-    return opened
-
-
-def _open_for_reading(path: bytes) -> int:
-    # Non-blocking: opening a FIFO swapped in since the walk must not wait for a writer
-    # (reads of regular files ignore the flag).
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    noatime = getattr(os, "O_NOATIME", 0)
-    if noatime:
-        with contextlib.suppress(PermissionError):
-            return open_path(path, flags | noatime)
-    return open_path(path, flags)

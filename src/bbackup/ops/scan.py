@@ -8,7 +8,6 @@ longer than PATH_MAX, so a tree of any depth can be backed up.
 
 from __future__ import annotations
 
-import errno
 import grp
 import os
 import pwd
@@ -18,6 +17,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from bbackup.ops.excludes import Excluder
+from bbackup.ops.file_open import DIRECTORY_FLAGS, LONG_PATH, open_path
 from bbackup.ops.posix_acl import ACL_USER, ACL_XATTRS, named_qualifiers
 from bbackup.ops.sparse_files import find_holes, may_have_holes
 from bbackup.snapshot.model import (
@@ -64,30 +64,7 @@ def node_type(mode: int) -> str:
     return SOCKET
 
 
-#: Paths at least this long are reached a piece at a time, from directory descriptors:
-#: the kernel refuses a path of PATH_MAX (4096) bytes or more.
-LONG_PATH = 3072
-_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def open_path(path: bytes, flags: int, mode: int = 0o777) -> int:
-    """`os.open(path, flags)` for a path of any length: a long one is opened through
-    directories along it, each piece shorter than LONG_PATH relative to the one before."""
-    dir_fd: int | None = None
-    try:
-        while len(path) >= LONG_PATH:
-            cut = path.rfind(b"/", 1, LONG_PATH)
-            if cut < 0:
-                raise OSError(errno.ENAMETOOLONG, "a path component is too long", path)
-            fd = os.open(path[:cut], _DIRECTORY_FLAGS, dir_fd=dir_fd)
-            if dir_fd is not None:
-                os.close(dir_fd)
-            dir_fd, path = fd, path[cut + 1 :]
-        return os.open(path, flags, mode, dir_fd=dir_fd)
-    finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
 
 
 def _proc_path(dir_fd: int, name: bytes) -> bytes:
@@ -220,7 +197,7 @@ def scan_dir(
     entries = []
     # Listed through a descriptor (names come as str, surrogate-escaped), and each entry
     # reached from it, whatever the length of the path.
-    dir_fd = open_path(path, _DIRECTORY_FLAGS)
+    dir_fd = open_path(path, DIRECTORY_FLAGS)
     try:
         with os.scandir(dir_fd) as it:
             for entry in it:

@@ -126,6 +126,17 @@ class BlobWriter:
             self._reserved.add(blob_id)
         return PreparedBlob(blob_type, blob_id, compress(data, self.compression_level), len(data))
 
+    def prepare_sealed(
+        self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int
+    ) -> PreparedBlob:
+        """`prepare` for a blob hashed, compressed and sealed elsewhere (a seal worker):
+        the dedup check and reservation only. Thread-safe."""
+        with self._reserve_lock:
+            if blob_id in self.index or blob_id in self._reserved:
+                return PreparedBlob(blob_type, blob_id, None, raw_length)
+            self._reserved.add(blob_id)
+        return PreparedBlob(blob_type, blob_id, sealed, raw_length, sealed=True)
+
     # ---- placing blobs in packs ---------------------------------------------------------
 
     def put(self, blob: PreparedBlob) -> None:

@@ -1,0 +1,114 @@
+"""A seal worker: a child process that reads small files and hashes, compresses and seals
+each as one blob, so that this per-file work runs on another core than the backup's tree
+walk (`ops/seal_processes.py` starts and feeds it).
+
+It runs as `python -m bbackup.ops.seal_worker`. On stdin it gets the master key and the
+compression settings, then batches of paths; for each batch it writes one reply, an
+outcome per path in order. It never writes anywhere else and keeps nothing: the backup
+decides what is new and places it in packs. It ends when stdin ends, and leaves the
+terminal's signals to the backup (its own session).
+
+What goes through the pipes: `ops/seal_protocol.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+from collections import deque
+from typing import Any
+
+from bbackup.compression import compress
+from bbackup.crypto.aead import BlobType, Cipher
+from bbackup.crypto.keys import MasterKey
+from bbackup.ops.file_open import open_ahead, open_regular, prefetch_window
+from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED, read_message, write_message
+
+
+class FileSealer:
+    """Reads and seals the files of batches, as the reader threads do for a small file:
+    read whole (up to `limit`, one chunk), read again once if it changed meanwhile."""
+
+    def __init__(self, master: MasterKey, compression_level: int, limit: int) -> None:
+        self._cipher = Cipher(master)
+        self._level = compression_level
+        self._limit = limit
+        self._ahead = prefetch_window(1)
+
+    def seal_batch(self, paths: list[bytes]) -> list[list[Any]]:
+        outcomes: list[list[Any]] = []
+        ahead: deque[tuple[int, os.stat_result] | OSError | None] = deque()
+        upcoming = iter(paths)
+        try:
+            for path in paths:
+                for following in itertools.islice(upcoming, self._ahead + 1 - len(ahead)):
+                    ahead.append(open_ahead(following))
+                opened = ahead.popleft()
+                try:
+                    if opened is None:  # not opened ahead: now
+                        opened = open_regular(path)
+                    if isinstance(opened, OSError):
+                        raise opened
+                    outcomes.append(self._seal_file(path, *opened))
+                except OSError as exc:
+                    outcomes.append([FAILED, exc.errno or 0, exc.strerror or str(exc)])
+        finally:
+            for left in ahead:
+                if isinstance(left, tuple):
+                    os.close(left[0])
+        return outcomes
+
+    def _seal_file(self, path: bytes, fd: int, before: os.stat_result) -> list[Any]:
+        data, changed = self._read(fd, before)
+        if changed:
+            data, changed = self._read(*open_regular(path))
+        if data is None:
+            return [LARGE]
+        if not data:
+            return [EMPTY, changed]
+        blob_id = self._cipher.blob_id(data)
+        sealed = self._cipher.seal_blob(BlobType.DATA, blob_id, compress(data, self._level))
+        return [SEALED, blob_id, len(data), sealed, changed]
+
+    def _read(self, fd: int, before: os.stat_result) -> tuple[bytes | None, bool]:
+        """The file's bytes (None: one chunk cannot hold them) and whether it changed
+        while read; `fd` is closed here."""
+        try:
+            size, limit = before.st_size, self._limit
+            data = b""
+            if size < limit:
+                data = os.read(fd, size + 1)
+                while data and len(data) < limit and len(data) != size:  # grew, short read
+                    more = os.read(fd, min(len(data) + 1, limit - len(data)))
+                    if not more:
+                        break
+                    data += more
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if size >= limit or len(data) >= limit:
+            return None, False
+        changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
+        return data, changed or len(data) != after.st_size
+
+
+def main() -> int:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    setup = read_message(stdin)
+    if setup is None:
+        return 0
+    sealer = FileSealer(MasterKey.from_bytes(setup["key"]), setup["level"], setup["limit"])
+    while (paths := read_message(stdin)) is not None:
+        write_message(stdout, sealer.seal_batch(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
+        sys.exit(main())
+    # The backup is gone (or stopped us): nothing to tell anybody.
+    with contextlib.suppress(OSError):
+        os.close(1)
+    sys.exit(0)
