@@ -168,10 +168,14 @@ def _workers_marked(marker: str) -> list[int]:
 
 def test_a_killed_backup_leaves_no_seal_worker(tmp_path: Path, password: str) -> None:
     src = tmp_path / "src"
-    for i in range(40_000):
-        path = src / f"d{i % 50}" / f"f{i}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"%d\n" % i * 40)
+    (src / "a").mkdir(parents=True)
+    for i in range(FILES):
+        (src / "a" / f"f{i}").write_bytes(b"%d\n" % i * 40)
+    # Read by the backup itself for minutes (holes read as zeros): it outlives the workers'
+    # start by far, so the kill below lands while they run.
+    (src / "b").mkdir()
+    with open(src / "b" / "holes", "wb") as huge:
+        huge.truncate(1 << 40)
     repo = tmp_path / "repo"
     marker = f"BBACKUP_TEST_MARKER={os.getpid()}-{time.monotonic_ns()}"
     env = {**os.environ, "BBACKUP_PASSWORD": password, marker.split("=")[0]: marker}
