@@ -340,17 +340,43 @@ class Measurement:
 #: Runs one command and reports its rusage. The tools are started from this small helper
 #: and not from the benchmark process itself: Linux keeps the parent's memory high-water
 #: mark as a floor of the child's ru_maxrss across fork/exec, and the benchmark process
-#: (which hosts moto and its objects) is large.
+#: (which hosts moto and its objects) is large. ru_maxrss is the largest single process;
+#: a tool that works in several processes (bbackup's seal workers) holds their sum, so
+#: the helper also samples the resident memory of the whole process tree every 0.1 s
+#: and reports the larger of the two.
 _SPAWN_HELPER = """
-import json, os, sys, time
+import json, os, sys, threading, time
 out, cmd = sys.argv[1], sys.argv[2:]
+page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+def tree_rss_kib(root):
+    total, stack = 0, [root]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * page_kib
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    stack += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return total
+peak, done = [0], threading.Event()
+def sample():
+    while not done.wait(0.1):
+        peak[0] = max(peak[0], tree_rss_kib(pid))
 start = time.perf_counter()
 pid = os.posix_spawnp(cmd[0], cmd, os.environ)
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 _, status, ru = os.wait4(pid, 0)
 wall = time.perf_counter() - start
+done.set()
+sampler.join()
 with open(out, "w") as f:
     json.dump({"wall": wall, "utime": ru.ru_utime, "stime": ru.ru_stime,
-               "maxrss_kib": ru.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}, f)
+               "maxrss_kib": max(ru.ru_maxrss, peak[0]),
+               "code": os.waitstatus_to_exitcode(status)}, f)
 sys.exit(0)
 """
 

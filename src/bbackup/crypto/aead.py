@@ -13,13 +13,13 @@ another, nor a snapshot for an index.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
+from typing import Protocol
 
 import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 
 NONCE_SIZE = 12
@@ -40,10 +40,21 @@ class BlobType(enum.IntEnum):
         return "data" if self is BlobType.DATA else "tree"
 
 
+class CipherKeys(Protocol):
+    """The two secrets a Cipher needs (a `MasterKey` has them; a seal worker gets only
+    these, so it need not load the key-file code)."""
+
+    @property
+    def encryption_key(self) -> bytes: ...
+
+    @property
+    def id_key(self) -> bytes: ...
+
+
 class Cipher:
     """Seals and opens blobs and documents with one master key. Thread-safe."""
 
-    def __init__(self, master: MasterKey) -> None:
+    def __init__(self, master: CipherKeys) -> None:
         self._id_key = master.id_key
         self._blob_root = blake3.blake3(
             master.encryption_key, derive_key_context="bbackup 2026-11 blob subkeys"
@@ -77,7 +88,7 @@ class Cipher:
     ) -> None:
         """Seal into `out`, which must be exactly len(payload) + BLOB_OVERHEAD bytes."""
         aead, ad = self._blob_key(blob_type, blob_id)
-        nonce = secrets.token_bytes(NONCE_SIZE)
+        nonce = os.urandom(NONCE_SIZE)
         out[:NONCE_SIZE] = nonce
         aead.encrypt_into(nonce, payload, ad, out[NONCE_SIZE:])
 
@@ -95,8 +106,8 @@ class Cipher:
         return AESGCM(blake3.blake3(kind.encode() + b"\0" + salt, key=self._doc_root).digest())
 
     def seal_document(self, kind: str, payload: bytes) -> bytes:
-        salt = secrets.token_bytes(SALT_SIZE)
-        nonce = secrets.token_bytes(NONCE_SIZE)
+        salt = os.urandom(SALT_SIZE)
+        nonce = os.urandom(NONCE_SIZE)
         return salt + nonce + self._doc_key(kind, salt).encrypt(nonce, payload, kind.encode())
 
     def open_document(self, kind: str, sealed: bytes | memoryview) -> bytes:

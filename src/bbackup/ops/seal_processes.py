@@ -47,7 +47,12 @@ class SealWorkers:
     def __init__(self, master: MasterKey, *, compression_level: int, limit: int, count: int):
         """`limit`: the largest file a worker seals is one byte shorter (the chunker's
         minimum chunk); a larger one comes back for the backup to chunk."""
-        self._setup = {"key": master.to_bytes(), "level": compression_level, "limit": limit}
+        self._setup = {
+            "encryption_key": master.encryption_key,
+            "id_key": master.id_key,
+            "level": compression_level,
+            "limit": limit,
+        }
         self._count = count
         self._lock = threading.Lock()
         self._idle_changed = threading.Condition(self._lock)

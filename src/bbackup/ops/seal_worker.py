@@ -18,21 +18,27 @@ import itertools
 import os
 import sys
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 from bbackup.compression import compress
-from bbackup.crypto.aead import BlobType, Cipher
-from bbackup.crypto.keys import MasterKey
+from bbackup.crypto.aead import BlobType, Cipher, CipherKeys
 from bbackup.ops.file_open import open_ahead, open_regular, prefetch_window
 from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED, read_message, write_message
+
+
+class SealingKeys(NamedTuple):
+    """The master key's secrets a worker needs: not its chunker seed."""
+
+    encryption_key: bytes
+    id_key: bytes
 
 
 class FileSealer:
     """Reads and seals the files of batches, as the reader threads do for a small file:
     read whole (up to `limit`, one chunk), read again once if it changed meanwhile."""
 
-    def __init__(self, master: MasterKey, compression_level: int, limit: int) -> None:
-        self._cipher = Cipher(master)
+    def __init__(self, keys: CipherKeys, compression_level: int, limit: int) -> None:
+        self._cipher = Cipher(keys)
         self._level = compression_level
         self._limit = limit
         self._ahead = prefetch_window(1)
@@ -99,7 +105,8 @@ def main() -> int:
     setup = read_message(stdin)
     if setup is None:
         return 0
-    sealer = FileSealer(MasterKey.from_bytes(setup["key"]), setup["level"], setup["limit"])
+    keys = SealingKeys(setup["encryption_key"], setup["id_key"])
+    sealer = FileSealer(keys, setup["level"], setup["limit"])
     while (paths := read_message(stdin)) is not None:
         write_message(stdout, sealer.seal_batch(paths))
     return 0
