@@ -341,20 +341,31 @@ class Measurement:
 #: and not from the benchmark process itself: Linux keeps the parent's memory high-water
 #: mark as a floor of the child's ru_maxrss across fork/exec, and the benchmark process
 #: (which hosts moto and its objects) is large. ru_maxrss is the largest single process;
-#: a tool that works in several processes (bbackup's seal workers) holds their sum, so
-#: the helper also samples the resident memory of the whole process tree every 0.1 s
-#: and reports the larger of the two.
+#: a tool that works in several processes (bbackup's seal workers, its totals scan) holds
+#: more, so the helper also samples the process tree every 0.1 s: the command's own
+#: resident memory plus its descendants' private memory (their pages shared with it, the
+#: interpreter and libraries, counted once), and reports the larger of the two peaks.
 _SPAWN_HELPER = """
 import json, os, sys, threading, time
 out, cmd = sys.argv[1], sys.argv[2:]
 page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
-def tree_rss_kib(root):
+def private_kib(p):
+    total = 0
+    with open(f"/proc/{p}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total
+def tree_kib(root):
     total, stack = 0, [root]
     while stack:
         p = stack.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * page_kib
+            if p == root:
+                with open(f"/proc/{p}/statm") as f:
+                    total += int(f.read().split()[1]) * page_kib
+            else:
+                total += private_kib(p)
             for t in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{t}/children") as f:
                     stack += [int(c) for c in f.read().split()]
@@ -364,7 +375,7 @@ def tree_rss_kib(root):
 peak, done = [0], threading.Event()
 def sample():
     while not done.wait(0.1):
-        peak[0] = max(peak[0], tree_rss_kib(pid))
+        peak[0] = max(peak[0], tree_kib(pid))
 start = time.perf_counter()
 pid = os.posix_spawnp(cmd[0], cmd, os.environ)
 sampler = threading.Thread(target=sample, daemon=True)

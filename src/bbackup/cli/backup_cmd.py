@@ -89,7 +89,12 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option(min=0, max=MAX_LEVEL, help="zstd level for this run (0 = off)."),
         ] = None,
-        workers: Annotated[int, typer.Option(min=1, max=64, help="Reader/CPU threads.")] = 2,
+        workers: Annotated[
+            int,
+            typer.Option(
+                min=1, max=64, help="Reader/CPU threads, and seal worker processes (to the cores)."
+            ),
+        ] = 2,
     ) -> None:
         if storage_class is not None:
             storage_class = storage_class.strip().upper()
