@@ -141,6 +141,7 @@ class Archiver:
             workers = self.options.workers
             pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-read")
             cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-cpu")
+            loop = asyncio.get_running_loop()
             sealer_count = seal_worker_count(workers)
             sealers = None
             if sealer_count:
@@ -158,10 +159,11 @@ class Archiver:
                 cpu_pool=cpu_pool,
                 workers=workers,
                 sealers=sealers,
+                on_warning=lambda line: loop.call_soon_threadsafe(self._warning, line),
             )
             batcher = FileBatcher(
                 pipeline.read_files,
-                loop=asyncio.get_running_loop(),
+                loop=loop,
                 pool=pool,
                 batches_in_flight=max(2, workers * 4),
                 tiny_readers=max(1, sealer_count),

@@ -17,13 +17,14 @@ import itertools
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from bbackup.chunking import Chunker, ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.backup_summary import BackupProgress
 from bbackup.ops.file_open import Opened, open_ahead, open_regular, prefetch_window
-from bbackup.ops.seal_processes import SealWorkers
+from bbackup.ops.seal_processes import SealWorkerFailed, SealWorkers
 from bbackup.ops.seal_protocol import EMPTY, FAILED, SEALED
 from bbackup.repository import BlobWriter
 
@@ -51,8 +52,11 @@ class ChunkPipeline:
         cpu_pool: ThreadPoolExecutor,
         workers: int,
         sealers: SealWorkers | None = None,
+        on_warning: Callable[[str], object] | None = None,
     ) -> None:
-        """`sealers`: seal workers for batches of small files (`ops/seal_processes.py`)."""
+        """`sealers`: seal workers for batches of small files (`ops/seal_processes.py`);
+        if one fails, the files are read here from then on and `on_warning` (called from
+        a reader thread) hears why."""
         self._writer = writer
         self._chunker_seed = chunker_seed
         self._chunker_params = chunker_params
@@ -62,7 +66,9 @@ class ChunkPipeline:
         self._workers = workers
         self._ahead = prefetch_window(workers)
         self._local = threading.local()
+        self._lock = threading.Lock()
         self._sealers = sealers
+        self._on_warning = on_warning
         self._read_here = 0  # files read in this process (see SEAL_AFTER_FILES)
 
     def _chunker(self) -> Chunker:
@@ -74,8 +80,14 @@ class ChunkPipeline:
 
     def read_files(self, paths: list[bytes]) -> list[FileOutcome]:
         """Store each file; an error reading one becomes its outcome."""
-        if self._sealers is not None and len(paths) > 1 and self._read_here >= SEAL_AFTER_FILES:
-            return self._read_sealed(self._sealers, paths)
+        sealers = self._sealers
+        if sealers is not None and len(paths) > 1 and self._read_here >= SEAL_AFTER_FILES:
+            try:
+                return self._read_sealed(sealers, paths)
+            except SealWorkerFailed as exc:
+                # Nothing of the batch was stored (a reply is used whole or not at all):
+                # read it here, and every batch after it.
+                self._drop_sealers(sealers, exc)
         self._read_here += len(paths)
         outcomes: list[FileOutcome] = []
         ahead: deque[Opened | OSError | None] = deque()
@@ -107,6 +119,13 @@ class ChunkPipeline:
             if changed:
                 return content, size, CHANGED_WHILE_READ
         return content, size, None
+
+    def _drop_sealers(self, sealers: SealWorkers, failure: SealWorkerFailed) -> None:
+        with self._lock:
+            first = self._sealers is sealers
+            self._sealers = None
+        if first and self._on_warning is not None:
+            self._on_warning(f"{failure}; the backup reads its files itself from here on")
 
     def _read_sealed(self, sealers: SealWorkers, paths: list[bytes]) -> list[FileOutcome]:
         """Have a seal worker read a batch; place what it sealed in packs. A file one

@@ -6,8 +6,8 @@ dedup check and the packs (docs/bench/session11.md).
 
 Workers start on first use, one batch at a time each; a reader thread hands a batch to an
 idle worker and waits for its reply without holding the interpreter lock. A worker that
-dies or answers nonsense fails the backup with its name and exit status: nothing it was
-given is then in the snapshot, and what was uploaded is adopted by the next run.
+dies, answers nonsense or cannot start is a `SealWorkerFailed` naming it: its batch was
+not stored, and the backup reads that batch and the rest itself (`chunk_pipeline`).
 """
 
 from __future__ import annotations
@@ -140,10 +140,7 @@ class SealWorkers:
             if process in self._started:
                 self._started.remove(process)
             self._idle_changed.notify()
-        return SealWorkerFailed(
-            f"seal worker {process.pid} failed ({what}; exit status {status}); "
-            "files of this backup were not all read"
-        )
+        return SealWorkerFailed(f"seal worker {process.pid} failed ({what}; exit status {status})")
 
 
 __all__ = ["SealWorkerFailed", "SealWorkers", "seal_worker_count"]
