@@ -13,7 +13,6 @@ at once (docs/bench/session9.md, "Reading small files ahead").
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 from collections import deque
@@ -23,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from bbackup.chunking import Chunker, ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.backup_summary import BackupProgress
-from bbackup.ops.file_open import Opened, open_ahead, open_regular, prefetch_window
+from bbackup.ops.file_open import Opened, open_regular, prefetch_window, read_each
 from bbackup.ops.seal_processes import SealWorkerFailed, SealWorkers
 from bbackup.ops.seal_protocol import EMPTY, FAILED, SEALED
 from bbackup.repository import BlobWriter
@@ -89,27 +88,7 @@ class ChunkPipeline:
                 # read it here, and every batch after it.
                 self._drop_sealers(sealers, exc)
         self._read_here += len(paths)
-        outcomes: list[FileOutcome] = []
-        ahead: deque[Opened | OSError | None] = deque()
-        upcoming = iter(paths)
-        try:
-            for path in paths:
-                for following in itertools.islice(upcoming, self._ahead + 1 - len(ahead)):
-                    ahead.append(open_ahead(following))
-                opened = ahead.popleft()
-                try:
-                    if opened is None:  # not opened ahead: now
-                        opened = open_regular(path)
-                    if isinstance(opened, OSError):
-                        raise opened
-                    outcomes.append(self._read_file(path, opened))
-                except OSError as exc:
-                    outcomes.append(exc)
-        finally:
-            for left in ahead:
-                if isinstance(left, tuple):
-                    os.close(left[0])
-        return outcomes
+        return read_each(paths, self._ahead, self._read_file, _as_outcome)
 
     def _read_file(self, path: bytes, opened: Opened) -> tuple[list[bytes], int, str | None]:
         """Chunk, hash and seal one file; retried once if it changes while being read."""
@@ -226,3 +205,7 @@ class ChunkPipeline:
         self.progress.bytes_read += len(chunk)
         self.progress.bytes_seen += len(chunk)
         return prepared.blob_id
+
+
+def _as_outcome(error: OSError) -> FileOutcome:
+    return error

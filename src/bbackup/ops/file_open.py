@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import resource
 import stat
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Paths at least this long are reached a piece at a time, from directory descriptors:
 #: the kernel refuses a path of PATH_MAX (4096) bytes or more.
@@ -97,3 +103,35 @@ def _open_for_reading(path: bytes) -> int:
         with contextlib.suppress(PermissionError):
             return open_path(path, flags | noatime)
     return open_path(path, flags)
+
+
+def read_each(
+    paths: list[bytes],
+    ahead: int,
+    read: Callable[[bytes, Opened], T],
+    failed: Callable[[OSError], T],
+) -> list[T]:
+    """`read(path, opened)` for each file in order, `ahead` files opened (and their reads
+    requested) before the one read; a file that cannot be opened or read gives
+    `failed(error)` instead. `read` closes what it is given."""
+    outcomes: list[T] = []
+    opened_ahead: deque[Opened | OSError | None] = deque()
+    upcoming = iter(paths)
+    try:
+        for path in paths:
+            for following in itertools.islice(upcoming, ahead + 1 - len(opened_ahead)):
+                opened_ahead.append(open_ahead(following))
+            opened = opened_ahead.popleft()
+            try:
+                if opened is None:  # not opened ahead: now
+                    opened = open_regular(path)
+                if isinstance(opened, OSError):
+                    raise opened
+                outcomes.append(read(path, opened))
+            except OSError as exc:
+                outcomes.append(failed(exc))
+    finally:
+        for left in opened_ahead:
+            if isinstance(left, tuple):
+                os.close(left[0])
+    return outcomes

@@ -14,15 +14,13 @@ What goes through the pipes: `ops/seal_protocol.py`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import sys
-from collections import deque
 from typing import Any, NamedTuple
 
 from bbackup.compression import compress
 from bbackup.crypto.aead import BlobType, Cipher, CipherKeys
-from bbackup.ops.file_open import open_ahead, open_regular, prefetch_window
+from bbackup.ops.file_open import Opened, open_regular, prefetch_window, read_each
 from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED, read_message, write_message
 
 
@@ -44,30 +42,10 @@ class FileSealer:
         self._ahead = prefetch_window(1)
 
     def seal_batch(self, paths: list[bytes]) -> list[list[Any]]:
-        outcomes: list[list[Any]] = []
-        ahead: deque[tuple[int, os.stat_result] | OSError | None] = deque()
-        upcoming = iter(paths)
-        try:
-            for path in paths:
-                for following in itertools.islice(upcoming, self._ahead + 1 - len(ahead)):
-                    ahead.append(open_ahead(following))
-                opened = ahead.popleft()
-                try:
-                    if opened is None:  # not opened ahead: now
-                        opened = open_regular(path)
-                    if isinstance(opened, OSError):
-                        raise opened
-                    outcomes.append(self._seal_file(path, *opened))
-                except OSError as exc:
-                    outcomes.append([FAILED, exc.errno or 0, exc.strerror or str(exc)])
-        finally:
-            for left in ahead:
-                if isinstance(left, tuple):
-                    os.close(left[0])
-        return outcomes
+        return read_each(paths, self._ahead, self._seal_file, _failed)
 
-    def _seal_file(self, path: bytes, fd: int, before: os.stat_result) -> list[Any]:
-        data, changed = self._read(fd, before)
+    def _seal_file(self, path: bytes, opened: Opened) -> list[Any]:
+        data, changed = self._read(*opened)
         if changed:
             data, changed = self._read(*open_regular(path))
         if data is None:
@@ -98,6 +76,10 @@ class FileSealer:
             return None, False
         changed = (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns)
         return data, changed or len(data) != after.st_size
+
+
+def _failed(error: OSError) -> list[Any]:
+    return [FAILED, error.errno or 0, error.strerror or str(error)]
 
 
 def main() -> int:
