@@ -9,6 +9,10 @@ A reader opens the files of its batch a few ahead of the one it reads and asks t
 to read them in (`posix_fadvise(WILLNEED)`): from a cold cache, small files otherwise wait
 for the disk one at a time, a full device round trip each, where the disk could serve many
 at once (docs/bench/session9.md, "Reading small files ahead").
+
+With seal workers (`ops/seal_processes.py`), a batch of small files is read and sealed in
+another process instead, and only placed in packs here: the per-file interpreter work
+that held the one lock the tree walk needs goes to another core.
 """
 
 from __future__ import annotations
