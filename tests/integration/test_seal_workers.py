@@ -20,14 +20,14 @@ from bbackup.chunking import ChunkerParams
 from bbackup.compression import compress, decompress
 from bbackup.crypto.aead import BlobType, Cipher
 from bbackup.crypto.keys import MasterKey
-from bbackup.ops import seal_processes
+from bbackup.ops import worker_processes
 from bbackup.ops.chunk_pipeline import SEAL_AFTER_FILES
 from bbackup.ops.seal_processes import SealWorkers
 from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED
 from bbackup.ops.seal_worker import FileSealer
 
 pytestmark = pytest.mark.skipif(
-    seal_processes.seal_worker_count(2) == 0, reason="seal workers need two cores"
+    worker_processes.worker_count(2) == 0, reason="seal workers need two cores"
 )
 
 #: Comfortably past the files a backup reads itself before its workers start.
@@ -153,7 +153,7 @@ def test_a_seal_worker_that_cannot_start_leaves_the_reading_to_the_backup(
 ) -> None:
     src = tmp_path / "src"
     files = make_files(src)
-    monkeypatch.setattr(seal_processes.sys, "executable", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(worker_processes.sys, "executable", str(tmp_path / "no-such-python"))
 
     result = cli("backup", "-r", repo, src)
 

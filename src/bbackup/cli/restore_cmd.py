@@ -144,6 +144,7 @@ def register(app: typer.Typer) -> None:
                 on_warning=lambda p, message: warn(f"warning: {p}: {message}"),
                 on_plan=on_plan,
                 numeric_owner=numeric_owner,
+                worker_keys=repo.master,
             )
             start = time.monotonic()
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from bbackup.crypto.aead import CipherKeys
 from bbackup.errors import IntegrityError, NotFound
 from bbackup.ops.restore_compare import Overwrite, RestoreSource
 from bbackup.ops.restore_fetch import PlanWindow, WindowFetcher
@@ -35,12 +36,17 @@ from bbackup.ops.restore_finish import RestoreFinisher
 from bbackup.ops.restore_gc import PlanCollection
 from bbackup.ops.restore_metadata import restore_owners
 from bbackup.ops.restore_plan import PlanWindows, RestorePlanner
+from bbackup.ops.restore_processes import Delegation, RestoreWorkers
 from bbackup.ops.restore_reads import MAX_BYTES_IN_FLIGHT, MAX_RANGE_GAP, NeededBlob, PackRead
 from bbackup.ops.restore_report import RestoreProgress, RestoreSummary
 from bbackup.ops.restore_select import PathFilter, SelectedDir, Selection, select_entries
 from bbackup.ops.restore_target import OpenDirectories
+from bbackup.ops.worker_processes import worker_count
 from bbackup.snapshot.model import Snapshot
 
+#: Write workers a restore starts (`restore_processes`), up to the cores it may use: more
+#: than the threads of --workers, which cannot share the interpreter lock.
+WRITE_WORKERS = 2
 #: A path's action, for --dry-run listings: (path, "write" | "delete" | ...).
 PlanListener = Callable[[str, str], None]
 
@@ -76,6 +82,7 @@ class Restorer(WindowFetcher, RestoreFinisher):
         on_warning: Callable[[str, str], None] | None = None,
         on_plan: PlanListener | None = None,
         numeric_owner: bool = False,
+        worker_keys: CipherKeys | None = None,
     ) -> None:
         """`read_size`: split reads of a pack so none spans more than this many bytes
         (None: one read per run of needed blobs; right where requests cost money).
@@ -83,7 +90,8 @@ class Restorer(WindowFetcher, RestoreFinisher):
         are checked here: an invalid one is a UsageError before anything is read.
         `numeric_owner`: owners by their recorded numbers, not by name (run as root).
         `path_filter`, instead of the patterns: a selection of the caller's (a drill's
-        sample of exact paths)."""
+        sample of exact paths). `worker_keys`: the repository's keys, for write workers
+        (`restore_processes`) that make files of one blob on other cores; None: none."""
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.fsencode(os.path.abspath(target))
@@ -112,9 +120,10 @@ class Restorer(WindowFetcher, RestoreFinisher):
         #: Hard links to damaged files: (path, where kept, the file).
         self._damaged_links: list[tuple[bytes, bytes, RestoredFile]] = []
         self._directories = OpenDirectories(self.target)
-        self._writer = FileWriter(
-            self._directories, chown=restore_owners(numeric=numeric_owner), on_error=self._error
-        )
+        self._owners = restore_owners(numeric=numeric_owner)
+        self._writer = FileWriter(self._directories, chown=self._owners, on_error=self._error)
+        self._worker_keys = worker_keys
+        self._delegation: Delegation | None = None
         self._plan = RestorePlanner(
             repo,
             self.target,
@@ -173,10 +182,14 @@ class Restorer(WindowFetcher, RestoreFinisher):
             try:
                 windows = self._plan.plan_dir(root, self._directories.root, target_fd)
                 del root
+                self._delegation = self._start_workers(target_fd)
                 try:
                     await self._fetch_windows(windows, collection)
                 finally:
                     close_walk(windows)
+                    if self._delegation is not None:
+                        await asyncio.to_thread(self._delegation.close)
+                        self._delegation = None
                 await asyncio.to_thread(self._make_links)
                 await asyncio.to_thread(self._finish_dirs)
             finally:
@@ -187,6 +200,32 @@ class Restorer(WindowFetcher, RestoreFinisher):
             self.summary.damaged_trees = [
                 {"path": t.path, "tree": t.tree, "message": t.message} for t in damaged_trees
             ]
+
+    def _start_workers(self, target_fd: int) -> Delegation | None:
+        """Write workers for this restore (they start on first use), or None: no keys, or
+        a single core."""
+        count = worker_count(max(WRITE_WORKERS, self.workers))
+        if self._worker_keys is None or not count:
+            return None
+        owners = self._owners
+        loop = self._loop
+        assert loop is not None
+
+        def owner_ids(file: RestoredFile) -> list[int] | None:
+            return None if owners is None else list(owners.ids(file.node))
+
+        def on_failure(message: str) -> None:
+            if self.on_warning is not None:
+                warn = self.on_warning
+                loop.call_soon_threadsafe(warn, os.fsdecode(self.target), message)
+
+        return Delegation(
+            RestoreWorkers(self._worker_keys, target_fd, count=count),
+            self._writer,
+            owner_ids=owner_ids,
+            on_error=self._error,
+            on_failure=on_failure,
+        )
 
     def _load_listing(self, directory: SelectedDir) -> None:
         """Read a lazy selection's listing of `directory` on the event loop (called from
@@ -224,7 +263,9 @@ class Restorer(WindowFetcher, RestoreFinisher):
         """Plan window after window, each window's reads running while the next is
         planned; a window is settled (damage noted, --verify) once its reads are done."""
         loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bb-restore")
+        # A thread waits for each write worker's reply.
+        threads = self.workers if self._delegation is None else max(self.workers, WRITE_WORKERS)
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="bb-restore")
         # Each read is held in memory until its blobs are written: bound the bytes in
         # flight, not only the number of requests (16 S3 connections x 16 MiB packs
         # would be 256 MiB).

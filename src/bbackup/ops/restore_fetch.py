@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bbackup.errors import IntegrityError
 from bbackup.ops.restore_compare import RestoreSource
 from bbackup.ops.restore_files import FileWriter, RestoredFile
+from bbackup.ops.restore_processes import Delegation
 from bbackup.ops.restore_reads import NeededBlob, PackRead, plan_reads
 from bbackup.repository import pack_object_name
 
@@ -41,6 +42,8 @@ class WindowFetcher:
     read_size: int | None
     max_gap: int
     _writer: FileWriter
+    #: Write workers for files of one blob (`restore_processes`), if any.
+    _delegation: Delegation | None
     _lost: dict[bytes, tuple[str, str]]
     _carried: dict[bytes, NeededBlob]
     _damaged_files: list[RestoredFile]
@@ -123,10 +126,12 @@ class WindowFetcher:
     def _write_read(self, data: bytes, read: PackRead) -> int:
         """Decode every blob of one read and write it to all its places (a worker thread).
         A blob that does not decode is lost; the others of the read are still written."""
-        written = 0
         start = read.start
         view = memoryview(data)
-        for blob in read.blobs:
+        blobs, written = read.blobs, 0
+        if self._delegation is not None:
+            blobs, written = self._delegation.write_read(view, read)
+        for blob in blobs:
             entry = blob.entry
             sealed = view[entry.offset - start : entry.offset - start + entry.length]
             try:

@@ -178,6 +178,22 @@ class FileWriter:
         with self._lock:
             self.finished += 1
 
+    def count_finished(self) -> None:
+        """Count a file finished elsewhere (a write worker, `restore_processes`)."""
+        with self._lock:
+            self.finished += 1
+
+    def discard_partial(self, file: RestoredFile) -> None:
+        """Remove what a failed write worker may have left at a file's partial name
+        (nothing else makes that name in this restore), so that it can be created here."""
+        parent_fd = self.directories.acquire(file.parent)
+        try:
+            os.unlink(file.partial, dir_fd=parent_fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            self.directories.release(file.parent)
+
     def close_all(self) -> None:
         """Close what a failed restore left open; only once no thread writes any more."""
         with self._lock:

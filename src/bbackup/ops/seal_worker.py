@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 from bbackup.compression import compress
 from bbackup.crypto.aead import BlobType, Cipher, CipherKeys
 from bbackup.ops.file_open import Opened, open_regular, prefetch_window, read_each
-from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED, read_message, write_message
+from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED
+from bbackup.ops.worker_protocol import read_message, write_message
 
 
 class SealingKeys(NamedTuple):
