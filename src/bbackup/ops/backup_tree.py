@@ -122,7 +122,7 @@ class TreeWalker:
         try:
             # Inline, not in a thread: one directory costs well under a millisecond, less
             # than the thread hop, and directories are walked one after the other.
-            entries = self._scan_dir(path)
+            entries = self._scan_dir(path, previous)
         except OSError as exc:
             self._error(path, f"cannot read directory: {exc.strerror or exc}")
             entries = []
@@ -162,11 +162,13 @@ class TreeWalker:
         node.subtree = await tree
         return node
 
-    def _scan_dir(self, path: bytes) -> list[tuple[bytes, Node]]:
+    def _scan_dir(self, path: bytes, previous: dict[bytes, Node]) -> list[tuple[bytes, Node]]:
         prescan = self._prescan
         entries = prescan.take(path) if prescan is not None else None
         if entries is None:
-            entries = scan_dir(path, self.excluder, self._error)
+            # Unless --force: an entry whose inode is as the parent recorded keeps its
+            # recorded attributes, symlink target and holes (`node_from_stat`).
+            entries = scan_dir(path, self.excluder, self._error, None if self._full else previous)
         return entries
 
     async def _schedule(self, path: bytes, node: Node, prev: Node | None) -> Entry:

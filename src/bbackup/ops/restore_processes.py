@@ -32,8 +32,8 @@ from bbackup.ops.worker_processes import WorkerFailed, WorkerProcesses
 DELEGATE_AFTER_FILES = 256
 #: Files in one batch at most; a batch's sealed bytes are held twice meanwhile (here and
 #: in the worker), so they are bounded too.
-BATCH_FILES = 512
-BATCH_BYTES = 4 * 1024 * 1024
+BATCH_FILES = 256
+BATCH_BYTES = 1024 * 1024
 
 
 class RestoreWorkers(WorkerProcesses):

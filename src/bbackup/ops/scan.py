@@ -13,7 +13,7 @@ import os
 import pwd
 import stat
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 from bbackup.ops.excludes import Excluder
@@ -115,19 +115,45 @@ def read_holes(name: bytes, dir_fd: int | None, st: os.stat_result) -> list[tupl
         os.close(fd)
 
 
+def same_inode(previous: Node | None, kind: str, st: os.stat_result) -> bool:
+    """True if `st` is the inode `previous` (the entry's node in the parent snapshot)
+    recorded, unchanged since: same type, inode, device, size, mtime and ctime. Setting
+    or removing an extended attribute, retargeting a symlink (a new inode) and punching
+    a hole all change the ctime, which no one can set back: such an entry still has the
+    attributes, target and holes recorded, and they need not be read again."""
+    return (
+        previous is not None
+        and previous.type == kind
+        and previous.ctime_ns == st.st_ctime_ns
+        and previous.inode == st.st_ino
+        and previous.device == st.st_dev
+        and previous.mtime_ns == st.st_mtime_ns
+        and previous.size == (st.st_size if kind == FILE else 0)
+    )
+
+
 def node_from_stat(
-    name: bytes, path: bytes, st: os.stat_result, *, dir_fd: int | None = None
+    name: bytes,
+    path: bytes,
+    st: os.stat_result,
+    *,
+    dir_fd: int | None = None,
+    previous: Node | None = None,
 ) -> Node:
     """A Node with every metadata field of DESIGN §4 except content and subtree. With
     `dir_fd`, the entry is reached as `name` in that directory (the path may be too long
-    for the kernel); without, through `path`."""
+    for the kernel); without, through `path`. `previous`: the entry's node in the parent
+    snapshot; if the inode is unchanged since (`same_inode`), its extended attributes,
+    symlink target and holes are taken from it rather than read (three system calls
+    fewer per entry of an unchanged backup, at most)."""
     kind = node_type(st.st_mode)
     if dir_fd is None:
         entry, attr_path = path, path
     else:
         entry = name
         attr_path = path if len(path) < LONG_PATH else _proc_path(dir_fd, name)
-    xattrs = read_xattrs(attr_path)
+    known = previous if same_inode(previous, kind, st) else None
+    xattrs = read_xattrs(attr_path) if known is None else list(known.xattrs)
     # Positional (snapshot.model.POSITIONAL_FIELDS): every entry of every backup is made
     # here, and keywords cost more than the rest of the call.
     node = Node(
@@ -156,8 +182,12 @@ def node_from_stat(
         None,  # subtree
     )
     if node.xattrs:
+        # From the names this machine has now, as for the owner's.
         node.acl_names = acl_names(node.xattrs)
-    if kind == SYMLINK:
+    if known is not None:
+        node.link_target = known.link_target
+        node.holes = list(known.holes)
+    elif kind == SYMLINK:
         node.link_target = os.readlink(entry, dir_fd=dir_fd)
     elif kind == FILE and may_have_holes(st):
         node.holes = read_holes(entry, dir_fd, st)
@@ -187,13 +217,18 @@ def excludes_everything(paths: Sequence[str], excluder: Excluder) -> bool:
 
 
 def scan_dir(
-    path: bytes, excluder: Excluder, on_error: Callable[[bytes, str], None]
+    path: bytes,
+    excluder: Excluder,
+    on_error: Callable[[bytes, str], None],
+    previous: Mapping[bytes, Node] | None = None,
 ) -> list[tuple[bytes, Node]]:
-    """(full path, node) of every entry of directory `path` that is not excluded.
+    """(full path, node) of every entry of directory `path` that is not excluded;
+    `previous`: the directory's nodes in the parent snapshot, by name (`node_from_stat`).
 
     An entry that cannot be stat'ed is reported through `on_error` and left out; one that
     vanished since the listing is left out silently. Listing errors raise OSError.
     """
+    before = previous.get if previous else _nothing
     entries = []
     # Listed through a descriptor (names come as str, surrogate-escaped), and each entry
     # reached from it, whatever the length of the path.
@@ -207,7 +242,8 @@ def scan_dir(
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
-                    entries.append((full, node_from_stat(name, full, st, dir_fd=dir_fd)))
+                    node = node_from_stat(name, full, st, dir_fd=dir_fd, previous=before(name))
+                    entries.append((full, node))
                 except FileNotFoundError:
                     continue  # vanished between listing and stat: not in this snapshot
                 except OSError as exc:
@@ -215,6 +251,10 @@ def scan_dir(
     finally:
         os.close(dir_fd)
     return entries
+
+
+def _nothing(name: bytes) -> None:
+    return None
 
 
 class _Unclean(Exception):

@@ -26,7 +26,9 @@ def read_message(stream: IO[bytes]) -> Any:
 
 def write_message(stream: IO[bytes], message: Any) -> None:
     body: bytes = msgpack.packb(message)
-    stream.write(_LENGTH.pack(len(body)) + body)
+    # Two writes rather than one of the two joined: a batch's body is megabytes.
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
     stream.flush()
 
 
