@@ -303,3 +303,35 @@ def test_a_killed_restore_leaves_no_worker_behind(tmp_path: Path, password: str)
     while _workers_marked(marker):
         assert time.monotonic() < stop, "restore workers outlived the restore"
         time.sleep(0.05)
+
+
+def test_workers_replace_what_is_in_the_way_and_leave_the_rest_alone(
+    tmp_path: Path, repo: Path, cli: Cli, made: dict[str, int]
+) -> None:
+    src = tmp_path / "src"
+    make_source(src)
+    assert cli("backup", "-r", repo, src).exit_code == 0
+    out = tmp_path / "out"
+    assert cli("restore", "-r", repo, "latest", "--target", out).exit_code == 0
+    restored = restored_path(out, src)
+    # Damage the restored copy: changed bytes, a file turned into a symlink leading out
+    # of the target, a file replaced by a directory of its own, and a stray file.
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not to be touched\n")
+    (restored / "d3" / "s1" / "f0013").write_bytes(b"changed")
+    (restored / "d4" / "s2" / "f0014").unlink()
+    os.symlink(outside, restored / "d4" / "s2" / "f0014")
+    (restored / "d0" / "f0100").unlink()
+    (restored / "d0" / "f0100").mkdir()
+    (restored / "d2" / "stray").write_bytes(b"stray\n")
+    before = made["done"]
+
+    result = cli(
+        "restore", "-r", repo, "latest", "--target", out, "--overwrite", "always", "--delete"
+    )
+
+    assert result.exit_code == 0, result
+    assert made["done"] > before
+    assert outside.read_bytes() == b"not to be touched\n"
+    assert tree_metadata(restored) == tree_metadata(src)
+    assert not list(out.rglob("*.bbackup-partial"))
