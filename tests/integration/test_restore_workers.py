@@ -18,6 +18,7 @@ import pytest
 from cli_harness import CHEAPEST_KDF, Cli, restored_path
 from restore_layout import flip_byte, read_layout
 from tree_metadata import tree_metadata
+from worker_harness import workers_marked
 
 from bbackup.crypto.aead import BlobType, Cipher
 from bbackup.crypto.keys import MasterKey
@@ -246,22 +247,6 @@ def test_a_worker_never_follows_a_symlink_out_of_the_target(tmp_path: Path) -> N
     assert sorted(p.name for p in (target / "real").iterdir()) == ["b"]
 
 
-def _workers_marked(marker: str) -> list[int]:
-    """PIDs of restore workers whose environment holds `marker`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"bbackup.ops.restore_worker" in cmdline and marker.encode() in environ:
-            found.append(int(entry))
-    return found
-
-
 def test_a_killed_restore_leaves_no_worker_behind(tmp_path: Path, password: str) -> None:
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
@@ -288,7 +273,9 @@ def test_a_killed_restore_leaves_no_worker_behind(tmp_path: Path, password: str)
             stderr=subprocess.DEVNULL,
         )
         try:
-            while not _workers_marked(marker) and restore.poll() is None:
+            while (
+                not workers_marked("bbackup.ops.restore_worker", marker) and restore.poll() is None
+            ):
                 time.sleep(0.01)
             if restore.poll() is None:
                 restore.send_signal(signal.SIGKILL)
@@ -300,7 +287,7 @@ def test_a_killed_restore_leaves_no_worker_behind(tmp_path: Path, password: str)
                 restore.wait()
         subprocess.run(["rm", "-rf", str(out)], check=True)
     stop = time.monotonic() + 15
-    while _workers_marked(marker):
+    while workers_marked("bbackup.ops.restore_worker", marker):
         assert time.monotonic() < stop, "restore workers outlived the restore"
         time.sleep(0.05)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cli_harness import CHEAPEST_KDF, Cli, restored_path
+from worker_harness import workers_marked
 
 from bbackup.chunking import ChunkerParams
 from bbackup.compression import compress, decompress
@@ -162,22 +163,6 @@ def test_a_seal_worker_that_cannot_start_leaves_the_reading_to_the_backup(
     assert_restores(cli, repo, tmp_path / "out", src, files)
 
 
-def _workers_marked(marker: str) -> list[int]:
-    """PIDs of seal workers whose environment holds `marker`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"bbackup.ops.seal_worker" in cmdline and marker.encode() in environ:
-            found.append(int(entry))
-    return found
-
-
 def test_a_killed_backup_leaves_no_seal_worker(tmp_path: Path, password: str) -> None:
     src = tmp_path / "src"
     (src / "a").mkdir(parents=True)
@@ -201,14 +186,14 @@ def test_a_killed_backup_leaves_no_seal_worker(tmp_path: Path, password: str) ->
     )
     try:
         deadline = time.monotonic() + 60
-        while not _workers_marked(marker) and backup.poll() is None:
+        while not workers_marked("bbackup.ops.seal_worker", marker) and backup.poll() is None:
             assert time.monotonic() < deadline, "no seal worker started"
             time.sleep(0.05)
         assert backup.poll() is None, "the backup ended before it could be killed"
         backup.send_signal(signal.SIGKILL)
         backup.wait()
         deadline = time.monotonic() + 15
-        while _workers_marked(marker):
+        while workers_marked("bbackup.ops.seal_worker", marker):
             assert time.monotonic() < deadline, "seal workers outlived the backup"
             time.sleep(0.05)
     finally:

@@ -17,12 +17,11 @@ What goes through the pipes: `ops/worker_protocol.py`; the tags: `RestoreOutcome
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import sys
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any
 
 from bbackup.compression import decompress
 from bbackup.crypto.aead import BlobType, Cipher, CipherKeys
@@ -30,7 +29,7 @@ from bbackup.errors import IntegrityError
 from bbackup.ops.restore_files import CREATE_FLAGS, creation_mode, partial_name
 from bbackup.ops.restore_metadata import OwnerMapping, set_metadata
 from bbackup.ops.restore_target import DIRECTORY_FLAGS
-from bbackup.ops.worker_protocol import read_message, write_message
+from bbackup.ops.worker_protocol import WorkerKeys, read_message, serve, write_message
 from bbackup.snapshot.model import FILE, Node
 
 #: Directory descriptors a worker keeps open between files.
@@ -49,13 +48,6 @@ class RestoreOutcome(enum.IntEnum):
     #: Not made, or left at its partial name: (stage: "create", "write" or "rename",
     #: errno, message). A failed write stops the restore, as in the restore's threads.
     FAILED = 3
-
-
-class WorkerKeys(NamedTuple):
-    """The master key's secrets a worker needs: not its chunker seed."""
-
-    encryption_key: bytes
-    id_key: bytes
 
 
 def decode_sealed(
@@ -183,9 +175,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-        sys.exit(main())
-    # The restore is gone (or stopped us): nothing to tell anybody.
-    with contextlib.suppress(OSError):
-        os.close(1)
-    sys.exit(0)
+    serve(main)

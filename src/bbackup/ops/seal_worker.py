@@ -13,23 +13,15 @@ What goes through the pipes: `ops/seal_protocol.py`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 from bbackup.compression import compress
 from bbackup.crypto.aead import BlobType, Cipher, CipherKeys
 from bbackup.ops.file_open import Opened, open_regular, prefetch_window, read_each
 from bbackup.ops.seal_protocol import EMPTY, FAILED, LARGE, SEALED
-from bbackup.ops.worker_protocol import read_message, write_message
-
-
-class SealingKeys(NamedTuple):
-    """The master key's secrets a worker needs: not its chunker seed."""
-
-    encryption_key: bytes
-    id_key: bytes
+from bbackup.ops.worker_protocol import WorkerKeys, read_message, serve, write_message
 
 
 class FileSealer:
@@ -88,7 +80,7 @@ def main() -> int:
     setup = read_message(stdin)
     if setup is None:
         return 0
-    keys = SealingKeys(setup["encryption_key"], setup["id_key"])
+    keys = WorkerKeys(setup["encryption_key"], setup["id_key"])
     sealer = FileSealer(keys, setup["level"], setup["limit"])
     while (paths := read_message(stdin)) is not None:
         write_message(stdout, sealer.seal_batch(paths))
@@ -96,9 +88,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
-        sys.exit(main())
-    # The backup is gone (or stopped us): nothing to tell anybody.
-    with contextlib.suppress(OSError):
-        os.close(1)
-    sys.exit(0)
+    serve(main)
