@@ -30,7 +30,8 @@ from bbackup.ops.backup_tree import TreeWalker, virtual_tree
 from bbackup.ops.chunk_pipeline import ChunkPipeline
 from bbackup.ops.excludes import Excluder
 from bbackup.ops.scan import Prescan
-from bbackup.ops.seal_processes import SealWorkers, seal_worker_count
+from bbackup.ops.seal_processes import SealWorkers
+from bbackup.ops.worker_processes import worker_count
 from bbackup.repository import Repository, RepositoryLock, current_user, pack_object_name
 from bbackup.snapshot.model import Snapshot
 from bbackup.snapshot.store import load_snapshots, save_snapshot
@@ -142,7 +143,7 @@ class Archiver:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-read")
             cpu_pool = ThreadPoolExecutor(workers, thread_name_prefix="bb-cpu")
             loop = asyncio.get_running_loop()
-            sealer_count = seal_worker_count(workers)
+            sealer_count = worker_count(workers)
             sealers = None
             if sealer_count:
                 sealers = SealWorkers(

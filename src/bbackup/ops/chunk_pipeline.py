@@ -27,8 +27,9 @@ from bbackup.chunking import Chunker, ChunkerParams
 from bbackup.crypto.aead import BlobType
 from bbackup.ops.backup_summary import BackupProgress
 from bbackup.ops.file_open import Opened, open_regular, prefetch_window, read_each
-from bbackup.ops.seal_processes import SealWorkerFailed, SealWorkers
+from bbackup.ops.seal_processes import SealWorkers
 from bbackup.ops.seal_protocol import EMPTY, FAILED, SEALED
+from bbackup.ops.worker_processes import WorkerFailed
 from bbackup.repository import BlobWriter
 
 #: Files at least this large have their chunks processed by the CPU pool in parallel.
@@ -87,7 +88,7 @@ class ChunkPipeline:
         if sealers is not None and len(paths) > 1 and self._read_here >= SEAL_AFTER_FILES:
             try:
                 return self._read_sealed(sealers, paths)
-            except SealWorkerFailed as exc:
+            except WorkerFailed as exc:
                 # Nothing of the batch was stored (a reply is used whole or not at all):
                 # read it here, and every batch after it.
                 self._drop_sealers(sealers, exc)
@@ -103,7 +104,7 @@ class ChunkPipeline:
                 return content, size, CHANGED_WHILE_READ
         return content, size, None
 
-    def _drop_sealers(self, sealers: SealWorkers, failure: SealWorkerFailed) -> None:
+    def _drop_sealers(self, sealers: SealWorkers, failure: WorkerFailed) -> None:
         with self._lock:
             first = self._sealers is sealers
             self._sealers = None

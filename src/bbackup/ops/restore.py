@@ -120,8 +120,9 @@ class Restorer(WindowFetcher, RestoreFinisher):
         #: Hard links to damaged files: (path, where kept, the file).
         self._damaged_links: list[tuple[bytes, bytes, RestoredFile]] = []
         self._directories = OpenDirectories(self.target)
-        self._owners = restore_owners(numeric=numeric_owner)
-        self._writer = FileWriter(self._directories, chown=self._owners, on_error=self._error)
+        self._writer = FileWriter(
+            self._directories, chown=restore_owners(numeric=numeric_owner), on_error=self._error
+        )
         self._worker_keys = worker_keys
         self._delegation: Delegation | None = None
         self._plan = RestorePlanner(
@@ -207,12 +208,8 @@ class Restorer(WindowFetcher, RestoreFinisher):
         count = worker_count(max(WRITE_WORKERS, self.workers))
         if self._worker_keys is None or not count:
             return None
-        owners = self._owners
         loop = self._loop
         assert loop is not None
-
-        def owner_ids(file: RestoredFile) -> list[int] | None:
-            return None if owners is None else list(owners.ids(file.node))
 
         def on_failure(message: str) -> None:
             if self.on_warning is not None:
@@ -222,7 +219,6 @@ class Restorer(WindowFetcher, RestoreFinisher):
         return Delegation(
             RestoreWorkers(self._worker_keys, target_fd, count=count),
             self._writer,
-            owner_ids=owner_ids,
             on_error=self._error,
             on_failure=on_failure,
         )

@@ -74,15 +74,11 @@ class Delegation:
         workers: RestoreWorkers,
         writer: FileWriter,
         *,
-        owner_ids: Callable[[RestoredFile], list[int] | None],
         on_error: Callable[[bytes, str], None],
         on_failure: Callable[[str], None],
     ) -> None:
-        """`owner_ids`: the [uid, gid] a file gets (None: left to whoever runs the
-        restore)."""
         self._workers: RestoreWorkers | None = workers
         self._writer = writer
-        self._owner_ids = owner_ids
         self._on_error = on_error
         self._on_failure = on_failure
         self._lock = threading.Lock()
@@ -129,9 +125,12 @@ class Delegation:
         if self._workers is None:
             rest += blobs
             return 0
+        # The owner a file gets, as the writer would give it (None: whoever restores).
+        owners = self._writer.chown
         dirs: dict[int, int] = {}
         paths: list[list[bytes]] = []
         message = []
+        count = 0
         for blob in blobs:
             entry = blob.entry
             places = []
@@ -142,12 +141,11 @@ class Delegation:
                     d = dirs[id(parent)] = len(paths)
                     paths.append(_names(parent))
                 node = file.node
-                places.append(
-                    [d, file.name, node.mode, self._owner_ids(file), node.atime_ns, node.mtime_ns]
-                )
+                owner = None if owners is None else list(owners.ids(node))
+                places.append([d, file.name, node.mode, owner, node.atime_ns, node.mtime_ns])
+            count += len(places)
             sealed = data[entry.offset - start : entry.offset - start + entry.length]
             message.append([int(entry.blob_type), blob.blob_id, entry.raw_length, sealed, places])
-        count = sum(len(blob.places) for blob in blobs)
         try:
             outcomes = iter(workers.run({"dirs": paths, "blobs": message}, count))
         except WorkerFailed as exc:

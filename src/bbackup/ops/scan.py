@@ -228,7 +228,6 @@ def scan_dir(
     An entry that cannot be stat'ed is reported through `on_error` and left out; one that
     vanished since the listing is left out silently. Listing errors raise OSError.
     """
-    before = previous.get if previous else _nothing
     entries = []
     # Listed through a descriptor (names come as str, surrogate-escaped), and each entry
     # reached from it, whatever the length of the path.
@@ -242,7 +241,8 @@ def scan_dir(
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)
-                    node = node_from_stat(name, full, st, dir_fd=dir_fd, previous=before(name))
+                    before = previous.get(name) if previous else None
+                    node = node_from_stat(name, full, st, dir_fd=dir_fd, previous=before)
                     entries.append((full, node))
                 except FileNotFoundError:
                     continue  # vanished between listing and stat: not in this snapshot
@@ -251,10 +251,6 @@ def scan_dir(
     finally:
         os.close(dir_fd)
     return entries
-
-
-def _nothing(name: bytes) -> None:
-    return None
 
 
 class _Unclean(Exception):

@@ -4,7 +4,7 @@ more than the one core the interpreter lock leaves its threads. Per small file t
 was most of a first backup's interpreter time; the backup itself keeps the tree walk, the
 dedup check and the packs (docs/bench/session11.md).
 
-A worker that dies, answers nonsense or cannot start is a `SealWorkerFailed` naming it:
+A worker that dies, answers nonsense or cannot start is a `WorkerFailed` naming it:
 its batch was not stored, and the backup reads that batch and the rest itself
 (`chunk_pipeline`). Starting, feeding and ending workers: `ops/worker_processes.py`.
 """
@@ -14,12 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from bbackup.crypto.keys import MasterKey
-from bbackup.ops.worker_processes import WorkerFailed, WorkerProcesses, worker_count
-
-#: A seal worker ended or answered out of turn; the backup cannot trust the batch.
-SealWorkerFailed = WorkerFailed
-#: Seal workers for a backup with `workers` reader threads (`worker_count`).
-seal_worker_count = worker_count
+from bbackup.ops.worker_processes import WorkerProcesses
 
 
 class SealWorkers(WorkerProcesses):
@@ -42,4 +37,4 @@ class SealWorkers(WorkerProcesses):
         return self.run(paths, len(paths))
 
 
-__all__ = ["SealWorkerFailed", "SealWorkers", "seal_worker_count"]
+__all__ = ["SealWorkers"]
