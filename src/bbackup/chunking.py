@@ -6,6 +6,7 @@ known files. pyfastcdc's Cython core releases the GIL while it scans.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ class ChunkerParams:
 
 #: Bytes read per system call when chunking a file.
 READ_BLOCK = 1 * MiB
+#: Of a chunker's buffer, what stays in memory between files: the rest (up to a maximal
+#: chunk, 8 MiB by default) is given back after each file that filled it.
+KEEP_BUFFER = 2 * MiB
 
 
 class Chunker:
@@ -42,8 +46,11 @@ class Chunker:
             seed=seed,
         )
         # Reused for every file. Longer than a maximal chunk, so a full buffer always holds
-        # one complete chunk before the (possibly cut short) last one.
-        self._buffer = bytearray(READ_BLOCK + params.max_size)
+        # one complete chunk before the (possibly cut short) last one. A private map: its
+        # pages take memory only once a read fills them, so small files cost a few pages,
+        # and what a large file filled beyond KEEP_BUFFER is given back when it is done
+        # (one chunker per reader thread held 9 MiB each for the whole backup).
+        self._buffer = mmap.mmap(-1, READ_BLOCK + params.max_size, flags=mmap.MAP_PRIVATE)
 
     def chunk_fd(self, fd: int) -> Iterator[memoryview]:
         """Yield the chunks of an open file; each view is valid until the next is yielded.
@@ -55,28 +62,33 @@ class Chunker:
         """
         buf = self._buffer
         view = memoryview(buf)
-        filled = 0
+        filled = high = 0
         eof = False
-        while True:
-            while not eof and filled < len(buf):
-                n = os.readv(fd, [view[filled:]])
-                if n == 0:
-                    eof = True
-                filled += n
-            if filled == 0:
-                return
-            start = 0
-            for chunk in self._cdc.cut_buf(view[:filled]):
-                end = chunk.offset + chunk.length
-                if not eof and end == filled:
-                    break  # may be cut short by the buffer's end: carry it over
-                yield chunk.data
-                start = end
-            if eof:
-                return
-            rest = filled - start
-            buf[:rest] = buf[start:filled]
-            filled = rest
+        try:
+            while True:
+                while not eof and filled < len(buf):
+                    n = os.readv(fd, [view[filled:]])
+                    if n == 0:
+                        eof = True
+                    filled += n
+                high = max(high, filled)
+                if filled == 0:
+                    return
+                start = 0
+                for chunk in self._cdc.cut_buf(view[:filled]):
+                    end = chunk.offset + chunk.length
+                    if not eof and end == filled:
+                        break  # may be cut short by the buffer's end: carry it over
+                    yield chunk.data
+                    start = end
+                if eof:
+                    return
+                rest = filled - start
+                view[:rest] = view[start:filled]
+                filled = rest
+        finally:
+            if high > KEEP_BUFFER:
+                buf.madvise(mmap.MADV_DONTNEED, KEEP_BUFFER, len(buf) - KEEP_BUFFER)
 
     def chunk_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunks of `stream`; each view is valid only until the next one is yielded."""

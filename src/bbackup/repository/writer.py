@@ -29,7 +29,7 @@ from bbackup.compression import compress
 from bbackup.crypto.aead import BLOB_OVERHEAD, BlobType, Cipher
 from bbackup.errors import BbackupError
 from bbackup.repository.index import INDEX_KIND, Index, IndexSegment, PackInfo
-from bbackup.repository.pack import PackBuilder, pack_object_name
+from bbackup.repository.pack import PackBuilder, give_back, map_length, pack_object_name
 from bbackup.storage import Storage
 
 #: While packs are uploaded, an index segment is written at least this often, so an
@@ -267,23 +267,25 @@ class BlobWriter:
         self._loop.call_soon_threadsafe(self._start_upload, pack, pack_id, data)
 
     def _new_pack(self, blob_type: BlobType, capacity: int) -> PackBuilder:
-        """A pack, in the map of a stored one when there is one of that size: a fresh map
-        costs a page fault per 4 KiB, and unmapping one a TLB shoot-down on every core."""
+        """A pack, in the map of a stored one when there is one of that size: its pages
+        were given back, but mapping and unmapping cost system calls and TLB shoot-downs
+        on every core."""
         with self._lock:
             for i, buffer in enumerate(self._spare_maps):
-                if len(buffer) == capacity:
+                if len(buffer) == map_length(capacity):
                     return PackBuilder(blob_type, capacity, self._spare_maps.pop(i))
         return PackBuilder(blob_type, capacity)
 
     def _dispose(self, pack: PackBuilder) -> None:
-        """Free a stored (or dropped) pack's slot, keeping its map for the next pack."""
+        """Free a stored (or dropped) pack's slot, keeping its map, without its memory,
+        for the next pack."""
         buffer = pack.release()
+        if buffer is not None and len(buffer) == map_length(self.pack_size + PACK_SLACK):
+            give_back(buffer)
+        else:
+            buffer = None
         with self._slots_changed:
-            if (
-                buffer is not None
-                and len(buffer) == self.pack_size + PACK_SLACK
-                and len(self._spare_maps) < self._max_spare_maps
-            ):
+            if buffer is not None and len(self._spare_maps) < self._max_spare_maps:
                 self._spare_maps.append(buffer)
             self._free_slots += 1
             self._slots_changed.notify_all()

@@ -57,3 +57,40 @@ def test_large_buffers_are_mapped_after_a_large_free() -> None:
 )
 def test_the_tuning_is_left_out_when_switched_off(env: dict[str, str]) -> None:
     assert mapped_bytes_of_a_3_mib_buffer(**env) == 0
+
+
+ARENA_PROBE = """
+import ctypes, threading
+from bbackup.cli.allocator import tune_allocator
+tune_allocator("restore")
+held = []
+barrier = threading.Barrier(8)
+def work():
+    held.append(bytearray(100_000))  # from malloc, not Python's small-object allocator
+    barrier.wait()  # all eight threads alive at once
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per heap, on stderr
+"""
+
+
+def heaps_after_eight_threads(**env: str) -> int:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", ARENA_PROBE],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+def test_threads_share_two_heaps() -> None:
+    """Eight threads allocating at once get two heaps between them, not one each (each
+    heap keeps what its threads freed: the restore's peak was 15 MiB higher)."""
+    assert heaps_after_eight_threads() == 2
+    assert heaps_after_eight_threads(BBACKUP_NO_MALLOC_TUNING="1") > 2
+    assert heaps_after_eight_threads(MALLOC_ARENA_MAX="3") == 3
