@@ -49,16 +49,21 @@ def map_length(capacity: int) -> int:
     return -(-capacity // HUGE_PAGE) * HUGE_PAGE
 
 
-def new_pack_map(capacity: int) -> mmap.mmap:
-    """A private anonymous map for a pack, in 2 MiB pages where the kernel offers them
-    (transparent huge pages in "madvise" mode, Linux's common default): a 16 MiB pack then
-    takes 8 page faults as it fills, not 4,096, which makes giving a stored pack's memory
-    back (`give_back`) and faulting it in again for the next pack cheap."""
-    buffer = mmap.mmap(-1, map_length(capacity), flags=mmap.MAP_PRIVATE)
+def new_pack_map(capacity: int, body: int | None = None) -> mmap.mmap:
+    """A private anonymous map for a pack, its first `body` bytes (all by default) in 2
+    MiB pages where the kernel offers them (transparent huge pages in "madvise" mode,
+    Linux's common default): a 16 MiB pack then takes 8 page faults as it fills, not
+    4,096, which makes giving a stored pack's memory back (`give_back`) and faulting it in
+    again for the next pack cheap. What lies past the body (the slack that the last blob
+    and the header run into) stays in small pages: a full pack always ends a little past
+    its size, and a huge page there would hold 2 MiB for those few bytes."""
+    length = map_length(capacity)
+    buffer = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
     hugepage = getattr(mmap, "MADV_HUGEPAGE", None)
-    if hugepage is not None:
+    huge = length if body is None else min(length, body // HUGE_PAGE * HUGE_PAGE)
+    if hugepage is not None and huge:
         with contextlib.suppress(OSError):  # a kernel without transparent huge pages
-            buffer.madvise(hugepage)
+            buffer.madvise(hugepage, 0, huge)
     return buffer
 
 
@@ -82,12 +87,22 @@ class PackBuilder:
     written) and calls `finish` once the pack is closed and they are all done.
     """
 
-    def __init__(self, blob_type: BlobType, capacity: int, buffer: mmap.mmap | None = None) -> None:
-        """A pack in a new map for `capacity` bytes, or in `buffer` (a map of that length that
-        held an earlier pack: every byte the pack stores is written again)."""
+    def __init__(
+        self,
+        blob_type: BlobType,
+        capacity: int,
+        buffer: mmap.mmap | None = None,
+        *,
+        body: int | None = None,
+    ) -> None:
+        """A pack in a new map for `capacity` bytes (`body` of them expected to fill:
+        `new_pack_map`), or in `buffer` (a map of that length that held an earlier pack:
+        every byte the pack stores is written again)."""
         self.blob_type = blob_type
         self.capacity = capacity
-        self.buffer: mmap.mmap | None = buffer if buffer is not None else new_pack_map(capacity)
+        self.buffer: mmap.mmap | None = (
+            buffer if buffer is not None else new_pack_map(capacity, body)
+        )
         self.view = memoryview(self.buffer)
         self.blobs: list[PackedBlob] = []
         self.size = 0

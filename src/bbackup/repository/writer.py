@@ -274,7 +274,7 @@ class BlobWriter:
             for i, buffer in enumerate(self._spare_maps):
                 if len(buffer) == map_length(capacity):
                     return PackBuilder(blob_type, capacity, self._spare_maps.pop(i))
-        return PackBuilder(blob_type, capacity)
+        return PackBuilder(blob_type, capacity, body=self.pack_size)
 
     def _dispose(self, pack: PackBuilder) -> None:
         """Free a stored (or dropped) pack's slot, keeping its map, without its memory,

@@ -60,8 +60,8 @@ def _mapped(pack: PackBuilder) -> bool:
 def track_packs(monkeypatch: pytest.MonkeyPatch) -> None:
     init = PackBuilder.__init__
 
-    def tracked(self: PackBuilder, *args: object) -> None:
-        init(self, *args)  # type: ignore[arg-type]
+    def tracked(self: PackBuilder, *args: object, **kwargs: object) -> None:
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
         LIVE_PACKS.add(self)
 
     monkeypatch.setattr(PackBuilder, "__init__", tracked)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 
 import pytest
@@ -11,7 +13,7 @@ from bbackup.crypto.aead import BLOB_OVERHEAD, BlobType, Cipher
 from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import parse_pack, verify_pack_id
-from bbackup.repository.pack import PackBuilder
+from bbackup.repository.pack import HUGE_PAGE, PackBuilder, give_back, map_length, new_pack_map
 
 
 @pytest.fixture
@@ -103,3 +105,38 @@ def test_a_flipped_bit_in_a_blob_fails_the_pack_id_and_the_blob(cipher: Cipher) 
     sealed = bytes(tampered[last.offset : last.offset + last.length])
     with pytest.raises(IntegrityError):
         cipher.open_blob(last.blob_type, last.blob_id, sealed)
+
+
+def map_usage(buffer: mmap.mmap) -> dict[str, int]:
+    """Rss and AnonHugePages of `buffer`'s map, in bytes (/proc/self/smaps)."""
+    start = f"{ctypes.addressof(ctypes.c_char.from_buffer(buffer)):x}-"
+    usage: dict[str, int] = {}
+    with open("/proc/self/smaps") as smaps:
+        lines = iter(smaps)
+        for line in lines:
+            if line.startswith(start):
+                for field in lines:
+                    key, _, rest = field.partition(":")
+                    if key in ("Rss", "AnonHugePages"):
+                        usage[key] = int(rest.split()[0]) * 1024
+                    if key == "VmFlags":
+                        return usage
+    raise AssertionError("the map is not in /proc/self/smaps")
+
+
+def test_a_pack_map_is_given_back_and_its_slack_holds_no_huge_page() -> None:
+    """A pack's body may come in huge pages; the slack past it (where a full pack's last
+    blob and header end) in small ones, so those bytes do not hold 2 MiB; and a stored
+    pack's map gives all of its memory back."""
+    body, capacity = 4 * HUGE_PAGE, 4 * HUGE_PAGE + 9 * 1024 * 1024
+    buffer = new_pack_map(capacity, body)
+    assert len(buffer) == map_length(capacity) and len(buffer) % HUGE_PAGE == 0
+    buffer[: body + 4096] = b"\x01" * (body + 4096)  # a full pack: a page past its body
+
+    used = map_usage(buffer)
+    assert used["AnonHugePages"] <= body  # none of it in the slack
+    assert used["Rss"] <= body + 2 * 4096
+
+    give_back(buffer)
+    assert map_usage(buffer)["Rss"] == 0
+    assert buffer[:16] == b"\0" * 16  # the next pack finds zeroes, not the last one's bytes
