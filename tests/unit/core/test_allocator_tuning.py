@@ -34,17 +34,21 @@ except (OSError, AttributeError):
     pytest.skip("needs glibc's mallinfo2 to see where memory comes from", allow_module_level=True)
 
 
-def mapped_bytes_of_a_3_mib_buffer(**env: str) -> int:
+def run_probe(probe: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `probe` in a fresh interpreter with `env` and no inherited MALLOC_ settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+    return subprocess.run(
+        [sys.executable, "-c", probe],
         env={**clean, **env},
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    return int(done.stdout)
+
+
+def mapped_bytes_of_a_3_mib_buffer(**env: str) -> int:
+    return int(run_probe(PROBE, **env).stdout)
 
 
 def test_large_buffers_are_mapped_after_a_large_free() -> None:
@@ -76,16 +80,8 @@ ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per heap, on stderr
 
 
 def heaps_after_eight_threads(**env: str) -> int:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    done = subprocess.run(
-        [sys.executable, "-c", ARENA_PROBE],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+    stderr = run_probe(ARENA_PROBE, **env).stderr
+    return sum(line.startswith("Arena ") for line in stderr.splitlines())
 
 
 def test_threads_share_two_heaps() -> None:
