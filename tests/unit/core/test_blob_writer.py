@@ -22,6 +22,7 @@ from bbackup.repository.index import Index
 from bbackup.repository.pack import HUGE_PAGE, PackBuilder
 from bbackup.repository.writer import BlobWriter
 from bbackup.storage.memory import MemoryStorage
+from map_memory import huge_pages_on_request
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -206,15 +207,6 @@ def resident_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * KiB
     raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def huge_pages_on_request() -> bool:
-    """Whether this kernel gives transparent huge pages to maps that ask for them."""
-    try:
-        with open("/sys/kernel/mm/transparent_hugepage/enabled") as setting:
-            return "[never]" not in setting.read()
-    except OSError:
-        return False
 
 
 def test_memory_stays_that_of_a_few_packs_however_many_are_written() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import io
-import mmap
 import random
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from bbackup.chunking import KEEP_BUFFER, Chunker, ChunkerParams, MiB
 from bbackup.crypto.keys import MasterKey
+from map_memory import map_usage
 
 PARAMS = ChunkerParams()  # the repository default: 512 KiB / 1 MiB / 8 MiB
 
@@ -49,19 +48,6 @@ def test_stream_and_buffer_chunking_agree(data: bytes) -> None:
     assert streamed == chunks(seed, data)
 
 
-def resident_bytes(buffer: mmap.mmap) -> int:
-    """Bytes of `buffer` in memory now: its map's Rss in /proc/self/smaps."""
-    start = f"{ctypes.addressof(ctypes.c_char.from_buffer(buffer)):x}-"
-    with open("/proc/self/smaps") as smaps:
-        lines = iter(smaps)
-        for line in lines:
-            if line.startswith(start):
-                for field in lines:
-                    if field.startswith("Rss:"):
-                        return int(field.split()[1]) * 1024
-    raise AssertionError("the buffer's map is not in /proc/self/smaps")
-
-
 def test_chunking_a_file_cuts_as_one_pass_and_gives_its_buffer_back(
     data: bytes, tmp_path: Path
 ) -> None:
@@ -78,13 +64,13 @@ def test_chunking_a_file_cuts_as_one_pass_and_gives_its_buffer_back(
     small.write_bytes(data[: 600 * 1024])
     with open(small, "rb") as file:
         assert [bytes(c) for c in chunker.chunk_fd(file.fileno())] == [data[: 600 * 1024]]
-    assert resident_bytes(buffer) <= KEEP_BUFFER  # a small file fills only its pages
+    assert map_usage(buffer)["Rss"] <= KEEP_BUFFER  # a small file fills only its pages
 
     with open(path, "rb") as file:
         pieces = chunker.chunk_fd(file.fileno())
         assert [bytes(c) for c in pieces] == chunks(seed, data)
     assert len(data) > len(buffer)
-    assert resident_bytes(buffer) <= KEEP_BUFFER
+    assert map_usage(buffer)["Rss"] <= KEEP_BUFFER
 
 
 def test_boundaries_differ_between_master_keys_so_they_do_not_fingerprint_files(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 import os
 
 import pytest
@@ -14,6 +12,7 @@ from bbackup.crypto.keys import MasterKey
 from bbackup.errors import IntegrityError
 from bbackup.repository import parse_pack, verify_pack_id
 from bbackup.repository.pack import HUGE_PAGE, PackBuilder, give_back, map_length, new_pack_map
+from map_memory import map_usage
 
 
 @pytest.fixture
@@ -105,23 +104,6 @@ def test_a_flipped_bit_in_a_blob_fails_the_pack_id_and_the_blob(cipher: Cipher) 
     sealed = bytes(tampered[last.offset : last.offset + last.length])
     with pytest.raises(IntegrityError):
         cipher.open_blob(last.blob_type, last.blob_id, sealed)
-
-
-def map_usage(buffer: mmap.mmap) -> dict[str, int]:
-    """Rss and AnonHugePages of `buffer`'s map, in bytes (/proc/self/smaps)."""
-    start = f"{ctypes.addressof(ctypes.c_char.from_buffer(buffer)):x}-"
-    usage: dict[str, int] = {}
-    with open("/proc/self/smaps") as smaps:
-        lines = iter(smaps)
-        for line in lines:
-            if line.startswith(start):
-                for field in lines:
-                    key, _, rest = field.partition(":")
-                    if key in ("Rss", "AnonHugePages"):
-                        usage[key] = int(rest.split()[0]) * 1024
-                    if key == "VmFlags":
-                        return usage
-    raise AssertionError("the map is not in /proc/self/smaps")
 
 
 def test_a_pack_map_is_given_back_and_its_slack_holds_no_huge_page() -> None:
