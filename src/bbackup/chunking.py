@@ -6,6 +6,7 @@ known files. pyfastcdc's Cython core releases the GIL while it scans.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator
@@ -88,7 +89,8 @@ class Chunker:
                 filled = rest
         finally:
             if high > KEEP_BUFFER:
-                buf.madvise(mmap.MADV_DONTNEED, KEEP_BUFFER, len(buf) - KEEP_BUFFER)
+                with contextlib.suppress(OSError):  # the pages stay: only memory is lost
+                    buf.madvise(mmap.MADV_DONTNEED, KEEP_BUFFER, len(buf) - KEEP_BUFFER)
 
     def chunk_stream(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunks of `stream`; each view is valid only until the next one is yielded."""

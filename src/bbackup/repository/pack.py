@@ -70,8 +70,10 @@ def new_pack_map(capacity: int, body: int | None = None) -> mmap.mmap:
 def give_back(buffer: mmap.mmap) -> None:
     """Return the memory of a map whose pack is stored, keeping the map: a kept map that
     held its pages would double what the next pack holds while the one before it is
-    still being written (peak RSS of a first backup: two full packs, not one)."""
-    buffer.madvise(mmap.MADV_DONTNEED)
+    still being written (peak RSS of a first backup: two full packs, not one). Where the
+    kernel refuses, the pages stay: this must never fail the store that freed the slot."""
+    with contextlib.suppress(OSError):
+        buffer.madvise(mmap.MADV_DONTNEED)
 
 
 class PackBuilder:
