@@ -63,7 +63,10 @@ def test_chunking_a_file_cuts_as_one_pass_and_gives_its_buffer_back(
     small = tmp_path / "small"
     small.write_bytes(data[: 600 * 1024])
     with open(small, "rb") as file:
-        assert [bytes(c) for c in chunker.chunk_fd(file.fileno())] == [data[: 600 * 1024]]
+        # Usually one chunk; FastCDC may cut it past the minimum size (512 KiB).
+        assert [bytes(c) for c in chunker.chunk_fd(file.fileno())] == chunks(
+            seed, data[: 600 * 1024]
+        )
     assert resident_bytes(buffer) <= KEEP_BUFFER  # a small file fills only its pages
 
     with open(path, "rb") as file:
